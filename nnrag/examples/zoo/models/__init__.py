@@ -1,0 +1,2 @@
+from .resnet import BasicBlock, ResNetTiny
+from .vit import TinyViT

@@ -1,0 +1,60 @@
+"""One exception root for nnrag, with specific subclasses that say what to do next.
+
+The CLI catches :class:`NnragError` and prints its message without a traceback, so every
+message must be actionable on its own.
+"""
+
+from __future__ import annotations
+
+
+class NnragError(Exception):
+    """Base class of every error nnrag raises on purpose."""
+
+
+class StoreError(NnragError):
+    """The index database is missing, locked, corrupt or of an unknown schema."""
+
+
+class IndexMissingError(StoreError):
+    """No index exists at the given location."""
+
+
+class SchemaVersionError(StoreError):
+    """The database was written by a newer nnrag than this one."""
+
+
+class ScanError(NnragError):
+    """A source tree could not be scanned at all (per-file problems are only reported)."""
+
+
+class NameLookupError(NnragError):
+    """A name given by the user does not identify exactly one indexed definition."""
+
+
+class NameNotFoundError(NameLookupError):
+    """No indexed definition has this name."""
+
+
+class AmbiguousNameError(NameLookupError):
+    """Several indexed definitions share this simple name; the candidates are listed."""
+
+    def __init__(self, name: str, candidates: list[str]) -> None:
+        self.name = name
+        self.candidates = candidates
+        listing = "\n".join(f"  {c}" for c in candidates)
+        super().__init__(
+            f"'{name}' is ambiguous: {len(candidates)} definitions match. "
+            f"Use a qualified name:\n{listing}"
+        )
+
+
+class ResolveError(NnragError):
+    """A dependency of a definition could not be resolved into a scope-closed module."""
+
+
+class SandboxError(NnragError):
+    """The sandbox itself could not start (not: the code inside it failed)."""
+
+
+class OptionalDependencyError(NnragError):
+    """An optional dependency is needed; the message names the extra to install."""

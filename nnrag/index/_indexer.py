@@ -1,0 +1,245 @@
+"""Walk a source tree and bring the store up to date, incrementally and transactionally.
+
+Files whose bytes are unchanged (SHA-1) are skipped, vanished files are removed, and each
+batch of files is one transaction, so an interrupted run leaves a consistent store that
+the next run completes. Per-file problems are counted, never fatal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.machinery
+import importlib.metadata
+import io
+import os
+import re
+import tokenize
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import libcst as cst
+
+from nnrag.exceptions import ScanError
+from nnrag.index._blocks import find_blocks
+from nnrag.index._model import FileProblem, FileScan, IndexReport
+from nnrag.index._scan import scan_source
+from nnrag.index._store import Store
+from nnrag.index._symbols import SymbolTable
+from nnrag.logging import get_logger
+
+logger = get_logger(__name__)
+
+MAX_FILE_BYTES = 2_000_000  # generated files (protobufs, vocabularies) are not code worth indexing
+_BATCH = 64
+_SKIP_DIRS = {"__pycache__", "node_modules", "site-packages"}
+
+Progress = Callable[[int, int, str], None]
+
+
+def _walk(root: Path, report: IndexReport) -> Iterator[Path]:
+    """Yield ``.py`` files under root, following directory symlinks but never in a loop."""
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=None):
+        try:
+            st = os.stat(dirpath)
+        except OSError as exc:
+            report.problems.append(FileProblem(dirpath, "unreadable", str(exc)))
+            dirnames[:] = []
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            report.problems.append(
+                FileProblem(dirpath, "symlink_loop", "directory already visited through a symlink; skipped")
+            )
+            dirnames[:] = []
+            continue
+        seen.add(key)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in _SKIP_DIRS)
+        for name in sorted(filenames):
+            if name.endswith(".py"):
+                yield Path(dirpath) / name
+
+
+def module_name(root: Path, path: Path, prefix: str) -> tuple[str, bool]:
+    rel = path.relative_to(root).with_suffix("")
+    parts = [p for p in rel.parts]
+    is_package = parts[-1] == "__init__"
+    if is_package:
+        parts = parts[:-1]
+    dotted = ".".join([*([prefix] if prefix else []), *parts])
+    return dotted or prefix, is_package
+
+
+def _read(path: Path, max_bytes: int) -> bytes | FileProblem:
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            return FileProblem(str(path), "too_large", f"{size / 1e6:.1f} MB exceeds the {max_bytes / 1e6:.1f} MB limit; skipped")
+        data = path.read_bytes()
+    except OSError as exc:  # ELOOP for self-referencing symlinks, EACCES, ...
+        kind = "symlink_loop" if exc.errno == 40 else "unreadable"
+        return FileProblem(str(path), kind, exc.strerror or str(exc))
+    if b"\x00" in data[:8192]:
+        return FileProblem(str(path), "binary", "contains NUL bytes: not a Python source file")
+    return data
+
+
+def _scan_bytes(path: str, data: bytes, module: str, is_package: bool) -> FileScan | FileProblem:
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        text = data.decode(encoding)
+    except (UnicodeDecodeError, SyntaxError, LookupError) as exc:
+        return FileProblem(path, "decode_error", f"not valid source text: {exc}")
+    try:
+        return scan_source(text, module, is_package)
+    except cst.ParserSyntaxError as exc:
+        return FileProblem(path, "syntax_error", exc.message, exc.raw_line, exc.raw_column + 1)
+    except RecursionError:
+        return FileProblem(path, "syntax_error", "nesting too deep to parse")
+
+
+def _scan_job(args: tuple[str, bytes, str, bool]) -> FileScan | FileProblem:
+    return _scan_bytes(*args)
+
+
+def package_version(root: Path, prefix: str) -> str | None:
+    top = prefix.split(".")[0] if prefix else root.name
+    try:
+        dists = importlib.metadata.packages_distributions().get(top, [])
+        if dists:
+            return importlib.metadata.version(dists[0])
+    except Exception:  # metadata of unrelated broken distributions must not stop indexing
+        pass
+    for candidate in ("__init__.py", "version.py", "_version.py", "__version__.py"):
+        path = root / candidate
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            match = re.search(r"""^__version__\s*(?::\s*str\s*)?=\s*['"]([^'"]+)['"]""", text, re.M)
+            if match:
+                return match.group(1)
+    return None
+
+
+def index_path(
+    store: Store, root: str | Path, *, prefix: str | None = None, package: str | None = None,
+    progress: Progress | None = None, max_bytes: int = MAX_FILE_BYTES, jobs: int = 1,
+) -> IndexReport:
+    """Index every ``.py`` file under ``root``.
+
+    ``prefix`` is the dotted module name of ``root`` itself: the folder name when it is a
+    package (has ``__init__.py``), empty for a repository checkout.
+    """
+    root_path = Path(root).expanduser()
+    if not root_path.exists():
+        raise ScanError(f"path does not exist: {root_path}")
+    if root_path.is_file():
+        raise ScanError(f"{root_path} is a file; give the directory of a repository or package")
+    root_path = root_path.resolve()
+    if prefix is None:
+        prefix = root_path.name if (root_path / "__init__.py").exists() else ""
+    package = package or prefix.split(".")[0] or root_path.name
+    report = IndexReport(package=package, root=str(root_path))
+    files = list(_walk(root_path, report))
+    known = store.file_hashes(package)
+    todo: list[tuple[str, bytes, str, bool, str]] = []
+    seen_paths: set[str] = set()
+    for path in files:
+        key = str(path)
+        seen_paths.add(key)
+        data = _read(path, max_bytes)
+        if isinstance(data, FileProblem):
+            report.problems.append(data)
+            with store.transaction():
+                store.record_problem(key, package, None, data.kind, data.message)
+            continue
+        sha = hashlib.sha1(data).hexdigest()
+        if known.get(key) == sha:
+            report.unchanged += 1
+            continue
+        module, is_pkg = module_name(root_path, path, prefix)
+        todo.append((key, data, module, is_pkg, sha))
+    removed = [p for p in known if p not in seen_paths]
+    changed = bool(todo or removed)
+    if changed:
+        with store.transaction():
+            store.set_meta("blocks_dirty", "1")
+    total = len(files)
+    done = report.unchanged
+    if progress:
+        progress(done, total, "")
+    jobs = max(1, min(jobs, len(todo) // 32 or 1))
+    pool = ProcessPoolExecutor(jobs) if jobs > 1 else None
+    try:
+        args = [(k, d, m, p) for k, d, m, p, _ in todo]
+        results = pool.map(_scan_job, args, chunksize=8) if pool else map(_scan_job, args)
+        batch: list[tuple[tuple[str, bytes, str, bool, str], FileScan | FileProblem]] = []
+        for item, result in zip(todo, results, strict=True):
+            batch.append((item, result))
+            if len(batch) >= _BATCH:
+                _write_batch(store, package, batch, report)
+                batch = []
+            done += 1
+            if progress:
+                progress(done, total, item[0])
+        _write_batch(store, package, batch, report)
+    finally:
+        if pool:
+            pool.shutdown(cancel_futures=True)
+    with store.transaction():
+        for path in removed:
+            store.delete_file(path)
+        store.upsert_package(package, str(root_path), package_version(root_path, prefix))
+    report.removed = len(removed)
+    if changed or store.get_meta("blocks_dirty") == "1":
+        mark_blocks(store)
+    counts = store.rows(
+        "SELECT count(*) AS n, sum(d.is_block) AS b FROM definitions d JOIN modules m ON m.name = d.module"
+        " WHERE m.package = ?", (package,)
+    )[0]
+    report.definitions, report.blocks = counts["n"] or 0, counts["b"] or 0
+    logger.info("indexed %s: %d scanned, %d unchanged, %d problems", package, report.scanned, report.unchanged, report.failed)
+    return report
+
+
+def _write_batch(store: Store, package: str, batch: list, report: IndexReport) -> None:
+    if not batch:
+        return
+    with store.transaction():
+        for (key, data, _module, _is_pkg, sha), result in batch:
+            if isinstance(result, FileProblem):
+                report.problems.append(result)
+                where = f" (line {result.line}, column {result.column})" if result.line else ""
+                store.record_problem(key, package, sha, result.kind, result.message + where)
+            else:
+                report.scanned += 1
+                store.save_scan(key, package, sha, len(data), result)
+
+
+def mark_blocks(store: Store) -> int:
+    """Recompute the block flag over the whole store (bases may cross packages)."""
+    table = SymbolTable(store)
+    blocks = find_blocks(table)
+    with store.transaction():
+        store.set_blocks(blocks)
+        store.set_meta("blocks_dirty", "0")
+    return len(blocks)
+
+
+def locate_package(name: str) -> tuple[Path, str]:
+    """Find an installed package's folder without importing it (no code runs)."""
+    top, *rest = name.split(".")
+    spec = importlib.machinery.PathFinder.find_spec(top)
+    if spec is None or not spec.submodule_search_locations:
+        raise ScanError(f"no installed package named {top!r} (is it installed in this environment?)")
+    path = Path(next(iter(spec.submodule_search_locations)))
+    for part in rest:
+        path = path / part
+        if not (path / "__init__.py").exists() and not path.is_dir():
+            raise ScanError(f"{name!r}: {path} is not a package folder")
+    return path, name
+
+
+def index_package(store: Store, name: str, **kwargs: object) -> IndexReport:
+    path, prefix = locate_package(name)
+    return index_path(store, path, prefix=prefix, package=name.split(".")[0], **kwargs)  # type: ignore[arg-type]

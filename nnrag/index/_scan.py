@@ -1,0 +1,260 @@
+"""Parse one Python file with LibCST into a :class:`FileScan`.
+
+LibCST (not ``ast``) is used because it round-trips source exactly: the stored source of a
+definition is byte-for-byte what the author wrote, comments included, which is what the
+emitter later splices into scope-closed modules.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from collections.abc import Iterator, Sequence
+
+import libcst as cst
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+from nnrag.index._model import Definition, FileScan, ImportBinding
+
+
+def normalised_hash(source: str) -> str:
+    """SHA-1 of the source with comments and formatting removed.
+
+    ``ast.unparse(ast.parse(...))`` canonicalises whitespace, quotes and parentheses, so two
+    copies of a block that differ only in formatting share one content address.
+    """
+    try:
+        canonical = ast.unparse(ast.parse(source))
+    except SyntaxError:
+        canonical = source
+    return hashlib.sha1(canonical.encode("utf-8")).hexdigest()
+
+
+def resolve_relative(module: str, is_package: bool, level: int, target: str | None) -> str:
+    """Absolute module of ``from <'.' * level><target> import ...`` inside ``module``.
+
+    Returns ``""`` when the relative import climbs above the top of the dotted name, which
+    happens when a sub-folder of a package was indexed on its own.
+    """
+    if level == 0:
+        return target or ""
+    parts = module.split(".")
+    if not is_package:
+        parts = parts[:-1]
+    if level - 1 > len(parts):
+        return ""
+    base = parts[: len(parts) - (level - 1)]
+    if target:
+        base = [*base, target]
+    return ".".join(p for p in base if p)
+
+
+def dotted(node: cst.BaseExpression) -> str | None:
+    """``a.b.c`` for a Name/Attribute chain, ``None`` for anything else."""
+    if isinstance(node, cst.Name):
+        return node.value
+    if isinstance(node, cst.Attribute):
+        head = dotted(node.value)
+        return f"{head}.{node.attr.value}" if head else None
+    if isinstance(node, cst.Call):  # e.g. a base built by a call: keep the callee
+        return dotted(node.func)
+    if isinstance(node, cst.Subscript):  # Generic[T] -> Generic
+        return dotted(node.value)
+    return None
+
+
+def _docstring(body: Sequence[cst.CSTNode]) -> str | None:
+    if body and isinstance(body[0], cst.SimpleStatementLine):
+        first = body[0].body[0] if body[0].body else None
+        if isinstance(first, cst.Expr) and isinstance(first.value, cst.SimpleString | cst.ConcatenatedString):
+            value = first.value.evaluated_value
+            return value if isinstance(value, str) else None
+    return None
+
+
+def _is_type_checking(test: cst.BaseExpression) -> bool:
+    name = dotted(test)
+    return name in {"TYPE_CHECKING", "typing.TYPE_CHECKING"}
+
+
+def _handler_catches_import_error(handler: cst.ExceptHandler) -> bool:
+    if handler.type is None:
+        return True
+    names = [dotted(e.value) for e in handler.type.elements] if isinstance(handler.type, cst.Tuple) else [dotted(handler.type)]
+    return any(n and n.split(".")[-1] in {"ImportError", "ModuleNotFoundError", "Exception"} for n in names)
+
+
+class _Scanner:
+    def __init__(self, module: str, is_package: bool, wrapper: MetadataWrapper) -> None:
+        self.module = module
+        self.is_package = is_package
+        self.tree = wrapper.module
+        self.positions = wrapper.resolve(PositionProvider)
+        self.definitions: list[Definition] = []
+        self.imports: list[ImportBinding] = []
+        self.all_names: tuple[str, ...] | None = None
+        self.future_annotations = False
+        self._index = 0
+
+    # -- walking module-level statements, descending into if/try/with but not def/class
+    def walk(self, body: Sequence[cst.BaseStatement], guard: str) -> None:
+        for stmt in body:
+            self._index += 1
+            if isinstance(stmt, cst.If):
+                self._walk_if(stmt, guard)
+            elif isinstance(stmt, cst.Try):
+                inner = guard or "try"
+                self.walk(stmt.body.body, inner)
+                for handler in stmt.handlers:
+                    fallback = "except" if _handler_catches_import_error(handler) else (guard or "except")
+                    self.walk(handler.body.body, guard or fallback)
+                if stmt.orelse:
+                    self.walk(stmt.orelse.body.body, guard or "try")
+                if stmt.finalbody:
+                    self.walk(stmt.finalbody.body.body, guard)
+            elif isinstance(stmt, cst.With):
+                self.walk(stmt.body.body, guard)
+            elif isinstance(stmt, cst.ClassDef):
+                self._add_class(stmt, guard)
+            elif isinstance(stmt, cst.FunctionDef):
+                self._add(stmt, stmt.name.value, "function", guard)
+            elif isinstance(stmt, cst.SimpleStatementLine):
+                for small in stmt.body:
+                    self._small(stmt, small, guard)
+
+    def _walk_if(self, stmt: cst.If, guard: str) -> None:
+        if _is_type_checking(stmt.test):
+            self.walk(stmt.body.body, "type_checking")
+            if isinstance(stmt.orelse, cst.Else):
+                self.walk(stmt.orelse.body.body, guard)
+            return
+        self.walk(stmt.body.body, guard or "if")
+        orelse = stmt.orelse
+        if isinstance(orelse, cst.If):
+            self._walk_if(orelse, guard or "else")
+        elif isinstance(orelse, cst.Else):
+            self.walk(orelse.body.body, guard or "else")
+
+    def _small(self, line: cst.SimpleStatementLine, small: cst.BaseSmallStatement, guard: str) -> None:
+        if isinstance(small, cst.Import):
+            for alias in small.names:
+                full = dotted(alias.name) or ""
+                # ``import a.b`` binds ``a``; the full path is kept so emission can repeat it.
+                local = alias.asname.name.value if alias.asname else full.split(".")[0]  # type: ignore[union-attr]
+                self._import(local, full, None, 0, line, guard)
+        elif isinstance(small, cst.ImportFrom):
+            level = len(small.relative)
+            mod = dotted(small.module) if small.module else None
+            target_module = resolve_relative(self.module, self.is_package, level, mod)
+            if target_module == "__future__":
+                if not isinstance(small.names, cst.ImportStar) and any(
+                    a.name.value == "annotations" for a in small.names  # type: ignore[union-attr]
+                ):
+                    self.future_annotations = True
+                return
+            if isinstance(small.names, cst.ImportStar):
+                self._import("*", target_module, "*", level, line, guard)
+                return
+            for alias in small.names:
+                name = alias.name.value if isinstance(alias.name, cst.Name) else dotted(alias.name) or ""
+                local = alias.asname.name.value if alias.asname else name  # type: ignore[union-attr]
+                self._import(local, target_module, name, level, line, guard)
+        elif isinstance(small, cst.Assign | cst.AnnAssign | cst.AugAssign):
+            targets: list[cst.BaseExpression] = (
+                [t.target for t in small.targets] if isinstance(small, cst.Assign) else [small.target]
+            )
+            names = [n for t in targets for n in _target_names(t)]
+            if names == ["__all__"] and isinstance(small, cst.Assign | cst.AnnAssign):
+                self.all_names = _literal_strings(small.value)
+            if isinstance(small, cst.AnnAssign) and small.value is None:
+                return  # a bare annotation binds nothing at run time
+            for name in dict.fromkeys(names):
+                self._add(line, name, "assign", guard)
+
+    def _import(
+        self, local: str, target_module: str, target_name: str | None, level: int,
+        node: cst.CSTNode, guard: str,
+    ) -> None:
+        self.imports.append(
+            ImportBinding(
+                local_name=local,
+                target_module=target_module,
+                target_name=target_name,
+                level=level,
+                lineno=self.positions[node].start.line,
+                guard=guard,
+                stmt_index=self._index,
+            )
+        )
+
+    def _add_class(self, node: cst.ClassDef, guard: str) -> None:
+        bases = tuple(d for a in node.bases if (d := dotted(a.value)))
+        metaclass = [dotted(k.value) for k in node.keywords if k.keyword and k.keyword.value == "metaclass"]
+        methods = [s for s in node.body.body if isinstance(s, cst.FunctionDef)]
+        abstract = any(
+            (dotted(d.decorator) or "").split(".")[-1] in {"abstractmethod", "abstractproperty"}
+            for m in methods for d in m.decorators
+        ) or any(b.split(".")[-1] == "ABC" for b in bases) or any(
+            (m or "").split(".")[-1] == "ABCMeta" for m in metaclass
+        )
+        has_forward = any(m.name.value == "forward" for m in methods) or any(
+            isinstance(s, cst.SimpleStatementLine)
+            and any(isinstance(x, cst.Assign) and "forward" in [n for t in x.targets for n in _target_names(t.target)] for x in s.body)
+            for s in node.body.body
+        )
+        self._add(node, node.name.value, "class", guard, bases, abstract, has_forward, _docstring(node.body.body))
+
+    def _add(
+        self, node: cst.CSTNode, name: str, kind: str, guard: str, bases: tuple[str, ...] = (),
+        abstract: bool = False, has_forward: bool = False, doc: str | None = None,
+    ) -> None:
+        pos = self.positions[node]
+        source = self.tree.code_for_node(node)
+        if kind == "function" and isinstance(node, cst.FunctionDef):
+            doc = _docstring(node.body.body) if isinstance(node.body, cst.IndentedBlock) else None
+        self.definitions.append(
+            Definition(
+                name=name, kind=kind, lineno=pos.start.line, end_lineno=pos.end.line,
+                source=source, hash=normalised_hash(source), guard=guard, stmt_index=self._index,
+                bases=bases, is_abstract=abstract, has_forward=has_forward, docstring=doc,
+            )
+        )
+
+
+def _target_names(node: cst.BaseExpression) -> Iterator[str]:
+    if isinstance(node, cst.Name):
+        yield node.value
+    elif isinstance(node, cst.Tuple | cst.List):
+        for el in node.elements:
+            yield from _target_names(el.value)
+    elif isinstance(node, cst.StarredElement):
+        yield from _target_names(node.value)
+
+
+def _literal_strings(node: cst.BaseExpression | None) -> tuple[str, ...] | None:
+    if isinstance(node, cst.List | cst.Tuple | cst.Set):
+        out = []
+        for el in node.elements:
+            if isinstance(el.value, cst.SimpleString) and isinstance(el.value.evaluated_value, str):
+                out.append(el.value.evaluated_value)
+        return tuple(out)
+    return None
+
+
+def scan_source(source: str | bytes, module: str, is_package: bool = False) -> FileScan:
+    """Scan one file's source. Raises ``libcst.ParserSyntaxError`` or ``UnicodeDecodeError``."""
+    tree = cst.parse_module(source)
+    wrapper = MetadataWrapper(tree, unsafe_skip_copy=True)
+    scanner = _Scanner(module, is_package, wrapper)
+    scanner.walk(wrapper.module.body, "")
+    text = wrapper.module.code
+    return FileScan(
+        module=module,
+        is_package=is_package,
+        future_annotations=scanner.future_annotations,
+        definitions=tuple(scanner.definitions),
+        imports=tuple(scanner.imports),
+        all_names=scanner.all_names,
+        line_count=text.count("\n") + 1,
+        docstring=_docstring(wrapper.module.body),
+    )

@@ -1,0 +1,260 @@
+"""The SQLite store behind the index: versioned schema, WAL, one short transaction per change.
+
+Only :mod:`nnrag.index` writes the code tables (packages, files, modules, definitions,
+imports); :mod:`nnrag.rag` writes validation results through :meth:`Store.save_validation`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from nnrag.exceptions import IndexMissingError, SchemaVersionError, StoreError
+from nnrag.index._model import FileScan
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS packages (
+    name TEXT PRIMARY KEY, root TEXT NOT NULL, version TEXT, indexed_at REAL);
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY, package TEXT NOT NULL, module TEXT, sha1 TEXT, size INTEGER,
+    status TEXT NOT NULL, error TEXT);
+CREATE TABLE IF NOT EXISTS modules (
+    name TEXT PRIMARY KEY, package TEXT NOT NULL, path TEXT NOT NULL,
+    is_package INTEGER NOT NULL, future_annotations INTEGER NOT NULL, all_names TEXT,
+    docstring TEXT);
+CREATE TABLE IF NOT EXISTS definitions (
+    id INTEGER PRIMARY KEY, module TEXT NOT NULL, name TEXT NOT NULL, qualname TEXT NOT NULL,
+    kind TEXT NOT NULL, lineno INTEGER, end_lineno INTEGER, source TEXT NOT NULL,
+    hash TEXT NOT NULL, guard TEXT NOT NULL DEFAULT '', stmt_index INTEGER, bases TEXT,
+    is_abstract INTEGER, has_forward INTEGER, is_block INTEGER NOT NULL DEFAULT 0,
+    docstring TEXT);
+CREATE INDEX IF NOT EXISTS definitions_name ON definitions(name);
+CREATE INDEX IF NOT EXISTS definitions_module ON definitions(module);
+CREATE INDEX IF NOT EXISTS definitions_qualname ON definitions(qualname);
+CREATE INDEX IF NOT EXISTS definitions_hash ON definitions(hash);
+CREATE TABLE IF NOT EXISTS imports (
+    id INTEGER PRIMARY KEY, module TEXT NOT NULL, local_name TEXT NOT NULL,
+    target_module TEXT NOT NULL, target_name TEXT, level INTEGER, lineno INTEGER,
+    guard TEXT NOT NULL DEFAULT '', stmt_index INTEGER);
+CREATE INDEX IF NOT EXISTS imports_module ON imports(module);
+CREATE TABLE IF NOT EXISTS validations (
+    closure_hash TEXT PRIMARY KEY, rung INTEGER NOT NULL, rung_name TEXT NOT NULL,
+    failed_rung TEXT, error_type TEXT, error_message TEXT, cause TEXT, detail TEXT,
+    validated_at REAL);
+CREATE TABLE IF NOT EXISTS block_validation (
+    qualname TEXT PRIMARY KEY, def_hash TEXT NOT NULL, closure_hash TEXT NOT NULL);
+"""
+
+# Rungs of the validation ladder, in order; index = rung number.
+RUNGS = ("none", "parse", "compile", "import", "instantiate", "forward", "backward")
+
+
+def rung_number(name_or_number: str | int) -> int:
+    """Accept ``"forward"`` or ``5``; raise a clear error for anything else."""
+    if isinstance(name_or_number, int) or str(name_or_number).isdigit():
+        value = int(name_or_number)
+        if 0 <= value < len(RUNGS):
+            return value
+    elif name_or_number in RUNGS:
+        return RUNGS.index(name_or_number)
+    raise StoreError(f"unknown rung {name_or_number!r}; use one of {', '.join(RUNGS[1:])} or 1-6")
+
+
+class Store:
+    """A handle on one index database."""
+
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+        self.path = Path(path)
+        if not create and not self.path.exists():
+            raise IndexMissingError(
+                f"no index at {self.path}; build one with `nnrag index PATH` "
+                f"(or point --db / NNRAG_DB at an existing one)"
+            )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except (sqlite3.DatabaseError, OSError) as exc:
+            raise StoreError(f"cannot open index database {self.path}: {exc}") from exc
+        self.db = sqlite_utils.Database(conn)
+        self.conn = conn
+        self._migrate()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- schema
+    def _migrate(self) -> None:
+        try:
+            version = self._schema_version()
+            if version > SCHEMA_VERSION:
+                raise SchemaVersionError(
+                    f"{self.path} has schema version {version}, newer than this nnrag "
+                    f"({SCHEMA_VERSION}); upgrade nnrag or use another --db"
+                )
+            if version < SCHEMA_VERSION:
+                with self.transaction():
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            self.conn.execute(statement)
+                    self.set_meta("schema_version", str(SCHEMA_VERSION))
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a usable nnrag index: {exc}") from exc
+
+    def _schema_version(self) -> int:
+        has_meta = self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+        ).fetchone()
+        if not has_meta:
+            return 0
+        row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        return int(row[0]) if row else 0
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic unit: an interrupted run leaves either all of it or none of it."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    # -- writes (call inside ``transaction()``)
+    def upsert_package(self, name: str, root: str, version: str | None) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO packages(name, root, version, indexed_at) VALUES (?,?,?,?)",
+            (name, root, version, time.time()),
+        )
+
+    def file_hashes(self, package: str) -> dict[str, str | None]:
+        rows = self.conn.execute("SELECT path, sha1 FROM files WHERE package=?", (package,))
+        return {path: sha for path, sha in rows}
+
+    def delete_file(self, path: str) -> None:
+        row = self.conn.execute("SELECT module FROM files WHERE path=?", (path,)).fetchone()
+        if row and row[0]:
+            self._delete_module(row[0], path)
+        self.conn.execute("DELETE FROM files WHERE path=?", (path,))
+
+    def _delete_module(self, module: str, path: str) -> None:
+        owner = self.conn.execute("SELECT path FROM modules WHERE name=?", (module,)).fetchone()
+        if owner and owner[0] != path:
+            return  # another file now provides this module name
+        self.conn.execute("DELETE FROM definitions WHERE module=?", (module,))
+        self.conn.execute("DELETE FROM imports WHERE module=?", (module,))
+        self.conn.execute("DELETE FROM modules WHERE name=?", (module,))
+
+    def record_problem(self, path: str, package: str, sha1: str | None, status: str, error: str) -> None:
+        self.delete_file(path)
+        self.conn.execute(
+            "INSERT INTO files(path, package, module, sha1, size, status, error) VALUES (?,?,?,?,?,?,?)",
+            (path, package, None, sha1, None, status, error),
+        )
+
+    def save_scan(self, path: str, package: str, sha1: str, size: int, scan: FileScan) -> None:
+        self.delete_file(path)
+        self._delete_module(scan.module, path)
+        self.conn.execute(
+            "INSERT INTO files(path, package, module, sha1, size, status, error) VALUES (?,?,?,?,?,?,?)",
+            (path, package, scan.module, sha1, size, "ok", None),
+        )
+        self.conn.execute(
+            "INSERT OR REPLACE INTO modules(name, package, path, is_package, future_annotations,"
+            " all_names, docstring) VALUES (?,?,?,?,?,?,?)",
+            (
+                scan.module, package, path, int(scan.is_package), int(scan.future_annotations),
+                json.dumps(list(scan.all_names)) if scan.all_names is not None else None,
+                scan.docstring,
+            ),
+        )
+        self.conn.executemany(
+            "INSERT INTO definitions(module, name, qualname, kind, lineno, end_lineno, source, hash,"
+            " guard, stmt_index, bases, is_abstract, has_forward, docstring)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [
+                (
+                    scan.module, d.name, f"{scan.module}.{d.name}", d.kind, d.lineno, d.end_lineno,
+                    d.source, d.hash, d.guard, d.stmt_index, json.dumps(list(d.bases)),
+                    int(d.is_abstract), int(d.has_forward), d.docstring,
+                )
+                for d in scan.definitions
+            ],
+        )
+        self.conn.executemany(
+            "INSERT INTO imports(module, local_name, target_module, target_name, level, lineno,"
+            " guard, stmt_index) VALUES (?,?,?,?,?,?,?,?)",
+            [
+                (scan.module, i.local_name, i.target_module, i.target_name, i.level, i.lineno,
+                 i.guard, i.stmt_index)
+                for i in scan.imports
+            ],
+        )
+
+    def set_blocks(self, block_ids: set[int]) -> None:
+        self.conn.execute("UPDATE definitions SET is_block=0 WHERE is_block=1")
+        self.conn.executemany("UPDATE definitions SET is_block=1 WHERE id=?", [(i,) for i in block_ids])
+
+    # -- reads
+    def rows(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[dict[str, Any]]:
+        cur = self.conn.execute(sql, params)
+        cols = [c[0] for c in cur.description]
+        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+
+    def packages(self) -> list[dict[str, Any]]:
+        return self.rows("SELECT * FROM packages ORDER BY name")
+
+    def save_validation(self, qualname: str, def_hash: str, closure_hash: str, result: dict[str, Any]) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "INSERT OR REPLACE INTO validations(closure_hash, rung, rung_name, failed_rung,"
+                " error_type, error_message, cause, detail, validated_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    closure_hash, result["rung"], RUNGS[result["rung"]], result.get("failed_rung"),
+                    result.get("error_type"), result.get("error_message"), result.get("cause"),
+                    json.dumps(result, sort_keys=True, default=str), time.time(),
+                ),
+            )
+            self.conn.execute(
+                "INSERT OR REPLACE INTO block_validation(qualname, def_hash, closure_hash) VALUES (?,?,?)",
+                (qualname, def_hash, closure_hash),
+            )
+
+    def cached_validation(self, closure_hash: str) -> dict[str, Any] | None:
+        rows = self.rows("SELECT detail FROM validations WHERE closure_hash=?", (closure_hash,))
+        return json.loads(rows[0]["detail"]) if rows else None
+
+    def link_validation(self, qualname: str, def_hash: str, closure_hash: str) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "INSERT OR REPLACE INTO block_validation(qualname, def_hash, closure_hash) VALUES (?,?,?)",
+                (qualname, def_hash, closure_hash),
+            )

@@ -1,0 +1,111 @@
+"""Free names of one definition, computed with LibCST's ScopeProvider (true LEGB).
+
+Each definition is parsed on its own, so every name that its own statement does not bind
+is *free* and must come from the module's global scope or from builtins. ScopeProvider
+gives the LEGB rules for free: class bodies do not leak into methods, comprehensions and
+lambdas have their own scopes, ``global``/``nonlocal`` are honoured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import libcst as cst
+from libcst.metadata import (
+    BuiltinAssignment,
+    FunctionScope,
+    GlobalScope,
+    MetadataWrapper,
+    ParentNodeProvider,
+    Scope,
+    ScopeProvider,
+)
+
+
+@dataclass(frozen=True)
+class Ref:
+    """One use of a free name: ``chain`` is the dotted attribute path starting at it."""
+
+    name: str
+    chain: tuple[str, ...]  # ("layers", "conv", "Conv") for ``layers.conv.Conv``
+    import_time: bool  # evaluated when the module is imported (bases, decorators, defaults, ...)
+    annotation: bool
+
+
+@dataclass
+class Analysis:
+    """The parsed definition plus the nodes that a rename would have to touch."""
+
+    tree: cst.Module
+    bound: tuple[str, ...]  # names this statement binds at module level
+    refs: tuple[Ref, ...]
+    ref_nodes: dict[
+        int, list[tuple[cst.CSTNode, ...]]
+    ]  # ref index -> per use, node per chain depth
+    self_nodes: dict[str, list[cst.CSTNode]]  # name -> Name nodes referring to own bindings
+
+
+def _in_function(scope: Scope | None) -> bool:
+    while scope is not None and not isinstance(scope, GlobalScope):
+        if isinstance(scope, FunctionScope):
+            return True
+        scope = scope.parent
+    return False
+
+
+def analyse(source: str, future_annotations: bool = False) -> Analysis:
+    """Find the free names of a definition's source (a module-level statement)."""
+    wrapper = MetadataWrapper(cst.parse_module(source), unsafe_skip_copy=True)
+    scopes = wrapper.resolve(ScopeProvider)
+    parents = wrapper.resolve(ParentNodeProvider)
+    tree = wrapper.module
+    global_scope = next((s for s in scopes.values() if isinstance(s, GlobalScope)), None)
+    bound = tuple(sorted(global_scope.assignments._assignments.keys())) if global_scope else ()  # noqa: SLF001
+    grouped: dict[tuple[str, tuple[str, ...], bool, bool], list[tuple[cst.CSTNode, ...]]] = {}
+    self_nodes: dict[str, list[cst.CSTNode]] = {}
+    seen_scopes: set[int] = set()
+    for scope in scopes.values():
+        if scope is None or id(scope) in seen_scopes:
+            continue
+        seen_scopes.add(id(scope))
+        for access in scope.accesses:
+            node = access.node
+            if not isinstance(node, cst.Name):
+                continue
+            referents = access.referents
+            if referents and not all(isinstance(r, BuiltinAssignment) for r in referents):
+                if all(r.scope is global_scope for r in referents):
+                    self_nodes.setdefault(node.value, []).append(node)
+                continue
+            if access.is_annotation and future_annotations:
+                continue
+            chain, nodes = _chain(node, parents)
+            key = (node.value, chain, not _in_function(access.scope), bool(access.is_annotation))
+            grouped.setdefault(key, []).append(nodes)
+    # Each distinct chain is one Ref; shorter prefixes are resolved by the closure.
+    refs = tuple(Ref(n, c, it, ann) for (n, c, it, ann) in sorted(grouped))
+    ref_nodes = {
+        i: grouped[(r.name, r.chain, r.import_time, r.annotation)] for i, r in enumerate(refs)
+    }
+    for name in bound:  # the binding sites themselves (class/def names, assignment targets)
+        for assignment in global_scope.assignments[name]:  # type: ignore[union-attr]
+            target = assignment.node
+            if isinstance(target, cst.ClassDef | cst.FunctionDef):
+                self_nodes.setdefault(name, []).append(target.name)
+            elif isinstance(target, cst.Name):
+                self_nodes.setdefault(name, []).append(target)
+    return Analysis(tree, bound, refs, ref_nodes, self_nodes)
+
+
+def _chain(
+    node: cst.Name, parents: dict[cst.CSTNode, cst.CSTNode]
+) -> tuple[tuple[str, ...], tuple[cst.CSTNode, ...]]:
+    """The longest ``a.b.c`` attribute chain that starts at ``node``, and its node per depth."""
+    chain = [node.value]
+    nodes: list[cst.CSTNode] = [node]
+    parent = parents.get(node)
+    while isinstance(parent, cst.Attribute) and parent.value is nodes[-1]:
+        chain.append(parent.attr.value)
+        nodes.append(parent)
+        parent = parents.get(parent)
+    return tuple(chain), tuple(nodes)
