@@ -16,6 +16,7 @@ import re
 import tokenize
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from functools import lru_cache
 from pathlib import Path
 
 import libcst as cst
@@ -103,10 +104,15 @@ def _scan_job(args: tuple[str, bytes, str, bool]) -> FileScan | FileProblem:
     return _scan_bytes(*args)
 
 
+@lru_cache(maxsize=1)
+def _distributions() -> dict[str, list[str]]:
+    return importlib.metadata.packages_distributions()
+
+
 def package_version(root: Path, prefix: str) -> str | None:
     top = prefix.split(".")[0] if prefix else root.name
     try:
-        dists = importlib.metadata.packages_distributions().get(top, [])
+        dists = _distributions().get(top, [])
         if dists:
             return importlib.metadata.version(dists[0])
     except Exception:  # metadata of unrelated broken distributions must not stop indexing

@@ -60,7 +60,7 @@ def analyse(source: str, future_annotations: bool = False) -> Analysis:
     parents = wrapper.resolve(ParentNodeProvider)
     tree = wrapper.module
     global_scope = next((s for s in scopes.values() if isinstance(s, GlobalScope)), None)
-    bound = tuple(sorted(global_scope.assignments._assignments.keys())) if global_scope else ()  # noqa: SLF001
+    bound = _own_bindings(tree)
     grouped: dict[tuple[str, tuple[str, ...], bool, bool], list[tuple[cst.CSTNode, ...]]] = {}
     self_nodes: dict[str, list[cst.CSTNode]] = {}
     seen_scopes: set[int] = set()
@@ -75,6 +75,13 @@ def analyse(source: str, future_annotations: bool = False) -> Analysis:
             referents = access.referents
             if referents and not all(isinstance(r, BuiltinAssignment) for r in referents):
                 if all(r.scope is global_scope for r in referents):
+                    if node.value not in bound:
+                        # bound only through a ``global`` statement inside a function: the
+                        # module-level binding lives elsewhere, so the name is free here.
+                        chain, nodes = _chain(node, parents)
+                        key = (node.value, chain, not _in_function(access.scope), False)
+                        grouped.setdefault(key, []).append(nodes)
+                        continue
                     self_nodes.setdefault(node.value, []).append(node)
                 continue
             if access.is_annotation and future_annotations:
@@ -82,6 +89,12 @@ def analyse(source: str, future_annotations: bool = False) -> Analysis:
             chain, nodes = _chain(node, parents)
             key = (node.value, chain, not _in_function(access.scope), bool(access.is_annotation))
             grouped.setdefault(key, []).append(nodes)
+    # Names declared ``global`` and only assigned (``counter += 1``) have no access at all.
+    for name in _global_declarations(tree):
+        if name in bound or any(k[0] == name for k in grouped):
+            continue
+        sites = [a.node for a in global_scope.assignments[name]] if global_scope else []  # type: ignore[index]
+        grouped[(name, (name,), False, False)] = [(n,) for n in sites if isinstance(n, cst.Name)]
     # Each distinct chain is one Ref; shorter prefixes are resolved by the closure.
     refs = tuple(Ref(n, c, it, ann) for (n, c, it, ann) in sorted(grouped))
     ref_nodes = {
@@ -95,6 +108,45 @@ def analyse(source: str, future_annotations: bool = False) -> Analysis:
             elif isinstance(target, cst.Name):
                 self_nodes.setdefault(name, []).append(target)
     return Analysis(tree, bound, refs, ref_nodes, self_nodes)
+
+
+def _global_declarations(tree: cst.Module) -> set[str]:
+    found: set[str] = set()
+
+    class _Visitor(cst.CSTVisitor):
+        def visit_Global(self, node: cst.Global) -> None:
+            found.update(item.name.value for item in node.names)
+
+    tree.visit(_Visitor())
+    return found
+
+
+def _own_bindings(tree: cst.Module) -> tuple[str, ...]:
+    """Names the statement itself binds at module level (not via ``global`` in a body)."""
+    names: set[str] = set()
+    for stmt in tree.body:
+        if isinstance(stmt, cst.ClassDef | cst.FunctionDef):
+            names.add(stmt.name.value)
+        elif isinstance(stmt, cst.SimpleStatementLine):
+            for small in stmt.body:
+                targets: list[cst.BaseExpression] = []
+                if isinstance(small, cst.Assign):
+                    targets = [t.target for t in small.targets]
+                elif isinstance(small, cst.AnnAssign | cst.AugAssign):
+                    targets = [small.target]
+                for target in targets:
+                    names.update(n.value for n in _names_in(target))
+    return tuple(sorted(names))
+
+
+def _names_in(node: cst.BaseExpression) -> list[cst.Name]:
+    if isinstance(node, cst.Name):
+        return [node]
+    if isinstance(node, cst.Tuple | cst.List):
+        return [n for el in node.elements for n in _names_in(el.value)]
+    if isinstance(node, cst.StarredElement):
+        return _names_in(node.value)
+    return []
 
 
 def _chain(
