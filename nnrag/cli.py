@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -23,8 +24,9 @@ from nnrag import __version__
 from nnrag.config import default_db_path
 from nnrag.exceptions import NnragError
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+# Piped output is read by people and tools alike: do not squeeze tables into 80 columns.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 FORMAT = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 DB = click.option(
@@ -63,7 +65,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except NnragError as exc:
-            err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False)
             sys.exit(2)
         except KeyboardInterrupt:
             err.print("interrupted; everything committed so far is kept")
@@ -104,7 +106,7 @@ def index(path: Path | None, package: str | None, db: Path | None, jobs: int, ma
     else:
         for p in report.problems:
             where = f":{p.line}:{p.column}" if p.line else ""
-            err.print(f"[yellow]skipped[/] {p.path}{where}: {p.kind}: {p.message}")
+            err.print(f"[yellow]skipped[/] {escape(f'{p.path}{where}: {p.kind}: {p.message}')}")
         out.print(
             f"indexed [bold]{report.package}[/] into {store.path}: {report.scanned} files scanned, "
             f"{report.unchanged} unchanged, {report.removed} removed, {report.failed} failed; "
@@ -117,8 +119,11 @@ def index(path: Path | None, package: str | None, db: Path | None, jobs: int, ma
 @click.argument("name")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE instead of stdout.")
 @DB
-def extract(name: str, output: Path | None, db: Path | None) -> None:
+@FORMAT
+def extract(name: str, output: Path | None, db: Path | None, fmt: str) -> None:
     """Print NAME as one scope-closed, self-contained module."""
+    from dataclasses import asdict
+
     from nnrag.rag import extract as do_extract
 
     emitted = do_extract(_store(db), name)
@@ -127,11 +132,15 @@ def extract(name: str, output: Path | None, db: Path | None) -> None:
         output.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(emitted.code, encoding="utf-8")
         os.replace(tmp, output)
+    if fmt == "json":
+        _emit_json({**asdict(emitted), "output": str(output) if output else None})
+        return
+    if output:
         err.print(f"wrote {output} ({len(emitted.definitions)} definitions, {len(emitted.imports)} imports)")
     else:
         click.echo(emitted.code, nl=False)
     for gap in emitted.gaps:
-        err.print(f"[yellow]unresolved:[/] {gap}")
+        err.print(f"[yellow]unresolved:[/] {escape(gap)}")
 
 
 @main.command()
@@ -255,10 +264,11 @@ def demo(db: Path | None, jobs: int) -> None:
     with _progress("validating") as update:
         outcomes = do_validate(store, all_blocks=True, jobs=jobs, progress=lambda d, t, _o: update(d, t))
     out.print("[bold]2. validate[/] every block in the sandbox (parse, compile, import, instantiate, forward, backward):")
-    table = Table("block", "rung", "probe input", "params", box=None)
+    table = Table("block", "rung", "probe input", "params", "cached", box=None)
     for o in outcomes:
+        params = o.detail.get("param_count")
         table.add_row(o.qualname, o.rung_name, str(o.detail.get("input_desc") or o.error_message or ""),
-                      str(o.detail.get("param_count") or ""))
+                      "" if params is None else str(params), "yes" if o.cached else "")
     out.print(table)
     emitted = do_extract(store, "zoo.models.vit.TinyViT")
     out.print(f"[bold]3. extract[/] TinyViT -> one self-contained module of {len(emitted.definitions)} "

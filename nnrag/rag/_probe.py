@@ -1,0 +1,296 @@
+"""Probe-input inference: which tensors to feed a freshly built block.
+
+The forward signature alone rarely says the expected shape (``x`` is everything from
+``[B, C, H, W]`` to ``[B, N, C]`` or channels-last ``[B, H, W, C]``), so the primary layout
+is read off the first parametrised leaf layer (the one most likely to touch the input),
+then alternatives come from the constructor arguments and the forward parameter names.
+Probes are small (batch 2, spatial <= 32 first, sequence length 8) to keep a block cheap.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+BATCH = 2
+SEQ = 8
+_EMPTY = inspect.Parameter.empty
+_IDS = re.compile(
+    r"(input_ids|^ids$|token_ids|^tokens$|^idx$|^indices$|^labels$|decoder_input_ids)"
+)
+_MASK = re.compile(r"(mask|^attn_bias$|^bias$)")
+_POS_IDS = re.compile(r"^(position_ids|pos_ids|positions)$")
+_ROPE = re.compile(r"(position_embeddings|rotary|freqs_cis|^rope|^pos_emb|^cos_sin$)")
+_SIDE = re.compile(r"^(h|w|height|width|H|W|hh|ww)$", re.I)
+_HW = re.compile(r"^(hw|size|hw_shape|feat_size|spatial_shape|shape|hw_size|x_size|resolution)$")
+_SAME = re.compile(
+    r"^(k|v|q|key|value|query|y|x2|x_2|skip|residual|context|memory|encoder_hidden_states|"
+    r"cond|condition|other|feat|features|z|h|emb|x_left|x_right|x1)$"
+)
+_TENSORISH = re.compile(
+    r"(^x|feat|emb|tok|hidden|state|cls|img|input|query|key|value|skip|enc|dec|src|tgt)"
+)
+_IN_DIM = re.compile(
+    r"(in_channels|in_chs|inplanes|in_planes|in_features|in_dim|input_dim|^dim$|hidden_size|"
+    r"embed_dim|d_model|^channels$|^inp$|num_features|in_chans|^width$|^c_in$)"
+)
+_SPATIAL = re.compile(r"(img_size|image_size|input_size|input_resolution|resolution|feat_size)")
+
+
+@dataclass
+class Probe:
+    """One candidate call: ``module(*args, **kwargs)``, with a readable description."""
+
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    desc: str = ""
+
+
+def describe(value: Any, depth: int = 0) -> str:
+    """``float32[2, 3, 32, 32]``-style text for tensors and (nested) containers of them."""
+    if isinstance(value, torch.Tensor):
+        return f"{str(value.dtype).removeprefix('torch.')}{list(value.shape)}"
+    if depth > 2:
+        return type(value).__name__
+    if isinstance(value, Mapping):
+        items = [f"{k}: {describe(v, depth + 1)}" for k, v in list(value.items())[:6]]
+        return "{" + ", ".join(items) + "}"
+    if isinstance(value, list | tuple):
+        inner = ", ".join(describe(v, depth + 1) for v in value[:6])
+        return f"({inner}{', ...' if len(value) > 6 else ''})"
+    return repr(value)[:60]
+
+
+def first_leaf(module: nn.Module) -> nn.Module | None:
+    """First registered leaf layer that owns parameters (or a norm/embedding type)."""
+    for m in module.modules():
+        if next(m.children(), None) is None and next(m.parameters(False), None) is not None:
+            return m
+    return None
+
+
+def _shapes_from_leaf(leaf: nn.Module | None) -> list[tuple[str, int]]:
+    """``(layout, size)`` guesses for the input of ``leaf``; layouts name a tensor family."""
+    if leaf is None:
+        return []
+    if isinstance(leaf, nn.Conv1d | nn.ConvTranspose1d):
+        return [("cf1", leaf.in_channels)]
+    if isinstance(leaf, nn.Conv3d | nn.ConvTranspose3d):
+        return [("cf3", leaf.in_channels)]
+    if isinstance(leaf, nn.Conv2d | nn.ConvTranspose2d):
+        return [("cf2", leaf.in_channels)]
+    if isinstance(leaf, nn.Embedding | nn.EmbeddingBag):
+        return [("ids", leaf.num_embeddings)]
+    if isinstance(leaf, nn.Linear):
+        return [("seq", leaf.in_features), ("flat", leaf.in_features), ("cl2", leaf.in_features)]
+    if isinstance(leaf, nn.MultiheadAttention):
+        return [("seq" if leaf.batch_first else "seqT", leaf.embed_dim), ("seq", leaf.embed_dim)]
+    if isinstance(leaf, nn.BatchNorm1d):
+        return [("flat", leaf.num_features), ("cf1", leaf.num_features)]
+    if isinstance(leaf, nn.BatchNorm3d):
+        return [("cf3", leaf.num_features)]
+    if isinstance(leaf, nn.BatchNorm2d | nn.InstanceNorm2d):
+        return [("cf2", leaf.num_features)]
+    if isinstance(leaf, nn.GroupNorm):
+        return [("cf2", leaf.num_channels), ("seq", leaf.num_channels)]
+    shape = getattr(leaf, "normalized_shape", None)
+    if isinstance(shape, tuple | list) and len(shape) == 1:
+        d = int(shape[0])
+        if re.search(r"2d|channels?first|cf", type(leaf).__name__, re.I):
+            return [("cf2", d), ("seq", d)]
+        return [("seq", d), ("cl2", d), ("flat", d), ("cf2", d)]
+    weight = getattr(leaf, "weight", None)
+    if isinstance(weight, torch.Tensor) and weight.dim() == 1:  # RMSNorm-style custom norms
+        return [("seq", weight.shape[0]), ("cf2", weight.shape[0]), ("flat", weight.shape[0])]
+    if isinstance(weight, torch.Tensor) and weight.dim() == 2:  # custom linear
+        return [("seq", weight.shape[1]), ("flat", weight.shape[1])]
+    return []
+
+
+def _hints(module: nn.Module, init_kwargs: Mapping[str, Any]) -> tuple[list[int], list[int], int]:
+    """Feature dims, spatial sides and a vocabulary bound from args, configs and attributes."""
+    dims: list[int] = []
+    sides: list[int] = []
+    vocab = 100
+    cfgs = [v for v in init_kwargs.values() if hasattr(v, "hidden_size") or hasattr(v, "to_dict")]
+    for name, v in init_kwargs.items():
+        if isinstance(v, int) and not isinstance(v, bool) and _IN_DIM.search(name.lower()):
+            dims.append(v)
+        if _SPATIAL.search(name.lower()):
+            sides.extend(_sides(v))
+        if "vocab" in name.lower() and isinstance(v, int):
+            vocab = min(vocab, v)
+    for cfg in cfgs:
+        for attr in ("hidden_size", "d_model", "n_embd", "embed_dim", "num_channels"):
+            if isinstance(getattr(cfg, attr, None), int):
+                dims.append(getattr(cfg, attr))
+        sides.extend(_sides(getattr(cfg, "image_size", None)))
+        if isinstance(getattr(cfg, "vocab_size", None), int):
+            vocab = min(vocab, cfg.vocab_size)
+    for m in list(module.modules())[:50]:
+        for attr in ("img_size", "image_size", "input_resolution", "input_size"):
+            sides.extend(_sides(getattr(m, attr, None)))
+        if isinstance(m, nn.Embedding):
+            vocab = min(vocab, m.num_embeddings)
+    return list(dict.fromkeys(dims)), list(dict.fromkeys(s for s in sides if 2 <= s <= 256)), vocab
+
+
+def _sides(v: Any) -> list[int]:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return [v]
+    if isinstance(v, tuple | list) and v and all(isinstance(i, int) for i in v):
+        return [int(v[-1])] if len(set(v)) == 1 or len(v) <= 3 else []
+    return []
+
+
+def _tensor(layout: str, d: int, side: int, seq: int) -> torch.Tensor:
+    if layout == "ids":
+        return torch.randint(0, max(1, d), (BATCH, seq))
+    shape = {
+        "cf1": (BATCH, d, side),
+        "cf2": (BATCH, d, side, side),
+        "cf3": (BATCH, d, max(2, side // 4), side // 2, side // 2),
+        "seq": (BATCH, seq, d),
+        "seqT": (seq, BATCH, d),
+        "flat": (BATCH, d),
+        "cl2": (BATCH, side, side, d),
+    }[layout]
+    return torch.randn(*shape)
+
+
+def forward_params(module: nn.Module) -> list[inspect.Parameter]:
+    """Parameters of ``module.forward`` (bound, so without ``self``)."""
+    try:
+        return list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):
+        return []
+
+
+def _rope(namespace: Mapping[str, Any], init_kwargs: Mapping[str, Any], x: torch.Tensor) -> Any:
+    """(cos, sin) for transformers attention: from a RotaryEmbedding class if one exists."""
+    cfg = next((v for v in init_kwargs.values() if hasattr(v, "to_dict")), None)
+    seq = x.shape[1] if x.dim() >= 2 else SEQ
+    pos = torch.arange(seq).unsqueeze(0).expand(BATCH, seq)
+    if cfg is not None:
+        for name, cls in namespace.items():
+            if isinstance(cls, type) and name.endswith("RotaryEmbedding"):
+                try:
+                    rot = cls(config=cfg)
+                    cos, sin = rot(x if x.is_floating_point() else x.float(), pos)
+                    return (cos, sin)
+                except Exception:
+                    continue
+    heads = getattr(cfg, "num_attention_heads", 4) or 4
+    hd = getattr(cfg, "head_dim", None) or getattr(cfg, "hidden_size", 64) // heads
+    return (torch.ones(BATCH, seq, hd), torch.zeros(BATCH, seq, hd))
+
+
+def _fill(
+    p: inspect.Parameter, x: torch.Tensor, side: int, ns: Mapping[str, Any], kw: Mapping[str, Any]
+) -> tuple[bool, Any]:
+    """Value for a secondary forward parameter; ``(False, None)`` leaves the default."""
+    name = p.name
+    required = p.default is _EMPTY and p.kind is not p.VAR_KEYWORD
+    if _ROPE.search(name):
+        return True, _rope(ns, kw, x)
+    if not required:
+        return False, None
+    seq = x.shape[1] if x.dim() >= 2 else SEQ
+    if _POS_IDS.match(name):
+        return True, torch.arange(seq).unsqueeze(0).expand(BATCH, seq)
+    if _MASK.search(name):
+        return True, None
+    if _SIDE.match(name):
+        return True, side
+    if _HW.match(name):
+        return True, (side, side)
+    if re.search(r"(^t$|timestep|time|^sigma|noise_level)", name):
+        return True, torch.rand(BATCH)
+    if _SAME.match(name) or "Tensor" in str(p.annotation) or _TENSORISH.search(name):
+        return True, x.clone()
+    if "int" in str(p.annotation) or re.search(r"(^p$|size$|^ws$|^n$)", name):
+        return True, 4  # partition/window sizes: divides every probe side
+    return True, None
+
+
+def infer_probes(
+    module: nn.Module,
+    init_kwargs: Mapping[str, Any],
+    namespace: Mapping[str, Any],
+    limit: int = 12,
+    allow_large: bool = True,
+) -> list[Probe]:
+    """Ordered candidate inputs for ``module``'s forward, most plausible first."""
+    params = [p for p in forward_params(module) if p.kind is not p.VAR_KEYWORD]
+    first = params[0] if params else None
+    rest = params[1:]
+    dims, sides, vocab = _hints(module, init_kwargs)
+    layouts = _shapes_from_leaf(first_leaf(module))
+    name = first.name.lower() if first is not None else "x"
+    if _IDS.search(name) or (layouts and layouts[0][0] == "ids"):
+        layouts = [("ids", min([vocab] + [d for lay, d in layouts if lay == "ids"]))]
+    else:
+        layouts = [lay for lay in layouts if lay[0] != "ids"]
+        image_like = re.search(r"(img|image|pixel|^x$|^input|^inputs$)", name)
+        for d in dims or ([] if layouts else [64]):
+            layouts += [("cf2", d), ("seq", d)] if image_like else [("seq", d), ("cf2", d)]
+        if image_like or not layouts:
+            layouts.append(("cf2", 3))
+        layouts += [("seq", 64), ("flat", 64)] if not layouts else []
+    layouts = list(dict.fromkeys(layouts))
+    side_opts = list(dict.fromkeys([*sides, 32, 64, 8] + ([224] if allow_large else [])))
+    hw_needed = any(_SIDE.match(p.name) or _HW.match(p.name) for p in rest)
+    combos: list[tuple[str, int, int, int]] = []
+    for lay, d in layouts:
+        if lay in ("cf1", "cf2", "cf3", "cl2"):
+            opts = side_opts if lay != "cl2" else [*sides, 8, 16, 7, 14, 32]
+            combos += [(lay, d, s, SEQ) for s in dict.fromkeys(opts)]
+        elif lay in ("seq", "seqT") and hw_needed:
+            combos += [(lay, d, s, s * s) for s in [4, *sides[:1], 8]]
+        elif lay in ("seq", "seqT"):
+            extra = [s * s for s in sides[:1] if s * s <= 1024]
+            combos += [(lay, d, 8, n) for n in dict.fromkeys([SEQ, *extra, 16, 64])]
+        else:
+            combos.append((lay, d, 8, SEQ))
+    # Interleave layouts so that a wrong first layout does not eat the whole budget.
+    ordered = _interleave(combos, key=lambda c: (c[0], c[1]))
+    probes: list[Probe] = []
+    for lay, d, side, seq in ordered[:limit]:
+        x = _tensor(lay, d, side, seq)
+        args: list[Any] = [x] if first is not None else []
+        kwargs: dict[str, Any] = {}
+        for p in rest:
+            use, val = _fill(p, x, side, namespace, init_kwargs)
+            if not use:
+                continue
+            if p.kind is p.POSITIONAL_ONLY or p.kind is p.VAR_POSITIONAL:
+                args.append(val)
+            else:
+                kwargs[p.name] = val
+        parts = [f"{first.name if first else '*'}: {describe(x)}"]
+        parts += [f"{k}: {describe(v)}" for k, v in kwargs.items()]
+        probes.append(Probe(tuple(args), kwargs, "; ".join(parts)))
+    return probes
+
+
+def _interleave(items: list[Any], key: Any) -> list[Any]:
+    """Round-robin over groups (first two of the first group lead), preserving group order."""
+    groups: dict[Any, list[Any]] = {}
+    for it in items:
+        groups.setdefault(key(it), []).append(it)
+    lists = list(groups.values())
+    out: list[Any] = []
+    if lists:
+        out += lists[0][:2]
+        lists[0] = lists[0][2:]
+    while any(lists):
+        for lst in lists:
+            if lst:
+                out.append(lst.pop(0))
+    return out
