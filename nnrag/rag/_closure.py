@@ -73,7 +73,7 @@ class ClosureBuilder:
         self.store = store
         self.table = table or SymbolTable(store)
         self._rows: dict[int, dict[str, Any]] = {}
-        self._analyses: dict[int, Analysis] = {}
+        self._analyses: dict[tuple[int, bool], Analysis] = {}
 
     # -- name lookup for users
     def find(self, name: str, *, blocks_only: bool = False) -> dict[str, Any]:
@@ -118,11 +118,16 @@ class ClosureBuilder:
         return self._rows[def_id]
 
     def analysis(self, def_id: int) -> Analysis:
-        if def_id not in self._analyses:
+        """Free names of a definition; with attribute chains when one names a module."""
+        key = (def_id, False)
+        if key not in self._analyses:
             row = self.row(def_id)
             future = bool(self.table.modules.get(row["module"], {}).get("future_annotations"))
-            self._analyses[def_id] = analyse(row["source"], future)
-        return self._analyses[def_id]
+            quick = analyse(row["source"], future)
+            if any(self.table.resolve(row["module"], r.name).kind == "module" for r in quick.refs):
+                quick = analyse(row["source"], future, chains=True)
+            self._analyses[key] = quick
+        return self._analyses[key]
 
     # -- closure
     def build(self, def_id: int) -> Closure:

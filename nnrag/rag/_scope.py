@@ -53,11 +53,16 @@ def _in_function(scope: Scope | None) -> bool:
     return False
 
 
-def analyse(source: str, future_annotations: bool = False) -> Analysis:
-    """Find the free names of a definition's source (a module-level statement)."""
+def analyse(source: str, future_annotations: bool = False, *, chains: bool = False) -> Analysis:
+    """Find the free names of a definition's source (a module-level statement).
+
+    With ``chains`` the attribute chain after each free name is recorded too
+    (``layers.conv.Conv``); that needs a parent map, which costs as much again as the
+    scope analysis, so the closure asks for it only when a name is bound to a module.
+    """
     wrapper = MetadataWrapper(cst.parse_module(source), unsafe_skip_copy=True)
     scopes = wrapper.resolve(ScopeProvider)
-    parents = wrapper.resolve(ParentNodeProvider)
+    parents = wrapper.resolve(ParentNodeProvider) if chains else {}
     tree = wrapper.module
     global_scope = next((s for s in scopes.values() if isinstance(s, GlobalScope)), None)
     bound = _own_bindings(tree)
