@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import builtins
 import collections.abc
-import contextlib
 import dataclasses
 import inspect
 import re
@@ -27,6 +26,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
+
+from nnrag.rag._configs import SMALL_CONFIG, build_configs
 
 _EMPTY = inspect.Parameter.empty
 
@@ -399,136 +400,6 @@ def describe_value(v: Any) -> str:
         shown = ", ".join(f"{k}={getattr(v, k)!r}" for k in keys if hasattr(v, k))
         return f"{type(v).__name__}({shown})"
     return repr(v)[:200]
-
-
-# Small sizes for transformers-style configs; only keys the config accepts are passed.
-SMALL_CONFIG: dict[str, Any] = {
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "num_hidden_layers": 1,
-    "vocab_size": 128,
-    "max_position_embeddings": 64,
-    "head_dim": 16,
-    "image_size": 32,
-    "patch_size": 4,
-    "num_channels": 3,
-    "d_model": 64,
-    "encoder_layers": 1,
-    "decoder_layers": 1,
-    "encoder_attention_heads": 4,
-    "decoder_attention_heads": 4,
-    "encoder_ffn_dim": 128,
-    "decoder_ffn_dim": 128,
-    "n_embd": 64,
-    "n_head": 4,
-    "n_layer": 1,
-    "n_positions": 64,
-    "n_inner": 128,
-    "num_experts": 4,
-    "num_local_experts": 4,
-    "num_experts_per_tok": 2,
-    "moe_intermediate_size": 32,
-    "shared_expert_intermediate_size": 32,
-    "embed_dim": 64,
-    "projection_dim": 32,
-    "num_layers": 1,
-    "d_ff": 128,
-    "d_kv": 16,
-    "num_heads": 4,
-    "kv_lora_rank": 16,
-    "q_lora_rank": 32,
-    "qk_rope_head_dim": 8,
-    "qk_nope_head_dim": 8,
-    "v_head_dim": 16,
-    "sliding_window": 16,
-    "first_k_dense_replace": 0,
-    "dim": 64,
-    "n_heads": 4,
-    "n_kv_heads": 2,
-    "n_layers": 1,
-    "multiple_of": 16,
-    "max_seq_len": 64,
-    "num_key_value_groups": 2,
-    "pad_token_id": 0,
-}
-_CORE_KEYS = (
-    "hidden_size",
-    "num_attention_heads",
-    "num_hidden_layers",
-    "intermediate_size",
-    "vocab_size",
-    "d_model",
-    "n_embd",
-    "n_head",
-    "n_layer",
-    "num_layers",
-    "dim",
-    "n_heads",
-    "n_layers",
-    "num_heads",
-)
-
-
-def _is_config(v: Any) -> bool:
-    return type(v).__name__.endswith("Config") and (
-        hasattr(v, "to_dict") or dataclasses.is_dataclass(v)
-    )
-
-
-def _accepted_keys(cls: type, default: Any) -> set[str]:
-    try:
-        params = inspect.signature(cls).parameters.values()
-    except (TypeError, ValueError):
-        params = []
-    keys = {p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
-    if any(p.kind is p.VAR_KEYWORD for p in params) and default is not None:
-        keys |= set(vars(default))
-    return keys
-
-
-def set_eager(cfg: Any) -> None:
-    """Force eager attention (SDPA/flash kernels hide shape errors and may be missing)."""
-    for c in [cfg, *[v for v in vars(cfg).values() if _is_config(v)]]:
-        with contextlib.suppress(Exception):
-            c._attn_implementation = "eager"
-
-
-def build_configs(
-    cls: type, depth: int = 0, namespace: Mapping[str, Any] | None = None
-) -> list[Any]:
-    """Instantiate a config class small: tiny overrides, then core overrides, then defaults."""
-    try:
-        default = cls()
-    except Exception:
-        default = None
-    accepted = _accepted_keys(cls, default)
-    small = {k: v for k, v in SMALL_CONFIG.items() if k in accepted}
-    if default is not None:
-        for name, val in vars(default).items():
-            if name in ("depths", "num_layers_per_stage") and isinstance(val, list | tuple):
-                small[name] = [1] * len(val)
-            elif depth < 2 and _is_config(val) and name in accepted:
-                subs = build_configs(type(val), depth + 1, namespace)
-                if subs:
-                    small[name] = subs[0]
-    core = {k: v for k, v in small.items() if k in _CORE_KEYS}
-    tries: list[dict[str, Any]] = [small, core]
-    hidden = getattr(default, "hidden_size", 0)
-    if default is not None and (not isinstance(hidden, int) or hidden <= 1024):
-        tries.append({})
-    if namespace is not None and depth < 2 and default is None:
-        # Config with required fields (torchvision's MBConvConfig): infer them like a block.
-        tries += init_candidates(cls, namespace, limit=6, _depth=depth + 1)
-    for kwargs in _dedupe(tries):
-        try:
-            cfg = cls(**kwargs)
-        except Exception:
-            continue
-        set_eager(cfg)
-        return [cfg]
-    return []
 
 
 __all__ = [
