@@ -87,10 +87,15 @@ def main() -> None:
 @FORMAT
 def index(path: Path | None, package: str | None, db: Path | None, jobs: int, max_file_mb: float, fmt: str) -> None:
     """Index the .py files of PATH (a repository or package folder) or of --package NAME."""
-    from nnrag.index import index_package, index_path
+    from nnrag.exceptions import ScanError
+    from nnrag.index import index_package, index_path, locate_package
 
     if (path is None) == (package is None):
         raise click.UsageError("give exactly one of PATH or --package NAME")
+    if path is not None and not path.exists():  # fail before creating a database
+        raise ScanError(f"path does not exist: {path}")
+    if package is not None:
+        locate_package(package)
     store = _store(db, create=True)
     with _progress("indexing", fmt == "table") as update:
         kwargs = dict(progress=lambda d, t, _p: update(d, t), jobs=jobs, max_bytes=int(max_file_mb * 1e6))

@@ -7,12 +7,14 @@ the next run completes. Per-file problems are counted, never fatal.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.machinery
 import importlib.metadata
 import io
 import os
 import re
+import stat
 import tokenize
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -34,6 +36,7 @@ logger = get_logger(__name__)
 MAX_FILE_BYTES = 2_000_000  # generated files (protobufs, vocabularies) are not code worth indexing
 _BATCH = 64
 _SKIP_DIRS = {"__pycache__", "node_modules", "site-packages"}
+_WHERE = re.compile(r" \(line (\d+), column (\d+)\)$")  # how _write_batch stores a position
 
 Progress = Callable[[int, int, str], None]
 
@@ -74,7 +77,10 @@ def module_name(root: Path, path: Path, prefix: str) -> tuple[str, bool]:
 
 def _read(path: Path, max_bytes: int) -> bytes | FileProblem:
     try:
-        size = path.stat().st_size
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):  # a FIFO named x.py would block read_bytes forever
+            return FileProblem(str(path), "unreadable", "not a regular file; skipped")
+        size = st.st_size
         if size > max_bytes:
             return FileProblem(str(path), "too_large", f"{size / 1e6:.1f} MB exceeds the {max_bytes / 1e6:.1f} MB limit; skipped")
         data = path.read_bytes()
@@ -92,9 +98,25 @@ def _scan_bytes(path: str, data: bytes, module: str, is_package: bool) -> FileSc
         text = data.decode(encoding)
     except (UnicodeDecodeError, SyntaxError, LookupError) as exc:
         return FileProblem(path, "decode_error", f"not valid source text: {exc}")
+    # CPython's own parser first: LibCST's native parser overflows the C stack (segfault,
+    # killing the whole run) on pathologically nested code that CPython rejects cleanly,
+    # and CPython reports a syntax error's real line and column (LibCST's are approximate).
+    python_error: SyntaxError | None = None
+    try:
+        compile(text, path, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
+    except SyntaxError as exc:  # may be newer syntax that LibCST accepts: only a hint
+        if "too many nested" in exc.msg or "too complex" in exc.msg:
+            return FileProblem(path, "syntax_error", exc.msg, exc.lineno, exc.offset)
+        python_error = exc
+    except (RecursionError, MemoryError):
+        return FileProblem(path, "syntax_error", "nesting too deep to parse safely")
+    except ValueError as exc:  # source code string cannot contain null bytes
+        return FileProblem(path, "syntax_error", str(exc))
     try:
         return scan_source(text, module, is_package)
     except cst.ParserSyntaxError as exc:
+        if python_error is not None and python_error.lineno:
+            return FileProblem(path, "syntax_error", python_error.msg, python_error.lineno, python_error.offset)
         return FileProblem(path, "syntax_error", exc.message, exc.raw_line, exc.raw_column + 1)
     except RecursionError:
         return FileProblem(path, "syntax_error", "nesting too deep to parse")
@@ -148,10 +170,17 @@ def index_path(
     report = IndexReport(package=package, root=str(root_path))
     files = list(_walk(root_path, report))
     known = store.file_hashes(package)
+    known_problems = store.file_problems(package)
     todo: list[tuple[str, bytes, str, bool, str]] = []
     seen_paths: set[str] = set()
     for path in files:
         key = str(path)
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:  # the store (and most terminals) need text file names
+            shown = key.encode("utf-8", "backslashreplace").decode("utf-8")
+            report.problems.append(FileProblem(shown, "unreadable", "file name is not valid UTF-8; skipped"))
+            continue
         seen_paths.add(key)
         data = _read(path, max_bytes)
         if isinstance(data, FileProblem):
@@ -161,7 +190,15 @@ def index_path(
             continue
         sha = hashlib.sha1(data).hexdigest()
         if known.get(key) == sha:
-            report.unchanged += 1
+            if key in known_problems:  # still broken: report it again, without rescanning
+                kind, error = known_problems[key]
+                where = _WHERE.search(error)
+                report.problems.append(
+                    FileProblem(key, kind, error[: where.start()], int(where[1]), int(where[2]))
+                    if where else FileProblem(key, kind, error)
+                )
+            else:
+                report.unchanged += 1
             continue
         module, is_pkg = module_name(root_path, path, prefix)
         todo.append((key, data, module, is_pkg, sha))

@@ -75,6 +75,7 @@ class Store:
 
     def __init__(self, path: str | Path, *, create: bool = True) -> None:
         self.path = Path(path)
+        self._create = create
         if not create and not self.path.exists():
             raise IndexMissingError(
                 f"no index at {self.path}; build one with `nnrag index PATH` "
@@ -106,6 +107,8 @@ class Store:
     def _migrate(self) -> None:
         try:
             version = self._schema_version()
+            if version == 0 and not self._create and self._has_tables():
+                raise StoreError(f"{self.path} is an SQLite database but not an nnrag index; give another --db")
             if version > SCHEMA_VERSION:
                 raise SchemaVersionError(
                     f"{self.path} has schema version {version}, newer than this nnrag "
@@ -119,6 +122,9 @@ class Store:
                     self.set_meta("schema_version", str(SCHEMA_VERSION))
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not a usable nnrag index: {exc}") from exc
+
+    def _has_tables(self) -> bool:
+        return self.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table'").fetchone() is not None
 
     def _schema_version(self) -> int:
         has_meta = self.conn.execute(
@@ -158,6 +164,13 @@ class Store:
     def file_hashes(self, package: str) -> dict[str, str | None]:
         rows = self.conn.execute("SELECT path, sha1 FROM files WHERE package=?", (package,))
         return {path: sha for path, sha in rows}
+
+    def file_problems(self, package: str) -> dict[str, tuple[str, str]]:
+        """``{path: (status, error)}`` of the files of ``package`` that could not be indexed."""
+        rows = self.conn.execute(
+            "SELECT path, status, error FROM files WHERE package=? AND status != 'ok'", (package,)
+        )
+        return {path: (status, error or "") for path, status, error in rows}
 
     def delete_file(self, path: str) -> None:
         row = self.conn.execute("SELECT module FROM files WHERE path=?", (path,)).fetchone()
