@@ -92,6 +92,7 @@ class _Scanner:
         self.text = tree.code
         self._cursor = 0
         self._located: dict[int, tuple[int, int, str]] = {}
+        self._unit: cst.If | cst.Try | None = None
         self.definitions: list[Definition] = []
         self.imports: list[ImportBinding] = []
         self.all_names: tuple[str, ...] | None = None
@@ -102,7 +103,21 @@ class _Scanner:
     def walk(self, body: Sequence[cst.BaseStatement], guard: str) -> None:
         for stmt in body:
             self._index += 1
-            if isinstance(stmt, cst.If):
+            if (
+                not guard and self._unit is None and isinstance(stmt, cst.If | cst.Try)
+                and not (isinstance(stmt, cst.If) and _is_type_checking(stmt.test))
+                and self._self_contained(stmt)
+            ):
+                # A module-level ``if``/``try`` that imports nothing from the tree is kept
+                # whole: every name it binds maps to the full statement, so its run-time
+                # choice (``if 'X' in os.environ``, ``except ImportError: has_apex = False``)
+                # survives extraction instead of being decided once by the resolver.
+                self._unit = stmt
+                try:
+                    self.walk([stmt], "unit")
+                finally:
+                    self._unit = None
+            elif isinstance(stmt, cst.If):
                 self._walk_if(stmt, guard)
             elif isinstance(stmt, cst.Try):
                 inner = guard or "try"
@@ -123,6 +138,26 @@ class _Scanner:
             elif isinstance(stmt, cst.SimpleStatementLine):
                 for small in stmt.body:
                     self._small(stmt, small, guard)
+
+    def _self_contained(self, stmt: cst.CSTNode) -> bool:
+        top = self.module.split(".")[0]
+        found = False
+
+        class _Imports(cst.CSTVisitor):
+            def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
+                nonlocal found
+                module = dotted(node.module) if node.module else ""
+                found |= bool(node.relative) or (module or "").split(".")[0] == top
+
+            def visit_Import(self, node: cst.Import) -> None:
+                nonlocal found
+                found |= any((dotted(a.name) or "").split(".")[0] == top for a in node.names)
+
+            def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+                return False  # imports inside functions are the function's own business
+
+        stmt.visit(_Imports())
+        return not found
 
     def _walk_if(self, stmt: cst.If, guard: str) -> None:
         if _is_type_checking(stmt.test):
@@ -177,6 +212,10 @@ class _Scanner:
         self, local: str, target_module: str, target_name: str | None, level: int,
         node: cst.CSTNode, guard: str,
     ) -> None:
+        if self._unit is not None:
+            if local != "*":
+                self._add(node, local, "import", "")
+            return
         self.imports.append(
             ImportBinding(
                 local_name=local,
@@ -232,6 +271,8 @@ class _Scanner:
         self, node: cst.CSTNode, name: str, kind: str, guard: str, bases: tuple[str, ...] = (),
         abstract: bool = False, has_forward: bool = False, doc: str | None = None,
     ) -> None:
+        if self._unit is not None:
+            node, guard = self._unit, ""
         start, end, source = self._locate(node)
         if kind == "function" and isinstance(node, cst.FunctionDef):
             doc = _docstring(node.body.body) if isinstance(node.body, cst.IndentedBlock) else None

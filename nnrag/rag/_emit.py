@@ -80,7 +80,7 @@ def _rewrite(closure: Closure, node: Node, bound_names: dict[str, str]) -> str:
 
 
 def _order(closure: Closure, groups: dict[tuple[str, int, int], list[Node]]) -> list[tuple[str, int, int]]:
-    """Dependencies first; among free choices, discovery order reversed (target last)."""
+    """Dependencies first; siblings in source order (module, line); the target last."""
     key_of = {n.def_id: _statement_key(n) for n in closure.nodes.values()}
     keys = list(dict.fromkeys(key_of[i] for i in closure.order))
     # Post-order DFS over every dependency gives a readable order ...
@@ -90,7 +90,7 @@ def _order(closure: Closure, groups: dict[tuple[str, int, int], list[Node]]) -> 
     def visit(k: tuple[str, int, int]) -> None:
         visited.add(k)
         for member in groups[k]:
-            for dep in sorted(member.deps, key=lambda d: closure.order.index(d)):
+            for dep in sorted(member.deps, key=lambda d: key_of[d]):  # siblings in source order
                 dk = key_of[dep]
                 if dk not in visited:
                     visit(dk)

@@ -8,6 +8,7 @@ lambdas have their own scopes, ``global``/``nonlocal`` are honoured.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import libcst as cst
@@ -127,21 +128,56 @@ def _global_declarations(tree: cst.Module) -> set[str]:
 
 
 def _own_bindings(tree: cst.Module) -> tuple[str, ...]:
-    """Names the statement itself binds at module level (not via ``global`` in a body)."""
+    """Names the statement itself binds at module level (not via ``global`` in a body).
+
+    A whole ``if``/``try`` statement kept as one unit binds what any branch binds.
+    """
     names: set[str] = set()
-    for stmt in tree.body:
-        if isinstance(stmt, cst.ClassDef | cst.FunctionDef):
-            names.add(stmt.name.value)
-        elif isinstance(stmt, cst.SimpleStatementLine):
-            for small in stmt.body:
-                targets: list[cst.BaseExpression] = []
-                if isinstance(small, cst.Assign):
-                    targets = [t.target for t in small.targets]
-                elif isinstance(small, cst.AnnAssign | cst.AugAssign):
-                    targets = [small.target]
-                for target in targets:
-                    names.update(n.value for n in _names_in(target))
+
+    def walk(body: Sequence[cst.CSTNode]) -> None:
+        for stmt in body:
+            if isinstance(stmt, cst.ClassDef | cst.FunctionDef):
+                names.add(stmt.name.value)
+            elif isinstance(stmt, cst.If):
+                walk(stmt.body.body)
+                if stmt.orelse is not None:
+                    walk([stmt.orelse] if isinstance(stmt.orelse, cst.If) else stmt.orelse.body.body)
+            elif isinstance(stmt, cst.Try | cst.With):
+                walk(stmt.body.body)
+                for part in (*getattr(stmt, "handlers", ()), getattr(stmt, "orelse", None),
+                             getattr(stmt, "finalbody", None)):
+                    if part is not None:
+                        walk(part.body.body)
+            elif isinstance(stmt, cst.SimpleStatementLine):
+                for small in stmt.body:
+                    names.update(_small_bindings(small))
+
+    walk(tree.body)
     return tuple(sorted(names))
+
+
+def _small_bindings(small: cst.BaseSmallStatement) -> list[str]:
+    if isinstance(small, cst.Assign):
+        return [n.value for t in small.targets for n in _names_in(t.target)]
+    if isinstance(small, cst.AnnAssign | cst.AugAssign):
+        return [n.value for n in _names_in(small.target)]
+    if isinstance(small, cst.Import):
+        return [
+            a.asname.name.value if a.asname else (_dotted(a.name) or "").split(".")[0]  # type: ignore[union-attr]
+            for a in small.names
+        ]
+    if isinstance(small, cst.ImportFrom) and not isinstance(small.names, cst.ImportStar):
+        return [a.asname.name.value if a.asname else (_dotted(a.name) or "") for a in small.names]  # type: ignore[union-attr]
+    return []
+
+
+def _dotted(node: cst.BaseExpression) -> str | None:
+    if isinstance(node, cst.Name):
+        return node.value
+    if isinstance(node, cst.Attribute):
+        head = _dotted(node.value)
+        return f"{head}.{node.attr.value}" if head else None
+    return None
 
 
 def _names_in(node: cst.BaseExpression) -> list[cst.Name]:

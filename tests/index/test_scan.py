@@ -24,7 +24,7 @@ SOURCE = textwrap.dedent(
     from .sub.deep import *
 
     try:
-        from fast import thing
+        from .fast import thing
     except ImportError:
         thing = None
 
@@ -124,12 +124,40 @@ def test_imports_with_aliases_and_relative_targets(scan: FileScan) -> None:
         ("z", "pkg.x", "y", 2, ""),
         ("sibling", "pkg.sub", "sibling", 1, ""),
         ("*", "pkg.sub.sub.deep", "*", 1, ""),
-        ("thing", "fast", "thing", 0, "try"),
+        ("thing", "pkg.sub.fast", "thing", 1, "try"),
         ("Any", "typing", "Any", 0, "type_checking"),
     }
     lines = SOURCE.splitlines()
     for imp in scan.imports:
         assert "import" in lines[imp.lineno - 1]
+
+
+def test_self_contained_try_and_if_are_kept_whole() -> None:
+    source = textwrap.dedent(
+        """\
+        import os
+        try:
+            from apex import fused
+            HAS_APEX = True
+        except ImportError:
+            HAS_APEX = False
+        if "X" in os.environ:
+            X = int(os.environ["X"])
+        else:
+            X = 1
+        """
+    )
+    scan = scan_source(source, "pkg.mod")
+    defs = [(d.name, d.kind, d.guard, d.lineno, d.end_lineno) for d in scan.definitions]
+    assert defs == [
+        ("fused", "import", "", 2, 6),
+        ("HAS_APEX", "assign", "", 2, 6),
+        ("HAS_APEX", "assign", "", 2, 6),
+        ("X", "assign", "", 7, 10),
+        ("X", "assign", "", 7, 10),
+    ]
+    assert scan.definitions[0].source.startswith("try:") and "except ImportError" in scan.definitions[0].source
+    assert [i.local_name for i in scan.imports] == ["os"]  # the guarded import lives in the unit
 
 
 def test_relative_imports_in_a_package_init() -> None:

@@ -114,12 +114,12 @@ CASES: list[tuple[str, dict[str, str], str, str]] = [
         },
         "pkg.user.f",
         """
-        def helper():
-            return 'y'
-
-
         def helper_x():
             return 'x'
+
+
+        def helper():
+            return 'y'
 
 
         def f():
@@ -160,35 +160,75 @@ CASES: list[tuple[str, dict[str, str], str, str]] = [
         """,
     ),
     (
-        "import_error_fallback_prefers_installed_then_in_tree",
+        "self_contained_try_and_if_statements_are_kept_whole",
         {
             "user.py": """
+                import os
+
                 try:
                     from not_installed_pkg_xyz import fast_op
+                    HAS_FAST = True
                 except ImportError:
-                    def fast_op(x):
-                        return x
+                    HAS_FAST = False
 
-                try:
-                    from math import sqrt
-                except ImportError:
-                    sqrt = None
+                if "FAST_FLAG" in os.environ:
+                    FLAG = int(os.environ["FAST_FLAG"])
+                else:
+                    FLAG = 1
 
                 def f(x):
-                    return fast_op(sqrt(x))
+                    return fast_op(x) if HAS_FAST and FLAG else x
             """,
         },
         "pkg.user.f",
         """
-        from math import sqrt
+        import os
 
 
-        def fast_op(x):
-            return x
+        try:
+            from not_installed_pkg_xyz import fast_op
+            HAS_FAST = True
+        except ImportError:
+            HAS_FAST = False
+
+
+        if "FAST_FLAG" in os.environ:
+            FLAG = int(os.environ["FAST_FLAG"])
+        else:
+            FLAG = 1
 
 
         def f(x):
-            return fast_op(sqrt(x))
+            return fast_op(x) if HAS_FAST and FLAG else x
+        """,
+    ),
+    (
+        "import_error_fallback_with_in_tree_import_picks_in_tree_code",
+        {
+            "fast.py": "def op(x):\n    return x * 2\n",
+            "user.py": """
+                try:
+                    from .fast import op
+                except ImportError:
+                    op = None
+
+                try:
+                    from not_installed_pkg_xyz import helper
+                except ImportError:
+                    from .fast import op as helper
+
+                def f(x):
+                    return helper(op(x))
+            """,
+        },
+        "pkg.user.f",
+        """
+        def op(x):
+            return x * 2
+
+
+        def f(x):
+            return op(op(x))
         """,
     ),
     (
