@@ -153,6 +153,12 @@ class SymbolTable:
                 return found
             if self.in_tree(f"{target}.{attr}"):
                 return Binding("module", f"{target}.{attr}")
+            if _available(target):
+                # Not visible statically (a lazy ``__getattr__`` module such as
+                # transformers' ``_LazyModule``, or a file that was not indexed): the
+                # installed package provides it at run time, so keep the import.
+                return Binding("external", import_module=target, import_name=attr,
+                               object_path=f"{target}.{attr}", reason=found.reason)
             return found
         if self.in_tree(f"{target}.{attr}"):
             return Binding("module", f"{target}.{attr}")

@@ -403,6 +403,20 @@ def test_before_after(tmp_path: Path, files: dict[str, str], target: str, expect
     assert emitted.name in namespace
 
 
+def test_name_missing_from_an_installed_in_tree_package_stays_an_import(tmp_path: Path) -> None:
+    # Lazy packages (transformers' _LazyModule) expose names only at run time: when the
+    # indexed tree is an installed package, an unresolvable name is imported from it.
+    root = tmp_path / "email"
+    root.mkdir()
+    (root / "__init__.py").write_text("")
+    (root / "user.py").write_text("from . import message_from_string\n\ndef f(s):\n    return message_from_string(s)\n")
+    store = Store(tmp_path / "index.db")
+    index_path(store, root)
+    emitted = extract(store, "email.user.f")
+    assert "from email import message_from_string" in emitted.code
+    assert emitted.gaps == ()
+
+
 def test_output_is_byte_identical_across_runs(tmp_path: Path) -> None:
     files = CASES[3][1]
     first = extract(build(tmp_path / "a", files), "pkg.user.f").code
