@@ -22,6 +22,9 @@ KNOWN_MODULE_BASES = (
 )
 
 
+_TORCH_MODULE = "torch.nn.modules.module.Module"
+
+
 @lru_cache(maxsize=4096)
 def external_module_info(qualname: str) -> tuple[bool, bool]:
     """``(is nn.Module subclass, defines a real forward)`` for an external dotted name."""
@@ -61,7 +64,10 @@ def find_blocks(table: SymbolTable) -> set[int]:
         if def_id in stack:
             return False, False
         d = table.defs[def_id]
-        is_module, has_forward = False, bool(d["has_forward"])
+        # Indexing torch itself: its own ``Module`` is the root, reached in-tree.
+        is_module, has_forward = d["qualname"] == _TORCH_MODULE, bool(d["has_forward"])
+        if is_module:
+            has_forward = False  # ``forward = _forward_unimplemented``
         if d["kind"] == "class":
             for base in d["bases"]:
                 binding, rest = table.resolve_dotted(d["module"], base)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import heapq
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import libcst as cst
@@ -125,16 +124,11 @@ def _order(closure: Closure, groups: dict[tuple[str, int, int], list[Node]]) -> 
     return out
 
 
-def _relative_path(closure: Closure, module: str, packages: dict[str, dict[str, Any]]) -> str:
+def _relative_path(closure: Closure, module: str) -> str:
+    """Where the module lives relative to its import root: stable across machines."""
     info = closure.modules.get(module, {})
-    path = Path(info.get("path", ""))
-    pkg = packages.get(info.get("package", ""), {})
-    root = Path(pkg.get("root", "/"))
-    base = root.parent if (root / "__init__.py").exists() else root
-    try:
-        return str(path.relative_to(base))
-    except ValueError:
-        return path.name
+    suffix = "/__init__.py" if info.get("is_package") else ".py"
+    return module.replace(".", "/") + suffix
 
 
 def _merge_imports(statements: set[str]) -> list[str]:
@@ -184,13 +178,13 @@ def emit(closure: Closure, packages: dict[str, dict[str, Any]]) -> Emitted:
     header = [
         f"# Scope-closed extraction of {row['qualname']} by nnrag {__version__}.",
         f"# package: {pkg_name} {version}",
-        f"# source: {_relative_path(closure, row['module'], packages)}:{row['lineno']}-{row['end_lineno']}"
+        f"# source: {_relative_path(closure, row['module'])}:{row['lineno']}-{row['end_lineno']}"
         f" sha1={row['hash']}",
         f"# closure: {len(groups)} statements, {len(runtime)} imports, sha1={closure_hash}",
     ]
     for key in ordered:
         m = groups[key][0].row
-        header.append(f"#   {m['qualname']}  {_relative_path(closure, m['module'], packages)}:{m['lineno']}-{m['end_lineno']}")
+        header.append(f"#   {m['qualname']}  {_relative_path(closure, m['module'])}:{m['lineno']}-{m['end_lineno']}")
     for gap in closure.gaps:
         header.append(f"# unresolved: {gap}")
     code = "\n".join(header) + "\n\n" + body
