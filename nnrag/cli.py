@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,8 +44,20 @@ def _store(db: Path | None, *, create: bool = False) -> Any:
 
 @contextmanager
 def _progress(label: str, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
-    if not enabled or not err.is_terminal and os.environ.get("NNRAG_PROGRESS") != "1":
+    """A progress bar on a terminal; elsewhere (logs, CI) a line every 10 seconds."""
+    if not enabled:
         yield lambda done, total: None
+        return
+    if not err.is_terminal:
+        last = [time.monotonic()]
+
+        def log(done: int, total: int) -> None:
+            if time.monotonic() - last[0] >= 10 or (done == total and done > 0 and time.monotonic() - start >= 10):
+                last[0] = time.monotonic()
+                err.print(f"{label}: {done}/{total} ({time.monotonic() - start:.0f}s)")
+
+        start = time.monotonic()
+        yield log
         return
     with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True) as bar:
