@@ -436,7 +436,11 @@ def main() -> None:
         return
     try:
         for name in config["preload"]:
-            importlib.import_module(name)
+            if name.startswith("?"):  # best effort: a speed-up, not a requirement
+                with contextlib.suppress(BaseException):
+                    importlib.import_module(name[1:])
+            else:
+                importlib.import_module(name)
         if "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(1)
     except BaseException as exc:

@@ -131,7 +131,9 @@ class _Worker:
             "work_dir": str(self.home),
             "writable": list(writable),
         }
-        paths = [os.path.abspath(p) if p else os.getcwd() for p in sys.path]
+        # '' is the caller's current folder (``python -c``/stdin): a folder named like an
+        # installed package there (a source checkout being indexed) would shadow it.
+        paths = [os.path.abspath(p) for p in sys.path if p]
         with open(self.log_path, "wb") as log_file:
             self.proc = subprocess.Popen(
                 [sys.executable, "-I", "-c", _BOOTSTRAP, json.dumps(paths), json.dumps(config)],

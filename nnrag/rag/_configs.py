@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
+import importlib.util
 import inspect
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -145,3 +148,62 @@ def build_configs(
         set_eager(cfg)
         return [cfg]
     return []
+
+
+_HEADER = re.compile(r"^# Scope-closed extraction of ([A-Za-z_][\w.]*)\.\w+ by ", re.M)
+_SOURCE = re.compile(r"^# source: ([A-Za-z_][\w/]*?)(?:/__init__)?\.py:\d", re.M)
+_PACKAGE = re.compile(r"^# package: ([A-Za-z_]\w*)", re.M)
+_CONFIG_NAME = re.compile(r"(Config|Cfg)$")
+
+
+def origin_configs(source: str, namespace: Mapping[str, Any]) -> dict[str, type]:
+    """Config classes of the block's original module that the emitted code does not name.
+
+    Emitted blocks keep only what their code references; an unannotated ``config`` argument
+    leaves the config class out. The header names the original module, whose ``*Config``
+    classes (imported there from ``configuration_*``) are the ones the block was written for.
+    """
+    head = source[:3000]
+    pkg = _PACKAGE.search(head)
+    names = [m.group(1).replace("/", ".") for m in [_SOURCE.search(head)] if m is not None]
+    names = [n for n in names if pkg is None or n.split(".")[0] == pkg.group(1)]
+    names += [m.group(1) for m in [_HEADER.search(head)] if m is not None]
+    mod = None
+    for modname in dict.fromkeys(names):
+        try:
+            if importlib.util.find_spec(modname.split(".")[0]) is None:
+                continue
+            mod = importlib.import_module(modname)
+            break
+        except Exception:
+            continue
+    if mod is None:
+        return {}
+    return {
+        k: v
+        for k, v in vars(mod).items()
+        if isinstance(v, type) and _CONFIG_NAME.search(k) and k not in namespace
+    }
+
+
+def sub_configs(cfg: Any, owner: str) -> list[Any]:
+    """Nested configs (``text_config``, ``vision_config``...), the best name match first."""
+    subs = []
+    with contextlib.suppress(Exception):
+        subs = [v for v in vars(cfg).values() if _is_config(v)]
+    own = owner.lower()
+
+    def score(v: Any) -> int:
+        name = type(v).__name__.lower().removesuffix("config")
+        parts = [p for p in re.split(r"(?<=[a-z0-9])(?=[A-Z])", type(v).__name__) if p]
+        hits = sum(1 for p in parts[1:-1] if p.lower() in own)
+        return -(len(_prefix(name, own)) + 10 * hits)
+
+    return sorted(subs, key=score)
+
+
+def _prefix(a: str, b: str) -> str:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return a[:n]

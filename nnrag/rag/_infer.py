@@ -27,7 +27,7 @@ from typing import Any
 
 from torch import nn
 
-from nnrag.rag._configs import SMALL_CONFIG, build_configs
+from nnrag.rag._configs import SMALL_CONFIG, build_configs, sub_configs
 
 _EMPTY = inspect.Parameter.empty
 
@@ -206,6 +206,8 @@ def _norm_for(cls_name: str, other_params: set[str]) -> list[Any]:
     """Pick BatchNorm2d for conv-looking blocks, LayerNorm for token-looking ones."""
     convish = any(re.search(r"chs|channels|planes|kernel|^inp$", p) for p in other_params)
     convish = convish or bool(re.search(r"conv|res|bottleneck|stem|2d|cnn", cls_name.lower()))
+    if re.search(r"3d|temporal|video|volumetric", cls_name.lower()):
+        return [nn.BatchNorm3d, nn.BatchNorm2d, nn.LayerNorm]
     return [nn.BatchNorm2d, nn.LayerNorm] if convish else [nn.LayerNorm, nn.BatchNorm2d]
 
 
@@ -275,7 +277,9 @@ def param_candidates(
             classes = [c for c in classes if c.__name__ == detail] or classes
         if isinstance(detail, list):
             classes = [c for c in detail if isinstance(c, type)]
-        return None, [cfg for c in classes[:3] for cfg in build_configs(c, depth, namespace)]
+        cfgs = [cfg for c in classes[:3] for cfg in build_configs(c, depth, namespace)]
+        subs = [sub for cfg in cfgs[:1] for sub in sub_configs(cfg, owner.__name__)[:2]]
+        return None, [*cfgs[:1], *subs, *cfgs[1:]]
     if kind == "module" and detail is not None:
         return None, [nn.Identity()]
     role, vals = values_for_name(name, profile)

@@ -10,6 +10,7 @@ failures can be attributed to the resolver (``resolver_gap``), the environment
 from __future__ import annotations
 
 import ast
+import contextlib
 import copy
 import importlib
 import os
@@ -180,11 +181,14 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
 
     import torch
 
+    from nnrag.rag._configs import origin_configs
     from nnrag.rag._infer import describe_value, init_candidates
     from nnrag.rag._probe import describe, infer_probes
 
     torch.set_num_threads(1)
-    ns = vars(mod)
+    ns: dict[str, Any] = dict(vars(mod))
+    with contextlib.suppress(Exception):  # best effort: the block's own names come first
+        ns.update(origin_configs(source, ns))
     try:
         candidates = init_candidates(cls, ns, limit=MAX_INIT)
     except Exception as exc:  # inference must never crash the ladder
@@ -268,10 +272,25 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
 _MISSING_RX = re.compile(r"missing \d+ required (?:positional|keyword-only) arguments?: (.*)")
 
 
+_CHOICE_RX = re.compile(
+    r"\b([A-Za-z_][A-Za-z0-9_]*) (?:must|has to|should) be (?:either |one of )?[\[(]?'([^']+)'"
+)
+
+
 def _repair(kwargs: dict[str, Any], exc: BaseException) -> dict[str, Any] | None:
-    """Add arguments a ``**kwargs`` pass-through turned out to need (``BasicConv2d`` style)."""
+    """Fix a failed construction from its message.
+
+    ``missing ... argument: 'x'`` adds arguments a ``**kwargs`` pass-through turned out to
+    need (``BasicConv2d`` style); ``mode must be either 'batch' or 'row'`` takes the first
+    listed choice for an argument we passed.
+    """
     from nnrag.rag._infer import values_for_name
 
+    choice = _CHOICE_RX.search(str(exc)) if isinstance(exc, ValueError) else None
+    if choice is not None and choice.group(1) in kwargs:
+        if kwargs[choice.group(1)] != choice.group(2):
+            return {**kwargs, choice.group(1): choice.group(2)}
+        return None
     match = _MISSING_RX.search(str(exc)) if isinstance(exc, TypeError) else None
     if match is None:
         return None

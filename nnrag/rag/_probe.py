@@ -122,6 +122,14 @@ def _hints(module: nn.Module, init_kwargs: Mapping[str, Any]) -> tuple[list[int]
     for name, v in init_kwargs.items():
         if isinstance(v, int) and not isinstance(v, bool) and _IN_DIM.search(name.lower()):
             dims.append(v)
+        elif (
+            isinstance(v, list | tuple)
+            and v
+            and isinstance(v[0], int)
+            and not isinstance(v[0], bool)
+            and _IN_DIM.search(name.lower())
+        ):
+            dims.append(v[0])
         if _SPATIAL.search(name.lower()):
             sides.extend(_sides(v))
         if "vocab" in name.lower() and isinstance(v, int):
@@ -192,7 +200,12 @@ def _rope(namespace: Mapping[str, Any], init_kwargs: Mapping[str, Any], x: torch
 
 
 def _fill(
-    p: inspect.Parameter, x: torch.Tensor, side: int, ns: Mapping[str, Any], kw: Mapping[str, Any]
+    p: inspect.Parameter,
+    x: torch.Tensor,
+    side: int,
+    ns: Mapping[str, Any],
+    kw: Mapping[str, Any],
+    module: nn.Module | None = None,
 ) -> tuple[bool, Any]:
     """Value for a secondary forward parameter; ``(False, None)`` leaves the default."""
     name = p.name
@@ -212,6 +225,8 @@ def _fill(
         return True, (side, side)
     if re.search(r"(^t$|timestep|time|^sigma|noise_level)", name):
         return True, torch.rand(BATCH)
+    if _RESIDUAL.match(name) and module is not None:
+        return True, _residual(module, x)
     if _SAME.match(name) or "Tensor" in str(p.annotation) or _TENSORISH.search(name):
         return True, x.clone()
     if "int" in str(p.annotation) or re.search(r"(^p$|size$|^ws$|^n$)", name):
@@ -263,20 +278,63 @@ def infer_probes(
     probes: list[Probe] = []
     for lay, d, side, seq in ordered[:limit]:
         x = _tensor(lay, d, side, seq)
-        args: list[Any] = [x] if first is not None else []
+        args: list[Any] = [_container(first, x)] if first is not None else []
         kwargs: dict[str, Any] = {}
         for p in rest:
-            use, val = _fill(p, x, side, namespace, init_kwargs)
+            use, val = _fill(p, x, side, namespace, init_kwargs, module)
             if not use:
                 continue
             if p.kind is p.POSITIONAL_ONLY or p.kind is p.VAR_POSITIONAL:
                 args.append(val)
             else:
                 kwargs[p.name] = val
-        parts = [f"{first.name if first else '*'}: {describe(x)}"]
+        parts = [f"{first.name if first else '*'}: {describe(args[0] if args else x)}"]
         parts += [f"{k}: {describe(v)}" for k, v in kwargs.items()]
         probes.append(Probe(tuple(args), kwargs, "; ".join(parts)))
     return probes
+
+
+_LIST_ANN = re.compile(r"^(typing\.)?(List|list|Sequence|Tuple|tuple|Iterable)\[.*Tensor")
+_DICT_ANN = re.compile(r"^(typing\.)?(Dict|dict|Mapping|OrderedDict)\[.*Tensor")
+_RESIDUAL = re.compile(r"^(input_tensor|residual|shortcut|identity|skip|res)$")
+
+
+def _ann_text(p: inspect.Parameter) -> str:
+    ann = p.annotation
+    if ann is _EMPTY:
+        return ""
+    text = ann if isinstance(ann, str) else str(ann)
+    return text.strip("'\"").replace(" ", "").removeprefix("typing.")
+
+
+def _levels(x: torch.Tensor) -> list[torch.Tensor]:
+    """Two feature levels (the second at half resolution) for multi-scale heads."""
+    if x.dim() in (3, 4, 5) and x.is_floating_point() and min(x.shape[2:]) >= 2:
+        pool = {3: nn.functional.avg_pool1d, 4: nn.functional.avg_pool2d}.get(x.dim())
+        small = pool(x, 2) if pool is not None else nn.functional.avg_pool3d(x, 2)
+        return [x, small.contiguous()]
+    return [x, x.clone()]
+
+
+def _container(p: inspect.Parameter, x: torch.Tensor) -> Any:
+    """Wrap the primary tensor when ``forward`` is annotated to take a list or dict of maps."""
+    text = _ann_text(p)
+    if _LIST_ANN.match(text):
+        return _levels(x)
+    if _DICT_ANN.match(text):
+        return {str(i): t for i, t in enumerate(_levels(x))}
+    return x
+
+
+def _residual(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Residual input of a projection block: shaped like the output of its last linear."""
+    last = None
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            last = m
+    if last is not None and x.dim() >= 2 and x.shape[-1] == last.in_features:
+        return torch.randn(*x.shape[:-1], last.out_features)
+    return x.clone()
 
 
 def _interleave(items: list[Any], key: Any) -> list[Any]:

@@ -286,3 +286,95 @@ def test_probe_rope_fallback_shapes() -> None:
 def test_describe_nested() -> None:
     out = {"a": torch.zeros(2, 3), "b": (torch.ones(1, dtype=torch.long), None)}
     assert describe(out) == "{a: float32[2, 3], b: (int64[1], None)}"
+
+
+class HFCompositeConfig:
+    """transformers-style composite config: the block may want a nested sub-config."""
+
+    def __init__(self, hidden_size=4096, **kwargs):
+        self.hidden_size = hidden_size
+        self.text_config = kwargs.get("text_config") or HFLikeConfig()
+        self.audio_config = kwargs.get("audio_config") or HFLikeConfig()
+
+    def to_dict(self) -> dict:
+        return dict(vars(self))
+
+
+def test_config_candidates_include_sub_configs() -> None:
+    from nnrag.rag._configs import sub_configs
+
+    class HFLikeConfigAudioLayer(nn.Module):
+        def __init__(self, config) -> None:
+            super().__init__()
+
+    (top,) = build_configs(HFCompositeConfig)
+    subs = sub_configs(top, "HFLikeConfigAudioLayer")
+    assert len(subs) == 2 and all(isinstance(s, HFLikeConfig) for s in subs)
+    vals = init_candidates(HFLikeConfigAudioLayer, {"HFCompositeConfig": HFCompositeConfig})
+    cfgs = [c["config"] for c in vals]
+    assert isinstance(cfgs[0], HFCompositeConfig)
+    assert any(isinstance(c, HFLikeConfig) for c in cfgs[1:])
+
+
+def test_origin_configs_from_header(tmp_path, monkeypatch) -> None:
+    from nnrag.rag._configs import origin_configs
+
+    (tmp_path / "nnrag_origin_pkg.py").write_text(
+        "class OrigConfig:\n    hidden_size = 8\n\nclass Other:\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    src = "# Scope-closed extraction of nnrag_origin_pkg.OrigLayer by nnrag 0.1.0.\nx = 1\n"
+    found = origin_configs(src, {})
+    assert list(found) == ["OrigConfig"]
+    assert origin_configs(src, {"OrigConfig": object}) == {}  # never shadows the block's names
+    assert origin_configs("x = 1\n", {}) == {}
+    assert origin_configs(src.replace("nnrag_origin_pkg", "no_such_pkg_xyz"), {}) == {}
+    nested = (
+        "# Scope-closed extraction of nnrag_origin_pkg.Outer.Inner by nnrag 0.1.0.\n"
+        "# source: nnrag_origin_pkg.py:1-3 sha1=0\n"
+    )
+    assert list(origin_configs(nested, {})) == ["OrigConfig"]
+
+
+def test_norm_layer_for_3d_blocks_is_batchnorm3d() -> None:
+    class TemporalConv(nn.Module):
+        def __init__(self, in_planes, out_planes, norm_layer) -> None:
+            super().__init__()
+
+    assert init_candidates(TemporalConv, {})[0]["norm_layer"] is nn.BatchNorm3d
+
+
+def test_probe_list_and_dict_of_feature_maps() -> None:
+    class Head(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(6, 4, 3, padding=1)
+
+        def forward(self, x: list[torch.Tensor]) -> list[torch.Tensor]:
+            return [self.conv(t) for t in x]
+
+    class Fpn(Head):
+        def forward(self, x: "Dict[str, Tensor]") -> list[torch.Tensor]:  # noqa: F821, UP037
+            return [self.conv(t) for t in x.values()]
+
+    levels = infer_probes(Head(), {}, {})[0].args[0]
+    assert isinstance(levels, list) and [t.shape[-1] for t in levels] == [32, 16]
+    assert all(t.shape[1] == 6 for t in levels)
+    maps = infer_probes(Fpn(), {}, {})[0].args[0]
+    assert isinstance(maps, dict) and list(maps) == ["0", "1"]
+    assert "[" in infer_probes(Fpn(), {}, {})[0].desc
+
+
+def test_probe_residual_input_matches_output_projection() -> None:
+    class BertLikeOutput(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.dense = nn.Linear(32, 16)
+            self.norm = nn.LayerNorm(16)
+
+        def forward(self, hidden_states, input_tensor):
+            return self.norm(self.dense(hidden_states) + input_tensor)
+
+    probe = infer_probes(BertLikeOutput(), {}, {})[0]
+    assert probe.args[0].shape[-1] == 32
+    assert probe.kwargs["input_tensor"].shape == (*probe.args[0].shape[:-1], 16)

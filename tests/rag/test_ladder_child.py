@@ -395,3 +395,21 @@ def test_classify_table() -> None:
     assert is_shape_error(ValueError("not enough values to unpack (expected 4, got 3)"))
     assert not is_shape_error(ZeroDivisionError("division by zero"))
     assert classify(ZeroDivisionError("division by zero"), "forward") == "genuine_error"
+
+
+def test_repair_takes_listed_choice_for_a_passed_argument() -> None:
+    result = climb(
+        """
+        class Drop(nn.Module):
+            def __init__(self, p: float, mode: str) -> None:
+                super().__init__()
+                if mode not in ("batch", "row"):
+                    raise ValueError(f"mode has to be either 'batch' or 'row', but got {mode}")
+                self.p = p
+
+            def forward(self, x):
+                return x * 2
+        """,
+        "Drop",
+    )
+    assert result["rung"] >= 5 and result["init_args"]["mode"] == "'batch'", result
