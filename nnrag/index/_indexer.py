@@ -26,7 +26,7 @@ import libcst as cst
 from nnrag.exceptions import ScanError
 from nnrag.index._blocks import find_blocks
 from nnrag.index._model import FileProblem, FileScan, IndexReport
-from nnrag.index._scan import scan_source
+from nnrag.index._scan import SCANNER_VERSION, scan_source
 from nnrag.index._store import Store
 from nnrag.index._symbols import SymbolTable
 from nnrag.logging import get_logger
@@ -170,6 +170,10 @@ def index_path(
     report = IndexReport(package=package, root=str(root_path))
     files = list(_walk(root_path, report))
     known = store.file_hashes(package)
+    version_key = f"scanner_version:{package}"
+    stale_scanner = store.get_meta(version_key) != SCANNER_VERSION
+    if stale_scanner:  # files scanned by an older scanner are rescanned, not skipped
+        known = dict.fromkeys(known)
     known_problems = store.file_problems(package)
     todo: list[tuple[str, bytes, str, bool, str]] = []
     seen_paths: set[str] = set()
@@ -233,6 +237,7 @@ def index_path(
         for path in removed:
             store.delete_file(path)
         store.upsert_package(package, str(root_path), package_version(root_path, prefix))
+        store.set_meta(version_key, SCANNER_VERSION)
     report.removed = len(removed)
     if changed or store.get_meta("blocks_dirty") == "1":
         mark_blocks(store)

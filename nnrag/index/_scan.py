@@ -17,6 +17,10 @@ import libcst as cst
 from nnrag.index._model import Definition, FileScan, ImportBinding
 
 
+# Bump when what the scanner records changes: every file is then rescanned once.
+SCANNER_VERSION = "2"
+
+
 def normalised_hash(source: str) -> str:
     """SHA-1 of the source with comments and formatting removed.
 

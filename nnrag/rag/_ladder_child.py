@@ -37,6 +37,11 @@ _SHAPE_RX = re.compile(
 )
 
 
+def _mark(rung: int) -> None:
+    """Tell the orchestrator how far we got, in case the block then hangs until killed."""
+    print(f"NNRAG_RUNG={rung}", flush=True)
+
+
 def _result(rung: int, **extra: Any) -> dict[str, Any]:
     out: dict[str, Any] = {
         "rung": rung,
@@ -133,6 +138,7 @@ def _load(out: dict[str, Any], source: str, module_name: str, max_rung: int) -> 
     except SyntaxError as exc:
         return _fail(out, 1, exc, "genuine_error", _message(exc)) and None
     out.update(rung=1, rung_name="parse")
+    _mark(1)
     if max_rung < 2:
         return None
     filename = str(Path.cwd() / f"{module_name}.py")
@@ -141,6 +147,7 @@ def _load(out: dict[str, Any], source: str, module_name: str, max_rung: int) -> 
     except (SyntaxError, ValueError) as exc:
         return _fail(out, 2, exc, "genuine_error", _message(exc)) and None
     out.update(rung=2, rung_name="compile")
+    _mark(2)
     if max_rung < 3:
         return None
     Path(filename).write_text(source, encoding="utf-8")
@@ -155,6 +162,7 @@ def _load(out: dict[str, Any], source: str, module_name: str, max_rung: int) -> 
             raise
         return _fail(out, 3, exc, classify(exc, "import"), _message(exc)) and None
     out.update(rung=3, rung_name="import")
+    _mark(3)
     return mod
 
 
@@ -215,8 +223,12 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
             continue
         instances += 1
         out.update(rung=4, rung_name="instantiate", attempts=attempts)
+        _mark(4)
         out["init_args"] = {k: describe_value(v) for k, v in kwargs.items()}
-        params = list(block.parameters()) if isinstance(block, torch.nn.Module) else []
+        try:
+            params = list(block.parameters()) if isinstance(block, torch.nn.Module) else []
+        except Exception as exc:  # e.g. a Module whose __init__ skipped super().__init__()
+            return _fail(out, 5, exc, "genuine_error")
         out["param_count"] = sum(p.numel() for p in params)
         if max_rung < 5:
             return _clear(out)
@@ -243,6 +255,7 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
                 fwd_errors.append(exc)
                 continue
             out.update(rung=5, rung_name="forward", input_desc=probe.desc)
+            _mark(5)
             out["output_desc"] = describe(output)
             if max_rung < 6:
                 return _clear(out)
@@ -323,6 +336,7 @@ def _backward(out: dict[str, Any], block: Any, params: list[Any], output: Any) -
         if not any(p.requires_grad for p in params) and floats:
             out["output_desc"] = f"{out['output_desc']} (parameter-free: backward skipped)"
             out.update(rung=6, rung_name="backward")
+            _mark(6)
             return _clear(out)
         exc = RuntimeError("no differentiable floating-point tensor in the output")
         return _fail(out, 6, exc, "genuine_error")
@@ -344,4 +358,5 @@ def _backward(out: dict[str, Any], block: Any, params: list[Any], output: Any) -
         exc = FloatingPointError(f"non-finite gradient in {', '.join(bad[:5])}")
         return _fail(out, 6, exc, "genuine_error")
     out.update(rung=6, rung_name="backward")
+    _mark(6)
     return _clear(out)

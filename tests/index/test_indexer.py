@@ -401,6 +401,20 @@ def test_incremental_reindex(store: Store, zoo_tree: Path, scan_calls: list[str]
     assert_consistent(store)
 
 
+def test_a_new_scanner_version_rescans_unchanged_files(
+    store: Store, zoo_tree: Path, scan_calls: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index_path(store, zoo_tree)
+    scan_calls.clear()
+    monkeypatch.setattr(indexer, "SCANNER_VERSION", "test-next")
+    upgraded = index_path(store, zoo_tree)
+    assert (upgraded.scanned, upgraded.unchanged) == (10, 0)
+    assert len(scan_calls) == 10
+    scan_calls.clear()
+    assert index_path(store, zoo_tree).unchanged == 10
+    assert scan_calls == []
+
+
 def test_file_that_breaks_and_recovers(store: Store, write_tree: WriteTree) -> None:
     root = write_tree({"a.py": "A = 1\n", "b.py": "B = 1\n"})
     index_path(store, root)

@@ -48,3 +48,19 @@ def test_results_are_cached_by_closure_and_rerun_when_code_changes(tmp_path: Pat
     index_path(store, root)
     again = validate(store, ["Scale"])
     assert again[0].rung == 6 and not again[0].cached
+
+
+def test_a_block_that_hangs_keeps_the_rungs_it_reached(tmp_path: Path) -> None:
+    root = tmp_path / "pkg"
+    root.mkdir()
+    (root / "__init__.py").write_text("")
+    (root / "slow.py").write_text(
+        "import time\nimport torch.nn as nn\n\n\nclass Hang(nn.Module):\n"
+        "    def forward(self, x):\n        while True:\n            time.sleep(0.1)\n"
+    )
+    store = Store(tmp_path / "index.db")
+    index_path(store, root)
+    (outcome,) = validate(store, ["Hang"], limits=Limits(wall_s=8))
+    assert outcome.rung == 4  # instantiated, then killed during forward
+    assert outcome.failed_rung == "forward"
+    assert outcome.error_type == "Timeout"
