@@ -169,11 +169,14 @@ def index_path(
     package = package or prefix.split(".")[0] or root_path.name
     report = IndexReport(package=package, root=str(root_path))
     files = list(_walk(root_path, report))
-    known = store.file_hashes(package)
     version_key = f"scanner_version:{package}"
-    stale_scanner = store.get_meta(version_key) != SCANNER_VERSION
-    if stale_scanner:  # files scanned by an older scanner are rescanned, not skipped
-        known = dict.fromkeys(known)
+    if store.get_meta(version_key) != SCANNER_VERSION:
+        # Files scanned by an older scanner are rescanned, not skipped; forgetting their
+        # hashes (instead of a flag set at the end) keeps this true across interruptions.
+        with store.transaction():
+            store.conn.execute("UPDATE files SET sha1 = NULL WHERE package = ?", (package,))
+            store.set_meta(version_key, SCANNER_VERSION)
+    known = store.file_hashes(package)
     known_problems = store.file_problems(package)
     todo: list[tuple[str, bytes, str, bool, str]] = []
     seen_paths: set[str] = set()
@@ -237,7 +240,6 @@ def index_path(
         for path in removed:
             store.delete_file(path)
         store.upsert_package(package, str(root_path), package_version(root_path, prefix))
-        store.set_meta(version_key, SCANNER_VERSION)
     report.removed = len(removed)
     if changed or store.get_meta("blocks_dirty") == "1":
         mark_blocks(store)

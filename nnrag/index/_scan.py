@@ -16,7 +16,6 @@ import libcst as cst
 
 from nnrag.index._model import Definition, FileScan, ImportBinding
 
-
 # Bump when what the scanner records changes: every file is then rescanned once.
 SCANNER_VERSION = "2"
 
