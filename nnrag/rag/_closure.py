@@ -62,8 +62,10 @@ class Closure:
     modules: dict[str, dict[str, Any]]
 
 
-def _symbol_for_def(def_id: int) -> str:
-    return f"def:{def_id}"
+def def_symbol(closure: Closure, def_id: int) -> str:
+    """Naming key of a definition: its qualified name, so that successive bindings of one
+    module-level variable (``X = f(X)`` after ``class X``) keep one emitted name."""
+    return f"def:{closure.nodes[def_id].row['qualname']}"
 
 
 class ClosureBuilder:
@@ -145,6 +147,16 @@ class ClosureBuilder:
             nodes[current] = node
             order.append(current)
             for i, ref in enumerate(node.analysis.refs):
+                if ref.rebind:  # ``X = update(X)``: the previous binding of X in this module
+                    previous = self._previous_binding(row)
+                    if previous is None:
+                        gaps.append(f"{row['qualname']}: no earlier binding of '{ref.name}'")
+                        continue
+                    node.deps.add(previous)
+                    node.import_deps.add(previous)
+                    if previous not in nodes:
+                        queue.append(previous)
+                    continue
                 binding, depth = self._resolve_chain(row["module"], ref.chain)
                 if binding.kind == "builtin":
                     continue
@@ -183,6 +195,13 @@ class ClosureBuilder:
         closure.names = self._assign_names(closure)
         return closure
 
+    def _previous_binding(self, row: dict[str, Any]) -> int | None:
+        earlier = [
+            d for d in self.table.defs_by_name.get((row["module"], row["name"]), [])
+            if d["stmt_index"] < row["stmt_index"]
+        ]
+        return max(earlier, key=lambda d: d["stmt_index"])["id"] if earlier else None
+
     def _resolve_chain(self, module: str, chain: tuple[str, ...]) -> tuple[Binding, int]:
         """Resolve as much of ``chain`` as runs through in-tree modules; return depth used."""
         binding = self.table.resolve(module, chain[0])
@@ -199,7 +218,7 @@ class ClosureBuilder:
         wanted: list[tuple[str, str, str]] = []
         for def_id in closure.order:
             node = closure.nodes[def_id]
-            wanted.append((_symbol_for_def(def_id), node.row["name"], node.row["module"]))
+            wanted.append((def_symbol(closure, def_id), node.row["name"], node.row["module"]))
             for i, _ref in enumerate(node.analysis.refs):
                 key = node.external_locals.get(i)
                 if key:

@@ -15,7 +15,7 @@ from typing import Any
 import libcst as cst
 
 from nnrag import __version__
-from nnrag.rag._closure import Closure, ExternalImport, Node
+from nnrag.rag._closure import Closure, ExternalImport, Node, def_symbol
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def _rewrite(closure: Closure, node: Node, bound_names: dict[str, str]) -> str:
         for (ref_i, d), def_id in node.replace.items():
             if ref_i == i:
                 depth = d
-                key = node.external_locals.get(i) if def_id == -1 else f"def:{def_id}"
+                key = node.external_locals.get(i) if def_id == -1 else def_symbol(closure, def_id)
                 target_name = closure.names[key] if key else None
         if target_name is None and i in node.external_locals:
             target_name = closure.names[node.external_locals[i]]
@@ -149,7 +149,7 @@ def emit(closure: Closure, packages: dict[str, dict[str, Any]]) -> Emitted:
         groups.setdefault(_statement_key(closure.nodes[def_id]), []).append(closure.nodes[def_id])
     bodies: dict[tuple[str, int, int], str] = {}
     for key, members in groups.items():
-        bound = {m.row["name"]: closure.names[f"def:{m.def_id}"] for m in members}
+        bound = {m.row["name"]: closure.names[def_symbol(closure, m.def_id)] for m in members}
         bodies[key] = _rewrite(closure, members[0], bound)
     ordered = _order(closure, groups)
 
@@ -189,5 +189,5 @@ def emit(closure: Closure, packages: dict[str, dict[str, Any]]) -> Emitted:
         header.append(f"# unresolved: {gap}")
     code = "\n".join(header) + "\n\n" + body
     imports = tuple(sorted(runtime | guarded))
-    return Emitted(row["qualname"], closure.names[f"def:{target.def_id}"], code, closure_hash,
+    return Emitted(row["qualname"], closure.names[def_symbol(closure, target.def_id)], code, closure_hash,
                    definitions, imports, tuple(closure.gaps), row["hash"])

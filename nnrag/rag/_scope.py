@@ -31,6 +31,7 @@ class Ref:
     chain: tuple[str, ...]  # ("layers", "conv", "Conv") for ``layers.conv.Conv``
     import_time: bool  # evaluated when the module is imported (bases, decorators, defaults, ...)
     annotation: bool
+    rebind: bool = False  # ``X`` read while ``X = ...`` rebinds it: the previous binding
 
 
 @dataclass
@@ -67,6 +68,12 @@ def analyse(source: str, future_annotations: bool = False, *, chains: bool = Fal
     tree = wrapper.module
     global_scope = next((s for s in scopes.values() if isinstance(s, GlobalScope)), None)
     bound = _own_bindings(tree)
+    rebinding = set(bound) if _is_plain_assignment(tree) else set()
+    rebound: set[str] = set()
+    if rebinding:  # ``X += ...`` reads X without an access node of its own
+        for small in tree.body[0].body:  # type: ignore[attr-defined]
+            if isinstance(small, cst.AugAssign):
+                rebound.update(n.value for n in _names_in(small.target))
     grouped: dict[tuple[str, tuple[str, ...], bool, bool], list[tuple[cst.CSTNode, ...]]] = {}
     self_nodes: dict[str, list[cst.CSTNode]] = {}
     seen_scopes: set[int] = set()
@@ -95,16 +102,21 @@ def analyse(source: str, future_annotations: bool = False, *, chains: bool = Fal
             chain, nodes = _chain(node, parents)
             key = (node.value, chain, not _in_function(access.scope), bool(access.is_annotation))
             grouped.setdefault(key, []).append(nodes)
-    # Names declared ``global`` and only assigned (``counter += 1``) have no access at all.
+    # Module-level names declared ``global`` and only assigned (``counter += 1``) have no access at all.
     for name in _global_declarations(tree):
         if name in bound or any(k[0] == name for k in grouped):
             continue
         sites = [a.node for a in global_scope.assignments[name]] if global_scope else []  # type: ignore[index]
         grouped[(name, (name,), False, False)] = [(n,) for n in sites if isinstance(n, cst.Name)]
     # Each distinct chain is one Ref; shorter prefixes are resolved by the closure.
+    for key in [k for k in grouped if k[0] in rebinding]:  # ``X = f(X)``: X is the old X
+        rebound.add(key[0])
+        del grouped[key]
     refs = tuple(Ref(n, c, it, ann) for (n, c, it, ann) in sorted(grouped))
+    refs += tuple(Ref(n, (n,), True, False, rebind=True) for n in sorted(rebound))
     ref_nodes = {
-        i: grouped[(r.name, r.chain, r.import_time, r.annotation)] for i, r in enumerate(refs)
+        i: [] if r.rebind else grouped[(r.name, r.chain, r.import_time, r.annotation)]
+        for i, r in enumerate(refs)
     }
     for name in bound:  # the binding sites themselves (class/def names, assignment targets)
         for assignment in global_scope.assignments[name]:  # type: ignore[union-attr]
@@ -114,6 +126,12 @@ def analyse(source: str, future_annotations: bool = False, *, chains: bool = Fal
             elif isinstance(target, cst.Name):
                 self_nodes.setdefault(name, []).append(target)
     return Analysis(tree, bound, refs, ref_nodes, self_nodes)
+
+
+def _is_plain_assignment(tree: cst.Module) -> bool:
+    return len(tree.body) == 1 and isinstance(tree.body[0], cst.SimpleStatementLine) and all(
+        isinstance(s, cst.Assign | cst.AugAssign | cst.AnnAssign) for s in tree.body[0].body
+    )
 
 
 def _global_declarations(tree: cst.Module) -> set[str]:

@@ -369,6 +369,54 @@ CASES: list[tuple[str, dict[str, str], str, str]] = [
         """,
     ),
     (
+        "rebinding_a_name_keeps_the_earlier_binding",
+        {
+            "auto.py": """
+                def update(cls):
+                    cls.updated = True
+                    return cls
+
+
+                class Factory:
+                    pass
+
+
+                Factory = update(Factory)
+                SIZES = [1]
+                SIZES += [2]
+            """,
+            "user.py": """
+                from .auto import Factory, SIZES
+
+                def f():
+                    return Factory(), SIZES
+            """,
+        },
+        "pkg.user.f",
+        """
+        def update(cls):
+            cls.updated = True
+            return cls
+
+
+        class Factory:
+            pass
+
+
+        Factory = update(Factory)
+
+
+        SIZES = [1]
+
+
+        SIZES += [2]
+
+
+        def f():
+            return Factory(), SIZES
+        """,
+    ),
+    (
         "builtin_shadowed_by_module_global",
         {
             "user.py": """
