@@ -22,6 +22,8 @@ from libcst.metadata import (
     ScopeProvider,
 )
 
+from nnrag.index._scan import dotted
+
 
 @dataclass(frozen=True)
 class Ref:
@@ -181,21 +183,12 @@ def _small_bindings(small: cst.BaseSmallStatement) -> list[str]:
         return [n.value for n in _names_in(small.target)]
     if isinstance(small, cst.Import):
         return [
-            a.asname.name.value if a.asname else (_dotted(a.name) or "").split(".")[0]  # type: ignore[union-attr]
+            a.asname.name.value if a.asname else (dotted(a.name) or "").split(".")[0]  # type: ignore[union-attr]
             for a in small.names
         ]
     if isinstance(small, cst.ImportFrom) and not isinstance(small.names, cst.ImportStar):
-        return [a.asname.name.value if a.asname else (_dotted(a.name) or "") for a in small.names]  # type: ignore[union-attr]
+        return [a.asname.name.value if a.asname else (dotted(a.name) or "") for a in small.names]  # type: ignore[union-attr]
     return []
-
-
-def _dotted(node: cst.BaseExpression) -> str | None:
-    if isinstance(node, cst.Name):
-        return node.value
-    if isinstance(node, cst.Attribute):
-        head = _dotted(node.value)
-        return f"{head}.{node.attr.value}" if head else None
-    return None
 
 
 def _names_in(node: cst.BaseExpression) -> list[cst.Name]:
