@@ -13,8 +13,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import libcst as cst
+
 from nnrag.exceptions import AmbiguousNameError, NameNotFoundError
 from nnrag.index import Binding, Store, SymbolTable
+from nnrag.index._scan import dotted, resolve_relative
 from nnrag.rag._scope import Analysis, analyse
 
 
@@ -190,10 +193,38 @@ class ClosureBuilder:
                     what = ".".join(ref.chain[:depth])
                     reason = binding.reason or ("an in-tree module used as a value" if binding.kind == "module" else "")
                     gaps.append(f"{row['qualname']}: cannot resolve '{what}' ({reason})")
+        for node in nodes.values():
+            gaps.extend(self._local_tree_imports(node))
         future = any(self.table.modules.get(n.row["module"], {}).get("future_annotations") for n in nodes.values())
         closure = Closure(nodes[def_id], nodes, order, externals, {}, sorted(set(gaps)), future, self.table.modules)
         closure.names = self._assign_names(closure)
         return closure
+
+    def _local_tree_imports(self, node: Node) -> list[str]:
+        """Imports inside function bodies that reach into the indexed tree stay imports;
+        they need the original package at run time, which the user should know."""
+        module = node.row["module"]
+        is_package = bool(self.table.modules.get(module, {}).get("is_package"))
+        found: list[str] = []
+        table = self.table
+
+        class _Visitor(cst.CSTVisitor):
+            def visit_ImportFrom(self, imp: cst.ImportFrom) -> None:
+                target = resolve_relative(module, is_package, len(imp.relative),
+                                          dotted(imp.module) if imp.module else None)
+                if table.in_tree(target) or imp.relative:
+                    found.append(f"{node.row['qualname']}: local import from '{target or '.'}' is not inlined")
+
+            def visit_Import(self, imp: cst.Import) -> None:
+                for alias in imp.names:
+                    name = dotted(alias.name) or ""
+                    if table.in_tree(name):
+                        found.append(f"{node.row['qualname']}: local import of '{name}' is not inlined")
+
+        for stmt in node.analysis.tree.body:
+            if isinstance(stmt, cst.FunctionDef | cst.ClassDef):
+                stmt.visit(_Visitor())
+        return found
 
     def _previous_binding(self, row: dict[str, Any]) -> int | None:
         earlier = [

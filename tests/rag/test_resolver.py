@@ -493,6 +493,15 @@ def test_unresolvable_name_is_reported_as_gap(tmp_path: Path) -> None:
     assert "# unresolved:" in emitted.code
 
 
+def test_local_import_from_the_tree_is_reported(tmp_path: Path) -> None:
+    store = build(tmp_path, {
+        "helpers.py": "def double(x):\n    return 2 * x\n",
+        "user.py": "def f(x):\n    from .helpers import double\n    import json\n    return double(x)\n",
+    })
+    emitted = extract(store, "pkg.user.f")
+    assert emitted.gaps == ("pkg.user.f: local import from 'pkg.helpers' is not inlined",)
+
+
 def test_import_time_dependencies_come_first(tmp_path: Path) -> None:
     # f uses G only at run time; G's value needs f at import time: f must come first.
     store = build(tmp_path, {"m.py": "def f():\n    return G\n\nG = f\n\nclass C:\n    attr = G\n"})
