@@ -149,9 +149,20 @@ class ClosureBuilder:
             node = Node(current, row, self.analysis(current))
             nodes[current] = node
             order.append(current)
+            if isinstance(node.analysis.tree.body[0], cst.If | cst.Try):
+                # A kept-whole ``if``/``try`` may bind its names only on some paths: the
+                # bindings before it must exist too (``def f(): False`` then
+                # ``if lib_loaded(): def f(): True``).
+                for name in node.analysis.bound:
+                    previous = self._previous_binding(row, name)
+                    if previous is not None:
+                        node.deps.add(previous)
+                        node.import_deps.add(previous)
+                        if previous not in nodes:
+                            queue.append(previous)
             for i, ref in enumerate(node.analysis.refs):
                 if ref.rebind:  # ``X = update(X)``: the previous binding of X in this module
-                    previous = self._previous_binding(row)
+                    previous = self._previous_binding(row, ref.name)
                     if previous is None:
                         gaps.append(f"{row['qualname']}: no earlier binding of '{ref.name}'")
                         continue
@@ -226,9 +237,9 @@ class ClosureBuilder:
                 stmt.visit(_Visitor())
         return found
 
-    def _previous_binding(self, row: dict[str, Any]) -> int | None:
+    def _previous_binding(self, row: dict[str, Any], name: str) -> int | None:
         earlier = [
-            d for d in self.table.defs_by_name.get((row["module"], row["name"]), [])
+            d for d in self.table.defs_by_name.get((row["module"], name), [])
             if d["stmt_index"] < row["stmt_index"]
         ]
         return max(earlier, key=lambda d: d["stmt_index"])["id"] if earlier else None

@@ -417,6 +417,48 @@ CASES: list[tuple[str, dict[str, str], str, str]] = [
         """,
     ),
     (
+        "conditional_rebinding_keeps_the_default",
+        {
+            "ext.py": """
+                import os
+
+
+                def _has_ops():
+                    return False
+
+
+                if os.environ.get("NO_SUCH_FLAG_XYZ"):
+
+                    def _has_ops():
+                        return True
+            """,
+            "user.py": """
+                from .ext import _has_ops
+
+                def f():
+                    return _has_ops()
+            """,
+        },
+        "pkg.user.f",
+        """
+        import os
+
+
+        def _has_ops():
+            return False
+
+
+        if os.environ.get("NO_SUCH_FLAG_XYZ"):
+
+            def _has_ops():
+                return True
+
+
+        def f():
+            return _has_ops()
+        """,
+    ),
+    (
         "builtin_shadowed_by_module_global",
         {
             "user.py": """
