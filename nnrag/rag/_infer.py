@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import builtins
 import collections.abc
+import contextlib
 import dataclasses
 import inspect
 import re
@@ -367,6 +368,43 @@ def init_candidates(
     return _dedupe(out)[:limit]
 
 
+_FACTORY = re.compile(r"^(norm_layer|act_layer|conv_layer|activation_layer|norm_fn|act_fn)$")
+
+
+def fallback_candidates(
+    cls: type, namespace: Mapping[str, Any], base: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """Extra kwargs to try after :func:`init_candidates`: fill parameters that default to None.
+
+    An optional ``config``/``cfg`` gets a small config instance (``BartAttention(...,
+    config=None)`` reads ``config._attn_implementation``); optional layer factories the
+    block calls (``norm_layer``/``act_layer``/``conv_layer``) get plain ``nn`` classes.
+    """
+    params = init_parameters(cls)
+    others = {p.name for p in params}
+    optional = [p for p in params if p.default is None and base.get(p.name) is None]
+    cfg: dict[str, Any] = {}
+    layers: dict[str, Any] = {}
+    for p in optional:
+        kind = _annotation_kind(_resolve_annotation(p.annotation, namespace))[0]
+        if _CONFIG_NAMES.match(p.name.lower()) or kind == "config":
+            req = p.replace(default=_EMPTY)
+            with contextlib.suppress(Exception):
+                vals = [v for v in param_candidates(req, cls, namespace, others)[1] if v]
+                if vals and not isinstance(vals[0], int | float | str | tuple | list):
+                    cfg[p.name] = vals[0]
+        elif _FACTORY.match(p.name.lower()):
+            low = p.name.lower()
+            if "norm" in low:
+                layers[p.name] = _norm_for(cls.__name__, others)[0]
+            elif "conv" in low:
+                layers[p.name] = nn.Conv2d
+            else:
+                layers[p.name] = nn.GELU
+    out = [{**base, **d} for d in (cfg, layers, {**cfg, **layers}) if d]
+    return _dedupe(out)
+
+
 def _has_role(name: str) -> bool:
     return values_for_name(name)[0] is not None
 
@@ -412,6 +450,7 @@ __all__ = [
     "build_configs",
     "config_classes",
     "describe_value",
+    "fallback_candidates",
     "init_candidates",
     "init_parameters",
     "param_candidates",

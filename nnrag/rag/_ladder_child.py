@@ -27,6 +27,7 @@ MAX_INSTANCES = 4  # successful constructions to try probes on
 MAX_INIT = 12
 MAX_PROBES = 12
 MAX_REPAIRS = 3
+MAX_FALLBACK_INSTANCES = 2  # constructions from fallback_candidates (optional configs/layers)
 
 _SHAPE_RX = re.compile(
     r"(shape|size|mat1|mat2|expected input|channels|dimension|dim\b|must match|broadcast|"
@@ -190,7 +191,7 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from nnrag.rag._configs import origin_configs
-    from nnrag.rag._infer import describe_value, init_candidates
+    from nnrag.rag._infer import describe_value, fallback_candidates, init_candidates
     from nnrag.rag._probe import describe, infer_probes
 
     torch.set_num_threads(1)
@@ -202,13 +203,25 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
     except Exception as exc:  # inference must never crash the ladder
         candidates = [{}]
         out["error_message"] = f"inference failed: {exc}"[:MAX_MSG]
+    try:  # tried after the regular candidates, with their own instance budget
+        fallbacks = fallback_candidates(cls, ns, candidates[0] if candidates else {})
+    except Exception:
+        fallbacks = []
+    fallback_ids = {id(d) for d in fallbacks}
+    candidates = [*candidates, *fallbacks]
     attempts = 0
     init_errors: list[BaseException] = []
     fwd_errors: list[BaseException] = []
     instances = 0
     repairs = 0
+    fb_instances = 0
     for kwargs in candidates:
-        if instances >= MAX_INSTANCES or time.monotonic() - start > budget:
+        if time.monotonic() - start > budget:
+            break
+        is_fallback = id(kwargs) in fallback_ids
+        if instances - fb_instances >= MAX_INSTANCES and not is_fallback:
+            continue
+        if fb_instances >= MAX_FALLBACK_INSTANCES:
             break
         attempts += 1
         torch.manual_seed(seed)
@@ -222,6 +235,7 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
                 candidates.insert(candidates.index(kwargs) + 1, repaired)
             continue
         instances += 1
+        fb_instances += int(is_fallback)
         out.update(rung=4, rung_name="instantiate", attempts=attempts)
         _mark(4)
         out["init_args"] = {k: describe_value(v) for k, v in kwargs.items()}

@@ -40,6 +40,9 @@ _IN_DIM = re.compile(
     r"(in_channels|in_chs|inplanes|in_planes|in_features|in_dim|input_dim|^dim$|hidden_size|"
     r"embed_dim|d_model|^channels$|^inp$|num_features|in_chans|^width$|^c_in$)"
 )
+_ROUTE_IDX = re.compile(r"^(top_k_index|selected_experts|router_indices|expert_indices)$")
+_ROUTE_W = re.compile(r"^(top_k_weights|routing_weights)$")
+_AUDIO = re.compile(r"^(input_values|input_features)$")
 _SPATIAL = re.compile(r"(img_size|image_size|input_size|input_resolution|resolution|feat_size)")
 
 
@@ -214,6 +217,8 @@ def _fill(
         return True, _rope(ns, kw, x)
     if not required:
         return False, None
+    if _ROUTE_IDX.match(name) or _ROUTE_W.match(name):
+        return True, _routing(name, x, kw, module)
     seq = x.shape[1] if x.dim() >= 2 else SEQ
     if _POS_IDS.match(name):
         return True, torch.arange(seq).unsqueeze(0).expand(BATCH, seq)
@@ -258,6 +263,8 @@ def infer_probes(
         if image_like or not layouts:
             layouts.append(("cf2", 3))
         layouts += [("seq", 64), ("flat", 64)] if not layouts else []
+    if any(_ROUTE_IDX.match(p.name) for p in rest):  # MoE experts take [tokens, hidden]
+        layouts += [("flat", d) for lay, d in layouts if lay == "seq"]
     layouts = list(dict.fromkeys(layouts))
     side_opts = list(dict.fromkeys([*sides, 32, 64, 8] + ([224] if allow_large else [])))
     hw_needed = any(_SIDE.match(p.name) or _HW.match(p.name) for p in rest)
@@ -291,7 +298,62 @@ def infer_probes(
         parts = [f"{first.name if first else '*'}: {describe(args[0] if args else x)}"]
         parts += [f"{k}: {describe(v)}" for k, v in kwargs.items()]
         probes.append(Probe(tuple(args), kwargs, "; ".join(parts)))
-    return probes
+    return _extra_probes(probes, first, params, init_kwargs, limit)
+
+
+def _extra_probes(
+    probes: list[Probe],
+    first: inspect.Parameter | None,
+    params: list[inspect.Parameter],
+    init_kwargs: Mapping[str, Any],
+    limit: int,
+) -> list[Probe]:
+    """Append probes for audio inputs and encoder-decoder ids after the generic ones."""
+    extra: list[Probe] = []
+    if first is not None and _AUDIO.match(first.name):
+        cfg = next((v for v in init_kwargs.values() if hasattr(v, "to_dict")), None)
+        if first.name == "input_values":  # raw waveform; 1 s more survives SpecAugment masks
+            xs = [torch.randn(BATCH, 1600), torch.randn(BATCH, 16000)]
+        else:  # log-mel features [B, mel bins, frames]
+            mel = getattr(cfg, "num_mel_bins", None)
+            xs = [torch.randn(BATCH, mel if isinstance(mel, int) and mel > 0 else 80, 100)]
+        extra += [Probe((x,), {}, f"{first.name}: {describe(x)}") for x in xs]
+    names = {p.name for p in params}
+    if "decoder_input_ids" in names:
+        for pr in probes:
+            x = pr.args[0] if pr.args else None
+            if (
+                isinstance(x, torch.Tensor)
+                and not x.is_floating_point()
+                and x.dim() == 2
+                and "decoder_input_ids" not in pr.kwargs
+            ):
+                kwargs = {**pr.kwargs, "decoder_input_ids": x.clone()}
+                desc = f"{pr.desc}; decoder_input_ids: {describe(x)}"
+                extra.append(Probe(pr.args, kwargs, desc))
+                break
+    if not extra:
+        return probes
+    return probes[: max(0, limit - len(extra))] + extra
+
+
+def _routing(
+    name: str, x: torch.Tensor, kw: Mapping[str, Any], module: nn.Module | None
+) -> torch.Tensor:
+    """MoE routing inputs: expert ids in ``[0, num_experts)`` or softmaxed weights."""
+    cfg = next((v for v in kw.values() if hasattr(v, "to_dict")), None)
+    n_exp = getattr(module, "num_experts", None)
+    for attr in ("num_local_experts", "num_experts", "n_routed_experts"):
+        if not isinstance(n_exp, int) or n_exp <= 0:
+            n_exp = getattr(cfg, attr, None)
+    n_exp = n_exp if isinstance(n_exp, int) and n_exp > 0 else 4
+    top_k = getattr(cfg, "num_experts_per_tok", None) or getattr(module, "top_k", None) or 2
+    top_k = max(1, min(int(top_k), n_exp))
+    tokens = x.reshape(-1, x.shape[-1]).shape[0] if x.dim() >= 2 else BATCH
+    gen = torch.Generator().manual_seed(0)
+    if _ROUTE_IDX.match(name):
+        return torch.stack([torch.randperm(n_exp, generator=gen)[:top_k] for _ in range(tokens)])
+    return torch.softmax(torch.randn(tokens, top_k, generator=gen), dim=-1)
 
 
 _LIST_ANN = re.compile(r"^(typing\.)?(List|list|Sequence|Tuple|tuple|Iterable)\[.*Tensor")

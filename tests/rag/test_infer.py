@@ -378,3 +378,73 @@ def test_probe_residual_input_matches_output_projection() -> None:
     probe = infer_probes(BertLikeOutput(), {}, {})[0]
     assert probe.args[0].shape[-1] == 32
     assert probe.kwargs["input_tensor"].shape == (*probe.args[0].shape[:-1], 16)
+
+
+def test_audio_probes_feed_waveforms_and_mel_features() -> None:
+    class Wave(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv1d(1, 8, 10, stride=5)
+
+        def forward(self, input_values: torch.Tensor) -> torch.Tensor:
+            return self.conv(input_values[:, None])
+
+    class Mel(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv1d(80, 8, 3)
+
+        def forward(self, input_features: torch.Tensor) -> torch.Tensor:
+            return self.conv(input_features)
+
+    wave = [p.args[0].shape for p in infer_probes(Wave(), {}, {})]
+    assert torch.Size([2, 1600]) in wave
+    mel = [p.args[0].shape for p in infer_probes(Mel(), {}, {})]
+    assert torch.Size([2, 80, 100]) in mel
+
+
+def test_moe_expert_probes_get_long_indices_and_softmaxed_weights() -> None:
+    class Experts(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.num_experts = 4
+            self.w = nn.Parameter(torch.randn(4, 16, 16))
+
+        def forward(self, hidden_states, top_k_index, top_k_weights):  # type: ignore[no-untyped-def]
+            mask = nn.functional.one_hot(top_k_index, num_classes=self.num_experts)
+            return hidden_states @ self.w[0] * (mask.sum() + top_k_weights.sum())
+
+    module = Experts()
+    probes = infer_probes(module, {"hidden_size": 16}, {})
+    assert probes
+    ok = False
+    for p in probes:
+        idx, w = p.kwargs["top_k_index"], p.kwargs["top_k_weights"]
+        assert idx.dtype == torch.long and int(idx.min()) >= 0 and int(idx.max()) < 4
+        assert idx.shape == w.shape and torch.allclose(w.sum(-1), torch.ones(idx.shape[0]))
+        try:
+            module(*p.args, **p.kwargs)
+            ok = True
+        except Exception:
+            continue
+    assert ok
+    flat = [p for p in probes if p.args[0].dim() == 2]
+    assert flat and flat[0].kwargs["top_k_index"].shape[0] == flat[0].args[0].shape[0]
+
+
+def test_encoder_decoder_probe_adds_decoder_input_ids() -> None:
+    class Seq2Seq(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = nn.Embedding(100, 16)
+
+        def forward(self, input_ids=None, decoder_input_ids=None):  # type: ignore[no-untyped-def]
+            if decoder_input_ids is None:
+                raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
+            return self.emb(input_ids) + self.emb(decoder_input_ids)
+
+    probes = infer_probes(Seq2Seq(), {}, {})
+    assert "decoder_input_ids" not in probes[0].kwargs  # the generic probe comes first
+    dec = [p for p in probes if "decoder_input_ids" in p.kwargs]
+    assert dec and dec[0].kwargs["decoder_input_ids"].dtype == torch.long
+    assert Seq2Seq()(*dec[0].args, **dec[0].kwargs).shape == (2, 8, 16)

@@ -413,3 +413,50 @@ def test_repair_takes_listed_choice_for_a_passed_argument() -> None:
         "Drop",
     )
     assert result["rung"] >= 5 and result["init_args"]["mode"] == "'batch'", result
+
+
+OPTIONAL_CONFIG = """
+from dataclasses import dataclass
+
+@dataclass
+class TinyAttnConfig:
+    attn_implementation: str = "eager"
+
+class OptCfgAttention(nn.Module):
+    def __init__(self, embed_dim, num_heads, dropout=0.0, config=None):
+        super().__init__()
+        self.config = config
+        self.proj = nn.Linear(embed_dim, embed_dim)
+
+    def forward(self, hidden_states):
+        assert self.config.attn_implementation == "eager"
+        return self.proj(hidden_states)
+"""
+
+
+def test_optional_config_gets_a_config_after_regular_candidates() -> None:
+    result = climb(OPTIONAL_CONFIG, "OptCfgAttention")
+    assert_ok(result)
+    assert "TinyAttnConfig" in result["init_args"]["config"]
+
+
+def test_optional_layer_factories_get_nn_classes() -> None:
+    body = """
+    class FactoryStage(nn.Module):
+        def __init__(self, in_chs, out_chs, norm_layer=None, act_layer=None, conv_layer=None):
+            super().__init__()
+            self.conv = conv_layer(in_chs, out_chs, 3, padding=1)
+            self.norm = norm_layer(out_chs)
+            self.act = act_layer()
+
+        def forward(self, x):
+            return self.act(self.norm(self.conv(x)))
+    """
+    result = climb(body, "FactoryStage")
+    assert_ok(result)
+    args = result["init_args"]
+    assert (args["norm_layer"], args["act_layer"], args["conv_layer"]) == (
+        "BatchNorm2d",
+        "GELU",
+        "Conv2d",
+    )
