@@ -9,7 +9,6 @@ deterministically; the first claimant in discovery order keeps its name.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -279,16 +278,3 @@ class ClosureBuilder:
             taken.add(candidate)
             names[key] = candidate
         return names
-
-
-def closure_summary(closure: Closure) -> dict[str, Any]:
-    """Dependencies for manifests: qualified names of included definitions and imports."""
-    return {
-        "definitions": [closure.nodes[i].row["qualname"] for i in closure.order],
-        "imports": sorted({imp.statement() for imps in closure.externals.values() for imp in imps}),
-        "gaps": closure.gaps,
-    }
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True)

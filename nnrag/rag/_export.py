@@ -6,6 +6,7 @@ an interrupted export never leaves a half-written manifest.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import shutil
@@ -30,8 +31,6 @@ def block_rows(store: Store, *, min_rung: int = 0, pattern: str | None = None,
         " LEFT JOIN validations v ON v.closure_hash = b.closure_hash"
         " WHERE d.is_block = 1 ORDER BY d.qualname"
     )
-    import fnmatch
-
     out = []
     for r in rows:
         if min_rung > 0 and r["rung"] < min_rung:
