@@ -77,7 +77,8 @@ class ClosureBuilder:
         self.store = store
         self.table = table or SymbolTable(store)
         self._rows: dict[int, dict[str, Any]] = {}
-        self._analyses: dict[tuple[int, bool], Analysis] = {}
+        self._analyses: dict[int, Analysis] = {}
+        self._local_imports: dict[int, list[str]] = {}
 
     # -- name lookup for users
     def find(self, name: str, *, blocks_only: bool = False) -> dict[str, Any]:
@@ -123,15 +124,14 @@ class ClosureBuilder:
 
     def analysis(self, def_id: int) -> Analysis:
         """Free names of a definition; with attribute chains when one names a module."""
-        key = (def_id, False)
-        if key not in self._analyses:
+        if def_id not in self._analyses:
             row = self.row(def_id)
             future = bool(self.table.modules.get(row["module"], {}).get("future_annotations"))
             quick = analyse(row["source"], future)
             if any(self.table.resolve(row["module"], r.name).kind == "module" for r in quick.refs):
                 quick = analyse(row["source"], future, chains=True)
-            self._analyses[key] = quick
-        return self._analyses[key]
+            self._analyses[def_id] = quick
+        return self._analyses[def_id]
 
     # -- closure
     def build(self, def_id: int) -> Closure:
@@ -153,22 +153,11 @@ class ClosureBuilder:
                 # bindings before it must exist too (``def f(): False`` then
                 # ``if lib_loaded(): def f(): True``).
                 for name in node.analysis.bound:
-                    previous = self._previous_binding(row, name)
-                    if previous is not None:
-                        node.deps.add(previous)
-                        node.import_deps.add(previous)
-                        if previous not in nodes:
-                            queue.append(previous)
+                    self._depend_on_previous(node, name, nodes, queue)
             for i, ref in enumerate(node.analysis.refs):
                 if ref.rebind:  # ``X = update(X)``: the previous binding of X in this module
-                    previous = self._previous_binding(row, ref.name)
-                    if previous is None:
+                    if not self._depend_on_previous(node, ref.name, nodes, queue):
                         gaps.append(f"{row['qualname']}: no earlier binding of '{ref.name}'")
-                        continue
-                    node.deps.add(previous)
-                    node.import_deps.add(previous)
-                    if previous not in nodes:
-                        queue.append(previous)
                     continue
                 binding, depth = self._resolve_chain(row["module"], ref.chain)
                 if binding.kind == "builtin":
@@ -212,7 +201,15 @@ class ClosureBuilder:
 
     def _local_tree_imports(self, node: Node) -> list[str]:
         """Imports inside function bodies that reach into the indexed tree stay imports;
-        they need the original package at run time, which the user should know."""
+        they need the original package at run time, which the user should know.
+
+        Cached per definition: ``validate --all`` builds closures that share most nodes.
+        """
+        if node.def_id not in self._local_imports:
+            self._local_imports[node.def_id] = self._find_local_tree_imports(node)
+        return self._local_imports[node.def_id]
+
+    def _find_local_tree_imports(self, node: Node) -> list[str]:
         module = node.row["module"]
         is_package = bool(self.table.modules.get(module, {}).get("is_package"))
         found: list[str] = []
@@ -235,6 +232,17 @@ class ClosureBuilder:
             if isinstance(stmt, cst.FunctionDef | cst.ClassDef):
                 stmt.visit(_Visitor())
         return found
+
+    def _depend_on_previous(self, node: Node, name: str, nodes: dict[int, Node], queue: list[int]) -> bool:
+        """Make the earlier module-level binding of ``name`` an import-time dependency."""
+        previous = self._previous_binding(node.row, name)
+        if previous is None:
+            return False
+        node.deps.add(previous)
+        node.import_deps.add(previous)
+        if previous not in nodes:
+            queue.append(previous)
+        return True
 
     def _previous_binding(self, row: dict[str, Any], name: str) -> int | None:
         earlier = [
