@@ -90,39 +90,37 @@ def validate(
     outcomes: list[Outcome | None] = [None] * len(rows)
     pending: list[tuple[int, dict[str, Any], Emitted, str]] = []
     done = 0
+
+    def record(i: int, outcome: Outcome) -> None:
+        nonlocal done
+        outcomes[i] = outcome
+        done += 1
+        if progress:
+            progress(done, len(rows), outcome)
+
     for i, row in enumerate(rows):
         try:
             emitted = emit(builder.build(row["id"]), packages)
         except Exception as exc:  # an emission bug must not stop a 2,000-block run
             logger.warning("cannot emit %s: %s", row["qualname"], exc)
-            outcomes[i] = Outcome(row["qualname"], 0, "parse", "resolver_gap", type(exc).__name__, str(exc)[:2000], False)
-            done += 1
-            if progress:
-                progress(done, len(rows), outcomes[i])  # type: ignore[arg-type]
+            record(i, Outcome(row["qualname"], 0, "parse", "resolver_gap", type(exc).__name__, str(exc)[:2000], False))
             continue
         key = cache_key(emitted, max_rung)
         cached = None if force else store.cached_validation(key)
         if cached is not None:
             store.link_validation(row["qualname"], row["hash"], key)
-            outcomes[i] = _outcome(row["qualname"], cached, True)
-            done += 1
-            if progress:
-                progress(done, len(rows), outcomes[i])  # type: ignore[arg-type]
+            record(i, _outcome(row["qualname"], cached, True))
         else:
             pending.append((i, row, emitted, key))
 
     def on_result(j: int, result: SandboxResult) -> None:
-        nonlocal done
         i, row, emitted, key = pending[j]
         value = _from_sandbox(result)
         if emitted.gaps and value.get("error_type") == "NameError":
             value["cause"] = "resolver_gap"
         value["gaps"] = list(emitted.gaps)
         store.save_validation(row["qualname"], row["hash"], key, value)
-        outcomes[i] = _outcome(row["qualname"], value, False)
-        done += 1
-        if progress:
-            progress(done, len(rows), outcomes[i])  # type: ignore[arg-type]
+        record(i, _outcome(row["qualname"], value, False))
 
     payloads = [
         {"source": e.code, "target": e.name, "module_name": f"nnrag_block_{key[:12]}",
