@@ -141,13 +141,44 @@ def build_configs(
     from nnrag.rag._infer import _dedupe
 
     for kwargs in _dedupe(tries):
-        try:
-            cfg = cls(**kwargs)
-        except Exception:
-            continue
-        set_eager(cfg)
-        return [cfg]
+        for _ in range(4):  # a validator's message may say which value it wants
+            try:
+                cfg = cls(**kwargs)
+            except Exception as exc:
+                fixed = _fix_from_message(kwargs, str(exc), accepted)
+                if fixed is None:
+                    break
+                kwargs = fixed
+                continue
+            set_eager(cfg)
+            return [cfg]
     return []
+
+
+_SAME_AS = re.compile(
+    r"\b(\w+) \((\d+)\) (?:must|should) (?:be the same as|equal|match) (\w+) \((\d+)\)"
+)
+_DIVISIBLE = re.compile(
+    r"\b(\w+) \((\d+)\) (?:must|should) be (?:divisible by|a multiple of) (\w+) \((\d+)\)"
+)
+
+
+def _fix_from_message(
+    kwargs: dict[str, Any], text: str, accepted: set[str]
+) -> dict[str, Any] | None:
+    """``num_attention_heads (4) must be the same as num_key_value_heads (2)``: make it so."""
+    if m := _SAME_AS.search(text):
+        a, va, b, vb = m.group(1), int(m.group(2)), m.group(3), int(m.group(4))
+        if b in accepted and kwargs.get(b) != va:
+            return {**kwargs, b: va}
+        if a in accepted and kwargs.get(a) != vb:
+            return {**kwargs, a: vb}
+    if m := _DIVISIBLE.search(text):
+        a, va, vb = m.group(1), int(m.group(2)), int(m.group(4))
+        want = max(vb, -(-va // vb) * vb)
+        if a in accepted and kwargs.get(a) != want:
+            return {**kwargs, a: want}
+    return None
 
 
 _HEADER = re.compile(r"^# Scope-closed extraction of ([A-Za-z_][\w.]*)\.\w+ by ", re.M)

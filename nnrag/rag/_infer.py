@@ -282,7 +282,9 @@ def param_candidates(
         subs = [sub for cfg in cfgs[:1] for sub in sub_configs(cfg, owner.__name__)[:2]]
         return None, [*cfgs[:1], *subs, *cfgs[1:]]
     if kind == "module" and detail is not None:
-        return None, [nn.Identity()]
+        # ``block: Union[BasicBlock, Bottleneck]`` is annotated as an instance but is a class
+        as_class = isinstance(detail, type) and re.search(r"(block|layer|_fn$|cls|type)", name)
+        return None, [detail, nn.Identity()] if as_class else [nn.Identity()]
     role, vals = values_for_name(name, profile)
     vals = [_placeholder(v, name, owner, namespace, others) for v in vals]
     vals = [v for group in vals for v in (group if isinstance(group, list) else [group])]
@@ -394,15 +396,19 @@ def fallback_candidates(
                 if vals and not isinstance(vals[0], int | float | str | tuple | list):
                     cfg[p.name] = vals[0]
         elif _FACTORY.match(p.name.lower()):
-            low = p.name.lower()
-            if "norm" in low:
-                layers[p.name] = _norm_for(cls.__name__, others)[0]
-            elif "conv" in low:
-                layers[p.name] = nn.Conv2d
-            else:
-                layers[p.name] = nn.GELU
+            layers[p.name] = layer_factory(p.name, cls.__name__, others)
     out = [{**base, **d} for d in (cfg, layers, {**cfg, **layers}) if d]
     return _dedupe(out)
+
+
+def layer_factory(name: str, cls_name: str, others: set[str]) -> type[nn.Module]:
+    """The plain ``nn`` class for a layer-factory argument (``norm_layer``, ``act_layer``)."""
+    low = name.lower()
+    if "norm" in low:
+        return _norm_for(cls_name, others)[0]
+    if "conv" in low:
+        return nn.Conv2d
+    return nn.GELU if re.search(r"act|nonlin", low) else nn.Identity
 
 
 def _has_role(name: str) -> bool:

@@ -26,8 +26,9 @@ MAX_MSG = 2000
 MAX_INSTANCES = 4  # successful constructions to try probes on
 MAX_INIT = 12
 MAX_PROBES = 12
-MAX_REPAIRS = 3
+MAX_REPAIRS = 5
 MAX_FALLBACK_INSTANCES = 2  # constructions from fallback_candidates (optional configs/layers)
+MAX_ADAPT = 6  # probes rebuilt from forward error messages, per instance
 
 _SHAPE_RX = re.compile(
     r"(shape|size|mat1|mat2|expected input|channels|dimension|dim\b|must match|broadcast|"
@@ -190,9 +191,11 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
 
     import torch
 
+    from nnrag.rag._adapt import adapt
     from nnrag.rag._configs import origin_configs
     from nnrag.rag._infer import describe_value, fallback_candidates, init_candidates
     from nnrag.rag._probe import describe, infer_probes
+    from nnrag.rag._repair import repair
 
     torch.set_num_threads(1)
     ns: dict[str, Any] = dict(vars(mod))
@@ -229,7 +232,7 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
             block = cls(**_copy_kwargs(kwargs))
         except Exception as exc:
             init_errors.append(exc)
-            repaired = _repair(kwargs, exc)
+            repaired = repair(cls, kwargs, exc)
             if repaired is not None and repairs < MAX_REPAIRS:
                 repairs += 1
                 candidates.insert(candidates.index(kwargs) + 1, repaired)
@@ -257,7 +260,11 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
         except Exception as exc:
             fwd_errors.append(exc)
             continue
-        for probe in probes:
+        adapted = 0
+        i = 0
+        while i < len(probes):
+            probe = probes[i]
+            i += 1
             if time.monotonic() - start > budget and attempts > 1:
                 break
             attempts += 1
@@ -267,6 +274,10 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
                 output = block(*probe.args, **probe.kwargs)
             except Exception as exc:
                 fwd_errors.append(exc)
+                if adapted < MAX_ADAPT and is_shape_error(exc):
+                    fixes = adapt(probe, exc)[: MAX_ADAPT - adapted]
+                    adapted += len(fixes)
+                    probes[i:i] = fixes
                 continue
             out.update(rung=5, rung_name="forward", input_desc=probe.desc)
             _mark(5)
@@ -294,41 +305,6 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
     genuine = [e for e in fwd_errors if not is_shape_error(e)]
     exc = genuine[0] if genuine else fwd_errors[0]
     return _fail(out, 5, exc, "genuine_error" if genuine else "shape_inference", _message(exc))
-
-
-_MISSING_RX = re.compile(r"missing \d+ required (?:positional|keyword-only) arguments?: (.*)")
-
-
-_CHOICE_RX = re.compile(
-    r"\b([A-Za-z_][A-Za-z0-9_]*) (?:must|has to|should) be (?:either |one of )?[\[(]?'([^']+)'"
-)
-
-
-def _repair(kwargs: dict[str, Any], exc: BaseException) -> dict[str, Any] | None:
-    """Fix a failed construction from its message.
-
-    ``missing ... argument: 'x'`` adds arguments a ``**kwargs`` pass-through turned out to
-    need (``BasicConv2d`` style); ``mode must be either 'batch' or 'row'`` takes the first
-    listed choice for an argument we passed.
-    """
-    from nnrag.rag._infer import values_for_name
-
-    choice = _CHOICE_RX.search(str(exc)) if isinstance(exc, ValueError) else None
-    if choice is not None and choice.group(1) in kwargs:
-        if kwargs[choice.group(1)] != choice.group(2):
-            return {**kwargs, choice.group(1): choice.group(2)}
-        return None
-    match = _MISSING_RX.search(str(exc)) if isinstance(exc, TypeError) else None
-    if match is None:
-        return None
-    names = re.findall(r"'([A-Za-z_][A-Za-z0-9_]*)'", match.group(1))
-    if not names or any(n in kwargs for n in names):
-        return None
-    extra = {}
-    for name in names:
-        vals = values_for_name(name)[1]
-        extra[name] = vals[0] if vals and not str(vals[0]).startswith("<") else 1
-    return {**kwargs, **extra}
 
 
 def _clear(out: dict[str, Any]) -> dict[str, Any]:

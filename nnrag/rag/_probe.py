@@ -214,7 +214,12 @@ def _fill(
     name = p.name
     required = p.default is _EMPTY and p.kind is not p.VAR_KEYWORD
     if _ROPE.search(name):
-        return True, _rope(ns, kw, x)
+        ann = _ann_text(p).lower()
+        if not ann or "tuple" in ann:  # (cos, sin) for rotary attention
+            return True, _rope(ns, kw, x)
+        if not required:  # an optional additive embedding (DETR) or rope table (timm)
+            return False, None
+        return True, x.clone()
     if not required:
         return False, None
     if _ROUTE_IDX.match(name) or _ROUTE_W.match(name):
@@ -288,6 +293,9 @@ def infer_probes(
         args: list[Any] = [_container(first, x)] if first is not None else []
         kwargs: dict[str, Any] = {}
         for p in rest:
+            if p.name == "use_cache":  # no KV cache: hybrid caches reject a fresh probe
+                kwargs[p.name] = False
+                continue
             use, val = _fill(p, x, side, namespace, init_kwargs, module)
             if not use:
                 continue

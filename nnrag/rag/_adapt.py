@@ -1,0 +1,259 @@
+"""Probe repair: read a failed forward's error message and reshape the probe to match.
+
+The probe guesser cannot know a window size, a positional table's length or the width of
+a flattening head, but PyTorch says it in the error: ``size of tensor a (64) must match
+the size of tensor b (49)``, ``mat1 and mat2 shapes cannot be multiplied (2x512 and
+2048x10)``, ``expected input[2, 8, 32, 32] to have 3 channels``. Each rule below turns
+one such message into new shapes for the primary input; every tensor in the call that had
+the primary's shape, and every integer argument equal to a changed size, follows along.
+The ladder applies a few repairs in a row, so a block needing two facts can still pass.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+
+from nnrag.rag._probe import BATCH, Probe, describe
+
+Shape = tuple[int, ...]
+MAX_NUMEL = 1 << 22  # never build a probe over ~16 MB of float32
+_RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str], Shape], Iterator[Shape]]]] = []
+
+
+def _rule(
+    pattern: str,
+) -> Callable[[Callable[..., Iterator[Shape]]], Callable[..., Iterator[Shape]]]:
+    def register(fn: Callable[..., Iterator[Shape]]) -> Callable[..., Iterator[Shape]]:
+        _RULES.append((re.compile(pattern, re.S), fn))
+        return fn
+
+    return register
+
+
+def _replace(shape: Shape, old: int, new: int) -> Iterator[Shape]:
+    """``shape`` with the non-batch dimensions equal to ``old`` set to ``new``."""
+    if old != new and old in shape[1:]:
+        yield (shape[0], *(new if d == old else d for d in shape[1:]))
+
+
+def _square(n: int) -> int | None:
+    r = math.isqrt(n)
+    return r if r * r == n and r > 0 else None
+
+
+def _tokens(shape: Shape, old: int, new: int) -> Iterator[Shape]:
+    """A 4-d map whose ``H*W`` is the token count ``old``: make it ``new`` tokens."""
+    side = _square(new)
+    if side is None or len(shape) != 4:
+        return
+    if shape[2] * shape[3] == old:  # [B, C, H, W]
+        yield (shape[0], shape[1], side, side)
+    if shape[1] * shape[2] == old:  # [B, H, W, C]
+        yield (shape[0], side, side, shape[3])
+
+
+@_rule(r"size of tensor a \((\d+)\) must match the size of tensor b \((\d+)\)")
+def _broadcast(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
+    a, b = int(m.group(1)), int(m.group(2))
+    for old, new in ((a, b), (b, a)):
+        yield from _replace(shape, old, new)
+        yield from _tokens(shape, old, new)
+
+
+@_rule(r"Expected size (\d+) but got size (\d+)")
+def _cat(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
+    want, got = int(m.group(1)), int(m.group(2))
+    for old, new in ((got, want), (want, got)):
+        yield from _replace(shape, old, new)
+        yield from _tokens(shape, old, new)
+
+
+@_rule(r"mat1 and mat2 shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)")
+def _matmul(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
+    got, want = int(m.group(2)), int(m.group(3))
+    if shape[-1] == got:
+        yield (*shape[:-1], want)
+    if len(shape) > 2 and math.prod(shape[1:]) == got:  # a flattening head
+        spatial = math.prod(shape[2:])
+        if want % spatial == 0:
+            yield (shape[0], want // spatial, *shape[2:])
+        yield (shape[0], want)
+    if len(shape) > 2 and shape[1] == got:
+        yield (*shape[:1], want, *shape[2:])
+    yield from _flattened(shape, got, want)
+
+
+def _flattened(shape: Shape, got: int, want: int) -> Iterator[Shape]:
+    """A square map flattened after ``s``-fold downsampling: find the side giving ``want``."""
+    if len(shape) != 4 or shape[2] != shape[3]:
+        return
+    for s in (1, 2, 4, 8, 16, 32):
+        side = shape[2] // s
+        if side == 0 or got % (side * side):
+            continue
+        channels = got // (side * side)
+        new_side = _square(want // channels) if want % channels == 0 else None
+        if new_side is not None:
+            yield (*shape[:2], new_side * s, new_side * s)
+            return
+
+
+@_rule(r"expected input\[[\d, ]+\] to have (\d+) channels, but got (\d+) channels")
+def _channels(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
+    want, got = int(m.group(1)), int(m.group(2))
+    if len(shape) >= 3 and shape[1] == got:
+        yield (shape[0], want, *shape[2:])
+    if len(shape) >= 3 and shape[-1] == got:  # channels-last input to a conv: go channels-first
+        yield (shape[0], want, *shape[1:-1])
+    yield from _replace(shape, got, want)
+
+
+@_rule(r"split_sizes to sum exactly to (\d+).*split_sizes=\[([\d, ]+)\]")
+def _split(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
+    total = sum(int(s) for s in m.group(2).split(","))
+    yield from _replace(shape, int(m.group(1)), total)
+
+
+@_rule(r"normalized_shape=\[(\d+)\], expected input with shape \[\*, \d+\]")
+def _norm(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
+    want = int(m.group(1))
+    if len(shape) == 4 and shape[1] == want:  # channels-first map into a channels-last norm
+        yield (shape[0], shape[2], shape[3], want)
+    yield (*shape[:-1], want)
+
+
+@_rule(r"Expected (\d)D \(unbatched\) or (\d)D \(batched\) input to conv")
+def _conv_rank(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
+    rank = int(m.group(2))
+    yield from _rerank(shape, rank)
+
+
+@_rule(r"expected (\d)D (?:or (\d)D )?input \(got \dD input\)")
+def _norm_rank(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
+    for rank in {int(g) for g in m.groups() if g} - {len(shape)}:
+        yield from _rerank(shape, rank)
+
+
+def _rerank(shape: Shape, rank: int) -> Iterator[Shape]:
+    """The same features as a channels-first tensor of ``rank`` dimensions."""
+    if len(shape) == 3 and rank == 4:  # [B, N, C] tokens -> [B, C, s, s], or [B, C, L]
+        side = _square(shape[1]) or 8
+        yield (shape[0], shape[2], side, side)
+        yield (shape[0], shape[1], shape[2], shape[2])
+    elif len(shape) == 4 and rank == 3:
+        yield (shape[0], shape[1], shape[2] * shape[3])
+    elif len(shape) == 2 and rank == 3:
+        yield (shape[0], shape[1], 8)
+    elif len(shape) == 2 and rank == 4:
+        yield (shape[0], shape[1], 8, 8)
+    elif len(shape) > rank >= 2:
+        yield (shape[0], shape[1], *shape[2:rank])
+    elif rank == 5 and len(shape) == 4:
+        yield (shape[0], shape[1], 4, shape[2], shape[3])
+
+
+@_rule(
+    r"(Kernel size can't be greater than actual input size|Output size is too small|"
+    r"input image \(H: \d+, W: \d+\) is too small)"
+)
+def _grow(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
+    if len(shape) >= 3:
+        yield (*shape[:2], *(min(256, d * 2) for d in shape[2:]))
+
+
+@_rule(r"Input (?:height|image height) \((\d+)\) doesn't match model \((\d+)\)")
+def _fixed_size(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
+    yield from _replace(shape, int(m.group(1)), int(m.group(2)))
+
+
+@_rule(r"\((\d+)\) should be divisible by (?:the )?patch size \((\d+)\)")
+def _divisible(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
+    old, p = int(m.group(1)), int(m.group(2))
+    yield from _replace(shape, old, max(p, -(-old // p) * p))
+
+
+@_rule(r"(?:of length|size of) (\d+), but (?:found|got) (\d+)")
+def _length(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
+    yield from _replace(shape, int(m.group(2)), int(m.group(1)))
+
+
+def candidate_shapes(message: str, shape: Shape) -> list[Shape]:
+    """New shapes for a primary input of ``shape`` that ``message`` suggests, best first."""
+    out: list[Shape] = []
+    for pattern, fn in _RULES:
+        match = pattern.search(message)
+        if match is None:
+            continue
+        for new in fn(match, shape):
+            if new != shape and all(d > 0 for d in new) and math.prod(new) <= MAX_NUMEL:
+                out.append(tuple(int(d) for d in new))
+    return list(dict.fromkeys(out))
+
+
+def primary(probe: Probe) -> torch.Tensor | None:
+    """The tensor the probe was built around (the first argument, or its first element)."""
+    first = probe.args[0] if probe.args else next(iter(probe.kwargs.values()), None)
+    if isinstance(first, list | tuple) and first:
+        first = first[0]
+    if isinstance(first, dict) and first:
+        first = next(iter(first.values()))
+    return first if isinstance(first, torch.Tensor) else None
+
+
+def adapt(probe: Probe, exc: BaseException, limit: int = 2) -> list[Probe]:
+    """Up to ``limit`` probes reshaped as ``exc``'s message asks; empty when none applies."""
+    x = primary(probe)
+    if x is None or x.dim() == 0:
+        return []
+    old = tuple(x.shape)
+    return [_rebuild(probe, old, new) for new in candidate_shapes(str(exc), old)[:limit]]
+
+
+def _rebuild(probe: Probe, old: Shape, new: Shape) -> Probe:
+    """``probe`` with the primary's shape changed; look-alike tensors and sizes follow."""
+    sizes = {o: n for o, n in zip(old[1:], new[1:], strict=False) if o != n and o != BATCH}
+    if len(old) != len(new):
+        sizes = {}
+
+    def convert(value: Any, depth: int = 0) -> Any:
+        if isinstance(value, torch.Tensor):
+            return _resized(value, old, new, sizes)
+        if isinstance(value, bool) or depth > 2:
+            return value
+        if isinstance(value, int):
+            return sizes.get(value, value)
+        if isinstance(value, list):
+            return [convert(v, depth + 1) for v in value]
+        if isinstance(value, tuple):
+            return tuple(convert(v, depth + 1) for v in value)
+        if isinstance(value, dict):
+            return {k: convert(v, depth + 1) for k, v in value.items()}
+        return value
+
+    args = tuple(convert(a) for a in probe.args)
+    kwargs = {k: convert(v) for k, v in probe.kwargs.items()}
+    parts = [describe(a) for a in args] + [f"{k}: {describe(v)}" for k, v in kwargs.items()]
+    return Probe(args, kwargs, "; ".join(parts))
+
+
+def _resized(t: torch.Tensor, old: Shape, new: Shape, sizes: dict[int, int]) -> torch.Tensor:
+    shape = tuple(t.shape)
+    if shape == old:
+        target = new
+    elif sizes and t.dim() >= 2:
+        target = (shape[0], *(sizes.get(d, d) for d in shape[1:]))
+    else:
+        return t
+    if target == shape:
+        return t
+    if t.is_floating_point() or t.is_complex():
+        return torch.randn(target, dtype=t.dtype)
+    if t.dtype == torch.bool:
+        return torch.ones(target, dtype=torch.bool)
+    high = int(t.max()) + 1 if t.numel() else 2
+    return torch.randint(0, max(1, high), target, dtype=t.dtype)

@@ -1,0 +1,113 @@
+"""Constructor repair: turn a failed ``cls(**kwargs)`` into a better guess.
+
+Two sources of evidence. The message: ``missing 1 required argument: 'x'`` (a ``**kwargs``
+pass-through needed it), ``mode must be either 'batch' or 'row'``. And the traceback: the
+innermost line of the block's own source names the argument that broke it, so ``for d in
+depths`` failing with ``'int' object is not iterable`` means ``depths`` wants a sequence,
+``dim * mlp_ratio`` failing on ``NoneType`` means that argument wants a number.
+"""
+
+from __future__ import annotations
+
+import inspect
+import linecache
+import re
+from pathlib import Path
+from typing import Any
+
+from nnrag.rag._infer import init_parameters, layer_factory, values_for_name
+
+_MISSING = re.compile(r"missing \d+ required (?:positional|keyword-only) arguments?: (.*)")
+_CHOICE = re.compile(
+    r"\b([A-Za-z_][A-Za-z0-9_]*) (?:must|has to|should) be (?:either |one of )?[\[(]?'([^']+)'"
+)
+_WANTS_SEQ = re.compile(r"(not subscriptable|has no len\(\)|is not iterable|cannot unpack)")
+_WANTS_INT = re.compile(
+    r"must be tuple of ints, but found element of type float|"
+    r"'float' object cannot be interpreted as an integer"
+)
+_WANTS_SCALAR = re.compile(
+    r"element of type (tuple|list)|, not (tuple|list)\b|"
+    r"'(tuple|list)' object cannot be interpreted|"
+    r"unsupported operand type\(s\) for .*'(tuple|list)'"
+)
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+SEQ_LEN = 4  # stages for a per-stage list argument (depths, dims, drop-path rates, ...)
+
+
+def repair(cls: type, kwargs: dict[str, Any], exc: BaseException) -> dict[str, Any] | None:
+    """A new kwargs dict that addresses ``exc``, or None when nothing applies."""
+    text = str(exc)
+    choice = _CHOICE.search(text) if isinstance(exc, ValueError) else None
+    if choice is not None and choice.group(1) in kwargs:
+        if kwargs[choice.group(1)] != choice.group(2):
+            return {**kwargs, choice.group(1): choice.group(2)}
+        return None
+    missing = _MISSING.search(text) if isinstance(exc, TypeError) else None
+    if missing is not None:
+        names = re.findall(r"'([A-Za-z_][A-Za-z0-9_]*)'", missing.group(1))
+        if not names or any(n in kwargs for n in names):
+            return None
+        return {**kwargs, **{n: _scalar_for(n) for n in names}}
+    if isinstance(exc, TypeError | AttributeError):
+        return _from_traceback(cls, kwargs, exc)
+    return None
+
+
+def _scalar_for(name: str) -> Any:
+    vals = values_for_name(name)[1]
+    return vals[0] if vals and not str(vals[0]).startswith("<") else 1
+
+
+def blamed_line(exc: BaseException, folder: Path | None = None) -> str:
+    """Source of the innermost traceback line inside the block's own module."""
+    folder = folder or Path.cwd()
+    line = ""
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if Path(filename).parent == folder:
+            line = linecache.getline(filename, tb.tb_lineno)
+        tb = tb.tb_next
+    return line
+
+
+def _from_traceback(cls: type, kwargs: dict[str, Any], exc: BaseException) -> dict[str, Any] | None:
+    params = {p.name: p for p in init_parameters(cls)}
+    line = blamed_line(exc)
+    names = [n for n in dict.fromkeys(_IDENT.findall(line)) if n in params]
+    text = str(exc)
+    for name in names:
+        current = kwargs.get(name, params[name].default)
+        if current is inspect.Parameter.empty:
+            current = None
+        new = _better(name, current, text, cls.__name__, params)
+        if new is not None and not _same(new, current):
+            return {**kwargs, name: new}
+    return None
+
+
+def _better(name: str, current: Any, text: str, owner: str, params: dict[str, Any]) -> Any:
+    """A replacement for ``current`` given the error ``text`` it caused (None: no idea)."""
+    scalar = current is None or isinstance(current, int | float) and not isinstance(current, bool)
+    if _WANTS_SEQ.search(text) and scalar:
+        item = current if current is not None else _scalar_for(name)
+        if not isinstance(item, int | float):
+            item = 1
+        return [item] * SEQ_LEN
+    if _WANTS_SCALAR.search(text) and isinstance(current, tuple | list) and current:
+        return current[0]
+    if _WANTS_INT.search(text) and isinstance(current, float):
+        return max(1, int(current))
+    if "NoneType" in text and current is None:
+        if "not callable" in text:
+            return layer_factory(name, owner, set(params))
+        return _scalar_for(name)
+    return None
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b) and type(a) is type(b)
+    except Exception:
+        return False
