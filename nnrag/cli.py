@@ -294,5 +294,10 @@ def demo(db: Path | None, jobs: int) -> None:
               f"(try: nnrag extract TinyViT --db {store.path})")
 
 
+from nnrag import _cli_search  # noqa: E402,F401  (registers embed/query/similar/duplicates)
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    # ``python -m nnrag.cli``: run the imported module's group, which has every command.
+    from nnrag.cli import main as _main
+
+    _main()

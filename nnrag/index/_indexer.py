@@ -25,6 +25,7 @@ import libcst as cst
 
 from nnrag.exceptions import ScanError
 from nnrag.index._blocks import find_blocks
+from nnrag.index._catalog import sync_catalog
 from nnrag.index._model import FileProblem, FileScan, IndexReport
 from nnrag.index._scan import SCANNER_VERSION, scan_source
 from nnrag.index._store import Store
@@ -243,6 +244,7 @@ def index_path(
     report.removed = len(removed)
     if changed or store.get_meta("blocks_dirty") == "1":
         mark_blocks(store)
+    sync_catalog(store)  # categories, fingerprints, FTS5: only changed blocks are touched
     counts = store.rows(
         "SELECT count(*) AS n, sum(d.is_block) AS b FROM definitions d JOIN modules m ON m.name = d.module"
         " WHERE m.package = ?", (package,)

@@ -19,7 +19,7 @@ import sqlite_utils
 from nnrag.exceptions import IndexMissingError, SchemaVersionError, StoreError
 from nnrag.index._model import FileScan
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: block_info, block_fts, embeddings (search)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -53,6 +53,16 @@ CREATE TABLE IF NOT EXISTS validations (
     validated_at REAL);
 CREATE TABLE IF NOT EXISTS block_validation (
     qualname TEXT PRIMARY KEY, def_hash TEXT NOT NULL, closure_hash TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS block_info (
+    definition_id INTEGER PRIMARY KEY, hash TEXT NOT NULL, embed_hash TEXT NOT NULL,
+    category TEXT NOT NULL, fingerprint TEXT NOT NULL, embed_text TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS block_info_fingerprint ON block_info(fingerprint);
+CREATE INDEX IF NOT EXISTS block_info_embed_hash ON block_info(embed_hash);
+CREATE VIRTUAL TABLE IF NOT EXISTS block_fts USING fts5(
+    name, path, docstring, identifiers, tokenize = 'porter unicode61');
+CREATE TABLE IF NOT EXISTS embeddings (
+    embed_hash TEXT NOT NULL, model TEXT NOT NULL, vector BLOB NOT NULL,
+    PRIMARY KEY (embed_hash, model));
 """
 
 # Rungs of the validation ladder, in order; index = rung number.

@@ -63,6 +63,7 @@ def _broadcast(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
     for old, new in ((a, b), (b, a)):
         yield from _replace(shape, old, new)
         yield from _tokens(shape, old, new)
+    yield from _nudge(shape, a, b)
 
 
 @_rule(r"Expected size (\d+) but got size (\d+)")
@@ -71,6 +72,14 @@ def _cat(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
     for old, new in ((got, want), (want, got)):
         yield from _replace(shape, old, new)
         yield from _tokens(shape, old, new)
+    yield from _nudge(shape, want, got)
+
+
+def _nudge(shape: Shape, a: int, b: int) -> Iterator[Shape]:
+    """Branches of a map disagree by one pixel (stride-2 without padding): try odd sides."""
+    if len(shape) == 4 and abs(a - b) == 1 and a not in shape[2:] and b not in shape[2:]:
+        yield (*shape[:2], shape[2] + 3, shape[3] + 3)
+        yield (*shape[:2], shape[2] + 1, shape[3] + 1)
 
 
 @_rule(r"mat1 and mat2 shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)")
@@ -210,8 +219,36 @@ def adapt(probe: Probe, exc: BaseException, limit: int = 2) -> list[Probe]:
     x = primary(probe)
     if x is None or x.dim() == 0:
         return []
+    filled = _fill_none(probe, exc, x)
+    if filled is not None:
+        return [filled]
     old = tuple(x.shape)
     return [_rebuild(probe, old, new) for new in candidate_shapes(str(exc), old)[:limit]]
+
+
+_NONE = re.compile(r"'NoneType' object (has no attribute|is not subscriptable|is not iterable)|"
+                   r"must be Tensor, not NoneType|NoneType' and|and 'NoneType'")
+
+
+def _fill_none(probe: Probe, exc: BaseException, x: torch.Tensor) -> Probe | None:
+    """A keyword we passed as None is used as a tensor on the failing line: give it one."""
+    if not _NONE.search(str(exc)):
+        return None
+    from nnrag.rag._repair import blamed_line
+
+    line = blamed_line(exc)
+    for name, value in probe.kwargs.items():
+        if value is None and re.search(rf"\b{re.escape(name)}\b", line):
+            if "mask" in name:
+                seq = x.shape[1] if x.dim() >= 2 else 8
+                fill: Any = torch.ones(x.shape[0], seq, dtype=torch.long)
+            else:
+                fill = x.clone()
+            kwargs = {**probe.kwargs, name: fill}
+            parts = [describe(a) for a in probe.args]
+            parts += [f"{k}: {describe(v)}" for k, v in kwargs.items()]
+            return Probe(probe.args, kwargs, "; ".join(parts))
+    return None
 
 
 def _rebuild(probe: Probe, old: Shape, new: Shape) -> Probe:

@@ -128,6 +128,9 @@ def build_configs(
                 subs = build_configs(type(val), depth + 1, namespace)
                 if subs:
                     small[name] = subs[0]
+    if "kv_lora_rank" in accepted and "num_attention_heads" in small:
+        # multi-head latent attention expands k/v per query head: no grouped kv heads
+        small["num_key_value_heads"] = small["num_attention_heads"]
     core = {k: v for k, v in small.items() if k in _CORE_KEYS}
     tries: list[dict[str, Any]] = [small, core]
     hidden = getattr(default, "hidden_size", 0)
@@ -151,8 +154,22 @@ def build_configs(
                 kwargs = fixed
                 continue
             set_eager(cfg)
-            return [cfg]
+            return [cfg, *_mha_variant(cls, kwargs, cfg)]
     return []
+
+
+def _mha_variant(cls: type, kwargs: dict[str, Any], cfg: Any) -> list[Any]:
+    """The same config with one kv head per query head, for blocks that assume it."""
+    heads = getattr(cfg, "num_attention_heads", None)
+    kv = getattr(cfg, "num_key_value_heads", None)
+    if not isinstance(heads, int) or not isinstance(kv, int) or heads == kv:
+        return []
+    try:
+        other = cls(**{**kwargs, "num_key_value_heads": heads})
+    except Exception:
+        return []
+    set_eager(other)
+    return [other]
 
 
 _SAME_AS = re.compile(

@@ -288,8 +288,12 @@ def infer_probes(
     # Interleave layouts so that a wrong first layout does not eat the whole budget.
     ordered = _interleave(combos, key=lambda c: (c[0], c[1]))
     probes: list[Probe] = []
+    eos = next((getattr(v, "eos_token_id", None) for v in init_kwargs.values()
+                if hasattr(v, "to_dict")), None)
     for lay, d, side, seq in ordered[:limit]:
         x = _tensor(lay, d, side, seq)
+        if lay == "ids" and isinstance(eos, int) and 0 <= eos < d:
+            x[:, -1] = eos  # sequence classifiers pool at the last <eos>
         args: list[Any] = [_container(first, x)] if first is not None else []
         kwargs: dict[str, Any] = {}
         for p in rest:

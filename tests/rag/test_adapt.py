@@ -146,3 +146,27 @@ def test_constructor_repair_from_the_blamed_line() -> None:
     assert args["dims"] == "16"  # a tuple guess, narrowed by ``nn.Linear(dims, dims)``
     assert args["layout"] == "[2, 2, 2, 2]"  # ``for d in layout``
     assert args["mlp_ratio"] not in ("None", None)  # ``dims * mlp_ratio``
+
+
+NEEDS_TENSOR = """
+class Offsets(nn.Module):
+    # ``reference_points`` has no telling name or annotation: the probe passes None first
+    def __init__(self, dim):
+        super().__init__()
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x, reference_points):
+        return self.proj(x + reference_points.sigmoid())
+"""
+
+
+def test_ladder_fills_a_none_argument_the_failing_line_uses() -> None:
+    r = climb(NEEDS_TENSOR, "Offsets")
+    assert_ok(r)
+    assert "reference_points: float32[" in r["input_desc"]
+
+
+def test_off_by_one_branches_suggest_odd_sides() -> None:
+    message = ("Sizes of tensors must match except in dimension 1. Expected size 16 but got "
+               "size 15 for tensor number 2 in the list.")
+    assert (2, 8, 35, 35) in candidate_shapes(message, (2, 8, 32, 32))

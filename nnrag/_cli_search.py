@@ -1,0 +1,189 @@
+"""Search commands of the ``nnrag`` CLI: embed, query, similar, duplicates.
+
+Registered on :data:`nnrag.cli.main` when that module is imported; kept apart so the core
+commands stay readable. Output formatting only: the work is in :mod:`nnrag.index`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from nnrag.cli import DB, FORMAT, _emit_json, _progress, _store, err, main, out
+
+MODEL = click.option(
+    "--model", default=None,
+    help="Embedding model: 'minilm' (packaged all-MiniLM-L6-v2, default), a local folder, "
+         "or 'hashing' (no model; for tests). Env: NNRAG_EMBED_MODEL.",
+)
+FILTERS = [
+    click.option("--category", help="Only this category (see `nnrag query --help`)."),
+    click.option("--min-rung", default="none", show_default=True, help="Only blocks validated at least this far."),
+    click.option("--package", help="Only this package."),
+    click.option("--max-params", type=int, help="Only blocks with at most this many parameters (validated ones)."),
+]
+SEARCH = [
+    click.option("--mode", type=click.Choice(["hybrid", "dense", "lexical"]), default="hybrid", show_default=True),
+    click.option("-k", "--top", "k", default=10, show_default=True, help="Number of hits."),
+    click.option("--collapse", is_flag=True, help="Fold structural duplicates into the best-ranked copy."),
+    click.option("--show", is_flag=True, help="Print the scope-closed code of each hit."),
+]
+
+
+def _options(options: list[Any]) -> Any:
+    def wrap(fn: Any) -> Any:
+        for opt in reversed(options):
+            fn = opt(fn)
+        return fn
+
+    return wrap
+
+
+def _filters(category: str | None, min_rung: str, package: str | None, max_params: int | None) -> Any:
+    from nnrag.index import rung_number
+    from nnrag.index._search import Filters
+
+    return Filters(category, rung_number(min_rung), package, max_params)
+
+
+def _print_hits(store: Any, searcher: Any, hits: list[Any], fmt: str, show: bool, seconds: float) -> None:
+    for note in searcher.notes:
+        err.print(f"note: {note}")
+    code: dict[str, str] = {}
+    if show:
+        from nnrag.rag import extract
+
+        for h in hits:
+            code[h.qualname] = extract(store, h.qualname).code
+    if fmt == "json":
+        _emit_json([{**h.as_dict(), **({"code": code[h.qualname]} if show else {})} for h in hits])
+        return
+    table = Table("#", "score", "block", "package", "category", "rung", box=None)
+    for h in hits:
+        extra = f" (+{len(h.duplicates)} copies)" if h.duplicates else ""
+        table.add_row(str(h.rank), f"{h.score:.3f}", h.qualname + extra, h.package, h.category, h.rung_name)
+    out.print(table)
+    out.print(f"{len(hits)} hits in {seconds * 1000:.0f} ms")
+    for h in hits if show else []:
+        out.rule(h.qualname)
+        out.print(code[h.qualname], markup=False, highlight=False)
+
+
+@main.command()
+@MODEL
+@click.option("--batch-size", default=64, show_default=True)
+@DB
+@FORMAT
+def embed(model: str | None, batch_size: int, db: Path | None, fmt: str) -> None:
+    """Embed every block not embedded yet (incremental; safe to interrupt and resume)."""
+    from nnrag.index._catalog import sync_catalog
+    from nnrag.index._embed import get_embedder
+    from nnrag.index._vectors import VectorIndex, embed_blocks
+
+    store = _store(db)
+    sync_catalog(store)
+    embedder = get_embedder(model)
+    with _progress(f"embedding with {embedder.name}", fmt == "table") as update:
+        report = embed_blocks(store, embedder, progress=update, batch=batch_size)
+    VectorIndex(store, embedder.name).load()
+    data = {"model": report.model, "embedded": report.embedded, "cached": report.cached,
+            "total": report.total, "seconds": round(report.seconds, 2),
+            "per_second": round(report.per_second, 1)}
+    if fmt == "json":
+        _emit_json(data)
+    else:
+        out.print(f"{report.embedded} blocks embedded ({report.per_second:.1f}/s), {report.cached} "
+                  f"already cached, {report.total} in total; model {report.model}")
+
+
+@main.command()
+@click.argument("text", required=False)
+@click.option("--code", "code_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Query with the code in FILE instead of words.")
+@_options(SEARCH)
+@_options(FILTERS)
+@MODEL
+@DB
+@FORMAT
+def query(text: str | None, code_file: Path | None, mode: str, k: int, collapse: bool, show: bool,
+          category: str | None, min_rung: str, package: str | None, max_params: int | None,
+          model: str | None, db: Path | None, fmt: str) -> None:
+    """Search blocks by words (TEXT) or by code (--code FILE).
+
+    Categories: attention, convolution, transformer_block, pooling, normalization,
+    activation, embedding, loss, architecture, utility.
+    """
+    from nnrag.exceptions import NnragError
+    from nnrag.index._search import Searcher
+
+    if text is None and code_file is None:
+        raise NnragError("give a query: nnrag query 'words ...' or nnrag query --code FILE")
+    code = None
+    if code_file is not None:
+        try:
+            code = code_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise NnragError(f"cannot read {code_file}: {exc}") from exc
+    store = _store(db)
+    filters = _filters(category, min_rung, package, max_params)
+    searcher = Searcher(store, model=model)
+    loaded = searcher.warm(mode)
+    if loaded > 1:
+        searcher.notes.append(f"model and vector index loaded in {loaded:.1f}s")
+    start = time.perf_counter()
+    hits = searcher.search(text, code=code, mode=mode, k=k, filters=filters, collapse=collapse)
+    _print_hits(store, searcher, hits, fmt, show, time.perf_counter() - start)
+
+
+@main.command()
+@click.argument("name")
+@_options(SEARCH)
+@_options(FILTERS)
+@MODEL
+@DB
+@FORMAT
+def similar(name: str, mode: str, k: int, collapse: bool, show: bool, category: str | None,
+            min_rung: str, package: str | None, max_params: int | None, model: str | None,
+            db: Path | None, fmt: str) -> None:
+    """Blocks most like the indexed block NAME."""
+    from nnrag.index._search import Searcher
+    from nnrag.rag._closure import ClosureBuilder
+
+    store = _store(db)
+    row = ClosureBuilder(store).find(name, blocks_only=True)
+    searcher = Searcher(store, model=model)
+    loaded = searcher.warm(mode)
+    if loaded > 1:
+        searcher.notes.append(f"model and vector index loaded in {loaded:.1f}s")
+    start = time.perf_counter()
+    hits = searcher.similar(row["id"], mode=mode, k=k, filters=_filters(category, min_rung, package, max_params),
+                            collapse=collapse)
+    _print_hits(store, searcher, hits, fmt, show, time.perf_counter() - start)
+
+
+@main.command()
+@click.option("--min-size", default=2, show_default=True, help="Smallest group to report.")
+@click.option("--package", help="Only groups with a member in this package.")
+@DB
+@FORMAT
+def duplicates(min_size: int, package: str | None, db: Path | None, fmt: str) -> None:
+    """Groups of structurally identical blocks (names and literals abstracted)."""
+    from nnrag.index._search import duplicate_groups
+
+    groups = duplicate_groups(_store(db), min_size=min_size, package=package)
+    if fmt == "json":
+        _emit_json([{"fingerprint": g[0]["fingerprint"], "size": len(g),
+                     "members": [{"qualname": r["qualname"], "package": r["package"]} for r in g]}
+                    for g in groups])
+        return
+    table = Table("group", "size", "category", "members", box=None)
+    for n, g in enumerate(groups, 1):
+        names = ", ".join(r["qualname"] for r in g[:4]) + (f", ... (+{len(g) - 4})" if len(g) > 4 else "")
+        table.add_row(str(n), str(len(g)), g[0]["category"], names)
+    out.print(table)
+    copies = sum(len(g) - 1 for g in groups)
+    out.print(f"{len(groups)} groups; {copies} blocks are copies of another")

@@ -1,0 +1,92 @@
+"""Keep the search side tables (categories, fingerprints, FTS5) in step with the blocks.
+
+Run after every change to the block set, inside one transaction: rows of blocks that
+disappeared or whose source changed are dropped, new ones are computed. Keyed by
+definition id *and* content hash, so an unchanged re-index touches nothing, and a bumped
+``search_generation`` tells the dense index (a file beside the database) to rebuild.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from nnrag.index._categories import categorize
+from nnrag.index._fingerprint import fingerprint
+from nnrag.index._store import Store
+from nnrag.index._text import block_text
+from nnrag.logging import get_logger
+
+logger = get_logger(__name__)
+
+CATALOG_VERSION = "1"  # bump when text, category or fingerprint rules change
+GENERATION_KEY = "search_generation"
+
+
+@dataclass(frozen=True)
+class CatalogReport:
+    """What one sync changed."""
+
+    added: int
+    removed: int
+    total: int
+
+
+def sync_catalog(store: Store, progress: Callable[[int, int], None] | None = None) -> CatalogReport:
+    """Bring ``block_info`` and ``block_fts`` in line with ``definitions.is_block``."""
+    if store.get_meta("catalog_version") != CATALOG_VERSION:
+        with store.transaction():
+            store.conn.execute("DELETE FROM block_info")
+            store.conn.execute("DELETE FROM block_fts")
+            store.set_meta("catalog_version", CATALOG_VERSION)
+    current = {
+        r[0]: r[1] for r in store.conn.execute("SELECT id, hash FROM definitions WHERE is_block=1")
+    }
+    known = {
+        r[0]: r[1] for r in store.conn.execute("SELECT definition_id, hash FROM block_info")
+    }
+    stale = [i for i, h in known.items() if current.get(i) != h]
+    new = [i for i, h in current.items() if known.get(i) != h]
+    if not stale and not new:
+        return CatalogReport(0, 0, len(current))
+    with store.transaction():
+        store.conn.executemany("DELETE FROM block_info WHERE definition_id=?", [(i,) for i in stale])
+        store.conn.executemany("DELETE FROM block_fts WHERE rowid=?", [(i,) for i in stale])
+        for n, start in enumerate(range(0, len(new), 500)):
+            _add(store, new[start : start + 500])
+            if progress:
+                progress(min(len(new), (n + 1) * 500), len(new))
+        generation = int(store.get_meta(GENERATION_KEY) or 0) + 1
+        store.set_meta(GENERATION_KEY, str(generation))
+    logger.info("search catalog: %d added, %d removed", len(new), len(stale))
+    return CatalogReport(len(new), len(stale), len(current))
+
+
+def _add(store: Store, ids: list[int]) -> None:
+    marks = ",".join("?" * len(ids))
+    rows = store.rows(
+        f"SELECT id, name, qualname, source, docstring, bases, hash FROM definitions"
+        f" WHERE id IN ({marks})",
+        ids,
+    )
+    info, fts = [], []
+    for row in rows:
+        text = block_text(row)
+        try:
+            bases = json.loads(row["bases"] or "[]")
+        except ValueError:
+            bases = []
+        category = categorize(row["source"], row["name"], bases)
+        info.append((row["id"], row["hash"], text.embed_hash, category,
+                     fingerprint(row["source"]), text.embed))
+        fts.append((row["id"], text.name_words, text.path_words, text.docstring,
+                    text.identifiers))
+    store.conn.executemany(
+        "INSERT OR REPLACE INTO block_info(definition_id, hash, embed_hash, category,"
+        " fingerprint, embed_text) VALUES (?,?,?,?,?,?)",
+        info,
+    )
+    store.conn.executemany(
+        "INSERT INTO block_fts(rowid, name, path, docstring, identifiers) VALUES (?,?,?,?,?)", fts
+    )
