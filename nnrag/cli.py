@@ -263,38 +263,64 @@ def stats(db: Path | None, fmt: str) -> None:
     out.print(table)
 
 
+DEMO_MODELS = ("mlp", "lenet5", "resnet8", "resnet20", "mobilenetv2_small", "mlp_mixer_tiny")
+
+
 @main.command()
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Where to build the demo index (default: $NNRAG_HOME/demo.db).")
-@click.option("--jobs", default=2, show_default=True)
-def demo(db: Path | None, jobs: int) -> None:
-    """Index the bundled example zoo, validate every block in the sandbox, show the results."""
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the demo keeps its index and runs (default: $NNRAG_HOME/demo).")
+@click.option("--workers", default=2, show_default=True, help="Trials in parallel.")
+@click.option("--epochs", default=3, show_default=True)
+def demo(home: Path | None, workers: int, epochs: int) -> None:
+    """Index the seed corpus and the example zoo, validate the zoo, train corpus models on digits."""
     from nnrag.config import nnrag_home
-    from nnrag.examples import ZOO
+    from nnrag.examples import ZOO, corpus_dir
+    from nnrag.execute.engine import Engine
+    from nnrag.execute.executors import LocalExecutor
+    from nnrag.execute.runstore import RunStore
+    from nnrag.execute.spec import parse_spec
     from nnrag.index import index_path
-    from nnrag.rag import extract as do_extract
     from nnrag.rag import validate as do_validate
 
-    store = _store(db or nnrag_home() / "demo.db", create=True)
-    report = index_path(store, ZOO)
-    out.print(f"[bold]1. index[/] {ZOO}: {report.definitions} definitions, {report.blocks} blocks "
-              f"({report.scanned} files scanned, {report.unchanged} unchanged) -> {store.path}")
-    with _progress("validating") as update:
-        outcomes = do_validate(store, all_blocks=True, jobs=jobs, progress=lambda d, t, _o: update(d, t))
-    out.print("[bold]2. validate[/] every block in the sandbox (parse, compile, import, instantiate, forward, backward):")
-    table = Table("block", "rung", "probe input", "params", "cached", box=None)
-    for o in outcomes:
-        params = o.detail.get("param_count")
-        table.add_row(o.qualname, o.rung_name, str(o.detail.get("input_desc") or o.error_message or ""),
-                      "" if params is None else str(params), "yes" if o.cached else "")
+    base = home or nnrag_home() / "demo"
+    store = _store(base / "index.db", create=True)
+    corpus = corpus_dir()
+    for root, prefix in ((corpus, "corpus"), (ZOO, None)):
+        report = index_path(store, root, prefix=prefix, package=prefix)
+        out.print(f"[bold]index[/] {root}: {report.definitions} definitions, {report.blocks} blocks "
+                  f"({report.scanned} scanned, {report.unchanged} unchanged)")
+    with _progress("validating the zoo") as update:
+        outcomes = do_validate(store, [f"zoo.{n}" for n in ("layers.conv.SqueezeExcite", "layers.mlp.Mlp",
+                               "models.resnet.ResNetTiny", "models.vit.TinyViT")],
+                               jobs=workers, progress=lambda d, t, _o: update(d, t))
+    out.print("[bold]validate[/] (sandboxed ladder): " + ", ".join(f"{o.qualname.rsplit('.', 1)[-1]} {o.rung_name}"
+                                                          for o in outcomes))
+    specs = [parse_spec({"model": {"file": str(corpus / f"{m}.py")}, "dataset": "digits",
+                         "hyperparameters": {"lr": 0.05, "momentum": 0.9, "batch_size": 64},
+                         "budget": {"epochs": epochs, "wall_s": 300}}) for m in DEMO_MODELS]
+    runs = RunStore(base / "runs.db")
+    engine = Engine(runs, LocalExecutor(workers), index_db=store.path)
+
+    def show(event: dict[str, Any]) -> None:
+        if event["event"] == "done":
+            err.print(f"  {event['name']}: {event['outcome']} in {event.get('duration_s') or 0:.1f}s")
+        elif event["event"] == "duplicate":
+            err.print(f"  {event['name']}: already trained (run {event['of']}), result reused")
+
+    out.print(f"[bold]train[/] {len(specs)} corpus models on digits, {epochs} epochs each, "
+              f"{workers} sandboxed workers:")
+    report = engine.train(specs, show)
+    table = Table("#", "model", "test accuracy", "params", "seconds", box=None)
+    for n, r in enumerate(runs.leaderboard("digits", 10), 1):
+        table.add_row(str(n), r["name"], f"{r['best']:.4f}", str(r["params"]), f"{r['duration_s']:.1f}")
+    out.print("[bold]leaderboard[/] (digits, chance 0.10):")
     out.print(table)
-    emitted = do_extract(store, "zoo.models.vit.TinyViT")
-    out.print(f"[bold]3. extract[/] TinyViT -> one self-contained module of {len(emitted.definitions)} "
-              f"definitions from {len({d.rsplit('.', 1)[0] for d in emitted.definitions})} files "
-              f"(try: nnrag extract TinyViT --db {store.path})")
+    out.print(f"{report.trained} trained, {report.deduplicated} reused; runs in {runs.path}, "
+              f"index in {store.path} (try: nnrag query 'residual block' --db {store.path})")
 
 
-from nnrag import _cli_search  # noqa: E402,F401  (registers embed/query/similar/duplicates)
+# Importing these modules registers their commands on ``main``.
+from nnrag import _cli_search, _cli_train  # noqa: E402, F401
 
 if __name__ == "__main__":  # pragma: no cover
     # ``python -m nnrag.cli``: run the imported module's group, which has every command.

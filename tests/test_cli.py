@@ -381,14 +381,18 @@ def test_validate_one_block_json(cli: Cli, zoo_db_copy: Path) -> None:
 @pytest.mark.sandbox
 @pytest.mark.skipif(not HAS_SANDBOX, reason="nnrag.execute.sandbox is not available yet")
 def test_demo(cli: Cli, nnrag_home: Path) -> None:
-    """Indexes and validates the whole zoo in the sandbox (~10 s of CPU, more when loaded)."""
-    result = check(cli("demo", timeout=600), 0)
-    assert "10 blocks" in result.stdout
-    assert result.stdout.count(" backward ") == 10, (
-        result.stdout
-    )  # every zoo block climbs all rungs
-    assert "extract TinyViT" in result.stdout
-    assert (nnrag_home / "demo.db").exists()
+    """Indexes corpus + zoo, validates zoo blocks, trains six corpus models on digits."""
+    result = check(cli("demo", "--epochs", "1", timeout=600), 0)
+    assert "10 blocks" in result.stdout  # the zoo
+    assert result.stdout.count(" backward") == 4, result.stdout
+    board = result.stdout.split("leaderboard")[1]
+    rows = [r for r in (line.split() for line in board.splitlines()) if len(r) == 5 and r[0].isdigit()]
+    assert len(rows) == 6 and "6 trained" in result.stdout, result.stdout
+    accuracies = [float(r[2]) for r in rows]
+    assert max(accuracies) > 0.5  # one epoch is enough to leave chance (0.10) far behind
+    assert (nnrag_home / "demo" / "runs.db").exists()
+    again = check(cli("demo", "--epochs", "1", timeout=600), 0)
+    assert "0 trained, 6 reused" in again.stdout  # deduplicated against the first run
 
 
 def test_validate_needs_names(cli: Cli, zoo_db_copy: Path) -> None:

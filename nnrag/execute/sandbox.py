@@ -210,6 +210,7 @@ def run_many(
     preload: Sequence[str] = ("torch",),
     on_result: Callable[[int, SandboxResult], None] | None = None,
     scratch: Path | None = None,
+    on_tick: Callable[[], None] | None = None,
 ) -> list[SandboxResult]:
     """Run ``entry(payload)`` for every payload in sandboxes; results come back in order.
 
@@ -306,6 +307,8 @@ def run_many(
                 if eof:
                     code = worker.proc.wait()
                     retire(worker, "crashed", "WorkerDied", f"sandbox worker exited ({code})")
+            if on_tick is not None:  # at least once a second: progress files, heartbeats
+                on_tick()
             now = time.monotonic()
             for worker in list(workers):
                 if worker.deadline < now and (worker.task is not None or not worker.ready):

@@ -85,7 +85,8 @@ def _strip(tree: ast.AST) -> None:
 class _Normaliser:
     """Resolve every binding of one definition, then rename it to a positional placeholder."""
 
-    def __init__(self, tree: ast.Module) -> None:
+    def __init__(self, tree: ast.Module, keep_literals: bool = False) -> None:
+        self.keep_literals = keep_literals
         self.opened: dict[int, _Scope] = {}  # id(node) -> the scope it opens; lookups only
         self.ids = itertools.count()
         self.module = _Scope(next(self.ids), "module", None)
@@ -208,7 +209,7 @@ class _Normaliser:
         elif isinstance(node, ast.Call):
             self._call(node, scope)
         elif isinstance(node, ast.Constant):
-            return _literal(node)
+            return node if self.keep_literals else _literal(node)
         elif isinstance(node, ast.JoinedStr):
             return ast.Name(id="$str")
         for field, value in ast.iter_fields(node):
@@ -274,13 +275,17 @@ def _dump(node: Any) -> str:
     return f"{type(node).__name__}({','.join(fields)})"
 
 
-def fingerprint(source: str) -> str:
-    """40-hex SHA-1 of the normalised AST of ``source`` (see the module docstring)."""
+def fingerprint(source: str, *, keep_literals: bool = False) -> str:
+    """40-hex SHA-1 of the normalised AST of ``source`` (see the module docstring).
+
+    ``keep_literals=True`` keeps numbers and strings: training deduplication needs it, as
+    ResNet-8 and ResNet-20 differ only in a depth constant.
+    """
     try:
         tree = ast.parse(textwrap.dedent(source))
     except (SyntaxError, ValueError):
         return hashlib.sha1(b"unparsed\0" + source.encode("utf-8", "surrogatepass")).hexdigest()
     _strip(tree)
-    normaliser = _Normaliser(tree)
+    normaliser = _Normaliser(tree, keep_literals)
     normaliser.rename(tree, normaliser.module)
     return hashlib.sha1(_dump(tree).encode("utf-8", "surrogatepass")).hexdigest()

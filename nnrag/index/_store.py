@@ -19,7 +19,7 @@ import sqlite_utils
 from nnrag.exceptions import IndexMissingError, SchemaVersionError, StoreError
 from nnrag.index._model import FileScan
 
-SCHEMA_VERSION = 2  # 2: block_info, block_fts, embeddings (search)
+SCHEMA_VERSION = 3  # 2: block_info, block_fts, embeddings (search); 3: block_metrics
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -63,6 +63,9 @@ CREATE VIRTUAL TABLE IF NOT EXISTS block_fts USING fts5(
 CREATE TABLE IF NOT EXISTS embeddings (
     embed_hash TEXT NOT NULL, model TEXT NOT NULL, vector BLOB NOT NULL,
     PRIMARY KEY (embed_hash, model));
+CREATE TABLE IF NOT EXISTS block_metrics (
+    qualname TEXT NOT NULL, dataset TEXT NOT NULL, metric TEXT NOT NULL, value REAL,
+    run_id INTEGER, params INTEGER, recorded_at REAL, PRIMARY KEY (qualname, dataset, metric));
 """
 
 # Rungs of the validation ladder, in order; index = rung number.

@@ -19,7 +19,10 @@ _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+[dD](?![a-z])|
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LAYER = re.compile(r"\bnn\.([A-Z][A-Za-z0-9]+)|\bF\.([a-z_][a-z0-9_]*)")
 _STOP = frozenset(
-    ["self", "cls", "none", "true", "false", "return", "def", "class", "import", "from", "as", "if", "else", "elif", "for", "in", "while", "with", "not", "and", "or", "is", "lambda", "pass", "raise", "try", "except", "finally", "yield", "super", "init", "forward", "the", "of", "to"]
+    ["self", "cls", "none", "true", "false", "return", "def", "class", "import", "from", "as",
+     "if", "else", "elif", "for", "in", "while", "with", "not", "and", "or", "is", "lambda",
+     "pass", "raise", "try", "except", "finally", "yield", "super", "init", "forward", "the",
+     "of", "to"]
 )
 EMBED_CODE_CHARS = 1500
 
@@ -95,6 +98,7 @@ def block_text(row: Mapping[str, Any]) -> BlockText:
     name = str(row["name"])
     source = str(row.get("source") or "")
     doc = " ".join(str(row.get("docstring") or "").split())
+
     qual = str(row.get("qualname") or name)
     name_words = " ".join([name.lower(), *split_identifier(name)])
     path_words = " ".join(w for part in qual.split(".")[:-1] for w in split_identifier(part))

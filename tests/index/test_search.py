@@ -241,3 +241,12 @@ def test_cli_query_similar_duplicates(cli, tree: Path, tmp_path: Path) -> None: 
         bad = cli(*args)
         assert bad.returncode == 2 and message in bad.stderr, bad
         assert "Traceback" not in bad.stderr
+
+
+def test_large_collections_use_hnsw(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("nnrag.index._vectors.HNSW_THRESHOLD", 5)
+    index = VectorIndex(store, EMB.name)
+    index.build()
+    assert "HNSW" in index.manifest_path.read_text()
+    hits = Searcher(store, embedder=EMB).search("generalised mean pooling", mode="dense", k=1)
+    assert hits[0].name == "GeMPool"

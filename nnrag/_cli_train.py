@@ -1,0 +1,202 @@
+"""Training commands of the ``nnrag`` CLI: train, runs, show, resume, leaderboard, datasets.
+
+Registered on :data:`nnrag.cli.main`; formatting only, the work is in :mod:`nnrag.execute`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from nnrag.cli import FORMAT, _emit_json, err, main, out
+
+RUNS = click.option("--runs", "runs_db", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                    help="Run store (default: $NNRAG_HOME/runs.db).")
+EXECUTOR = [
+    click.option("--workers", default=1, show_default=True, help="Trials in parallel."),
+    click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True),
+    click.option("--address", default=None, help="Ray cluster address (default: a local Ray instance)."),
+]
+
+
+def _runs(path: Path | None) -> Any:
+    from nnrag.config import nnrag_home
+    from nnrag.execute.runstore import RunStore
+
+    return RunStore(path or nnrag_home() / "runs.db")
+
+
+def _options(options: list[Any]) -> Any:
+    def wrap(fn: Any) -> Any:
+        for opt in reversed(options):
+            fn = opt(fn)
+        return fn
+
+    return wrap
+
+
+def _printer(fmt: str) -> Any:
+    """Per-epoch and per-run progress lines on stderr (stdout stays clean for --format json)."""
+
+    def show(event: dict[str, Any]) -> None:
+        if event["event"] == "epoch":
+            metrics = ", ".join(f"{k} {v:.4f}" for k, v in event.items()
+                                if k not in ("run", "event", "epoch") and isinstance(v, float))
+            err.print(f"run {event['run']} epoch {event['epoch']}: {metrics}")
+        elif event["event"] == "done":
+            extra = f" ({event['error']})" if event.get("error") else ""
+            err.print(f"run {event['run']} {event['name']}: {event['outcome']} in "
+                      f"{event.get('duration_s') or 0:.1f}s{extra}")
+        elif event["event"] == "duplicate":
+            err.print(f"run {event['run']} {event['name']}: duplicate of run {event['of']}, not trained")
+
+    return show
+
+
+def _engine(runs: Any, workers: int, executor: str, address: str | None, index_db: Path | None) -> Any:
+    from nnrag.execute.engine import Engine
+    from nnrag.execute.executors import make_executor
+
+    return Engine(runs, make_executor(executor, workers, address), index_db=index_db)
+
+
+def _report(report: Any, runs: Any, fmt: str) -> None:
+    rows = [runs.get(i) for i in report.run_ids]
+    if fmt == "json":
+        _emit_json({"trained": report.trained, "deduplicated": report.deduplicated,
+                    "outcomes": report.outcomes,
+                    "runs": [{k: r[k] for k in ("id", "name", "dataset", "outcome", "best", "params",
+                                                "duration_s", "duplicate_of", "error")} for r in rows]})
+        return
+    _run_table(rows)
+    out.print(f"{report.trained} trained, {report.deduplicated} deduplicated (not re-trained); "
+              + ", ".join(f"{k}: {v}" for k, v in sorted(report.outcomes.items())))
+
+
+def _run_table(rows: list[dict[str, Any]]) -> None:
+    table = Table("run", "model", "dataset", "outcome", "best", "params", "seconds", "note", box=None)
+    for r in rows:
+        note = f"duplicate of {r['duplicate_of']}" if r.get("duplicate_of") else (r.get("error") or "")[:60]
+        table.add_row(str(r["id"]), r["name"], r["dataset"], r["outcome"] or r["status"],
+                      "" if r["best"] is None else f"{r['best']:.4f}", str(r["params"] or ""),
+                      "" if r["duration_s"] is None else f"{r['duration_s']:.1f}", note)
+    out.print(table)
+
+
+@main.command()
+@click.argument("spec_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_options(EXECUTOR)
+@RUNS
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Block index for 'block:' models and write-back (default: $NNRAG_DB or $NNRAG_HOME/index.db).")
+@FORMAT
+def train(spec_file: Path, workers: int, executor: str, address: str | None, runs_db: Path | None,
+          db: Path | None, fmt: str) -> None:
+    """Train the model(s) of SPEC_FILE (YAML or JSON: one spec or a list) in the sandbox."""
+    from nnrag.execute.spec import load_spec
+
+    specs = load_spec(spec_file)
+    runs = _runs(runs_db)
+    report = _engine(runs, workers, executor, address, db).train(specs, _printer(fmt))
+    _report(report, runs, fmt)
+
+
+@main.command()
+@_options(EXECUTOR)
+@RUNS
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@FORMAT
+def resume(workers: int, executor: str, address: str | None, runs_db: Path | None, db: Path | None,
+           fmt: str) -> None:
+    """Re-run every run left unfinished by a killed engine or worker, with the same spec."""
+    runs = _runs(runs_db)
+    report = _engine(runs, workers, executor, address, db).resume(_printer(fmt))
+    if not report.run_ids and fmt == "table":
+        out.print("nothing to resume")
+        return
+    _report(report, runs, fmt)
+
+
+@main.command()
+@click.option("--limit", default=50, show_default=True)
+@RUNS
+@FORMAT
+def runs(limit: int, runs_db: Path | None, fmt: str) -> None:
+    """List recent runs."""
+    rows = _runs(runs_db).runs(limit)
+    if fmt == "json":
+        _emit_json(rows)
+        return
+    for r in rows:
+        r.setdefault("status", "")
+    _run_table([{**r, "status": r["status"]} for r in rows])
+
+
+@main.command()
+@click.argument("run_id", type=int)
+@RUNS
+@FORMAT
+def show(run_id: int, runs_db: Path | None, fmt: str) -> None:
+    """One run: spec, outcome, per-epoch metrics, error and traceback."""
+    run = _runs(runs_db).get(run_id)
+    run.pop("code", None) if fmt == "table" else None
+    if fmt == "json":
+        run["spec"] = json.loads(run["spec"])
+        _emit_json(run)
+        return
+    out.print(f"run {run['id']} {run['name']} on {run['dataset']}: {run['status']} / {run['outcome']}")
+    for key in ("best", "params", "flops", "duration_s", "duplicate_of", "indexed_as", "versions"):
+        if run.get(key) is not None:
+            out.print(f"  {key}: {run[key]}")
+    table = Table("epoch", "metric", "value", box=None)
+    for e in run["epochs"]:
+        table.add_row(str(e["epoch"]), e["metric"], f"{e['value']:.4f}")
+    out.print(table)
+    if run.get("traceback"):
+        out.print(run["traceback"], markup=False, highlight=False)
+
+
+@main.command()
+@click.option("--dataset", help="Only runs on this dataset.")
+@click.option("--limit", default=20, show_default=True)
+@RUNS
+@FORMAT
+def leaderboard(dataset: str | None, limit: int, runs_db: Path | None, fmt: str) -> None:
+    """Best finished runs, by their metric."""
+    rows = _runs(runs_db).leaderboard(dataset, limit)
+    if fmt == "json":
+        _emit_json(rows)
+        return
+    table = Table("#", "model", "dataset", "best", "params", "MFLOPs", "seconds", "run", box=None)
+    for n, r in enumerate(rows, 1):
+        table.add_row(str(n), r["name"], r["dataset"], f"{r['best']:.4f}", str(r["params"]),
+                      "" if r["flops"] is None else f"{r['flops'] / 1e6:.2f}",
+                      f"{r['duration_s']:.1f}", str(r["id"]))
+    out.print(table)
+
+
+@main.command()
+@click.argument("pattern", default="*")
+@FORMAT
+def datasets(pattern: str, fmt: str) -> None:
+    """Registered datasets, and whether each can be loaded here."""
+    from dataclasses import asdict
+
+    from nnrag.execute.datasets import available, list_datasets
+
+    rows = []
+    for info in list_datasets(pattern):
+        ok, why = available(info.name)
+        rows.append({**asdict(info), "available": ok, "reason": why})
+    if fmt == "json":
+        _emit_json(rows)
+        return
+    table = Table("dataset", "kind", "shape", "classes", "chance", "available", box=None)
+    for r in rows:
+        table.add_row(r["name"], r["kind"], "x".join(map(str, r["in_shape"])), str(r["num_classes"]),
+                      f"{r['chance']:.3f}", "yes" if r["available"] else f"no: {r['reason']}")
+    out.print(table)

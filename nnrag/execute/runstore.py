@@ -1,0 +1,216 @@
+"""The run store: every trial, its spec, outcome and per-epoch metrics, in SQLite.
+
+One writer (the orchestrator) and any number of readers: WAL, a busy timeout, and one
+short transaction per state change, so killing the engine at any moment loses no finished
+run and leaves nothing half-written. Schema changes are numbered migrations applied in
+order inside a transaction; a database newer than this code is refused, not guessed at.
+A heartbeat column lets ``resume`` find runs whose worker (or engine) died.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from nnrag.exceptions import SchemaVersionError, StoreError
+
+# Each entry upgrades the schema by one version; never edit a released entry, append.
+MIGRATIONS: tuple[str, ...] = (
+    # 1: runs and per-epoch metric rows
+    """
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY, name TEXT NOT NULL, dataset TEXT NOT NULL,
+        spec TEXT NOT NULL, spec_key TEXT NOT NULL, code_md5 TEXT NOT NULL,
+        fingerprint TEXT NOT NULL, status TEXT NOT NULL, outcome TEXT, error TEXT,
+        created REAL NOT NULL, started REAL, finished REAL, heartbeat REAL,
+        params INTEGER, duration_s REAL, best REAL);
+    CREATE INDEX runs_status ON runs(status);
+    CREATE INDEX runs_dedup ON runs(spec_key, fingerprint);
+    CREATE TABLE epochs (
+        run_id INTEGER NOT NULL REFERENCES runs(id), epoch INTEGER NOT NULL,
+        metric TEXT NOT NULL, value REAL, PRIMARY KEY (run_id, epoch, metric));
+    """,
+    # 2: FLOPs, library versions, traceback, code, dedup link, write-back marker
+    """
+    ALTER TABLE runs ADD COLUMN flops INTEGER;
+    ALTER TABLE runs ADD COLUMN versions TEXT;
+    ALTER TABLE runs ADD COLUMN traceback TEXT;
+    ALTER TABLE runs ADD COLUMN code TEXT;
+    ALTER TABLE runs ADD COLUMN duplicate_of INTEGER;
+    ALTER TABLE runs ADD COLUMN indexed_as TEXT;
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+STALE_AFTER_S = 60.0  # a running trial without a heartbeat for this long is orphaned
+
+
+class RunStore:
+    """A handle on one runs database (default ``$NNRAG_HOME/runs.db``)."""
+
+    def __init__(self, path: str | Path, *, upgrade_to: int = SCHEMA_VERSION) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA busy_timeout=30000")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+        except (sqlite3.DatabaseError, OSError) as exc:
+            raise StoreError(f"cannot open run store {self.path}: {exc}") from exc
+        self._migrate(upgrade_to)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @property
+    def version(self) -> int:
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self, target: int) -> None:
+        try:
+            current = self.version
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a usable run store: {exc}") from exc
+        if current > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"{self.path} has run-store schema {current}, newer than this nnrag "
+                f"({SCHEMA_VERSION}); upgrade nnrag or use another --runs file"
+            )
+        for version in range(current + 1, target + 1):
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in MIGRATIONS[version - 1].split(";"):
+                    if statement.strip():
+                        self.conn.execute(statement)
+                self.conn.execute(f"PRAGMA user_version={version}")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    def _write(self, sql: str, params: tuple[Any, ...] = ()) -> int:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            cur = self.conn.execute(sql, params)
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+        return int(cur.lastrowid or 0)
+
+    # -- writes (the orchestrator only)
+    def create(self, name: str, dataset: str, spec: dict[str, Any], spec_key: str,
+               code_md5: str, fingerprint: str, code: str) -> int:
+        return self._write(
+            "INSERT INTO runs(name, dataset, spec, spec_key, code_md5, fingerprint, status,"
+            " created, code) VALUES (?,?,?,?,?,?,?,?,?)",
+            (name, dataset, json.dumps(spec, sort_keys=True), spec_key, code_md5, fingerprint,
+             "queued", time.time(), code),
+        )
+
+    def start(self, run_id: int) -> None:
+        now = time.time()
+        self._write("UPDATE runs SET status='running', started=?, heartbeat=? WHERE id=?", (now, now, run_id))
+
+    def beat(self, run_ids: list[int]) -> None:
+        if run_ids:
+            marks = ",".join("?" * len(run_ids))
+            self._write(f"UPDATE runs SET heartbeat=? WHERE id IN ({marks})", (time.time(), *run_ids))
+
+    def add_epoch(self, run_id: int, epoch: int, metrics: dict[str, float]) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO epochs(run_id, epoch, metric, value) VALUES (?,?,?,?)",
+                [(run_id, epoch, k, float(v)) for k, v in metrics.items() if k != "epoch"],
+            )
+            self.conn.execute("UPDATE runs SET heartbeat=? WHERE id=?", (time.time(), run_id))
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def finish(self, run_id: int, result: dict[str, Any], metric: str,
+               duplicate_of: int | None = None) -> None:
+        """Record the outcome and every epoch row in one transaction."""
+        epochs = result.get("epochs") or []
+        values = [e.get(metric) for e in epochs if isinstance(e.get(metric), int | float)]
+        best = max(values) if values else None
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute("DELETE FROM epochs WHERE run_id=?", (run_id,))
+            self.conn.executemany(
+                "INSERT INTO epochs(run_id, epoch, metric, value) VALUES (?,?,?,?)",
+                [(run_id, e["epoch"], k, float(v)) for e in epochs for k, v in e.items()
+                 if k != "epoch" and isinstance(v, int | float)],
+            )
+            self.conn.execute(
+                "UPDATE runs SET status='done', outcome=?, error=?, traceback=?, finished=?,"
+                " params=?, flops=?, duration_s=?, best=?, versions=?, duplicate_of=? WHERE id=?",
+                (result.get("outcome"), result.get("error"), result.get("traceback"), time.time(),
+                 result.get("params"), result.get("flops"), result.get("duration_s"), best,
+                 json.dumps(result.get("versions") or {}), duplicate_of, run_id),
+            )
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def mark_indexed(self, run_id: int, qualname: str) -> None:
+        self._write("UPDATE runs SET indexed_as=? WHERE id=?", (qualname, run_id))
+
+    def requeue(self, run_id: int) -> None:
+        self._write("UPDATE runs SET status='queued', started=NULL, heartbeat=NULL WHERE id=?", (run_id,))
+
+    # -- reads
+    def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        cur = self.conn.execute(sql, params)
+        cols = [c[0] for c in cur.description]
+        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+
+    def get(self, run_id: int) -> dict[str, Any]:
+        rows = self.rows("SELECT * FROM runs WHERE id=?", (run_id,))
+        if not rows:
+            raise StoreError(f"no run {run_id} in {self.path}; list them with `nnrag runs`")
+        run = rows[0]
+        run["epochs"] = self.rows(
+            "SELECT epoch, metric, value FROM epochs WHERE run_id=? ORDER BY epoch, metric", (run_id,)
+        )
+        return run
+
+    def runs(self, limit: int = 100) -> list[dict[str, Any]]:
+        return self.rows(
+            "SELECT id, name, dataset, status, outcome, best, params, duration_s, duplicate_of,"
+            " error FROM runs ORDER BY id DESC LIMIT ?", (limit,)
+        )
+
+    def finished_twin(self, spec_key: str, code_md5: str, fingerprint: str) -> dict[str, Any] | None:
+        """A finished, non-duplicate run of the same spec whose code is the same (text or structure)."""
+        rows = self.rows(
+            "SELECT * FROM runs WHERE status='done' AND duplicate_of IS NULL AND spec_key=?"
+            " AND (code_md5=? OR fingerprint=?) ORDER BY id LIMIT 1",
+            (spec_key, code_md5, fingerprint),
+        )
+        return rows[0] if rows else None
+
+    def orphans(self, stale_after_s: float = STALE_AFTER_S) -> list[dict[str, Any]]:
+        """Runs left queued or running by an engine (or worker) that is gone."""
+        cutoff = time.time() - stale_after_s
+        return self.rows(
+            "SELECT * FROM runs WHERE status='queued' OR (status='running' AND"
+            " coalesce(heartbeat, 0) < ?) ORDER BY id", (cutoff,)
+        )
+
+    def leaderboard(self, dataset: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        where = "status='done' AND outcome='ok' AND duplicate_of IS NULL"
+        params: tuple[Any, ...] = ()
+        if dataset:
+            where += " AND dataset=?"
+            params = (dataset,)
+        return self.rows(
+            f"SELECT id, name, dataset, best, params, flops, duration_s FROM runs WHERE {where}"
+            f" ORDER BY best DESC, duration_s ASC LIMIT ?", (*params, limit)
+        )
