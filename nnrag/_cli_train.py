@@ -198,5 +198,5 @@ def datasets(pattern: str, fmt: str) -> None:
     table = Table("dataset", "kind", "shape", "classes", "chance", "available", box=None)
     for r in rows:
         table.add_row(r["name"], r["kind"], "x".join(map(str, r["in_shape"])), str(r["num_classes"]),
-                      f"{r['chance']:.3f}", "yes" if r["available"] else f"no: {r['reason']}")
+                      f"{r['chance']:.3f}", "yes" if r["available"] else "no (see --format json)")
     out.print(table)

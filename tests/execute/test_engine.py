@@ -238,3 +238,10 @@ def test_ray_backend_in_local_mode(tmp_path: Path) -> None:
         assert outcomes == ["error", "ok"]
     finally:
         ray_exec.shutdown()
+
+
+def test_cli_datasets(cli) -> None:  # noqa: ANN001
+    rows = {r["name"]: r for r in json.loads(cli("datasets", "--format", "json").stdout)}
+    assert rows["digits"]["available"] and rows["digits"]["in_shape"] == [1, 8, 8]
+    assert not rows["cifar10"]["available"] and "torchvision" in rows["cifar10"]["reason"]
+    assert "no (see --format json)" in cli("datasets", "cifar*").stdout
