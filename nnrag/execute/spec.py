@@ -88,6 +88,17 @@ class TrainSpec(_Strict):
     seed: int = Field(0, ge=0)
     limit: int | None = Field(None, ge=1, description="train on the first N samples only")
 
+    @model_validator(mode="after")
+    def _known_names(self) -> TrainSpec:
+        """Unknown dataset, metric or transform names fail here, not inside a trial."""
+        from nnrag.execute.datasets import dataset_info
+        from nnrag.execute.registry import METRICS, TRANSFORMS
+
+        dataset_info(self.dataset)
+        METRICS.get(self.metric)
+        TRANSFORMS.get(self.transform)
+        return self
+
     def key(self) -> str:
         """Hash of everything but the model code: with the code hash it identifies a run."""
         data = self.model_dump(exclude={"model"})
@@ -100,6 +111,8 @@ def parse_spec(data: Any, source: str = "spec") -> TrainSpec:
         raise SpecError(f"{source}: a spec is a mapping with at least 'model', got {type(data).__name__}")
     try:
         return TrainSpec.model_validate(data)
+    except NnragError as exc:  # unknown dataset / metric / transform, raised by a validator
+        raise SpecError(f"{source}: {exc}") from None
     except ValidationError as exc:
         lines = []
         for e in exc.errors():

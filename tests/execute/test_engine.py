@@ -136,6 +136,8 @@ def test_resume_reruns_orphans(engine: Engine) -> None:
         ({"model": {"code": "x"}, "budget": {"epochs": 0}}, "budget.epochs"),
         ({"model": {"code": "x"}, "hyperparameters": {"optimizer": "lion"}}, "hyperparameters.optimizer"),
         ([1, 2], "mapping"),
+        ({"model": {"code": "x"}, "dataset": "digit"}, "did you mean 'digits'"),
+        ({"model": {"code": "x"}, "metric": "acuracy"}, "did you mean 'accuracy'"),
     ],
 )
 def test_invalid_specs_name_the_field(data: object, field: str) -> None:
@@ -245,3 +247,51 @@ def test_cli_datasets(cli) -> None:  # noqa: ANN001
     assert rows["digits"]["available"] and rows["digits"]["in_shape"] == [1, 8, 8]
     assert not rows["cifar10"]["available"] and "torchvision" in rows["cifar10"]["reason"]
     assert "no (see --format json)" in cli("datasets", "cifar*").stdout
+
+
+BLOCK_TREE = '''
+from torch import nn
+
+
+class TinyCNN(nn.Module):
+    """A plain indexed block: no contract, just images in, features out."""
+
+    def __init__(self, in_chans=1, width=16):
+        super().__init__()
+        self.conv = nn.Conv2d(in_chans, width, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x):
+        return self.pool(self.conv(x).relu()).flatten(1)
+'''
+
+
+def test_plain_block_from_the_index_trains_with_defaults(tmp_path: Path) -> None:
+    from nnrag.index import Store, index_path
+
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "blocks.py").write_text(BLOCK_TREE)
+    db = tmp_path / "index.db"
+    index_path(Store(db), tmp_path / "tree", prefix="", package="tree")
+    engine = Engine(RunStore(tmp_path / "runs.db"), LocalExecutor(1), index_db=db)
+    s = parse_spec({"model": {"block": "TinyCNN"}, "dataset": "digits", "limit": 300,
+                    "hyperparameters": {"lr": 0.1}, "budget": {"epochs": 2, "wall_s": 30}})
+    run = engine.runs.get(engine.train([s]).run_ids[0])
+    assert run["outcome"] == "ok", run["error"]
+    assert run["params"] == 16 * 1 * 9 + 16 + 16 * 10 + 10  # conv + the added linear head
+    assert run["indexed_as"].endswith(".TinyCNN")
+
+
+def test_metric_and_transform_registries() -> None:
+    import torch
+
+    from nnrag.execute.registry import METRICS, TRANSFORMS, UnknownEntryError, metric_fn
+
+    logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 2.0, 1.0]])
+    assert metric_fn("accuracy")(logits, torch.tensor([0, 0])) == 0.5
+    assert metric_fn("top5")(logits, torch.tensor([0, 0])) == 1.0
+    assert [e.name for e in METRICS.list("*acc*")] == ["accuracy"]
+    assert METRICS.list("accuracy")[0].provenance.endswith("registry.accuracy")
+    assert {e.name for e in TRANSFORMS.list()} >= {"none", "standardize"}
+    with pytest.raises(UnknownEntryError, match="did you mean 'accuracy'"):
+        metric_fn("acuracy")
