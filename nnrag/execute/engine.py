@@ -9,9 +9,11 @@ returns the stored result. Successful models are written back into the block ind
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import re
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -79,6 +81,7 @@ class Engine:
         self.executor = executor or LocalExecutor(1)
         self.index_db = index_db
         self.write_back = write_back
+        self._scratch_dir: Path | None = None
 
     def train(self, specs: Sequence[TrainSpec], progress: Progress | None = None) -> BatchReport:
         report = BatchReport()
@@ -150,7 +153,7 @@ class Engine:
 
         for dataset, seed, limit in {(s.dataset, s.seed, s.limit) for _, s, _ in todo}:
             load_dataset(dataset, seed=seed, limit=limit)  # builds caches the sandbox only reads
-        scratch = Path(tempfile.mkdtemp(prefix="nnrag-trials-"))
+        scratch = self._scratch()
         payloads = []
         for run_id, spec, extra in todo:
             payloads.append({**extra, "spec": spec.model_dump(), "run_id": run_id,
@@ -191,9 +194,16 @@ class Engine:
         try:
             self.executor.run(payloads, limits, done, tick, scratch)
         finally:
-            import shutil
+            for run_id, _, _ in todo:
+                for name in (f"nnrag_model_{run_id}.py", f"progress-{run_id}.jsonl"):
+                    (scratch / name).unlink(missing_ok=True)
 
-            shutil.rmtree(scratch, ignore_errors=True)
+    def _scratch(self) -> Path:
+        """One scratch folder per engine: pooled sandbox workers are tied to it."""
+        if self._scratch_dir is None:
+            self._scratch_dir = Path(tempfile.mkdtemp(prefix="nnrag-trials-"))
+            atexit.register(shutil.rmtree, self._scratch_dir, True)
+        return self._scratch_dir
 
     def _write_back(self, run_id: int, spec: TrainSpec, code: str, block: str | None) -> None:
         """Store the trained model as an indexed block, with its metrics beside it."""

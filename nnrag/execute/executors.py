@@ -16,7 +16,8 @@ from nnrag._imports import optional_import
 from nnrag.execute.sandbox import Limits, SandboxResult, run_function, run_many
 
 ENTRY = "nnrag.execute._trial:run"
-PRELOAD = ("torch", "?sklearn.model_selection", "?nnrag.execute._trial")
+PRELOAD = ("torch", "?sklearn.datasets", "?sklearn.model_selection", "?nnrag.execute._trial",
+           "?nnrag.execute._warm")
 
 
 class Executor(abc.ABC):
@@ -39,7 +40,7 @@ class LocalExecutor(Executor):
             on_result: Callable[[int, SandboxResult], None],
             on_tick: Callable[[], None] | None = None, scratch: Path | None = None) -> None:
         run_many(ENTRY, list(payloads), limits=limits, jobs=self.workers, preload=PRELOAD,
-                 on_result=on_result, on_tick=on_tick, scratch=scratch)
+                 on_result=on_result, on_tick=on_tick, scratch=scratch, keep_workers=True)
 
 
 def _ray_trial(payload: dict[str, Any], limits: dict[str, Any]) -> SandboxResult:

@@ -13,6 +13,7 @@ and executes the untrusted code. See :mod:`nnrag.execute._sandbox_worker` for th
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -211,6 +212,7 @@ def run_many(
     on_result: Callable[[int, SandboxResult], None] | None = None,
     scratch: Path | None = None,
     on_tick: Callable[[], None] | None = None,
+    keep_workers: bool = False,
 ) -> list[SandboxResult]:
     """Run ``entry(payload)`` for every payload in sandboxes; results come back in order.
 
@@ -226,7 +228,7 @@ def run_many(
     if n == 0:
         return []
     pending = deque(range(n))
-    base = Path(tempfile.mkdtemp(prefix="nnrag-sandbox-"))
+    base = _pool_base() if keep_workers else Path(tempfile.mkdtemp(prefix="nnrag-sandbox-"))
     workers: list[_Worker] = []
     selector = selectors.DefaultSelector()
     limits_dict = asdict(limits)
@@ -236,8 +238,22 @@ def run_many(
     counter = 0
     remaining = n
 
+    pool_key = (tuple(preload), limits.network, scratch_str)
+
     def spawn() -> None:
         nonlocal counter
+        idle = _IDLE.get(pool_key) if keep_workers else None
+        while idle:
+            worker = idle.pop()
+            if worker in _ORDER:
+                _ORDER.remove(worker)
+            if worker.proc.poll() is None:  # still alive: already ready, hand it a task
+                worker.deadline = time.monotonic() + STARTUP_TIMEOUT_S
+                workers.append(worker)
+                selector.register(worker.fd, selectors.EVENT_READ, worker)
+                dispatch(worker)
+                return
+            worker.kill()
         worker = _Worker(
             base, counter, preload, limits.network, [scratch_str] if scratch_str else []
         )
@@ -317,10 +333,49 @@ def run_many(
                 spawn()
     finally:
         for worker in workers:
-            worker.kill()
+            reusable = keep_workers and worker.ready and worker.task is None and not worker.buffer
+            if reusable and worker.proc.poll() is None:
+                _IDLE.setdefault(pool_key, []).append(worker)  # torch stays imported in it
+                _ORDER.append(worker)
+            else:
+                worker.kill()
+        while len(_ORDER) > MAX_IDLE:  # each idle worker holds torch: keep only a few
+            oldest = _ORDER.pop(0)
+            for idle in _IDLE.values():
+                if oldest in idle:
+                    idle.remove(oldest)
+            oldest.kill()
         selector.close()
-        shutil.rmtree(base, ignore_errors=True)
+        if not keep_workers:
+            shutil.rmtree(base, ignore_errors=True)
     return [r for r in results if r is not None]
+
+
+# Idle fork servers kept between ``run_many(keep_workers=True)`` calls: a trial then pays a
+# fork, not a Python start plus ``import torch``. Keyed by (preload, network, scratch).
+_IDLE: dict[tuple[Any, ...], list[_Worker]] = {}
+_ORDER: list[_Worker] = []  # idle workers, oldest first
+MAX_IDLE = 4
+_POOL_BASE: list[Path] = []
+
+
+def _pool_base() -> Path:
+    if not _POOL_BASE:
+        _POOL_BASE.append(Path(tempfile.mkdtemp(prefix="nnrag-sandbox-pool-")))
+        atexit.register(shutdown_pool)
+    return _POOL_BASE[0]
+
+
+def shutdown_pool() -> None:
+    """Stop every idle pooled worker and remove their folders (also runs at exit)."""
+    for idle in _IDLE.values():
+        for worker in idle:
+            worker.kill()
+    _IDLE.clear()
+    _ORDER.clear()
+    for base in _POOL_BASE:
+        shutil.rmtree(base, ignore_errors=True)
+    _POOL_BASE.clear()
 
 
 def run_function(

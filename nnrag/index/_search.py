@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -100,6 +101,7 @@ class Searcher:
         self._model = model
         self.model_name = embedder.name if embedder is not None else model_name(model)
         self._vectors: VectorIndex | None = None
+        self._executor: ThreadPoolExecutor | None = None
         self.meta = self._load_meta()
 
     # -- facts per block
@@ -186,11 +188,19 @@ class Searcher:
             raise QueryError("empty query: give words to search for, or --code FILE")
         mode = self._usable_mode(mode)
         lists: dict[str, list[tuple[int, float]]] = {}
+        embedding = None
+        if mode != "lexical":  # the model runs (GIL released) while SQLite ranks the words
+            embedding = self._pool().submit(self.embedder.embed, [query])
         if mode in ("lexical", "hybrid"):
             lists["lexical"] = self.lexical(query, filters)
-        if mode in ("dense", "hybrid"):
-            lists["dense"] = self.dense(query, filters)
+        if embedding is not None:
+            lists["dense"] = self.dense_vector(embedding.result()[0], filters)
         return self._rank(lists, k, collapse)
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="nnrag-embed")
+        return self._executor
 
     def similar(self, definition_id: int, *, mode: str = "hybrid", k: int = 10,
                 filters: Filters = Filters(), collapse: bool = False) -> list[Hit]:

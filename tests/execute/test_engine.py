@@ -6,6 +6,7 @@ import json
 import sqlite3
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,15 @@ def spec(code: str, **kw: object) -> TrainSpec:
             "hyperparameters": {"lr": 0.1}}
     data.update(kw)
     return parse_spec(data)
+
+
+@pytest.fixture(autouse=True)
+def _no_pooled_workers_left() -> Iterator[None]:
+    """Engines keep sandbox workers for the next call; other tests count our children."""
+    yield
+    from nnrag.execute.sandbox import shutdown_pool
+
+    shutdown_pool()
 
 
 @pytest.fixture

@@ -276,3 +276,21 @@ def test_isolation_report_and_light_import() -> None:
     assert (
         subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[2]).returncode == 0
     )
+
+
+def _parent_pid(_payload: dict) -> int:
+    return os.getppid()
+
+
+def test_kept_workers_are_reused_across_calls() -> None:
+    from nnrag.execute import sandbox
+
+    entry = f"{__name__}:_parent_pid"
+    try:
+        first = sandbox.run_many(entry, [{}], keep_workers=True, preload=())
+        second = sandbox.run_many(entry, [{}, {}], keep_workers=True, preload=())
+        assert first[0].value == second[0].value == second[1].value  # the same fork server
+        assert len(sandbox._ORDER) == 1
+    finally:
+        sandbox.shutdown_pool()
+    assert sandbox._ORDER == [] and sandbox._IDLE == {}
