@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import sqlite_utils
+
 from nnrag.exceptions import SchemaVersionError, StoreError
 
 # Each entry upgrades the schema by one version; never edit a released entry, append.
@@ -60,6 +62,7 @@ class RunStore:
             self.conn.execute("PRAGMA synchronous=NORMAL")
         except (sqlite3.DatabaseError, OSError) as exc:
             raise StoreError(f"cannot open run store {self.path}: {exc}") from exc
+        self.db = sqlite_utils.Database(self.conn)  # reads go through sqlite-utils
         self._migrate(upgrade_to)
 
     def close(self) -> None:
@@ -167,9 +170,7 @@ class RunStore:
 
     # -- reads
     def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-        cur = self.conn.execute(sql, params)
-        cols = [c[0] for c in cur.description]
-        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+        return list(self.db.query(sql, params))
 
     def get(self, run_id: int) -> dict[str, Any]:
         rows = self.rows("SELECT * FROM runs WHERE id=?", (run_id,))
