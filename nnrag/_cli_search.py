@@ -13,7 +13,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from nnrag.cli import DB, FORMAT, _emit_json, _progress, _store, err, main, out
+from nnrag.cli import DB, FORMAT, _emit_json, _options, _progress, _store, err, main, out
 
 MODEL = click.option(
     "--model", default=None,
@@ -33,14 +33,6 @@ SEARCH = [
     click.option("--show", is_flag=True, help="Print the scope-closed code of each hit."),
 ]
 
-
-def _options(options: list[Any]) -> Any:
-    def wrap(fn: Any) -> Any:
-        for opt in reversed(options):
-            fn = opt(fn)
-        return fn
-
-    return wrap
 
 
 def _filters(category: str | None, min_rung: str, package: str | None, max_params: int | None) -> Any:

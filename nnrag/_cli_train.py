@@ -12,7 +12,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from nnrag.cli import FORMAT, _emit_json, err, main, out
+from nnrag.cli import FORMAT, _emit_json, _options, err, main, out
 
 RUNS = click.option("--runs", "runs_db", type=click.Path(dir_okay=False, path_type=Path), default=None,
                     help="Run store (default: $NNRAG_HOME/runs.db).")
@@ -29,14 +29,6 @@ def _runs(path: Path | None) -> Any:
 
     return RunStore(path or nnrag_home() / "runs.db")
 
-
-def _options(options: list[Any]) -> Any:
-    def wrap(fn: Any) -> Any:
-        for opt in reversed(options):
-            fn = opt(fn)
-        return fn
-
-    return wrap
 
 
 def _printer(fmt: str) -> Any:

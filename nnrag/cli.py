@@ -69,6 +69,17 @@ def _progress(label: str, enabled: bool = True) -> Iterator[Callable[[int, int],
         yield update
 
 
+def _options(options: list[Any]) -> Any:
+    """Apply a list of click options as one decorator (shared option groups)."""
+
+    def wrap(fn: Any) -> Any:
+        for opt in reversed(options):
+            fn = opt(fn)
+        return fn
+
+    return wrap
+
+
 def _emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 

@@ -12,6 +12,12 @@ from nnrag.rag._probe import Probe
 
 from .test_ladder_child import assert_ok, climb
 
+
+@pytest.fixture(autouse=True)
+def _scratch(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """``climb`` writes the block module into the working folder: keep it out of the repo."""
+    monkeypatch.chdir(tmp_path)
+
 CASES = [
     # (message, input shape, one of the first two suggested shapes)
     ("The size of tensor a (8) must match the size of tensor b (197) at non-singleton "
