@@ -25,6 +25,7 @@ FILTERS = [
     click.option("--min-rung", default="none", show_default=True, help="Only blocks validated at least this far."),
     click.option("--package", help="Only this package."),
     click.option("--max-params", type=int, help="Only blocks with at most this many parameters (validated ones)."),
+    click.option("--proven", is_flag=True, help="Only blocks trained by `nnrag train` (with their best metric)."),
 ]
 SEARCH = [
     click.option("--mode", type=click.Choice(["hybrid", "dense", "lexical"]), default="hybrid", show_default=True),
@@ -35,11 +36,12 @@ SEARCH = [
 
 
 
-def _filters(category: str | None, min_rung: str, package: str | None, max_params: int | None) -> Any:
+def _filters(category: str | None, min_rung: str, package: str | None, max_params: int | None,
+             proven: bool = False) -> Any:
     from nnrag.index import rung_number
     from nnrag.index._search import Filters
 
-    return Filters(category, rung_number(min_rung), package, max_params)
+    return Filters(category, rung_number(min_rung), package, max_params, proven)
 
 
 def _print_hits(store: Any, searcher: Any, hits: list[Any], fmt: str, show: bool, seconds: float) -> None:
@@ -54,10 +56,13 @@ def _print_hits(store: Any, searcher: Any, hits: list[Any], fmt: str, show: bool
     if fmt == "json":
         _emit_json([{**h.as_dict(), **({"code": code[h.qualname]} if show else {})} for h in hits])
         return
-    table = Table("#", "score", "block", "package", "category", "rung", box=None)
+    trained = any(h.trained for h in hits)
+    table = Table("#", "score", "block", "package", "category", "rung", *(["trained"] if trained else []),
+                  box=None)
     for h in hits:
         extra = f" (+{len(h.duplicates)} copies)" if h.duplicates else ""
-        table.add_row(str(h.rank), f"{h.score:.3f}", h.qualname + extra, h.package, h.category, h.rung_name)
+        table.add_row(str(h.rank), f"{h.score:.3f}", h.qualname + extra, h.package, h.category, h.rung_name,
+                      *([h.trained or ""] if trained else []))
     out.print(table)
     out.print(f"{len(hits)} hits in {seconds * 1000:.0f} ms")
     for h in hits if show else []:
@@ -103,7 +108,7 @@ def embed(model: str | None, batch_size: int, db: Path | None, fmt: str) -> None
 @FORMAT
 def query(text: str | None, code_file: Path | None, mode: str, k: int, collapse: bool, show: bool,
           category: str | None, min_rung: str, package: str | None, max_params: int | None,
-          model: str | None, db: Path | None, fmt: str) -> None:
+          proven: bool, model: str | None, db: Path | None, fmt: str) -> None:
     """Search blocks by words (TEXT) or by code (--code FILE).
 
     Categories: attention, convolution, transformer_block, pooling, normalization,
@@ -121,7 +126,7 @@ def query(text: str | None, code_file: Path | None, mode: str, k: int, collapse:
         except (OSError, UnicodeDecodeError) as exc:
             raise NnragError(f"cannot read {code_file}: {exc}") from exc
     store = _store(db)
-    filters = _filters(category, min_rung, package, max_params)
+    filters = _filters(category, min_rung, package, max_params, proven)
     searcher = Searcher(store, model=model)
     loaded = searcher.warm(mode)
     if loaded > 1:
@@ -139,8 +144,8 @@ def query(text: str | None, code_file: Path | None, mode: str, k: int, collapse:
 @DB
 @FORMAT
 def similar(name: str, mode: str, k: int, collapse: bool, show: bool, category: str | None,
-            min_rung: str, package: str | None, max_params: int | None, model: str | None,
-            db: Path | None, fmt: str) -> None:
+            min_rung: str, package: str | None, max_params: int | None, proven: bool,
+            model: str | None, db: Path | None, fmt: str) -> None:
     """Blocks most like the indexed block NAME."""
     from nnrag.index._search import Searcher
     from nnrag.rag._closure import ClosureBuilder
@@ -152,7 +157,7 @@ def similar(name: str, mode: str, k: int, collapse: bool, show: bool, category: 
     if loaded > 1:
         searcher.notes.append(f"model and vector index loaded in {loaded:.1f}s")
     start = time.perf_counter()
-    hits = searcher.similar(row["id"], mode=mode, k=k, filters=_filters(category, min_rung, package, max_params),
+    hits = searcher.similar(row["id"], mode=mode, k=k, filters=_filters(category, min_rung, package, max_params, proven),
                             collapse=collapse)
     _print_hits(store, searcher, hits, fmt, show, time.perf_counter() - start)
 

@@ -49,6 +49,7 @@ class Filters:
     min_rung: int = 0
     package: str | None = None
     max_params: int | None = None
+    proven: bool = False  # only blocks trained by the engine (written back with a metric)
 
     def __post_init__(self) -> None:
         if self.category is not None and self.category not in CATEGORIES:
@@ -72,6 +73,7 @@ class Hit:
     params: int | None
     via: dict[str, int] = field(default_factory=dict)  # retriever -> rank in it
     duplicates: tuple[str, ...] = ()
+    trained: str | None = None  # best written-back result, e.g. "accuracy 0.978 on digits"
 
     @property
     def rung_name(self) -> str:
@@ -82,7 +84,7 @@ class Hit:
             "rank": self.rank, "score": round(self.score, 6), "qualname": self.qualname,
             "name": self.name, "package": self.package, "category": self.category,
             "rung": self.rung_name, "params": self.params, "via": self.via,
-            "duplicates": list(self.duplicates),
+            "duplicates": list(self.duplicates), "trained": self.trained,
         }
 
 
@@ -108,11 +110,15 @@ class Searcher:
     def _load_meta(self) -> dict[int, dict[str, Any]]:
         rows = self.store.rows(
             "SELECT d.id, d.qualname, d.name, m.package, i.category, i.fingerprint,"
-            " coalesce(v.rung, -1) AS rung, json_extract(v.detail, '$.param_count') AS params"
+            " coalesce(v.rung, -1) AS rung,"
+            " coalesce(json_extract(v.detail, '$.param_count'), t.params) AS params,"
+            " t.value AS proven, t.dataset AS proven_on, t.metric AS proven_metric"
             " FROM block_info i JOIN definitions d ON d.id = i.definition_id"
             " JOIN modules m ON m.name = d.module"
             " LEFT JOIN block_validation b ON b.qualname = d.qualname AND b.def_hash = d.hash"
             " LEFT JOIN validations v ON v.closure_hash = b.closure_hash"
+            " LEFT JOIN (SELECT qualname, dataset, metric, max(value) AS value, params"
+            "  FROM block_metrics GROUP BY qualname) t ON t.qualname = d.qualname"
         )
         return {r["id"]: r for r in rows}
 
@@ -125,6 +131,8 @@ class Searcher:
         if filters.package and m["package"] != filters.package:
             return False
         if filters.min_rung > 0 and m["rung"] < filters.min_rung:
+            return False
+        if filters.proven and m["proven"] is None:
             return False
         limit = filters.max_params
         return limit is None or (m["params"] is not None and m["params"] <= limit)
@@ -288,14 +296,16 @@ class Searcher:
         for rank, (i, s, via) in enumerate(kept, 1):
             m = self.meta[i]
             dups = tuple(copies.get(m["fingerprint"], ())) if collapse else ()
+            trained = (f"{m['proven_metric']} {m['proven']:.3f} on {m['proven_on']}"
+                       if m["proven"] is not None else None)
             out.append(Hit(rank, s, i, m["qualname"], m["name"], m["package"], m["category"],
-                           int(m["rung"]), m["params"], via, dups))
+                           int(m["rung"]), m["params"], via, dups, trained))
         return out
 
 
 def _active(filters: Filters) -> bool:
     return bool(filters.category or filters.package or filters.min_rung > 0
-                or filters.max_params is not None)
+                or filters.max_params is not None or filters.proven)
 
 
 def _fts_terms(text: str) -> list[str]:

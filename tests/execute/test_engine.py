@@ -86,6 +86,15 @@ def test_trains_and_records_epochs(engine: Engine) -> None:
     assert run["best"] > 0.5  # a linear model on digits learns quickly
     assert json.loads(run["versions"])["torch"]
     assert run["indexed_as"] == f"trained.m_{normalised_md5(GOOD)[:8]}.Net"
+    # written back: retrieval can ask for proven blocks only, and shows their result
+    from nnrag.index import Store
+    from nnrag.index._search import Filters, Searcher
+
+    hits = Searcher(Store(engine.index_db), model="hashing").search(
+        "net linear", mode="lexical", filters=Filters(proven=True)
+    )
+    assert [h.qualname for h in hits] == [run["indexed_as"]]
+    assert hits[0].trained == f"accuracy {run['best']:.3f} on digits"
 
 
 OUTCOMES = [
