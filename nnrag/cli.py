@@ -20,14 +20,17 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from nnrag import __version__
 from nnrag.config import default_db_path
 from nnrag.exceptions import NnragError
 
 # Piped output is read by people and tools alike: do not squeeze tables into 80 columns.
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Markup off by default: block names, errors and notes contain brackets ("[at x.py:3]",
+# "nnrag[search]"); the few styled lines pass markup=True and escape what they interpolate.
+out = Console(highlight=False, soft_wrap=True, markup=False, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 FORMAT = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 DB = click.option(
@@ -135,9 +138,9 @@ def index(path: Path | None, package: str | None, db: Path | None, jobs: int, ma
     else:
         for p in report.problems:
             where = f":{p.line}:{p.column}" if p.line else ""
-            err.print(f"[yellow]skipped[/] {escape(f'{p.path}{where}: {p.kind}: {p.message}')}")
+            err.print(f"[yellow]skipped[/] {escape(f'{p.path}{where}: {p.kind}: {p.message}')}", markup=True)
         out.print(
-            f"indexed [bold]{report.package}[/] into {store.path}: {report.scanned} files scanned, "
+            f"indexed {report.package} into {store.path}: {report.scanned} files scanned, "
             f"{report.unchanged} unchanged, {report.removed} removed, {report.failed} failed; "
             f"{report.definitions} definitions, {report.blocks} blocks"
         )
@@ -169,7 +172,7 @@ def extract(name: str, output: Path | None, db: Path | None, fmt: str) -> None:
     else:
         click.echo(emitted.code, nl=False)
     for gap in emitted.gaps:
-        err.print(f"[yellow]unresolved:[/] {escape(gap)}")
+        err.print(f"[yellow]unresolved:[/] {escape(gap)}", markup=True)
 
 
 @main.command()
@@ -205,7 +208,7 @@ def validate(names: tuple[str, ...], all_blocks: bool, jobs: int, timeout: float
     for o in outcomes:
         colour = "green" if o.rung == 6 else "yellow" if o.rung >= 3 else "red"
         error = f"{o.error_type}: {o.error_message}"[:90] if o.error_type else ""
-        table.add_row(o.qualname, f"[{colour}]{o.rung_name}[/]", o.cause or "", error, "yes" if o.cached else "")
+        table.add_row(o.qualname, Text(o.rung_name, style=colour), o.cause or "", error, "yes" if o.cached else "")
     out.print(table)
     counts = {r: sum(1 for o in outcomes if o.rung >= i) for i, r in enumerate(RUNGS) if i >= 3}
     out.print(f"{len(outcomes)} blocks; reached " + ", ".join(f"{r}: {n}" for r, n in counts.items()))
@@ -298,13 +301,13 @@ def demo(home: Path | None, workers: int, epochs: int) -> None:
     corpus = corpus_dir()
     for root, prefix in ((corpus, "corpus"), (ZOO, None)):
         report = index_path(store, root, prefix=prefix, package=prefix)
-        out.print(f"[bold]index[/] {root}: {report.definitions} definitions, {report.blocks} blocks "
+        out.print(f"index {root}: {report.definitions} definitions, {report.blocks} blocks "
                   f"({report.scanned} scanned, {report.unchanged} unchanged)")
     with _progress("validating the zoo") as update:
         outcomes = do_validate(store, [f"zoo.{n}" for n in ("layers.conv.SqueezeExcite", "layers.mlp.Mlp",
                                "models.resnet.ResNetTiny", "models.vit.TinyViT")],
                                jobs=workers, progress=lambda d, t, _o: update(d, t))
-    out.print("[bold]validate[/] (sandboxed ladder): " + ", ".join(f"{o.qualname.rsplit('.', 1)[-1]} {o.rung_name}"
+    out.print("validate (sandboxed ladder): " + ", ".join(f"{o.qualname.rsplit('.', 1)[-1]} {o.rung_name}"
                                                           for o in outcomes))
     specs = [parse_spec({"model": {"file": str(corpus / f"{m}.py")}, "dataset": "digits",
                          "hyperparameters": {"lr": 0.05, "momentum": 0.9, "batch_size": 64},
@@ -318,13 +321,13 @@ def demo(home: Path | None, workers: int, epochs: int) -> None:
         elif event["event"] == "duplicate":
             err.print(f"  {event['name']}: already trained (run {event['of']}), result reused")
 
-    out.print(f"[bold]train[/] {len(specs)} corpus models on digits, {epochs} epochs each, "
+    out.print(f"train {len(specs)} corpus models on digits, {epochs} epochs each, "
               f"{workers} sandboxed workers:")
     report = engine.train(specs, show)
     table = Table("#", "model", "test accuracy", "params", "seconds", box=None)
     for n, r in enumerate(runs.leaderboard("digits", 10), 1):
         table.add_row(str(n), r["name"], f"{r['best']:.4f}", str(r["params"]), f"{r['duration_s']:.1f}")
-    out.print("[bold]leaderboard[/] (digits, chance 0.10):")
+    out.print("leaderboard (digits, chance 0.10):")
     out.print(table)
     out.print(f"{report.trained} trained, {report.deduplicated} reused; runs in {runs.path}, "
               f"index in {store.path} (try: nnrag query 'residual block' --db {store.path})")

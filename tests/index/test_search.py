@@ -213,7 +213,7 @@ def test_cli_query_similar_duplicates(cli, tree: Path, tmp_path: Path) -> None: 
 
     db = tmp_path / "cli.db"
     assert cli("index", tree, "--db", db).returncode == 0
-    lexical = cli("query", "squeeze excitation", "--db", db, "--format", "json")
+    lexical = cli("query", "squeeze excitation", "--db", db, "--model", "hashing", "--format", "json")
     assert lexical.returncode == 0, lexical
     assert json.loads(lexical.stdout)[0]["name"] == "SqueezeExcite"
     assert "nnrag embed" in lexical.stderr  # hybrid asked, no vectors yet: says how
@@ -236,11 +236,15 @@ def test_cli_query_similar_duplicates(cli, tree: Path, tmp_path: Path) -> None: 
         (("query", "x", "--category", "transformers", "--db", db), "unknown category"),
         (("query", "x", "--db", tmp_path / "missing.db"), "no index at"),
         (("similar", "NoSuchBlock", "--db", db), "no indexed definition"),
-        (("query", "x", "--mode", "dense", "--db", db), "nnrag embed"),
+        (("query", "x", "--mode", "dense", "--db", db, "--model", "hashing"), "nnrag embed"),
     ]:
         bad = cli(*args)
         assert bad.returncode == 2 and message in bad.stderr, bad
         assert "Traceback" not in bad.stderr
+    # a model that is not there: without the search extra that is what the error says
+    bad = cli("embed", "--db", db, "--model", "/no/such/model")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad
+    assert "cannot load embedding model" in bad.stderr or "nnrag[search]" in bad.stderr, bad
 
 
 def test_large_collections_use_hnsw(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
