@@ -236,7 +236,7 @@ def test_cli_query_similar_duplicates(cli, tree: Path, tmp_path: Path) -> None: 
         (("query", "x", "--category", "transformers", "--db", db), "unknown category"),
         (("query", "x", "--db", tmp_path / "missing.db"), "no index at"),
         (("similar", "NoSuchBlock", "--db", db), "no indexed definition"),
-        (("query", "x", "--mode", "dense", "--db", db, "--model", "hashing"), "nnrag embed"),
+        (("query", "x", "--mode", "dense", "--db", db, "--model", "hashing-64"), "nnrag embed"),
     ]:
         bad = cli(*args)
         assert bad.returncode == 2 and message in bad.stderr, bad
