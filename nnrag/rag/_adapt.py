@@ -106,6 +106,8 @@ def _flattened(shape: Shape, got: int, want: int) -> Iterator[Shape]:
         if side == 0 or got % (side * side):
             continue
         channels = got // (side * side)
+        if channels == 0:
+            continue
         new_side = _square(want // channels) if want % channels == 0 else None
         if new_side is not None:
             yield (*shape[:2], new_side * s, new_side * s)
@@ -183,7 +185,8 @@ def _fixed_size(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
 @_rule(r"\((\d+)\) should be divisible by (?:the )?patch size \((\d+)\)")
 def _divisible(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
     old, p = int(m.group(1)), int(m.group(2))
-    yield from _replace(shape, old, max(p, -(-old // p) * p))
+    if p > 0:
+        yield from _replace(shape, old, max(p, -(-old // p) * p))
 
 
 @_rule(r"(?:of length|size of) (\d+), but (?:found|got) (\d+)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nnrag.rag._adapt import MAX_NUMEL, adapt, candidate_shapes
@@ -73,6 +73,7 @@ def test_lookalike_tensors_and_sizes_follow_the_primary() -> None:
     assert "float32[2, 16, 64]" in new.desc
 
 
+@settings(max_examples=500, deadline=None)
 @given(
     st.lists(st.integers(1, 300), min_size=2, max_size=5).map(tuple),
     st.integers(0, 5000),
