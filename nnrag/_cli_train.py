@@ -31,7 +31,7 @@ def _runs(path: Path | None) -> Any:
 
 
 
-def _printer(fmt: str) -> Any:
+def _printer() -> Any:
     """Per-epoch and per-run progress lines on stderr (stdout stays clean for --format json)."""
 
     def show(event: dict[str, Any]) -> None:
@@ -93,7 +93,7 @@ def train(spec_file: Path, workers: int, executor: str, address: str | None, run
 
     specs = load_spec(spec_file)
     runs = _runs(runs_db)
-    report = _engine(runs, workers, executor, address, db).train(specs, _printer(fmt))
+    report = _engine(runs, workers, executor, address, db).train(specs, _printer())
     _report(report, runs, fmt)
 
 
@@ -106,7 +106,7 @@ def resume(workers: int, executor: str, address: str | None, runs_db: Path | Non
            fmt: str) -> None:
     """Re-run every run left unfinished by a killed engine or worker, with the same spec."""
     runs = _runs(runs_db)
-    report = _engine(runs, workers, executor, address, db).resume(_printer(fmt))
+    report = _engine(runs, workers, executor, address, db).resume(_printer())
     if not report.run_ids and fmt == "table":
         out.print("nothing to resume")
         return
@@ -123,9 +123,7 @@ def runs(limit: int, runs_db: Path | None, fmt: str) -> None:
     if fmt == "json":
         _emit_json(rows)
         return
-    for r in rows:
-        r.setdefault("status", "")
-    _run_table([{**r, "status": r["status"]} for r in rows])
+    _run_table(rows)
 
 
 @main.command()
@@ -135,7 +133,6 @@ def runs(limit: int, runs_db: Path | None, fmt: str) -> None:
 def show(run_id: int, runs_db: Path | None, fmt: str) -> None:
     """One run: spec, outcome, per-epoch metrics, error and traceback."""
     run = _runs(runs_db).get(run_id)
-    run.pop("code", None) if fmt == "table" else None
     if fmt == "json":
         run["spec"] = json.loads(run["spec"])
         _emit_json(run)

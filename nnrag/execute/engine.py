@@ -42,6 +42,9 @@ class BatchReport:
     deduplicated: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
 
+    def count(self, outcome: str) -> None:
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+
 
 def normalised_md5(code: str) -> str:
     """MD5 of the code with all whitespace runs collapsed (formatting does not matter)."""
@@ -97,11 +100,7 @@ class Engine:
             report.run_ids.append(run_id)
             twin = self.runs.finished_twin(spec.key(), md5, fp)
             if twin is not None and twin["id"] != run_id:
-                self._copy(run_id, twin, spec)
-                report.deduplicated += 1
-                report.outcomes[twin["outcome"]] = report.outcomes.get(twin["outcome"], 0) + 1
-                if progress:
-                    progress({"run": run_id, "name": name, "event": "duplicate", "of": twin["id"]})
+                self._answer_from(twin["id"], run_id, spec, report, progress)
                 continue
             first = in_batch.get((spec.key(), md5)) or in_batch.get((spec.key(), fp))
             if first is not None:  # the same model twice in one batch: train it once
@@ -112,12 +111,7 @@ class Engine:
                                         "module_name": f"nnrag_model_{run_id}"}))
         self._execute(todo, report, progress)
         for run_id, first, spec in twins:
-            twin = self.runs.get(first)
-            self._copy(run_id, twin, spec)
-            report.deduplicated += 1
-            report.outcomes[twin["outcome"]] = report.outcomes.get(twin["outcome"], 0) + 1
-            if progress:
-                progress({"run": run_id, "name": spec.model.label, "event": "duplicate", "of": first})
+            self._answer_from(first, run_id, spec, report, progress)
         return report
 
     def resume(self, progress: Progress | None = None, stale_after_s: float = 60.0) -> BatchReport:
@@ -134,8 +128,10 @@ class Engine:
         self._execute(todo, report, progress)
         return report
 
-    def _copy(self, run_id: int, twin: dict[str, Any], spec: TrainSpec) -> None:
-        stored = self.runs.get(twin["id"])
+    def _answer_from(self, twin_id: int, run_id: int, spec: TrainSpec, report: BatchReport,
+                     progress: Progress | None) -> None:
+        """Record run ``run_id`` as a duplicate of the finished run ``twin_id``: copy, count, tell."""
+        stored = self.runs.get(twin_id)
         epochs: dict[int, dict[str, Any]] = {}
         for e in stored["epochs"]:
             epochs.setdefault(e["epoch"], {"epoch": e["epoch"]})[e["metric"]] = e["value"]
@@ -143,7 +139,11 @@ class Engine:
         result["epochs"] = [epochs[k] for k in sorted(epochs)]
         result["versions"] = json.loads(stored["versions"] or "{}")
         self.runs.start(run_id)
-        self.runs.finish(run_id, result, spec.metric, duplicate_of=twin["id"])
+        self.runs.finish(run_id, result, spec.metric, duplicate_of=twin_id)
+        report.deduplicated += 1
+        report.count(stored["outcome"])
+        if progress:
+            progress({"run": run_id, "name": spec.model.label, "event": "duplicate", "of": twin_id})
 
     def _execute(self, todo: list[tuple[int, TrainSpec, dict[str, Any]]], report: BatchReport,
                  progress: Progress | None) -> None:
@@ -184,7 +184,7 @@ class Engine:
             self.runs.finish(run_id, value, spec.metric)
             running.discard(run_id)
             report.trained += 1
-            report.outcomes[value["outcome"]] = report.outcomes.get(value["outcome"], 0) + 1
+            report.count(value["outcome"])
             if value["outcome"] == "ok" and self.write_back:
                 self._write_back(run_id, spec, extra["code"], extra["block"])
             if progress:

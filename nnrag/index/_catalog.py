@@ -63,6 +63,15 @@ def sync_catalog(store: Store, progress: Callable[[int, int], None] | None = Non
     return CatalogReport(len(new), len(stale), len(current))
 
 
+def ensure_catalog(store: Store) -> None:
+    """Cheap check before a read: sync if the catalog lags the blocks (an index built before
+    search existed, or an interrupted sync)."""
+    n_blocks = store.conn.execute("SELECT count(*) FROM definitions WHERE is_block=1").fetchone()[0]
+    n_info = store.conn.execute("SELECT count(*) FROM block_info").fetchone()[0]
+    if n_blocks != n_info:
+        sync_catalog(store)
+
+
 def _add(store: Store, ids: list[int]) -> None:
     marks = ",".join("?" * len(ids))
     rows = store.rows(

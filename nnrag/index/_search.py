@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 from nnrag.exceptions import NnragError, OptionalDependencyError
-from nnrag.index._catalog import sync_catalog
+from nnrag.index._catalog import ensure_catalog
 from nnrag.index._categories import CATEGORIES
 from nnrag.index._embed import Embedder, dense_available, get_embedder, model_name
 from nnrag.index._store import RUNGS, Store
@@ -95,10 +95,7 @@ class Searcher:
                  embedder: Embedder | None = None) -> None:
         self.store = store
         self.notes: list[str] = []
-        n_blocks = store.conn.execute("SELECT count(*) FROM definitions WHERE is_block=1").fetchone()[0]
-        n_info = store.conn.execute("SELECT count(*) FROM block_info").fetchone()[0]
-        if n_blocks != n_info:  # an index built before search existed, or interrupted
-            sync_catalog(store)
+        ensure_catalog(store)
         self._embedder = embedder
         self._model = model
         self.model_name = embedder.name if embedder is not None else model_name(model)
@@ -170,9 +167,6 @@ class Searcher:
         k = index.count if _active(filters) else limit + 1
         hits = [(i, s) for i, s in index.search(vector, k) if i != exclude and self._keep(i, filters)]
         return hits[:limit]
-
-    def dense(self, text: str, filters: Filters = Filters(), limit: int = POOL) -> list[tuple[int, float]]:
-        return self.dense_vector(self.embedder.embed([text])[0], filters, limit)
 
     def warm(self, mode: str = "hybrid") -> float:
         """Load the model and the vector index now (seconds taken), not in the first query."""
@@ -320,10 +314,7 @@ def _fts_terms(text: str) -> list[str]:
 def duplicate_groups(store: Store, *, min_size: int = 2,
                      package: str | None = None) -> list[list[dict[str, Any]]]:
     """Blocks sharing a structural fingerprint, biggest groups first."""
-    if store.conn.execute("SELECT count(*) FROM block_info").fetchone()[0] != store.conn.execute(
-        "SELECT count(*) FROM definitions WHERE is_block=1"
-    ).fetchone()[0]:
-        sync_catalog(store)
+    ensure_catalog(store)
     rows = store.rows(
         "SELECT i.fingerprint, d.qualname, m.package, i.category FROM block_info i"
         " JOIN definitions d ON d.id = i.definition_id JOIN modules m ON m.name = d.module"
