@@ -92,7 +92,7 @@ def make_optimizer(params: Any, prm: dict[str, Any]) -> torch.optim.Optimizer:
 class BlockNet(DefaultTraining, nn.Module):
     """A plain block made trainable: built from the shapes, a linear head if it needs one."""
 
-    def __init__(self, block_cls: type, in_shape: tuple[int, ...], out_shape: tuple[int, ...],
+    def __init__(self, block_cls: Any, in_shape: tuple[int, ...], out_shape: tuple[int, ...],
                  prm: dict[str, Any], device: torch.device) -> None:
         super().__init__()
         self.device = device
@@ -113,7 +113,7 @@ _CLASSES = ("num_classes", "n_classes", "classes", "out_features", "num_labels")
 _CHANNELS = ("in_chans", "in_channels", "in_ch", "input_channels", "channels", "in_chs")
 
 
-def _build_block(block_cls: type, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> nn.Module:
+def _build_block(block_cls: Any, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> nn.Module:
     """Construct with the shape arguments it names; defaults for the rest."""
     try:
         params = inspect.signature(block_cls).parameters
@@ -129,7 +129,10 @@ def _build_block(block_cls: type, in_shape: tuple[int, ...], out_shape: tuple[in
             kwargs[name] = in_shape[2]
         elif p.default is inspect.Parameter.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             raise ContractError(f"{block_cls.__name__}() needs {name!r}; wrap it in a contract Net")
-    return block_cls(**kwargs)
+    built = block_cls(**kwargs)
+    if not isinstance(built, nn.Module):
+        raise ContractError(f"{block_cls.__name__}() returned {type(built).__name__}, not an nn.Module")
+    return built
 
 
 def build_model(module: ModuleType, in_shape: tuple[int, ...], out_shape: tuple[int, ...],
@@ -147,8 +150,9 @@ def build_model(module: ModuleType, in_shape: tuple[int, ...], out_shape: tuple[
             model.device = device
         return model
     cls = getattr(module, block, None)
-    if not isinstance(cls, type) or not issubclass(cls, nn.Module):
-        raise ContractError(f"{block!r} is not an nn.Module class in the model code")
+    is_module_class = isinstance(cls, type) and issubclass(cls, nn.Module)
+    if not is_module_class and not inspect.isfunction(cls):
+        raise ContractError(f"{block!r} is neither an nn.Module class nor a model-building function")
     return BlockNet(cls, in_shape, out_shape, prm, device)
 
 

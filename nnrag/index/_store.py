@@ -19,7 +19,7 @@ import sqlite_utils
 from nnrag.exceptions import IndexMissingError, SchemaVersionError, StoreError
 from nnrag.index._model import FileScan
 
-SCHEMA_VERSION = 3  # 2: block_info, block_fts, embeddings (search); 3: block_metrics
+SCHEMA_VERSION = 4  # 2: block_info, block_fts, embeddings (search); 3: block_metrics; 4: lineage
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -66,6 +66,9 @@ CREATE TABLE IF NOT EXISTS embeddings (
 CREATE TABLE IF NOT EXISTS block_metrics (
     qualname TEXT NOT NULL, dataset TEXT NOT NULL, metric TEXT NOT NULL, value REAL,
     run_id INTEGER, params INTEGER, recorded_at REAL, PRIMARY KEY (qualname, dataset, metric));
+CREATE TABLE IF NOT EXISTS lineage (
+    child TEXT PRIMARY KEY, parent TEXT NOT NULL, kind TEXT NOT NULL, description TEXT,
+    params INTEGER, parent_params INTEGER, created_at REAL);
 """
 
 # Rungs of the validation ladder, in order; index = rung number.

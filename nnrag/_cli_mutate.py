@@ -1,0 +1,113 @@
+"""``nnrag mutate``: formatting and options only; the work is in :mod:`nnrag.mutate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from nnrag.cli import DB, FORMAT, _emit_json, _progress, err, main, out
+
+
+def _kinds(value: str) -> tuple[str, ...]:
+    return tuple(k.strip() for k in value.split(",") if k.strip())
+
+
+@main.command()
+@click.argument("target")
+@click.option("--n", "n", default=50, show_default=True, help="Valid mutants wanted.")
+@click.option("--kinds", default="width,depth,activation,norm,residual", show_default=True,
+              help="Comma-separated mutation kinds.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--max-params", type=int, default=None, help="Reject mutants with more parameters.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write each valid mutant to DIR/<name>.py.")
+@click.option("--train", "train_on", default=None, metavar="DATASET",
+              help="Train the valid mutants on DATASET with the execution engine.")
+@click.option("--epochs", default=1, show_default=True, help="Epochs per trained mutant (with --train).")
+@click.option("--dataset", default="digits", show_default=True,
+              help="Input/output shapes come from this dataset (the --train one when given).")
+@click.option("--block", default=None, help="Mutate this class of a model file instead of its Net.")
+@click.option("--jobs", default=2, show_default=True, help="Sandboxed workers validating mutants.")
+@click.option("--no-index", is_flag=True, help="Do not write valid mutants to the index.")
+@DB
+@FORMAT
+def mutate(target: str, n: int, kinds: str, seed: int, max_params: int | None, out_dir: Path | None,
+           train_on: str | None, epochs: int, dataset: str, block: str | None, jobs: int,
+           no_index: bool, db: Path | None, fmt: str) -> None:
+    """Shape-preserving mutants of TARGET (a model file, a corpus model or an indexed block)."""
+    from nnrag.config import default_db_path, nnrag_home
+    from nnrag.execute.datasets import dataset_info
+    from nnrag.mutate import Mutator, load_target, write_files, write_index
+
+    info = dataset_info(train_on or dataset)
+    tgt = load_target(target, db=db, block=block)
+    mutator = Mutator(tgt, in_shape=(64, *info.in_shape), num_classes=info.num_classes,
+                      kinds=_kinds(kinds), seed=seed, max_params=max_params, jobs=jobs)
+    with _progress(f"mutating {tgt.label}", enabled=fmt == "table") as update:
+        report = mutator.run(n, update)
+    files = write_files(report, out_dir) if out_dir else []
+    indexed: list[str] = []
+    if not no_index and report.valid:
+        indexed = write_index(report, db or default_db_path(), nnrag_home())
+    trained = _train(report, indexed, train_on, epochs, db) if train_on and report.valid else []
+    if fmt == "json":
+        _emit_json(_as_json(report, indexed, files, trained))
+        return
+    _print(report, indexed, files, trained)
+
+
+def _train(report: Any, indexed: list[str], dataset: str, epochs: int, db: Path | None) -> list[dict[str, Any]]:
+    from nnrag.config import nnrag_home
+    from nnrag.execute.engine import Engine
+    from nnrag.execute.executors import LocalExecutor
+    from nnrag.execute.runstore import RunStore
+    from nnrag.execute.spec import parse_spec
+
+    specs = []
+    for mutant, name in zip(report.valid, indexed or [None] * len(report.valid), strict=True):
+        model: dict[str, Any] = ({"code": mutant.source, "name": f"{report.target.label}-{mutant.kind}-{mutant.md5[:8]}"}
+                                 if report.target.block is None or name is None else {"block": name})
+        specs.append(parse_spec({"model": model, "dataset": dataset, "budget": {"epochs": epochs}}))
+    runs = RunStore(nnrag_home() / "runs.db")
+    result = Engine(runs, LocalExecutor(2), index_db=db).train(specs)
+    return [runs.get(i) for i in result.run_ids]
+
+
+def _as_json(report: Any, indexed: list[str], files: list[Path], trained: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "target": report.target.origin, "params": report.params, "flops": report.flops,
+        "traced": report.traced, "trace_error": report.trace_error, "disabled": report.disabled,
+        "proposed": report.proposed, "rejected_by_plan": report.rejected_by_plan,
+        "duplicates": report.duplicates, "validated": len(report.mutants), "valid": len(report.valid),
+        "seconds": round(report.seconds, 2), "indexed": indexed, "files": [str(f) for f in files],
+        "mutants": [{"md5": m.md5, "kind": m.kind, "description": m.description, "valid": m.valid,
+                     "rung": m.rung, "params": m.params, "flops": m.flops, "error": m.error}
+                    for m in report.mutants],
+        "trained": [{"name": r["name"], "outcome": r["outcome"], "best": r["best"]} for r in trained],
+    }
+
+
+def _print(report: Any, indexed: list[str], files: list[Path], trained: list[dict[str, Any]]) -> None:
+    if not report.traced:
+        err.print(f"torch.fx could not trace {report.target.label} ({report.trace_error}); "
+                  f"disabled: {', '.join(report.disabled)}")
+    table = Table("hash", "kind", "params", "delta", "validated", "change", box=None)
+    for m in report.mutants:
+        delta = "" if m.params is None else f"{(m.params - report.params) / report.params:+.1%}"
+        status = "yes" if m.valid else f"no ({m.rung}: {(m.error or '')[:60]})"
+        table.add_row(m.md5[:8], m.kind, "" if m.params is None else f"{m.params:,}", delta, status,
+                      m.description[:70])
+    out.print(table)
+    out.print(f"{report.target.label}: {report.params:,} params; {len(report.valid)} valid of "
+              f"{len(report.mutants)} validated ({report.duplicates} duplicates skipped, "
+              f"{report.rejected_by_plan} plans rejected before running) in {report.seconds:.1f}s")
+    if indexed:
+        out.print(f"indexed {len(indexed)} mutants with lineage, e.g. {indexed[0]}")
+    if files:
+        out.print(f"wrote {len(files)} files to {files[0].parent}")
+    for r in trained:
+        best = "" if r["best"] is None else f"{r['best']:.4f}"
+        out.print(f"trained {r['name']}: {r['outcome']} {best}")

@@ -1,0 +1,57 @@
+"""Write valid mutants to disk and to the index, with their parent recorded."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+from nnrag.mutate._engine import Mutant, MutationReport
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"\W+", "_", text).strip("_").lower() or "model"
+
+
+def mutant_module(report: MutationReport, mutant: Mutant) -> str:
+    return f"{_slug(report.target.label)}_{mutant.kind}_{mutant.md5[:8]}"
+
+
+def write_files(report: MutationReport, folder: Path) -> list[Path]:
+    """One ``.py`` per valid mutant (atomic writes); an existing identical file is kept."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for mutant in report.valid:
+        path = folder / f"{mutant_module(report, mutant)}.py"
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(mutant.source, encoding="utf-8")
+            tmp.replace(path)
+        written.append(path)
+    return written
+
+
+def write_index(report: MutationReport, db: Path, home: Path) -> list[str]:
+    """Index the valid mutants as package ``mutants`` and record each one's parent."""
+    from nnrag.index import Store, index_path
+
+    folder = home / "mutants"
+    write_files(report, folder)
+    (folder / "__init__.py").touch()
+    store = Store(db)
+    try:
+        index_path(store, folder, prefix="mutants", package="mutants")
+        names = []
+        with store.transaction():
+            for mutant in report.valid:
+                child = f"mutants.{mutant_module(report, mutant)}.{report.target.block or 'Net'}"
+                store.conn.execute(
+                    "INSERT OR REPLACE INTO lineage(child, parent, kind, description, params,"
+                    " parent_params, created_at) VALUES (?,?,?,?,?,?,?)",
+                    (child, report.target.origin, mutant.kind, mutant.description, mutant.params,
+                     report.params, time.time()),
+                )
+                names.append(child)
+        return names
+    finally:
+        store.close()
