@@ -26,7 +26,7 @@ from nnrag.index import SCHEMA_VERSION, Store, index_path
 
 Cli = Callable[..., Any]  # the ``cli`` fixture of conftest.py
 
-SUBCOMMANDS = ["index", "extract", "validate", "blocks", "export", "stats", "demo"]
+SUBCOMMANDS = ["index", "extract", "validate", "blocks", "export", "stats", "demo", "mutate"]
 try:  # validate/demo need the sandbox, which may still be under construction
     import nnrag.execute.sandbox  # noqa: F401
 

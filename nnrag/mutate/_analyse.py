@@ -122,6 +122,9 @@ class _Walker:
                     tie("groups", src)
                 c.divides += [(f"{path}:in_channels", f"{path}:groups"), (f"{path}:out_channels", f"{path}:groups")]
             key = f"{path}:out_channels"
+            if groups > 1 and groups == ports["in_channels"]["value"] == ports["out_channels"]["value"]:
+                tie("out_channels", src)  # depthwise with multiplier 1: the width passes through
+                key = src[0]
             self.set_out(node, (key, 1))
             c.size.setdefault(key, ports["out_channels"]["value"])
             return
@@ -143,6 +146,8 @@ class _Walker:
             return
         if kind == "Embedding" and "embedding_dim" in ports:
             self.set_out(node, (f"{path}:embedding_dim", len(node["shape"]) - 1))
+            return
+        if kind == "Flatten" and self.flatten(node, inputs, src):
             return
         if kind == "PReLU" and ports.get("num_parameters", {}).get("value", 1) > 1 and src is not None:
             tie("num_parameters", src)

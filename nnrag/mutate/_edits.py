@@ -186,8 +186,7 @@ def layer_edits(source: str) -> Iterator[Edit]:
                 if isinstance(a.value, cst.Call):
                     yield ("depth", f"line {pos[0]}: drop {_leaf(a.value.func)} (Sequential item {i})",
                            _replace(module, index, lambda c, i=i: c.with_changes(
-                               args=[x.with_changes(comma=cst.MaybeSentinel.DEFAULT)
-                                     for j, x in enumerate(c.args) if j != i])))
+                               args=[x for j, x in enumerate(c.args) if j != i])))
 
 
 def residual_edits(source: str, record: dict[str, Any], residual_lines: list[int]) -> Iterator[Edit]:

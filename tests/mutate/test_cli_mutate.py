@@ -1,0 +1,54 @@
+"""``nnrag mutate`` through a subprocess: a real run, and every bad target with a clear error."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.mutate import _models as M
+from tests.test_cli import check
+
+pytestmark = pytest.mark.sandbox
+
+
+def test_mutate_corpus_model_json_and_lineage(cli: Any, nnrag_home: Path, tmp_path: Path) -> None:
+    result = check(cli("mutate", "lenet5", "--n", "4", "--kinds", "width,activation", "--seed", "2",
+                       "--out", tmp_path / "out", "--format", "json", timeout=300), 0)
+    data = json.loads(result.stdout)
+    assert data["valid"] >= 4 and data["traced"] is True
+    assert {m["kind"] for m in data["mutants"]} <= {"width", "activation"}
+    assert len(list((tmp_path / "out").glob("*.py"))) == data["valid"]
+    rows = sqlite3.connect(nnrag_home / "index.db").execute("SELECT parent FROM lineage").fetchall()
+    assert len(rows) == data["valid"] and rows[0][0].endswith("lenet5.py")
+
+
+def test_mutate_untraceable_model_says_what_is_disabled(cli: Any, tmp_path: Path) -> None:
+    path = tmp_path / "untraceable.py"
+    path.write_text(M.UNTRACEABLE)
+    result = check(cli("mutate", path, "--n", "2", "--no-index", timeout=300), 0)
+    assert "could not trace" in result.stderr and "width" in result.stderr
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("import torch\n\nclass Model(torch.nn.Module):\n    pass\n", "defines no class Net"),
+    ("class Net(:\n", "does not parse: line 1"),
+    (M.HEAD + "class Net(nn.Module):\n    def __init__(self, *a):\n        super().__init__()\n"
+     "        raise RuntimeError('broken on purpose')\n", "broken on purpose"),
+])
+def test_mutate_bad_file_targets(cli: Any, tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "model.py"
+    path.write_text(content)
+    result = check(cli("mutate", path, "--no-index", timeout=300), 2)
+    assert message in result.stderr
+
+
+def test_mutate_unknown_target_and_kind(cli: Any, tmp_path: Path) -> None:
+    missing = check(cli("mutate", "no_such_model_anywhere"), 2)
+    assert "no index" in missing.stderr or "no indexed definition" in missing.stderr.lower()
+    kind = check(cli("mutate", "lenet5", "--kinds", "width,teleport", "--no-index"), 2)
+    assert "unknown mutation kind" in kind.stderr
+    assert "no such file" in check(cli("mutate", tmp_path / "absent.py"), 2).stderr
