@@ -38,6 +38,7 @@ class _Walker:
         self.c = c
         self.modules = record["modules"]
         self.feat: dict[str, Feature | None] = {}
+        self.tuples: dict[str, list[Feature | None]] = {}  # modules returning (output, state)
         self.shape: dict[str, Any] = {}
         self.fresh_n = 0
 
@@ -149,6 +150,17 @@ class _Walker:
             return
         if kind == "Flatten" and self.flatten(node, inputs, src):
             return
+        if kind == "MultiheadAttention" and src is not None and src[1] == last and tie("embed_dim", src):
+            c.divides.append((f"{path}:embed_dim", f"{path}:num_heads"))
+            self.tuples[node["name"]] = [src, None]
+            return
+        if kind in ("LSTM", "GRU", "RNN") and src is not None and src[1] == last and tie("input_size", src):
+            hidden = f"{path}:hidden_size"
+            factor = 2 if ports.get("bidirectional", {}).get("value") else 1
+            key = self.fresh(node["name"], ports["hidden_size"]["value"] * factor, pin=False)
+            c.derived.append((key, "scaled", [hidden], factor, []))
+            self.tuples[node["name"]] = [(key, last), None]
+            return
         if kind == "PReLU" and ports.get("num_parameters", {}).get("value", 1) > 1 and src is not None:
             tie("num_parameters", src)
         if (not info.get("params") or kind == "PReLU") and self.same_axis(node, inputs, src):
@@ -167,6 +179,16 @@ class _Walker:
 
     def function(self, node: dict[str, Any]) -> None:
         name = node["target"].rsplit(".", 1)[-1]
+        args = node["args"]
+        if name == "getitem" and args and isinstance(args[0], dict) and args[0].get("n") in self.tuples:
+            index = args[1].get("v") if len(args) > 1 and isinstance(args[1], dict) else None
+            parts = self.tuples[args[0]["n"]]
+            feat = parts[index] if isinstance(index, int) and -len(parts) <= index < len(parts) else None
+            if feat is not None and isinstance(node["shape"], list):
+                self.set_out(node, feat)
+            else:
+                self.opaque(node, [])
+            return
         inputs = self.tensor_args(node["args"])
         src = self.feat.get(inputs[0]) if inputs else None
         shape = node["shape"]

@@ -153,7 +153,7 @@ class Mutator:
                    report: MutationReport) -> Iterator[tuple[str, str, str, Plan | None]]:
         rng = random.Random(self.seed)
         source = self.target.source
-        planner = Planner(collect_sites(source), cons, rng)
+        planner = Planner(collect_sites(source), cons, rng, record.get("geometry", ()))
         structural: dict[str, list[tuple[str, str, str]]] = {
             "activation": list(activation_edits(source)) if "activation" in self.kinds else [],
             "norm": list(norm_edits(source)) if "norm" in self.kinds else [],

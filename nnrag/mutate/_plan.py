@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from nnrag.mutate._expr import evaluate, sites
@@ -66,7 +66,8 @@ def _solve(expr: object, site_id: int, values: dict[int, float], target: int) ->
 class Planner:
     """Proposes plans for one recorded model; seeded, so a run is reproducible."""
 
-    def __init__(self, site_list: list[Site], cons: Constraints, rng: random.Random) -> None:
+    def __init__(self, site_list: list[Site], cons: Constraints, rng: random.Random,
+                 geometry: Collection[int] = ()) -> None:
         self.cons = cons
         self.rng = rng
         self.base: dict[int, float] = {s.id: s.value for s in site_list}
@@ -78,6 +79,9 @@ class Planner:
             if port.expr is None:
                 continue
             (blocked if cons.find(key) in pinned else free).update(sites(port.expr))
+        # literals that also set kernel sizes, strides or pooled sizes change the spatial
+        # factor of flatten -> linear too: never treat them as widths
+        blocked |= set(geometry)
         self.width_sites = sorted(
             s for s in free - blocked if not isinstance(self.base[s], bool) and self.base[s] > 0
         )

@@ -226,9 +226,27 @@ def record(payload: dict[str, Any]) -> dict[str, Any]:
         }
     graph, trace_error = _trace(model, x, f"{name}.py")
     return {
-        "ok": True, "out_shape": _shape(out), "params": sum(p.numel() for p in model.parameters()),
+        "geometry": sorted(_geometry_sites(model)), "ok": True, "out_shape": _shape(out), "params": sum(p.numel() for p in model.parameters()),
         "flops": _flops(model, x), "modules": modules, "graph": graph, "trace_error": trace_error,
     }
+
+
+#: Layer attributes that set spatial geometry: literals behind them are not widths.
+GEOMETRY = ("kernel_size", "stride", "padding", "dilation", "output_size", "scale_factor", "size")
+
+
+def _geometry_sites(model: Any) -> set[int]:
+    from nnrag.mutate._expr import expr_of, sites
+
+    found: set[int] = set()
+    for mod in model.modules():
+        for attr in GEOMETRY:
+            value = getattr(mod, attr, None)
+            for item in value if isinstance(value, tuple | list) else (value,):
+                expr = expr_of(item)
+                if expr is not None:
+                    found |= sites(expr)
+    return found
 
 
 def _trace(model: Any, x: Any, filename: str) -> tuple[list[dict[str, Any]] | None, str | None]:

@@ -120,3 +120,18 @@ UNTRACEABLE = HEAD + '''class Net(nn.Module):
             x = x * 2
         return self.fc(x.mean((2, 3)))
 '''
+
+ATTENTION = HEAD + '''class Net(nn.Module):
+    def __init__(self, in_shape, out_shape, prm, device):
+        super().__init__()
+        self.embed = nn.Linear(1, 16)
+        self.attn = nn.MultiheadAttention(16, 4, batch_first=True)
+        self.norm = nn.LayerNorm(16)
+        self.rnn = nn.GRU(16, 12, batch_first=True, bidirectional=True)
+        self.fc = nn.Linear(24, out_shape[0])
+
+    def forward(self, x):
+        x = self.embed(x.flatten(2).transpose(1, 2))
+        x = self.norm(x + self.attn(x, x, x)[0])
+        return self.fc(self.rnn(x)[0].mean(1))
+'''
