@@ -24,6 +24,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from nnrag.exceptions import NnragError  # noqa: E402
 from nnrag.mutate import Mutator, load_target  # noqa: E402
+from nnrag.mutate._target import input_kinds  # noqa: E402
 
 TORCHVISION = {  # one per family; the input size each needs (fixed-size ViTs need 224)
     "alexnet.alexnet": 64, "convnext.convnext_tiny": 64, "densenet.densenet121": 64,
@@ -48,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     corpus = sorted(p.stem for p in (HERE.parent / "corpus").glob("*.py"))
     jobs: list[tuple[str, str, tuple[int, ...]]] = []
     if args.only != "torchvision":
-        jobs += [("corpus", name, (64, 1, 8, 8)) for name in corpus]
+        for name in corpus:  # signal-only models read MNIST-1D-shaped input
+            kinds = input_kinds((HERE.parent / "corpus" / f"{name}.py").read_text())
+            jobs.append(("corpus", name, (64, 1, 40) if kinds and "image" not in kinds else (64, 1, 8, 8)))
     if args.only != "corpus":
         jobs += [("torchvision", f"torchvision.models.{n}", (4, 3, s, s)) for n, s in TORCHVISION.items()]
     rows = []

@@ -27,23 +27,24 @@ def _kinds(value: str) -> tuple[str, ...]:
 @click.option("--train", "train_on", default=None, metavar="DATASET",
               help="Train the valid mutants on DATASET with the execution engine.")
 @click.option("--epochs", default=1, show_default=True, help="Epochs per trained mutant (with --train).")
-@click.option("--dataset", default="digits", show_default=True,
-              help="Input/output shapes come from this dataset (the --train one when given).")
+@click.option("--dataset", default=None,
+              help="Input/output shapes come from this dataset (default: the --train one, else digits, "
+                   "or mnist1d for models whose INPUT_KINDS is signal only).")
 @click.option("--block", default=None, help="Mutate this class of a model file instead of its Net.")
 @click.option("--jobs", default=2, show_default=True, help="Sandboxed workers validating mutants.")
 @click.option("--no-index", is_flag=True, help="Do not write valid mutants to the index.")
 @DB
 @FORMAT
 def mutate(target: str, n: int, kinds: str, seed: int, max_params: int | None, out_dir: Path | None,
-           train_on: str | None, epochs: int, dataset: str, block: str | None, jobs: int,
+           train_on: str | None, epochs: int, dataset: str | None, block: str | None, jobs: int,
            no_index: bool, db: Path | None, fmt: str) -> None:
     """Shape-preserving mutants of TARGET (a model file, a corpus model or an indexed block)."""
     from nnrag.config import default_db_path, nnrag_home
     from nnrag.execute.datasets import dataset_info
     from nnrag.mutate import Mutator, load_target, write_files, write_index
 
-    info = dataset_info(train_on or dataset)
     tgt = load_target(target, db=db, block=block)
+    info = dataset_info(train_on or dataset or tgt.default_dataset())
     mutator = Mutator(tgt, in_shape=(64, *info.in_shape), num_classes=info.num_classes,
                       kinds=_kinds(kinds), seed=seed, max_params=max_params, jobs=jobs)
     with _progress(f"mutating {tgt.label}", enabled=fmt == "table") as update:
@@ -94,12 +95,13 @@ def _print(report: Any, indexed: list[str], files: list[Path], trained: list[dic
     if not report.traced:
         err.print(f"torch.fx could not trace {report.target.label} ({report.trace_error}); "
                   f"disabled: {', '.join(report.disabled)}")
-    table = Table("hash", "kind", "params", "delta", "validated", "change", box=None)
+    table = Table("hash", "kind", "params", "delta", "MACs delta", "validated", "change", box=None)
     for m in report.mutants:
         delta = "" if m.params is None else f"{(m.params - report.params) / report.params:+.1%}"
+        macs = "" if not (m.flops and report.flops) else f"{(m.flops - report.flops) / report.flops:+.1%}"
         status = "yes" if m.valid else f"no ({m.rung}: {(m.error or '')[:60]})"
-        table.add_row(m.md5[:8], m.kind, "" if m.params is None else f"{m.params:,}", delta, status,
-                      m.description[:70])
+        table.add_row(m.md5[:8], m.kind, "" if m.params is None else f"{m.params:,}", delta, macs, status,
+                      m.description[:64])
     out.print(table)
     out.print(f"{report.target.label}: {report.params:,} params; {len(report.valid)} valid of "
               f"{len(report.mutants)} validated ({report.duplicates} duplicates skipped, "

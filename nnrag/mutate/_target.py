@@ -21,6 +21,26 @@ class Target:
     source: str
     block: str | None  # None: a contract module with ``class Net``
     origin: str  # file path or indexed qualified name
+    input_kinds: frozenset[str] = frozenset()  # the module's INPUT_KINDS ("image", "signal")
+
+    def default_dataset(self) -> str:
+        """Digits for image models (and when unknown), MNIST-1D for signal-only ones."""
+        return "mnist1d" if self.input_kinds and "image" not in self.input_kinds else "digits"
+
+
+def input_kinds(source: str) -> frozenset[str]:
+    """The literal ``INPUT_KINDS = {...}`` of a contract module, if it declares one."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return frozenset()
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "INPUT_KINDS" for t in node.targets):
+            try:
+                return frozenset(str(k) for k in ast.literal_eval(node.value))
+            except (ValueError, TypeError, SyntaxError):
+                return frozenset()
+    return frozenset()
 
 
 def _module_level(source: str, label: str) -> set[str]:
@@ -45,7 +65,7 @@ def from_file(path: Path, block: str | None = None) -> Target:
         )
     if block is not None and block not in names:
         raise MutationTargetError(f"{path} defines no top-level {block!r}")
-    return Target(path.stem, source, block, str(path))
+    return Target(path.stem, source, block, str(path), input_kinds(source))
 
 
 def load_target(target: str, *, db: Path | None = None, block: str | None = None) -> Target:
