@@ -62,7 +62,10 @@ def main(argv: list[str] | None = None) -> int:
             target = load_target(name, db=Path(args.db))
             report = Mutator(target, in_shape=shape, num_classes=10, seed=args.seed, jobs=args.jobs).run(args.n)
             row.update(traced=report.traced, valid=len(report.valid), validated=len(report.mutants),
-                       params=report.params, kinds=sorted({m.kind for m in report.valid}),
+                       params=report.params,
+                       kinds={k: [sum(1 for m in report.valid if m.kind == k),
+                                  sum(1 for m in report.mutants if m.kind == k)]
+                              for k in sorted({m.kind for m in report.mutants})},
                        plans_rejected=report.rejected_by_plan, duplicates=report.duplicates)
         except NnragError as exc:
             row.update(traced=None, valid=0, validated=0, error=str(exc)[:300])
@@ -86,9 +89,19 @@ def main(argv: list[str] | None = None) -> int:
             "share_valid_of_validated": round(valid / max(1, sum(r["validated"] for r in sel)), 3),
             "seconds_per_valid_mutant": round(sum(r["seconds"] for r in sel) / max(1, valid), 2),
         }
+    kinds: dict[str, list[int]] = {}
+    for r in rows:
+        for k, (v, n) in (r.get("kinds") or {}).items():
+            kinds.setdefault(k, [0, 0])
+            kinds[k][0] += v
+            kinds[k][1] += n
+    summary["kinds"] = {k: {"valid": v, "validated": n} for k, (v, n) in sorted(kinds.items())}
+    print("\nper kind (valid / validated): " + ", ".join(f"{k} {v}/{n}" for k, (v, n) in sorted(kinds.items())))
     print(f"\n| set | models | fx-traceable | >= {args.n} unique valid | valid / validated | s per valid mutant |")
     print("|---|---:|---:|---:|---:|---:|")
     for group, s in summary.items():
+        if group == "kinds":
+            continue
         print(f"| {group} | {s['models']} | {s['fx_traceable']} | {s['with_n_valid']} "
               f"({s['share_with_n_valid_of_traceable']:.0%}) | {s['valid']} / {s['validated']} "
               f"({s['share_valid_of_validated']:.0%}) | {s['seconds_per_valid_mutant']} |")
