@@ -10,9 +10,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from nnrag.mutate._graph import _CONVS, _ELEMENTWISE, _NORMS, _RESHAPE, Constraints
+from nnrag.mutate._graph import Constraints
 
 Feature = tuple[str, int]  # (class key, axis)
+_NORMS = {f"{k}{d}d" for k in ("BatchNorm", "InstanceNorm") for d in (1, 2, 3)}
+_CONVS = {f"{k}{d}d" for k in ("Conv", "ConvTranspose") for d in (1, 2, 3)}
+_ELEMENTWISE = {"add", "sub", "mul", "truediv", "div", "iadd", "imul", "isub", "add_", "mul_",
+                "sub_", "div_", "maximum", "minimum", "where"}
+_RESHAPE = {"view", "reshape"}
 
 
 def analyse(record: dict[str, Any]) -> Constraints:

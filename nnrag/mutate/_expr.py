@@ -81,8 +81,8 @@ def _binary(name: str, reflected: bool) -> Callable[[Any, Any], Any]:
             return NotImplemented
         a, b = (other, self) if reflected else (self, other)
         ea, eb = (other_expr, self.expr) if reflected else (self.expr, other_expr)
-        plain = fn(_plain(a), _plain(b))
-        return tag(plain, (name, ea, eb))
+        result = fn(plain(a), plain(b))
+        return tag(result, (name, ea, eb))
 
     return method
 
@@ -92,13 +92,14 @@ def _unary(name: str) -> Callable[[Any], Any]:
 
     def method(self: Any, *args: Any) -> Any:
         if args and args[0] is not None:  # round(x, ndigits): not a width computation
-            return round(_plain(self), *args)
-        return tag(fn(_plain(self)), (name, self.expr))
+            return round(plain(self), *args)
+        return tag(fn(plain(self)), (name, self.expr))
 
     return method
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """The untagged number (anything else unchanged)."""
     if isinstance(value, TaggedInt):
         return int.__int__(value)
     if isinstance(value, TaggedFloat):
@@ -161,7 +162,7 @@ def tagged_int(value: Any = 0, *args: Any) -> Any:
     the instrumentation calls this instead to keep the tag."""
     if args or not isinstance(value, TaggedInt | TaggedFloat):
         return int(value, *args)
-    return tag(int(_plain(value)), ("int", value.expr))
+    return tag(int(plain(value)), ("int", value.expr))
 
 
 def expr_of(value: Any) -> Expr | None:

@@ -20,12 +20,6 @@ from typing import Any
 
 from nnrag.mutate._expr import Expr, evaluate
 
-_NORMS = {f"{k}{d}d" for k in ("BatchNorm", "InstanceNorm") for d in (1, 2, 3)}
-_CONVS = {f"{k}{d}d" for k in ("Conv", "ConvTranspose") for d in (1, 2, 3)}
-_ELEMENTWISE = {"add", "sub", "mul", "truediv", "div", "iadd", "imul", "isub", "add_", "mul_",
-                "sub_", "div_", "maximum", "minimum", "where"}
-_RESHAPE = {"view", "reshape"}
-
 
 @dataclass(frozen=True)
 class Port:

@@ -60,32 +60,22 @@ def _probe(payload: dict[str, Any]) -> Any:
     return torch.randn(2, *payload["in_shape"][1:], generator=gen)
 
 
-def _plain(value: Any) -> Any:
-    from nnrag.mutate._expr import TaggedFloat, TaggedInt
-
-    if isinstance(value, TaggedInt):
-        return int.__int__(value)
-    if isinstance(value, TaggedFloat):
-        return float.__float__(value)
-    return value
-
-
 def _port(value: Any) -> dict[str, Any] | None:
-    from nnrag.mutate._expr import expr_of
+    from nnrag.mutate._expr import expr_of, plain
 
     if isinstance(value, tuple | list):
         if len(value) != 1:
-            return None if not value else {"value": _plain(value[-1]), "expr": expr_of(value[-1]), "last": True}
+            return None if not value else {"value": plain(value[-1]), "expr": expr_of(value[-1]), "last": True}
         value = value[0]
     if isinstance(value, bool) or not isinstance(value, int):
         return None
-    return {"value": _plain(value), "expr": expr_of(value)}
+    return {"value": plain(value), "expr": expr_of(value)}
 
 
 def _ser(value: Any, depth: int = 0) -> Any:
     import torch.fx
 
-    from nnrag.mutate._expr import expr_of
+    from nnrag.mutate._expr import expr_of, plain
 
     if depth > 6:
         return {"r": "..."}
@@ -93,7 +83,7 @@ def _ser(value: Any, depth: int = 0) -> Any:
         return {"n": value.name}
     expr = expr_of(value)
     if expr is not None:
-        return {"v": _plain(value), "e": expr}
+        return {"v": plain(value), "e": expr}
     if value is None or isinstance(value, bool | int | float | str):
         return {"v": value}
     if isinstance(value, list | tuple):
