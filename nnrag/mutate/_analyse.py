@@ -29,10 +29,8 @@ def analyse(record: dict[str, Any]) -> Constraints:
             if arg != "bidirectional":
                 c.add_port(f"{path}:{arg}", spec)
     graph = record.get("graph")
-    if graph is None:
+    if graph is None:  # no graph, no constraints: width plans are left to the sandbox to judge
         c.traced = False
-        for key in c.ports:  # without a graph, nothing is known to be free
-            c.pinned.add(key)
         return c
     _Walker(c, record).run(graph)
     return c

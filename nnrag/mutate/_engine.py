@@ -29,6 +29,7 @@ from nnrag.mutate._target import MutationTargetError, Target
 log = get_logger(__name__)
 KINDS = ("width", "depth", "activation", "norm", "residual")
 LIMITS = Limits(wall_s=60, memory_mb=4096)
+MAX_REPEATS = 200
 _PRELOAD = ("torch", "torch.fx", "nnrag.mutate._record", "nnrag.execute.contract")
 
 
@@ -100,12 +101,17 @@ class Mutator:
         self.target, self.kinds, self.seed = target, kinds, seed
         self.in_shape, self.num_classes = in_shape, num_classes
         self.max_params, self.jobs, self.limits = max_params, jobs, limits
+        self._planner: Planner | None = None
 
     def run(self, n: int, progress: Callable[[int, int], None] | None = None) -> MutationReport:
         start = time.perf_counter()
         record = record_target(self.target, self.in_shape, self.num_classes, self.limits)
         cons = analyse(record)
-        disabled = [] if cons.traced else ["residual (needs the fx graph)", "width (needs the fx graph)"]
+        disabled = [] if cons.traced else [
+            "residual edits (need the fx graph)",
+            "width constraints (width plans follow only what the code derives from shared literals; "
+            "the sandbox judges each one)",
+        ]
         report = MutationReport(self.target, record["params"], record["flops"], record["out_shape"],
                                 cons.traced, record.get("trace_error"), disabled)
         seen = {code_fingerprint(self.target.source)}
@@ -114,18 +120,21 @@ class Mutator:
                 "block": self.target.block, "out_shape": record["out_shape"]}
         batch_size = max(4, 4 * self.jobs)
         exhausted = False
+        repeats = 0  # consecutive duplicates: a small design space is used up
         while len(report.valid) < n and not exhausted:
             batch: list[tuple[str, str, str, Plan | None]] = []
             while len(batch) < batch_size:
                 item = next(proposals, None)
-                if item is None:
+                if item is None or repeats >= MAX_REPEATS:
                     exhausted = True
                     break
                 kind, desc, code, plan = item
                 fp = code_fingerprint(code)
                 if fp in seen:
                     report.duplicates += 1
+                    repeats += 1
                     continue
+                repeats = 0
                 seen.add(fp)
                 batch.append(item)
             if not batch:
@@ -133,7 +142,10 @@ class Mutator:
             results = run_many("nnrag.mutate._record:check", [{**base, "source": b[2]} for b in batch],
                                limits=self.limits, jobs=self.jobs, preload=_PRELOAD, keep_workers=True)
             for (kind, desc, code, plan), res in zip(batch, results, strict=True):
-                report.mutants.append(self._mutant(kind, desc, code, plan, res))
+                mutant = self._mutant(kind, desc, code, plan, res)
+                report.mutants.append(mutant)
+                if plan is not None and self._planner is not None:
+                    self._planner.learn(plan, mutant.valid)
             if progress:
                 progress(min(len(report.valid), n), n)
         report.seconds = time.perf_counter() - start
@@ -153,7 +165,7 @@ class Mutator:
                    report: MutationReport) -> Iterator[tuple[str, str, str, Plan | None]]:
         rng = random.Random(self.seed)
         source = self.target.source
-        planner = Planner(collect_sites(source), cons, rng, record.get("geometry", ()))
+        planner = self._planner = Planner(collect_sites(source), cons, rng, record.get("geometry", ()))
         structural: dict[str, list[tuple[str, str, str]]] = {
             "activation": list(activation_edits(source)) if "activation" in self.kinds else [],
             "norm": list(norm_edits(source)) if "norm" in self.kinds else [],
@@ -163,7 +175,7 @@ class Mutator:
         }
         for edits in structural.values():
             rng.shuffle(edits)
-        kinds = [k for k in self.kinds if k != "width" or cons.traced]
+        kinds = list(self.kinds)
         misses = dict.fromkeys(kinds, 0)
         while kinds:
             kind = rng.choice(kinds)

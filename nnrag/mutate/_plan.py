@@ -92,6 +92,7 @@ class Planner:
             and (s.call == "range" or (not s.call and _DEPTH_NAME.search(s.name or "")))
         )
         self.original = cons.port_values(self.base)
+        self.outcomes: dict[int, tuple[int, int]] = {}  # site -> (valid, invalid) mutants
 
     def width(self) -> Plan | None:
         if not self.width_sites:
@@ -145,6 +146,19 @@ class Planner:
             if not progress:
                 return None
         return None
+
+    def learn(self, plan: Plan, valid: bool) -> None:
+        """Sandbox feedback: a literal whose every change so far broke the model is dropped.
+
+        Without an fx graph there are no constraints, and some literals are not widths at
+        all (a factor of 2 for a bidirectional RNN); this keeps the run from retrying them.
+        """
+        for site, _value in plan.changes:
+            good, bad = self.outcomes.get(site, (0, 0))
+            self.outcomes[site] = (good + valid, bad + (not valid))
+            good, bad = self.outcomes[site]
+            if not good and bad >= 2 and site in self.width_sites and len(self.width_sites) > 1:
+                self.width_sites.remove(site)
 
     def depth(self) -> Plan | None:
         if not self.depth_sites:
