@@ -90,6 +90,7 @@ class _Collect(_Numbering):
         self.sites: list[Site] = []
         self.calls: list[str] = []
         self.names: list[str] = []
+        self.element_names: dict[int, str] = {}
 
     def visit_Call(self, node: cst.Call) -> None:
         self.calls.append(_leaf_name(node.func))
@@ -105,7 +106,12 @@ class _Collect(_Numbering):
         self.names.pop()
 
     def visit_Assign(self, node: cst.Assign) -> None:
-        self._bind(_leaf_name(node.targets[0].target))
+        target = node.targets[0].target
+        self._bind(_leaf_name(target))
+        if isinstance(target, cst.Tuple) and isinstance(node.value, cst.Tuple) and \
+                len(target.elements) == len(node.value.elements):  # A, B = 64, 2
+            for t, v in zip(target.elements, node.value.elements, strict=True):
+                self.element_names[id(v.value)] = _leaf_name(t.value)
 
     def leave_Assign(self, original: cst.Assign, updated: cst.Assign) -> cst.Assign:
         self._unbind()
@@ -137,7 +143,7 @@ class _Collect(_Numbering):
         value = _number(original)
         if value is not None:
             pos = self.get_metadata(PositionProvider, original).start
-            name = next((n for n in reversed(self.names) if n), "")
+            name = self.element_names.get(id(original)) or next((n for n in reversed(self.names) if n), "")
             self.sites.append(Site(site_id, value, pos.line, pos.column, original.value,
                                    self.calls[-1] if self.calls else "", name))
         return updated
