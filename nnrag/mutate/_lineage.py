@@ -1,4 +1,4 @@
-"""Write valid mutants to disk and to the index, with their parent recorded."""
+"""Write valid mutants to disk and to the index, with their parent recorded (lineage)."""
 
 from __future__ import annotations
 
@@ -42,16 +42,13 @@ def write_index(report: MutationReport, db: Path, home: Path) -> list[str]:
     try:
         index_path(store, folder, prefix="mutants", package="mutants")
         names = []
-        with store.transaction():
-            for mutant in report.valid:
-                child = f"mutants.{mutant_module(report, mutant)}.{report.target.block or 'Net'}"
-                store.conn.execute(
-                    "INSERT OR REPLACE INTO lineage(child, parent, kind, description, params,"
-                    " parent_params, created_at) VALUES (?,?,?,?,?,?,?)",
-                    (child, report.target.origin, mutant.kind, mutant.description, mutant.params,
-                     report.params, time.time()),
-                )
-                names.append(child)
+        for mutant in report.valid:
+            child = f"mutants.{mutant_module(report, mutant)}.{report.target.block or 'Net'}"
+            store.record_provenance(child, "mutate", {
+                "parent": report.target.origin, "kind": mutant.kind, "description": mutant.description,
+                "params": mutant.params, "parent_params": report.params, "recorded_at": time.time(),
+            })
+            names.append(child)
         return names
     finally:
         store.close()

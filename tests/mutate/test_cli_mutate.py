@@ -22,7 +22,8 @@ def test_mutate_corpus_model_json_and_lineage(cli: Any, nnrag_home: Path, tmp_pa
     assert data["valid"] >= 4 and data["traced"] is True
     assert {m["kind"] for m in data["mutants"]} <= {"width", "activation"}
     assert len(list((tmp_path / "out").glob("*.py"))) == data["valid"]
-    rows = sqlite3.connect(nnrag_home / "index.db").execute("SELECT parent FROM lineage").fetchall()
+    rows = sqlite3.connect(nnrag_home / "index.db").execute(
+        "SELECT json_extract(detail, '$.parent') FROM block_provenance WHERE source='mutate'").fetchall()
     assert len(rows) == data["valid"] and rows[0][0].endswith("lenet5.py")
     assert len(data["trained"]) == data["valid"]
     assert all(t["outcome"] == "ok" and 0 <= t["best"] <= 1 for t in data["trained"])

@@ -75,7 +75,9 @@ def test_mutator_finds_ten_valid_mutants_and_records_lineage(tmp_path: Path) -> 
             actual = {f"{p}:{a}": v for p, ports in m.ports.items() for a, v in ports.items()}
             assert {k: v for k, v in m.predicted.items() if "@" not in k} == actual
     names = write_index(report, tmp_path / "index.db", tmp_path)
-    rows = sqlite3.connect(tmp_path / "index.db").execute("SELECT child, parent, kind FROM lineage").fetchall()
+    rows = sqlite3.connect(tmp_path / "index.db").execute(
+        "SELECT qualname, json_extract(detail, '$.parent'), json_extract(detail, '$.kind')"
+        " FROM block_provenance WHERE source='mutate'").fetchall()
     assert len(rows) == len(report.valid) == len(names)
     assert {r[1] for r in rows} == {target.origin}
 
