@@ -20,7 +20,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-PACKAGES = ("timm", "torchvision", "transformers")
+PACKAGES = ("timm", "torchvision", "transformers", "torch", "diffusers", "kornia")
 NAMES_A_TERM = "names a term"
 
 
@@ -40,7 +40,7 @@ def load_blocks(db_path: Path) -> set[str]:
 def check_query(query: dict, blocks: set[str], seen_ids: set[str]) -> list[str]:
     problems = []
     qid = query.get("id")
-    if not isinstance(qid, str) or not re.fullmatch(r"q\d{3}", qid):
+    if not isinstance(qid, str) or not re.fullmatch(r"[qh]\d{3}", qid):
         problems.append(f"bad id {qid!r}")
     elif qid in seen_ids:
         problems.append(f"duplicate id {qid}")
