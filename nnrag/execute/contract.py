@@ -98,7 +98,7 @@ class BlockNet(DefaultTraining, nn.Module):
         self.device = device
         self.body = _build_block(block_cls, in_shape, out_shape)
         with torch.no_grad():
-            out = self.body(torch.zeros(2, *in_shape[1:]))
+            out = _main_output(self.body(torch.zeros(2, *in_shape[1:])))
         if not isinstance(out, torch.Tensor):
             raise ContractError(f"{block_cls.__name__} returns {type(out).__name__}, not a tensor")
         features = int(math.prod(out.shape[1:]))
@@ -106,7 +106,15 @@ class BlockNet(DefaultTraining, nn.Module):
                      else nn.Linear(features, out_shape[0]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x).flatten(1))
+        return self.head(_main_output(self.body(x)).flatten(1))
+
+
+def _main_output(out: Any) -> Any:
+    """The logits of models that also return auxiliary outputs (GoogLeNet, Inception in
+    training mode return a named tuple whose first field is the main output)."""
+    if isinstance(out, tuple) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    return out
 
 
 _CLASSES = ("num_classes", "n_classes", "classes", "out_features", "num_labels")

@@ -317,3 +317,32 @@ def test_metric_and_transform_registries() -> None:
     assert {e.name for e in TRANSFORMS.list()} >= {"none", "standardize"}
     with pytest.raises(UnknownEntryError, match="did you mean 'accuracy'"):
         metric_fn("acuracy")
+
+
+def test_block_net_uses_the_main_output_and_model_building_functions() -> None:
+    """GoogLeNet-style models return (logits, aux...) while training; factories build models."""
+    import collections
+
+    import torch
+    from torch import nn
+
+    from nnrag.execute.contract import BlockNet
+
+    Outputs = collections.namedtuple("Outputs", ["logits", "aux"])
+
+    class WithAux(nn.Module):
+        def __init__(self, num_classes: int = 10) -> None:
+            super().__init__()
+            self.fc = nn.Linear(64, num_classes)
+
+        def forward(self, x):  # noqa: ANN001, ANN202
+            logits = self.fc(x.flatten(1))
+            return Outputs(logits, logits.detach() * 0)
+
+    def factory(num_classes: int = 1000) -> nn.Module:
+        return WithAux(num_classes)
+
+    for build in (WithAux, factory):
+        net = BlockNet(build, (2, 1, 8, 8), (10,), {}, torch.device("cpu"))
+        assert isinstance(net.head, nn.Identity)
+        assert net(torch.zeros(3, 1, 8, 8)).shape == (3, 10)
