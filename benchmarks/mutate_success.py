@@ -28,7 +28,7 @@ from nnrag.mutate._target import input_kinds  # noqa: E402
 
 TORCHVISION = {  # one per family; the input size each needs (fixed-size ViTs need 224)
     "alexnet.alexnet": 64, "convnext.convnext_tiny": 64, "densenet.densenet121": 64,
-    "efficientnet.efficientnet_b0": 64, "googlenet.googlenet": 64, "inception.inception_v3": 96,
+    "efficientnet.efficientnet_b0": 64, "googlenet.googlenet": 64, "inception.inception_v3": 160,
     "mnasnet.mnasnet0_5": 64, "mobilenetv2.mobilenet_v2": 64, "mobilenetv3.mobilenet_v3_small": 64,
     "regnet.regnet_x_400mf": 64, "regnet.regnet_y_400mf": 64, "resnet.resnet18": 64, "resnet.resnet50": 64,
     "resnet.resnext50_32x4d": 64, "shufflenetv2.shufflenet_v2_x0_5": 64, "squeezenet.squeezenet1_0": 64,
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", choices=["corpus", "torchvision"], default=None)
+    ap.add_argument("--models", default=None, help="comma-separated subset (names as printed)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     corpus = sorted(p.stem for p in (HERE.parent / "corpus").glob("*.py"))
@@ -54,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
             jobs.append(("corpus", name, (64, 1, 40) if kinds and "image" not in kinds else (64, 1, 8, 8)))
     if args.only != "corpus":
         jobs += [("torchvision", f"torchvision.models.{n}", (4, 3, s, s)) for n, s in TORCHVISION.items()]
+    if args.models:
+        wanted = set(args.models.split(","))
+        jobs = [j for j in jobs if j[1] in wanted]
     rows = []
     for group, name, shape in jobs:
         t0 = time.perf_counter()
