@@ -96,12 +96,20 @@ class _Walker:
             if not isinstance(node["shape"], list | dict):
                 self.feat[node["name"]] = None
                 continue
-            if op == "call_module":
+            if op == "get_attr":  # a parameter or buffer (class token, position table):
+                self.parameter(node)  # its size follows the code that made it
+            elif op == "call_module":
                 self.module(node)
             elif op in ("call_function", "call_method"):
                 self.function(node)
             else:
                 self.opaque(node, self.tensor_args(node["args"]))
+
+    def parameter(self, node: dict[str, Any]) -> None:
+        shape = node["shape"]
+        if isinstance(shape, list) and shape:
+            axis = len(shape) - 1
+            self.set_out(node, (self.fresh(node["name"], shape[axis], pin=False), axis))
 
     def module(self, node: dict[str, Any]) -> None:
         path = node["target"]

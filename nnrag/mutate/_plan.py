@@ -85,6 +85,11 @@ class Planner:
         self.width_sites = sorted(
             s for s in free - blocked if not isinstance(self.base[s], bool) and self.base[s] > 0
         )
+        # plans start from literals that alone make some width (``Conv2d(64, ...)``, ``planes``);
+        # factors of a product (``256 * 6 * 6``) only change when a repair needs them to
+        alone = {next(iter(found)) for port in cons.ports.values() if port.expr is not None
+                 and len(found := sites(port.expr)) == 1}
+        self.seed_sites = [s for s in self.width_sites if s in alone] or self.width_sites
         used = {s for port in cons.ports.values() if port.expr is not None for s in sites(port.expr)}
         self.depth_sites = sorted(
             s.id for s in site_list
@@ -95,10 +100,11 @@ class Planner:
         self.outcomes: dict[int, tuple[int, int]] = {}  # site -> (valid, invalid) mutants
 
     def width(self) -> Plan | None:
-        if not self.width_sites:
+        seeds = [s for s in self.seed_sites if s in self.width_sites]
+        if not seeds:
             return None
-        k = min(len(self.width_sites), self.rng.choice((1, 1, 2, 3)))
-        chosen = self.rng.sample(self.width_sites, k)
+        k = min(len(seeds), self.rng.choice((1, 1, 2, 3)))
+        chosen = self.rng.sample(seeds, k)
         changes = {s: _rounded(self.base[s] * self.rng.choice(RATIOS), self.base[s]) for s in chosen}
         return self.plan_for(changes)
 
@@ -110,7 +116,10 @@ class Planner:
         if values is None:
             return None
         ports = self.cons.port_values(values)
-        if ports == self.original or any(v < 1 or v > MAX_WIDTH for v in ports.values()):
+        if ports == self.original or any(
+            v < 1 or (v != self.original[k] and v > max(MAX_WIDTH, 2 * self.original[k]))
+            for k, v in ports.items()
+        ):  # widths that grew past all proportion (a loop bound taken for a width, say)
             return None
         changes = tuple(sorted((s, v) for s, v in values.items() if v != self.base[s]))
         text = ", ".join(f"{self._where(s)} {self.base[s]}->{v}" for s, v in changes)
