@@ -42,6 +42,7 @@ class _Walker:
         self.modules = record["modules"]
         self.feat: dict[str, Feature | None] = {}
         self.tuples: dict[str, list[Feature | None]] = {}  # modules returning (output, state)
+        self.attrs: dict[str, str] = {}  # get_attr node -> parameter path
         self.shape: dict[str, Any] = {}
         self.fresh_n = 0
 
@@ -97,6 +98,7 @@ class _Walker:
                 self.feat[node["name"]] = None
                 continue
             if op == "get_attr":  # a parameter or buffer (class token, position table):
+                self.attrs[node["name"]] = node["target"]
                 self.parameter(node)  # its size follows the code that made it
             elif op == "call_module":
                 self.module(node)
@@ -206,7 +208,15 @@ class _Walker:
         if name in _ELEMENTWISE and len(inputs) >= 2:
             self.elementwise(node, inputs)
             return
+        layer = self.weight_owner(node, name)
+        if layer is not None:  # F.conv2d(x, self.weight) inside a subclass of nn.Conv2d
+            self.module({**node, "target": layer, "args": node["args"][:1]})
+            return
         if name in ("cat", "concat", "concatenate") and self.concat(node):
+            return
+        if name == "stack" and self.stack(node):
+            return
+        if name == "getitem" and inputs and self.index(node, inputs, src):
             return
         if name == "flatten" and self.flatten(node, inputs, src):
             return
@@ -274,6 +284,53 @@ class _Walker:
         key = self.fresh(node["name"], node["shape"][axis], pin=False)
         self.c.derived.append((key, "sum", [f[0] for f in feats], 1, []))  # type: ignore[index]
         self.set_out(node, (key, axis))
+        return True
+
+    def weight_owner(self, node: dict[str, Any], name: str) -> str | None:
+        """The layer whose weight a functional conv/linear call uses, when it is a recorded one."""
+        if name not in ("conv1d", "conv2d", "conv3d", "linear") or len(node["args"]) < 2:
+            return None
+        weight = node["args"][1]
+        target = self.attrs.get(weight.get("n", "")) if isinstance(weight, dict) else None
+        if target and target.endswith(".weight") and target[: -len(".weight")] in self.modules:
+            return target[: -len(".weight")]
+        return None
+
+    def stack(self, node: dict[str, Any]) -> bool:
+        """``torch.stack(parts, dim)``: equal widths, the feature axis moves past the new one."""
+        args = node["args"]
+        parts = [a["n"] for a in args[0].get("l", []) if "n" in a] if args and isinstance(args[0], dict) else []
+        dim = args[1] if len(args) > 1 else node["kwargs"].get("dim", {"v": 0})
+        dim = dim.get("v", 0) if isinstance(dim, dict) else 0
+        feats = [self.feat.get(p) for p in parts]
+        if not parts or any(f is None for f in feats) or len({f[1] for f in feats}) != 1 or not isinstance(dim, int):  # type: ignore[index]
+            return False
+        dim %= len(node["shape"])
+        for f in feats[1:]:
+            self.c.union(f[0], feats[0][0])  # type: ignore[index]
+        axis = feats[0][1] + (1 if dim <= feats[0][1] else 0)  # type: ignore[index]
+        self.set_out(node, (feats[0][0], axis))  # type: ignore[index]
+        return True
+
+    def index(self, node: dict[str, Any], inputs: list[str], src: Feature | None) -> bool:
+        """``x[:, :, -1]``-style indexing: integers drop axes, full slices keep them."""
+        if src is None or len(node["args"]) < 2 or not isinstance(node["shape"], list):
+            return False
+        key = node["args"][1]
+        items = key.get("l", [key])
+        if any("r" in i or "n" in i or (i.get("v") is Ellipsis) for i in items) or len(items) > len(self.shape[inputs[0]]):
+            return False
+        out_axis = 0
+        for axis, item in enumerate(items):
+            if "v" in item and item["v"] is None:  # None inserts an axis
+                return False
+            if axis == src[1]:
+                if "s" not in item or self.shape[inputs[0]][axis] != node["shape"][out_axis]:
+                    return False
+                self.set_out(node, (src[0], out_axis))
+                return True
+            out_axis += 0 if "v" in item and isinstance(item["v"], int) else 1
+        self.set_out(node, (src[0], out_axis + src[1] - len(items)))
         return True
 
     def flatten(self, node: dict[str, Any], inputs: list[str], src: Feature | None) -> bool:

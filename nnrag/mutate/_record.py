@@ -35,6 +35,15 @@ PORTS: dict[str, tuple[str, ...]] = {
 }
 
 
+def layer_kind(module: Any) -> str:
+    """The torch.nn layer a module is (a ``CausalConv1d(nn.Conv1d)`` is a ``Conv1d``), else its
+    own class name; only torch.nn layers have known width attributes."""
+    for klass in type(module).__mro__:
+        if klass.__module__.startswith("torch.nn") and klass.__name__ in PORTS:
+            return klass.__name__
+    return type(module).__name__
+
+
 def _prm() -> dict[str, Any]:
     from nnrag.execute.spec import Hyperparameters
 
@@ -203,9 +212,8 @@ def record(payload: dict[str, Any]) -> dict[str, Any]:
             h.remove()
     modules: dict[str, Any] = {}
     for path, mod in model.named_modules():
-        kind = type(mod).__name__
-        ports = {a: p for a in PORTS.get(kind, ()) if (p := _port(getattr(mod, a, None))) is not None} \
-            if type(mod).__module__.startswith("torch.nn") else {}
+        kind = layer_kind(mod)
+        ports = {a: p for a in PORTS.get(kind, ()) if (p := _port(getattr(mod, a, None))) is not None}
         if kind in ("LSTM", "GRU", "RNN"):
             ports["bidirectional"] = {"value": int(bool(mod.bidirectional)), "expr": None}
         modules[path] = {
@@ -304,8 +312,8 @@ def check(payload: dict[str, Any]) -> dict[str, Any]:
         return result
     ports: dict[str, dict[str, int]] = {}
     for path, mod in model.named_modules():
-        if type(mod).__module__.startswith("torch.nn") and type(mod).__name__ in PORTS:
-            got = {a: p["value"] for a in PORTS[type(mod).__name__]
+        if layer_kind(mod) in PORTS:
+            got = {a: p["value"] for a in PORTS[layer_kind(mod)]
                    if (p := _port(getattr(mod, a, None))) is not None}
             ports[path] = got
     result.update(ok=True, params=sum(p.numel() for p in model.parameters()),

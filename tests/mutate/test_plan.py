@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from nnrag.mutate._analyse import analyse
 from nnrag.mutate._plan import Planner
-from nnrag.mutate._record import PORTS
+from nnrag.mutate._record import PORTS, layer_kind
 from nnrag.mutate._sites import collect_sites, rewrite_sites
 from tests.mutate import _models as M
 
@@ -60,7 +60,7 @@ def build(source: str, folder: Path) -> torch.nn.Module:
 def widths(model: torch.nn.Module) -> dict[str, int]:
     out = {}
     for path, mod in model.named_modules():
-        for attr in PORTS.get(type(mod).__name__, ()):
+        for attr in PORTS.get(layer_kind(mod), ()):
             value = getattr(mod, attr, None)
             if isinstance(value, tuple | list) and value:
                 value = value[-1]
@@ -158,6 +158,7 @@ PROPERTY_MODELS = {
     "literal": M.LITERAL, "loop": M.LOOP, "grouped": M.GROUPED, "residual": M.RESIDUAL,
     "flatten": M.FLATTEN, "attention": M.ATTENTION, "resnet8": (CORPUS / "resnet8.py").read_text(),
     "lenet5": (CORPUS / "lenet5.py").read_text(),
+    "fractalnet": (CORPUS / "fractalnet.py").read_text(),
 }
 
 
