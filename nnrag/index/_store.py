@@ -19,7 +19,7 @@ import sqlite_utils
 from nnrag.exceptions import IndexMissingError, SchemaVersionError, StoreError
 from nnrag.index._model import FileScan
 
-SCHEMA_VERSION = 3  # 2: block_info, block_fts, embeddings (search); 3: block_metrics
+SCHEMA_VERSION = 4  # 2: block_info, block_fts, embeddings (search); 3: block_metrics; 4: block_provenance
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -66,6 +66,8 @@ CREATE TABLE IF NOT EXISTS embeddings (
 CREATE TABLE IF NOT EXISTS block_metrics (
     qualname TEXT NOT NULL, dataset TEXT NOT NULL, metric TEXT NOT NULL, value REAL,
     run_id INTEGER, params INTEGER, recorded_at REAL, PRIMARY KEY (qualname, dataset, metric));
+CREATE TABLE IF NOT EXISTS block_provenance (
+    qualname TEXT PRIMARY KEY, source TEXT NOT NULL, detail TEXT NOT NULL, recorded_at REAL);
 """
 
 # Rungs of the validation ladder, in order; index = rung number.
@@ -273,6 +275,19 @@ class Store:
                 "INSERT OR REPLACE INTO block_validation(qualname, def_hash, closure_hash) VALUES (?,?,?)",
                 (qualname, def_hash, closure_hash),
             )
+
+    def record_provenance(self, qualname: str, source: str, detail: dict[str, Any]) -> None:
+        """How a written-back block was made (``source`` e.g. ``generate``): prompt, parents, LLM."""
+        with self.transaction():
+            self.conn.execute(
+                "INSERT OR REPLACE INTO block_provenance(qualname, source, detail, recorded_at)"
+                " VALUES (?,?,?,strftime('%s','now'))",
+                (qualname, source, json.dumps(detail, sort_keys=True)),
+            )
+
+    def provenance(self, qualname: str) -> dict[str, Any] | None:
+        rows = self.rows("SELECT source, detail FROM block_provenance WHERE qualname=?", (qualname,))
+        return {"source": rows[0]["source"], **json.loads(rows[0]["detail"])} if rows else None
 
     def cached_validation(self, closure_hash: str) -> dict[str, Any] | None:
         rows = self.rows("SELECT detail FROM validations WHERE closure_hash=?", (closure_hash,))
