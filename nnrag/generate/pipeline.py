@@ -13,7 +13,7 @@ Generated code never runs in this process.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -109,6 +109,9 @@ class Candidate:
     schema_valid: bool = False
     executable: bool = False
 
+    def add_notes(self, notes: Iterable[str]) -> None:
+        self.notes.extend(n for n in notes if n not in self.notes)
+
     def as_dict(self, full: bool = False) -> dict[str, Any]:
         data = asdict(self)
         if not full:
@@ -196,15 +199,16 @@ class Generator:
         return completion
 
     def _code_from(self, cand: Candidate, text: str, prefix: str) -> str | None:
+        fence = "```python\n" if self.backend.style == "completion" else ""  # the prompt opened it
         try:
-            code, notes = extract_code(text, prefix=prefix)
+            code, notes = extract_code(text, prefix=fence + prefix)
         except ParseError as exc:
             cand.error = str(exc)
             return None
-        cand.notes.extend(n for n in notes if not (prefix and "closing fence" in n))
+        cand.add_notes(n for n in notes if not (fence and "closing fence" in n))
         fixed, fixes = fix_code(code)
         if fixes:
-            cand.notes.extend(fixes)
+            cand.add_notes(fixes)
             self._autofixed.add(cand.index)
         return fixed
 
@@ -293,7 +297,7 @@ class Generator:
             cand.error = f"spec: {exc}"
             return None
         if notes:
-            cand.notes.extend(notes)
+            cand.add_notes(notes)
             self._autofixed.add(cand.index)
         self._specs[cand.index] = spec
         return spec

@@ -11,7 +11,12 @@ from typing import Any
 
 import pytest
 
-from nnrag.exceptions import BackendUnavailableError, ContextOverflowError, GenerateError, UnknownBackendError
+from nnrag.exceptions import (
+    BackendUnavailableError,
+    ContextOverflowError,
+    GenerateError,
+    UnknownBackendError,
+)
 from nnrag.generate import BackendConfig, Prompt, Sampling, make_backend
 
 pytest.importorskip("transformers")

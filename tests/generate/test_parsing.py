@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from nnrag.generate.parsing import ParseError, extract_code, extract_spec, fenced_blocks, parse_answer, salvage
+from nnrag.generate.parsing import (
+    ParseError,
+    extract_code,
+    extract_spec,
+    fenced_blocks,
+    parse_answer,
+    salvage,
+)
 
 NET = "class Net(nn.Module):\n    def forward(self, x):\n        return x\n"
 HELPER = "def helper():\n    return 1\n"

@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from nnrag.exceptions import BackendUnavailableError
-from nnrag.generate.backends.base import Backend, BackendConfig, Completion, Prompt, Sampling
+from nnrag.generate.backends.base import (
+    Backend,
+    BackendConfig,
+    Completion,
+    Prompt,
+    Sampling,
+    apply_stops,
+)
 
 
 class ReplayBackend(Backend):
@@ -44,7 +51,7 @@ class ReplayBackend(Backend):
 
     def generate(self, prompt: Prompt, sampling: Sampling,
                  schema: dict[str, Any] | None = None) -> Completion:
-        text = self.outputs[self.calls % len(self.outputs)]
+        text, _ = apply_stops(self.outputs[self.calls % len(self.outputs)], sampling.stop)  # as a server would
         self.calls += 1
         self.prompts.append(prompt)
         return Completion(text, self.count_tokens(prompt), len(text.split()), 0.0, sampling, self.name,
