@@ -210,3 +210,18 @@ def test_replay_backend(tmp_path: Path) -> None:
     assert [llm.generate(COMPLETION, Sampling()).text for _ in range(3)] == ["a", "b", "a"]
     with pytest.raises(BackendUnavailableError, match="cannot read recorded outputs"):
         make_backend(BackendConfig(backend="replay", model=str(tmp_path / "none.json")))
+
+
+def test_transformers_schema_constrained_decoding(tiny_model: Path) -> None:
+    """xgrammar makes even a random model write JSON of the spec schema (bounds included)."""
+    pytest.importorskip("xgrammar")
+    from nnrag.generate.fixes import build_spec, spec_schema
+
+    llm = make_backend(BackendConfig(model=str(tiny_model)))
+    assert llm.supports_schema
+    for seed in range(3):
+        answer = llm.generate(Prompt("completion", text="spec: "), Sampling(max_new_tokens=200, seed=seed, temperature=1.0),
+                              schema=spec_schema())
+        assert answer.constrained and answer.finish_reason == "stop"
+        data = json.loads(answer.text)
+        build_spec(data, code="class Net: pass", name="g", dataset="digits", epochs=1, seed=0)  # pydantic agrees

@@ -188,7 +188,7 @@ class TransformersBackend(Backend):
     def _schema_processor(self, schema: dict[str, Any]) -> Any:
         xgr = self._xgr
         info = xgr.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=self.model.config.get_text_config().vocab_size)
-        compiled = xgr.GrammarCompiler(info).compile_json_schema(json.dumps(schema))
+        compiled = xgr.GrammarCompiler(info).compile_json_schema(json.dumps(schema), any_whitespace=False)
         return xgr.contrib.hf.LogitsProcessor(compiled)
 
     def close(self) -> None:
