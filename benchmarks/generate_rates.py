@@ -56,6 +56,7 @@ def main() -> None:
     default_backend = "llama-cpp" if importlib.util.find_spec("llama_cpp") else "transformers"
     parser.add_argument("--backend", default=default_backend)
     parser.add_argument("--model", default=None, help="default: the embedded Gemma 3 270M")
+    parser.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (--backend openai)")
     parser.add_argument("--style", default="auto")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--threads", type=int, default=None)
@@ -82,7 +83,7 @@ def main() -> None:
     from nnrag.generate.references import corpus_references
 
     start = time.perf_counter()
-    llm = make_backend(BackendConfig(backend=args.backend, model=args.model, style=args.style, dtype=args.dtype,
+    llm = make_backend(BackendConfig(backend=args.backend, model=args.model, base_url=args.base_url, style=args.style, dtype=args.dtype,
                                      threads=args.threads, context=args.context))
     load_s = time.perf_counter() - start
     info = llm.describe()

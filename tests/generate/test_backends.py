@@ -28,8 +28,11 @@ CHAT = Prompt("chat", messages=({"role": "system", "content": "Write code."},
 
 def test_transformers_completion_style_is_seeded_and_recorded(tiny_model: Path) -> None:
     llm = make_backend(BackendConfig(model=str(tiny_model), threads=1))
+    import importlib.util
+
     assert llm.describe() == {"backend": "transformers", "model": str(tiny_model), "style": "completion",
-                              "context_length": 512, "constrained": False}
+                              "context_length": 512,
+                              "constrained": importlib.util.find_spec("xgrammar") is not None}
     sampling = Sampling(temperature=0.9, top_p=0.9, max_new_tokens=12, seed=7)
     a, b = llm.generate(COMPLETION, sampling), llm.generate(COMPLETION, sampling)
     assert a.text == b.text  # the same seed gives the same answer
