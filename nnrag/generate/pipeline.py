@@ -337,8 +337,7 @@ class Generator:
                            "traceback": (result.traceback or "")[-2500:]}
             c.executable = bool(c.probe.get("ok"))
             c.status = "executable" if c.executable else "not_executable"
-            if not c.executable:
-                c.error = c.probe.get("error")
+            c.error = None if c.executable else c.probe.get("error")  # a repaired model has no error left
             self.progress({"event": "probe", "index": c.index, "ok": c.executable, "error": c.error,
                            "repairs": c.repairs})
 

@@ -84,7 +84,7 @@ def test_pipeline_end_to_end_on_recorded_answers(replay: object, zoo_db_copy: Pa
     assert any("'learning_rate' renamed to 'lr'" in n for n in c0.notes)
     assert c0.spec is not None and c0.spec["hyperparameters"]["lr"] == 0.05
     # candidate 1: re-prompted for the missing Net, failed the probe, repaired with the traceback
-    assert c1.reprompts == 1 and c1.repairs == 1 and c1.status == "trained"
+    assert c1.reprompts == 1 and c1.repairs == 1 and c1.status == "trained" and c1.error is None
     repair_prompt = replay.prompts[5].messages[-1]["content"]  # type: ignore[attr-defined]
     assert "mat1 and mat2 shapes cannot be multiplied" in repair_prompt and "nn.Linear(10," in repair_prompt
     # candidate 2 is the same model as 0 under other names; candidate 3 had no code
