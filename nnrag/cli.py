@@ -334,7 +334,7 @@ def demo(home: Path | None, workers: int, epochs: int) -> None:
 
 
 # Importing these modules registers their commands on ``main``.
-from nnrag import _cli_mutate, _cli_search, _cli_train  # noqa: E402, F401
+from nnrag import _cli_generate, _cli_mutate, _cli_search, _cli_train  # noqa: E402, F401
 
 if __name__ == "__main__":  # pragma: no cover
     # ``python -m nnrag.cli``: run the imported module's group, which has every command.

@@ -58,3 +58,19 @@ class SandboxError(NnragError):
 
 class OptionalDependencyError(NnragError):
     """An optional dependency is needed; the message names the extra to install."""
+
+
+class GenerateError(NnragError):
+    """LLM generation cannot start or continue (the message says what to change)."""
+
+
+class UnknownBackendError(GenerateError):
+    """The backend name is not one of the registered backends."""
+
+
+class BackendUnavailableError(GenerateError):
+    """The backend exists but cannot be used here: endpoint unreachable, model path missing."""
+
+
+class ContextOverflowError(GenerateError):
+    """The prompt's fixed part (task, contract, format) does not fit the model's context."""

@@ -1,0 +1,326 @@
+"""Auto-fixes, structural checks and block splicing for generated model code and specs.
+
+Minor, mechanical problems are fixed and noted (a missing ``import torch``, a missing
+``supported_hyperparameters``, a learning rate outside its bounds). Structural problems
+(no ``class Net``, a constructor that does not take the contract's arguments) are returned
+as a diagnostic for one re-prompt. Nothing here executes the code: it is only parsed.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import importlib.util
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import annotated_types
+from pydantic import BaseModel, ConfigDict
+
+from nnrag.execute.contract import ContractError, check_source
+from nnrag.execute.spec import Hyperparameters, SpecError, TrainSpec, parse_spec
+
+# -- the spec the LLM writes ----------------------------------------------------------
+
+ALIASES = {"learning_rate": "lr", "learningrate": "lr", "learning rate": "lr", "bs": "batch_size",
+           "batchsize": "batch_size", "batch size": "batch_size", "wd": "weight_decay",
+           "weightdecay": "weight_decay", "optim": "optimizer", "opt": "optimizer",
+           "lr_scheduler": "scheduler", "drop_rate": "dropout", "dropout_rate": "dropout"}
+HP_FIELDS = tuple(k for k in Hyperparameters.model_fields if k != "extra")
+TRANSFORMS = ("none", "standardize", "flip")
+
+
+class SpecProposal(BaseModel):
+    """What the LLM proposes: hyperparameters and an input transform (the task fixes the rest)."""
+
+    model_config = ConfigDict(extra="forbid")
+    hyperparameters: dict[str, Any]
+    transform: str = "none"
+
+
+def spec_schema() -> dict[str, Any]:
+    """JSON schema for constrained decoding of the spec (bounds included where honoured)."""
+    props: dict[str, Any] = {}
+    for name in HP_FIELDS:
+        info = Hyperparameters.model_fields[name]
+        ann = info.annotation
+        if name in ("optimizer", "scheduler"):
+            props[name] = {"type": "string", "enum": list(getattr(ann, "__args__", ()))}
+            continue
+        prop: dict[str, Any] = {"type": "integer" if ann is int else "number"}
+        for m in info.metadata:
+            if isinstance(m, annotated_types.Ge):
+                prop["minimum"] = m.ge
+            elif isinstance(m, annotated_types.Gt):
+                prop["exclusiveMinimum"] = m.gt
+            elif isinstance(m, annotated_types.Le):
+                prop["maximum"] = m.le
+            elif isinstance(m, annotated_types.Lt):
+                prop["exclusiveMaximum"] = m.lt
+        props[name] = prop
+    return {"type": "object", "additionalProperties": False, "required": ["hyperparameters"],
+            "properties": {"hyperparameters": {"type": "object", "properties": props,
+                                               "required": ["lr", "batch_size", "optimizer"],
+                                               "additionalProperties": False},
+                           "transform": {"type": "string", "enum": list(TRANSFORMS)}}}
+
+
+def _bounds(name: str) -> tuple[float | None, bool, float | None, bool]:
+    """``(low, low_inclusive, high, high_inclusive)`` of a hyperparameter field."""
+    low = high = None
+    low_inc = high_inc = True
+    for m in Hyperparameters.model_fields[name].metadata:
+        if isinstance(m, annotated_types.Ge):
+            low = m.ge
+        elif isinstance(m, annotated_types.Gt):
+            low, low_inc = m.gt, False
+        elif isinstance(m, annotated_types.Le):
+            high = m.le
+        elif isinstance(m, annotated_types.Lt):
+            high, high_inc = m.lt, False
+    return low, low_inc, high, high_inc
+
+
+def clip_value(name: str, value: Any) -> tuple[Any, str | None]:
+    """A numeric hyperparameter inside its bounds, with a note when it had to move."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        try:
+            value = float(value) if name != "batch_size" else int(float(value))
+        except (TypeError, ValueError):
+            return value, None  # not a number: left for pydantic to reject with its message
+    low, low_inc, high, high_inc = _bounds(name)
+    is_int = Hyperparameters.model_fields[name].annotation is int
+    new = value
+    if low is not None and (value < low or (value == low and not low_inc)):
+        new = low if low_inc else (low + 1 if is_int else (low + 1e-4 if low == 0 else low * 1.01))
+    if high is not None and (value > high or (value == high and not high_inc)):
+        new = high if high_inc else (high - 1 if is_int else high - 0.01 * (high - (low or 0)))
+    if is_int:
+        new = int(new)
+    if new != value:
+        return new, f"{name} {value} out of range: clipped to {new}"
+    return new, None
+
+
+def build_spec(data: dict[str, Any] | None, *, code: str, name: str, dataset: str, epochs: int,
+               seed: int, wall_s: float = 300.0, limit: int | None = None,
+               supported: set[str] | None = None) -> tuple[TrainSpec, list[str]]:
+    """The LLM's spec as a validated :class:`TrainSpec` for the task, plus fix notes.
+
+    The task (dataset, epochs, seed) overrides what the model wrote; aliases are renamed,
+    numbers clipped into range, model-specific names the code supports passed through.
+    Raises :class:`SpecError` when something cannot be fixed (a non-numeric ``lr``).
+    """
+    if data is None:
+        raise SpecError("no spec")
+    notes: list[str] = []
+    data = dict(data)
+    hp = data.pop("hyperparameters", None)
+    if hp is None:  # a flat mapping of hyperparameters
+        hp = {k: data.pop(k) for k in list(data) if k not in ("model", "dataset", "transform", "budget",
+                                                              "epochs", "metric", "seed")}
+    if not isinstance(hp, dict):
+        raise SpecError(f"hyperparameters must be a mapping, got {type(hp).__name__}")
+    for key in ("model", "dataset", "budget", "epochs", "metric", "seed"):
+        if key in data:
+            data.pop(key)
+            notes.append(f"spec field {key!r} ignored: the task decides it")
+    transform = data.pop("transform", "none")
+    if transform not in TRANSFORMS:
+        notes.append(f"unknown transform {transform!r} dropped")
+        transform = "none"
+    if data:
+        raise SpecError(f"unknown spec fields: {', '.join(map(str, data))}")
+    clean: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for raw_key, value in hp.items():
+        key = ALIASES.get(str(raw_key).lower().strip(), str(raw_key).lower().strip())
+        if key != raw_key:
+            notes.append(f"{raw_key!r} renamed to {key!r}")
+        if key in ("optimizer", "scheduler") and isinstance(value, str):
+            value = value.lower().strip()
+            if key == "scheduler" and value in ("", "null", "constant"):
+                value = "none"
+        elif key in HP_FIELDS and key not in ("optimizer", "scheduler"):
+            value, note = clip_value(key, value)
+            if note:
+                notes.append(note)
+        if key in HP_FIELDS:
+            clean[key] = value
+        elif key == "extra" and isinstance(value, dict):
+            extra.update(value)
+        elif supported and key in supported and isinstance(value, int | float | str | bool):
+            extra[key] = value
+        else:
+            notes.append(f"hyperparameter {raw_key!r} dropped: the model does not declare it")
+    if extra:
+        clean["extra"] = extra
+    spec = parse_spec({"model": {"code": code, "name": name}, "dataset": dataset, "transform": transform,
+                       "hyperparameters": clean, "seed": seed, "limit": limit,
+                       "budget": {"epochs": epochs, "wall_s": wall_s}}, "generated spec")
+    return spec, notes
+
+
+# -- code ---------------------------------------------------------------------------
+
+_AUTO_IMPORTS = {"torch": "import torch", "nn": "from torch import nn",
+                 "F": "import torch.nn.functional as F", "math": "import math",
+                 "np": "import numpy as np", "Iterable": "from collections.abc import Iterable"}
+_BUILTINS = set(dir(builtins))
+
+
+def _bound_and_used(tree: ast.Module) -> tuple[set[str], set[str]]:
+    bound: set[str] = set()
+    used: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            for a in node.names:
+                bound.add((a.asname or a.name).split(".")[0])
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            bound.add(node.name)
+            if not isinstance(node, ast.ClassDef):
+                args = node.args
+                for a in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg):
+                    if a is not None:
+                        bound.add(a.arg)
+        elif isinstance(node, ast.Name):
+            (bound if isinstance(node.ctx, ast.Store | ast.Del) else used).add(node.id)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+        elif isinstance(node, ast.alias):
+            pass
+    return bound, used
+
+
+def unbound_names(code: str) -> set[str]:
+    """Names the module reads but never binds (nor are builtins): candidates for splicing."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return set()
+    bound, used = _bound_and_used(tree)
+    return used - bound - _BUILTINS
+
+
+def fix_code(code: str) -> tuple[str, list[str]]:
+    """Add the imports the code uses but forgot, and ``supported_hyperparameters``."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return code, []
+    notes: list[str] = []
+    bound, used = _bound_and_used(tree)
+    missing = [name for name in _AUTO_IMPORTS if name in used and name not in bound]
+    if "nn" in missing and "torch" not in missing and "torch" not in bound:
+        missing.insert(0, "torch")
+    if missing:
+        lines = [_AUTO_IMPORTS[n] for n in dict.fromkeys(missing)]
+        code = _insert_after_future("\n".join(lines) + "\n", code)
+        notes.append("added missing " + ", ".join(f"`{line}`" for line in lines))
+    if "supported_hyperparameters" not in {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}:
+        keys = sorted(set(re.findall(r"prm\[\s*['\"](\w+)['\"]\s*\]", code)) | {"lr", "momentum"})
+        code = code.rstrip("\n") + ("\n\n\ndef supported_hyperparameters():\n    return {"
+                                      + ", ".join(repr(k) for k in keys) + "}\n")
+        notes.append("added missing supported_hyperparameters()")
+    return code, notes
+
+
+def _insert_after_future(text: str, code: str) -> str:
+    lines = code.splitlines(keepends=True)
+    at = 0
+    for i, line in enumerate(lines):
+        if line.startswith("from __future__"):
+            at = i + 1
+    return "".join(lines[:at]) + text + "".join(lines[at:])
+
+
+def structural_problem(code: str) -> str | None:
+    """Why the code cannot follow the contract (for a re-prompt), or None."""
+    try:
+        check_source(code)
+    except ContractError as exc:
+        return str(exc)
+    tree = ast.parse(code)
+    net = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Net")
+    if not net.bases:
+        return "class Net must subclass nn.Module"
+    methods = {n.name: n for n in net.body if isinstance(n, ast.FunctionDef)}
+    init = methods.get("__init__")
+    if init is None:
+        return "class Net has no __init__(self, in_shape, out_shape, prm, device)"
+    positional = [a.arg for a in (*init.args.posonlyargs, *init.args.args)]
+    if len(positional) < 5 and init.args.vararg is None:
+        return (f"Net.__init__ takes ({', '.join(positional)}); the contract calls "
+                "Net(in_shape, out_shape, prm, device)")
+    if "forward" not in methods and all(isinstance(b, ast.Attribute) and b.attr == "Module" or
+                                        isinstance(b, ast.Name) and b.id == "Module" for b in net.bases):
+        return "class Net defines no forward(self, x)"
+    return None
+
+
+def supported_names(code: str) -> set[str]:
+    """The literal names ``supported_hyperparameters()`` returns (read, never run)."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == "supported_hyperparameters":
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.Return) and isinstance(sub.value, ast.Set | ast.List | ast.Tuple):
+                    return {e.value for e in sub.value.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)}
+    return set()
+
+
+# -- splicing retrieved blocks ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class Splice:
+    name: str
+    qualname: str
+    code: str
+
+
+def _importable(module: str) -> bool:
+    top = module.split(".")[0]
+    try:
+        return importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def splice_blocks(code: str, blocks: dict[str, Splice]) -> tuple[str, list[str]]:
+    """Prepend the scope-closed code of retrieved blocks the model uses by name.
+
+    ``blocks`` maps a block's simple name to its emitted module. Imports of those names
+    from packages that are not installed (the model copied the index's module path) are
+    removed first. Returns ``(code, spliced qualnames)``.
+    """
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return code, []
+    drop: list[tuple[int, int]] = []
+    for node in tree.body:
+        if (isinstance(node, ast.ImportFrom) and node.module and not _importable(node.module)
+                and all(a.name in blocks for a in node.names)):
+            drop.append((node.lineno, node.end_lineno or node.lineno))
+    if drop:
+        lines = code.splitlines(keepends=True)
+        for start, end in sorted(drop, reverse=True):
+            del lines[start - 1:end]
+        code = "".join(lines)
+    wanted = sorted(n for n in unbound_names(code) if n in blocks)
+    if not wanted:
+        return code, []
+    parts = [blocks[n].code.strip("\n") for n in wanted]
+    futures = sorted({line for part in [*parts, code] for line in part.splitlines()
+                      if line.startswith("from __future__")})
+    body = "\n\n\n".join(
+        "\n".join(line for line in part.splitlines() if not line.startswith("from __future__"))
+        for part in [*parts, code])
+    merged = ("\n".join(futures) + "\n\n" if futures else "") + body.strip("\n") + "\n"
+    return merged, [blocks[n].qualname for n in wanted]

@@ -1,0 +1,151 @@
+"""Auto-fixes, spec validation with clipping, structural checks, and splicing of indexed blocks."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+from nnrag.execute.spec import SpecError
+from nnrag.generate.fixes import (
+    Splice,
+    build_spec,
+    clip_value,
+    fix_code,
+    spec_schema,
+    splice_blocks,
+    structural_problem,
+    supported_names,
+)
+
+GOOD = """import torch
+from torch import nn
+
+
+def supported_hyperparameters():
+    return {"lr", "momentum"}
+
+
+class Net(nn.Module):
+    def __init__(self, in_shape, out_shape, prm, device):
+        super().__init__()
+        self.fc = nn.Linear(in_shape[1] * in_shape[2] * in_shape[3], out_shape[0])
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+"""
+
+
+def test_fix_code_adds_missing_imports_and_supported_hyperparameters() -> None:
+    code = "class Net(nn.Module):\n    def forward(self, x):\n        return F.relu(torch.flatten(x, 1)) * prm['alpha']\n"
+    fixed, notes = fix_code(code)
+    tree = ast.parse(fixed)
+    assert "import torch" in fixed and "from torch import nn" in fixed and "import torch.nn.functional as F" in fixed
+    assert supported_names(fixed) == {"alpha", "lr", "momentum"}
+    assert any("added missing `import torch`" in n for n in notes)
+    assert any("supported_hyperparameters" in n for n in notes)
+    assert isinstance(tree.body[0], ast.Import)
+
+
+def test_fix_code_is_deterministic_and_leaves_good_code_alone() -> None:
+    assert fix_code(GOOD) == (GOOD, [])
+    bad = "class Net(nn.Module):\n    pass\n"
+    assert fix_code(bad) == fix_code(bad)  # same text every time: dedup hashes depend on it
+
+
+def test_fix_code_keeps_future_imports_first() -> None:
+    fixed, _ = fix_code("from __future__ import annotations\nx = torch.zeros(1)\n")
+    assert fixed.splitlines()[0] == "from __future__ import annotations"
+    ast.parse(fixed)
+
+
+@pytest.mark.parametrize(("code", "problem"), [
+    ("x = 1\n", "defines no top-level 'Net'"),
+    ("class Net(:\n", "does not parse"),
+    ("class Net:\n    def __init__(self, a, b, c, d): pass\n", "must subclass nn.Module"),
+    ("class Net(nn.Module):\n    def forward(self, x): return x\n", "has no __init__"),
+    ("class Net(nn.Module):\n    def __init__(self, num_classes): pass\n    def forward(self, x): return x\n",
+     "the contract calls Net(in_shape, out_shape, prm, device)"),
+    ("class Net(nn.Module):\n    def __init__(self, a, b, c, d): pass\n", "defines no forward"),
+])
+def test_structural_problems_are_diagnosed(code: str, problem: str) -> None:
+    assert problem in (structural_problem(code) or "")
+
+
+def test_structural_check_accepts_the_contract() -> None:
+    assert structural_problem(GOOD) is None
+    assert structural_problem("class Net(Base):\n    def __init__(self, *args): pass\n") is None
+
+
+@pytest.mark.parametrize(("name", "value", "expected", "clipped"), [
+    ("lr", 0.05, 0.05, False), ("lr", 0, 0.0001, True), ("lr", -3, 0.0001, True), ("lr", 50, 10, True),
+    ("momentum", 1.0, 0.99, True), ("momentum", 0.5, 0.5, False), ("batch_size", 0, 1, True),
+    ("batch_size", "32", 32, False), ("dropout", 1.2, 0.99, True), ("weight_decay", -1, 0, True),
+])
+def test_clip_value(name: str, value: object, expected: float, clipped: bool) -> None:
+    got, note = clip_value(name, value)
+    assert got == pytest.approx(expected)
+    assert (note is not None) == clipped
+
+
+def test_build_spec_fixes_aliases_clips_and_overrides_the_task() -> None:
+    data = {"hyperparameters": {"learning_rate": 20, "batch_size": "16", "optimizer": "Adam", "alpha": 3,
+                                "unknown": 1},
+            "dataset": "mnist", "epochs": 9}
+    spec, notes = build_spec(data, code=GOOD, name="g", dataset="digits", epochs=1, seed=3,
+                             supported={"alpha", "lr"})
+    hp = spec.hyperparameters
+    assert (hp.lr, hp.batch_size, hp.optimizer, hp.extra) == (10, 16, "adam", {"alpha": 3})
+    assert spec.dataset == "digits" and spec.budget.epochs == 1 and spec.seed == 3
+    joined = "\n".join(notes)
+    for fragment in ("'learning_rate' renamed to 'lr'", "lr 20 out of range: clipped to 10",
+                     "'dataset' ignored", "'epochs' ignored", "'unknown' dropped"):
+        assert fragment in joined
+
+
+def test_build_spec_accepts_a_flat_mapping() -> None:
+    spec, _ = build_spec({"lr": 0.1, "momentum": 0.8}, code=GOOD, name="g", dataset="digits", epochs=2, seed=0)
+    assert (spec.hyperparameters.lr, spec.hyperparameters.momentum, spec.budget.epochs) == (0.1, 0.8, 2)
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"hyperparameters": {"lr": "fast"}}, "hyperparameters.lr"),
+    ({"hyperparameters": {"lr": 0.1, "optimizer": "lion"}}, "hyperparameters.optimizer"),
+    ({"hyperparameters": [1, 2]}, "must be a mapping"),
+    ({"hyperparameters": {"lr": 0.1}, "colour": "red"}, "unknown spec fields: colour"),
+    (None, "no spec"),
+])
+def test_build_spec_rejects_what_cannot_be_fixed(data: object, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        build_spec(data, code=GOOD, name="g", dataset="digits", epochs=1, seed=0)  # type: ignore[arg-type]
+
+
+def test_spec_schema_is_json_schema_with_bounds() -> None:
+    schema = spec_schema()
+    json.dumps(schema)
+    hp = schema["properties"]["hyperparameters"]
+    assert hp["additionalProperties"] is False
+    assert hp["properties"]["lr"] == {"type": "number", "exclusiveMinimum": 0, "maximum": 10}
+    assert hp["properties"]["optimizer"]["enum"] == ["sgd", "adam", "adamw"]
+    assert hp["properties"]["batch_size"]["type"] == "integer"
+
+
+def test_splice_prepends_scope_closed_blocks_used_by_name(zoo_db: Path) -> None:
+    from nnrag.index import Store
+    from nnrag.rag import extract
+
+    with Store(zoo_db, create=False) as store:
+        emitted = extract(store, "zoo.layers.conv.SqueezeExcite")
+    blocks = {"SqueezeExcite": Splice("SqueezeExcite", emitted.qualname, emitted.code)}
+    code = ("from zoo.layers.conv import SqueezeExcite\n" + GOOD.replace(
+        "self.fc = nn.Linear", "self.se = SqueezeExcite(in_shape[1])\n        self.fc = nn.Linear"))
+    spliced, names = splice_blocks(code, blocks)
+    assert names == ["zoo.layers.conv.SqueezeExcite"]
+    assert "from zoo.layers.conv import" not in spliced  # the hallucinated import is gone
+    tree = ast.parse(spliced)
+    defined = [n.name for n in tree.body if isinstance(n, ast.ClassDef | ast.FunctionDef)]
+    assert defined.index("SqueezeExcite") < defined.index("Net")
+    assert "make_divisible" in defined  # the block's own dependency came with it
+    assert splice_blocks(GOOD, blocks) == (GOOD, [])  # not used: nothing spliced
