@@ -21,6 +21,7 @@ import numpy as np
 from nnrag.exceptions import NnragError, OptionalDependencyError
 from nnrag.index._catalog import ensure_catalog
 from nnrag.index._categories import CATEGORIES
+from nnrag.index._concepts import ConceptMatcher
 from nnrag.index._embed import Embedder, dense_available, get_embedder, model_name
 from nnrag.index._lexical import LexicalIndex
 from nnrag.index._store import RUNGS, Store
@@ -102,6 +103,7 @@ class Searcher:
         self.model_name = embedder.name if embedder is not None else model_name(model)
         self._vectors: VectorIndex | None = None
         self._bm25: LexicalIndex | None = None
+        self._concepts: ConceptMatcher | None = None
         self.meta = self._load_meta()
 
     # -- facts per block
@@ -196,12 +198,20 @@ class Searcher:
         if not query.strip() or not re.search(r"\w", query):
             raise QueryError("empty query: give words to search for, or --code FILE")
         mode = self._usable_mode(mode)
+        if code is None:  # a description: name the block family it describes, if one fits
+            concept = self.concepts().best(_fts_terms(query))
+            query = f"{query} ({concept.concept})" if concept else query
         lists: dict[str, list[tuple[int, float]]] = {}
         if mode in ("lexical", "hybrid"):  # a few ms in memory: no thread for the embedding
             lists["lexical"] = self.lexical(query, filters)
         if mode != "lexical":
             lists["dense"] = self.dense_vector(self.embedder.embed([query])[0], filters)
         return self._rank(lists, k, collapse)
+
+    def concepts(self) -> ConceptMatcher:
+        if self._concepts is None:
+            self._concepts = ConceptMatcher()
+        return self._concepts
 
     def similar(self, definition_id: int, *, mode: str = "hybrid", k: int = 10,
                 filters: Filters = Filters(), collapse: bool = False) -> list[Hit]:

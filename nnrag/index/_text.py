@@ -113,7 +113,14 @@ def block_text(row: Mapping[str, Any]) -> BlockText:
     if layers:
         head.append(f"uses: {layers}")
     embed = ". ".join(head) + "\n" + source[:EMBED_CODE_CHARS]
-    return BlockText(name_words, path_words, doc, idents, embed)
+    about = concept_text(name)  # what papers call this family (BM25 only: vectors unchanged)
+    return BlockText(name_words, path_words, f"{doc} {about}".strip(), idents, embed)
+
+
+def concept_text(name: str) -> str:
+    from nnrag.index._concepts import concept_text as text  # the glossary imports this module
+
+    return text(name)
 
 
 def query_text(code: str) -> str:
