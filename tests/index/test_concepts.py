@@ -18,7 +18,7 @@ from nnrag.index._concepts import (
 )
 from nnrag.index._embed import HashingEmbedder
 from nnrag.index._search import Searcher, _fts_terms
-from nnrag.index._text import block_text, query_text
+from nnrag.index._text import block_text, query_text, spelled_out
 from nnrag.index._vectors import embed_blocks
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "search_tree"
@@ -125,3 +125,10 @@ def test_the_dense_query_gets_the_family_name(store: Store) -> None:
     code = "class SEModule:\n    def forward(self, x):\n        return x.sigmoid()\n"
     searcher.search(code=code, mode="dense", k=3)
     assert emb.seen[-1] == query_text(code)  # code queries are left alone
+
+
+def test_abbreviated_names_are_spelled_out_for_bm25() -> None:
+    row = {"name": "ClassAttn", "qualname": "pkg.ClassAttn", "docstring": "",
+           "source": "class ClassAttn(nn.Module):\n    def forward(self, x):\n        return x\n"}
+    assert block_text(row).name_words.split() == ["classattn", "class", "attn", "attention"]
+    assert spelled_out(["dw", "conv", "block"]) == ["dw", "depthwise", "conv", "convolution", "block"]
