@@ -80,12 +80,25 @@ def concepts() -> tuple[Concept, ...]:
     return parse_concepts(resources.files("nnrag.index").joinpath("concepts.yaml").read_text("utf-8"))
 
 
+@lru_cache(maxsize=8)
+def _by_last_word(glossary: tuple[Concept, ...]) -> dict[str, list[int]]:
+    """Concepts by the last word of each of their patterns: a name is checked against a few."""
+    index: dict[str, list[int]] = {}
+    for i, c in enumerate(glossary):
+        for _, pattern in c.names:
+            index.setdefault(pattern[-1], []).append(i)
+    return index
+
+
 def matching_concepts(name: str, glossary: tuple[Concept, ...] | None = None) -> list[Concept]:
     """The families a class name belongs to, most specific (longest pattern) first."""
+    glossary = glossary if glossary is not None else concepts()
     words = split_identifier(name)
-    scored = [(c.matches(words), i, c) for i, c in enumerate(glossary or concepts())]
+    index = _by_last_word(glossary)
+    candidates = sorted({i for e in _endings(words) for i in index.get(e[-1], ())} if words else ())
+    scored = [(glossary[i].matches(words), i) for i in candidates]
     hits = sorted((s for s in scored if s[0] > 0), key=lambda s: (-s[0], s[1]))
-    return [c for _, _, c in hits[:MAX_CONCEPTS]]
+    return [glossary[i] for _, i in hits[:MAX_CONCEPTS]]
 
 
 def concept_text(name: str) -> str:
