@@ -146,7 +146,6 @@ class VectorIndex:
                 self.index = faiss.read_index(str(self.path))
                 if self.index.ntotal == state["count"]:
                     self.count = state["count"]
-                    _one_thread(faiss)
                     return self
                 logger.warning("FAISS index %s has %d vectors, expected %d: rebuilding",
                                self.path, self.index.ntotal, state["count"])
@@ -155,7 +154,6 @@ class VectorIndex:
         except (OSError, ValueError, RuntimeError):
             logger.info("no usable FAISS index at %s: building it", self.path)
         self.build(state)
-        _one_thread(faiss)
         return self
 
     def build(self, state: dict[str, Any] | None = None) -> None:
@@ -183,14 +181,17 @@ class VectorIndex:
         if self.index is None or self.count == 0:
             return []
         k = min(k, self.count)
-        scores, ids = self.index.search(vector.reshape(1, -1).astype(np.float32), k)
+        faiss = optional_import("faiss", "search")
+        threads = faiss.omp_get_max_threads()
+        # One query scans 10,000 vectors in about a millisecond on one core; waking OpenMP
+        # threads costs more. The setting is shared with torch (the same OpenMP runtime
+        # variable), so it is put back at once: the query embedding keeps its threads.
+        faiss.omp_set_num_threads(1)
+        try:
+            scores, ids = self.index.search(vector.reshape(1, -1).astype(np.float32), k)
+        finally:
+            faiss.omp_set_num_threads(threads)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
-
-
-def _one_thread(faiss: Any) -> None:
-    """One query against 10,000-100,000 vectors takes about a millisecond on one core; OpenMP
-    threads cost more than that to wake, and compete with the query's own embedding."""
-    faiss.omp_set_num_threads(1)
 
 
 def _atomic(path: Path, write: Callable[[str], object]) -> None:

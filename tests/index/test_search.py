@@ -255,3 +255,11 @@ def test_large_collections_use_hnsw(store: Store, monkeypatch: pytest.MonkeyPatc
     assert "HNSW" in index.manifest_path.read_text()
     hits = Searcher(store, embedder=EMB).search("generalised mean pooling", mode="dense", k=1)
     assert hits[0].name == "GeMPool"
+
+
+def test_vector_search_leaves_torch_threads_alone(store: Store) -> None:
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    index = VectorIndex(store, EMB.name).load()
+    assert index.search(EMB.embed(["squeeze excitation"])[0], 3)
+    assert torch.get_num_threads() == before  # faiss and torch share OpenMP's thread setting
