@@ -99,10 +99,17 @@ class SentenceTransformerEmbedder(Embedder):
 
         features = self.model.tokenizer([text], return_tensors="pt", truncation=True,
                                         max_length=self.model.max_seq_length)
-        with torch.inference_mode():
-            tokens = self.model[0].auto_model(**features).last_hidden_state
-            mask = features["attention_mask"].unsqueeze(-1).to(tokens.dtype)
-            pooled = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        # One short text is too small to split across threads: on shared cores the second
+        # thread mostly waits to be scheduled. One thread for this call, then put back.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with torch.inference_mode():
+                tokens = self.model[0].auto_model(**features).last_hidden_state
+                mask = features["attention_mask"].unsqueeze(-1).to(tokens.dtype)
+                pooled = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        finally:
+            torch.set_num_threads(threads)
         return _normalise(pooled.float().numpy())
 
     def _check_direct(self) -> bool:

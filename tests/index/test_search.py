@@ -202,6 +202,11 @@ def test_packaged_minilm_ranks_the_known_block_first(store: Store) -> None:
 
     minilm = get_embedder("minilm")
     assert minilm._direct  # one query skips encode()'s batching, with equal vectors
+    import torch
+
+    threads = torch.get_num_threads()
+    minilm.embed(["one query"])
+    assert torch.get_num_threads() == threads  # one thread for the call only
     embed_blocks(store, minilm)
     hits = Searcher(store, embedder=minilm).search(
         "channel attention that rescales feature maps after global pooling", mode="dense", k=3
