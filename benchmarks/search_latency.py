@@ -44,21 +44,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--init-files", default="none")
     ap.add_argument("--json")
+    ap.add_argument("--no-index", action="store_true",
+                    help="time --db as it is (no re-index; the no-op figure is then a catalog check)")
     args = ap.parse_args(argv)
 
     from nnrag.index import Store, index_package
+    from nnrag.index._catalog import sync_catalog
     from nnrag.index._embed import get_embedder
     from nnrag.index._search import Searcher
     from nnrag.index._vectors import embed_blocks
 
     store = Store(args.db)
-    roots = obtain_sources(args, PACKAGES)
-    for extra in args.extra:
+    roots = {} if args.no_index else obtain_sources(args, PACKAGES)
+    for extra in [] if args.no_index else args.extra:
         path = Path(extra).resolve()
         roots[path.name] = path
-    index_all(store, roots, jobs=2)
-    if not args.no_torch:
-        index_package(store, "torch", jobs=2)
+
+    def reindex() -> None:
+        if args.no_index:
+            sync_catalog(store)
+            return
+        index_all(store, roots, jobs=2)
+        if not args.no_torch:
+            index_package(store, "torch", jobs=2)
+
+    reindex()
     blocks = store.conn.execute("SELECT count(*) FROM definitions WHERE is_block=1").fetchone()[0]
     log(f"[index] {blocks} blocks in total")
 
@@ -69,9 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"[embed] {report.embedded} new in {report.seconds:.0f}s ({report.per_second:.1f}/s)")
 
     t0 = time.perf_counter()
-    index_all(store, roots, jobs=2)
-    if not args.no_torch:
-        index_package(store, "torch", jobs=2)
+    reindex()
     noop_s = time.perf_counter() - t0
 
     queries = [q["query"] for q in json.loads(Path(args.queries).read_text())["queries"]]

@@ -38,8 +38,8 @@ def prepare(args: argparse.Namespace, packages: list[str]) -> Any:
     from nnrag.index._vectors import embed_blocks
 
     store = Store(args.db)
-    roots = obtain_sources(args, packages)
-    index_all(store, roots, jobs=2)
+    if not args.no_index:
+        index_all(store, obtain_sources(args, packages), jobs=2)
     sync_catalog(store)
     embedder = get_embedder(args.model)
     last = [time.perf_counter()]
@@ -88,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--modes", default="lexical,dense,hybrid")
     ap.add_argument("--init-files", default="none")
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--no-index", action="store_true",
+                    help="search --db as it is (no re-index of the sources; the catalog and "
+                         "missing vectors are still brought up to date)")
     args = ap.parse_args(argv)
     queries = json.loads(Path(args.queries).read_text())["queries"]
     store, embedder, report = prepare(args, PACKAGES)

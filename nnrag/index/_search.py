@@ -1,8 +1,9 @@
 """Query the block index: BM25 (FTS5), dense (FAISS), and their reciprocal-rank fusion.
 
 A :class:`Searcher` loads the per-block facts it filters and prints (category, rung,
-parameter count, fingerprint) once, so a warm process answers a query with one FTS5
-statement, one embedding and one FAISS search. Filters apply before fusion, so ranks are
+parameter count, fingerprint) and the BM25 postings (:mod:`nnrag.index._lexical`) once, so
+a warm process answers a query with a few numpy operations, one embedding and one FAISS
+search. Filters apply before fusion, so ranks are
 ranks among the blocks the user can see. Duplicates (same structural fingerprint) can be
 collapsed into the best-ranked copy.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 import importlib.util
 import re
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -21,7 +21,9 @@ import numpy as np
 from nnrag.exceptions import NnragError, OptionalDependencyError
 from nnrag.index._catalog import ensure_catalog
 from nnrag.index._categories import CATEGORIES
+from nnrag.index._concepts import ConceptMatcher
 from nnrag.index._embed import Embedder, dense_available, get_embedder, model_name
+from nnrag.index._lexical import LexicalIndex
 from nnrag.index._store import RUNGS, Store
 from nnrag.index._text import query_text, split_identifier, words_of
 from nnrag.index._vectors import VectorIndex, vector_for
@@ -100,7 +102,8 @@ class Searcher:
         self._model = model
         self.model_name = embedder.name if embedder is not None else model_name(model)
         self._vectors: VectorIndex | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._bm25: LexicalIndex | None = None
+        self._concepts: ConceptMatcher | None = None
         self.meta = self._load_meta()
 
     # -- facts per block
@@ -139,14 +142,17 @@ class Searcher:
         terms = _fts_terms(text)
         if not terms:
             return []
-        match = " OR ".join(f'"{t}"' for t in terms)
-        rows = self.store.conn.execute(
-            "SELECT rowid, bm25(block_fts, ?, ?, ?, ?) FROM block_fts WHERE block_fts MATCH ?"
-            " ORDER BY 2 LIMIT ?",
-            (*BM25_WEIGHTS, match, limit * 5 if _active(filters) else limit),
-        ).fetchall()
-        hits = [(int(i), -float(s)) for i, s in rows if self._keep(int(i), filters)]
+        rows = self.bm25().top(terms, limit * 5 if _active(filters) else limit)
+        hits = [(i, s) for i, s in rows if self._keep(i, filters)]
         return hits[:limit]
+
+    def bm25(self) -> LexicalIndex:
+        """FTS5's BM25 over the catalog, in memory (built once per catalog change)."""
+        if self._bm25 is None:
+            self._bm25 = LexicalIndex(self.store, BM25_WEIGHTS).load()
+            if self._bm25.rebuilt:
+                self.notes.append(f"rebuilt the BM25 arrays ({len(self._bm25.rowids)} blocks)")
+        return self._bm25
 
     @property
     def embedder(self) -> Embedder:
@@ -169,10 +175,13 @@ class Searcher:
         return hits[:limit]
 
     def warm(self, mode: str = "hybrid") -> float:
-        """Load the model and the vector index now (seconds taken), not in the first query."""
+        """Load the model, the vector index and the BM25 arrays now (seconds taken), not in the
+        first query."""
         import time
 
         start = time.perf_counter()
+        if mode != "dense":
+            self.bm25()
         ready = mode != "lexical" and self._dense_ready()
         if ready and VectorIndex(self.store, self.model_name).stored_count() > 0:
             self.vectors()
@@ -189,20 +198,20 @@ class Searcher:
         if not query.strip() or not re.search(r"\w", query):
             raise QueryError("empty query: give words to search for, or --code FILE")
         mode = self._usable_mode(mode)
+        if code is None:  # a description: name the block family it describes, if one fits
+            concept = self.concepts().best(_fts_terms(query))
+            query = f"{query} ({concept.concept})" if concept else query
         lists: dict[str, list[tuple[int, float]]] = {}
-        embedding = None
-        if mode != "lexical":  # the model runs (GIL released) while SQLite ranks the words
-            embedding = self._pool().submit(self.embedder.embed, [query])
-        if mode in ("lexical", "hybrid"):
+        if mode in ("lexical", "hybrid"):  # a few ms in memory: no thread for the embedding
             lists["lexical"] = self.lexical(query, filters)
-        if embedding is not None:
-            lists["dense"] = self.dense_vector(embedding.result()[0], filters)
+        if mode != "lexical":
+            lists["dense"] = self.dense_vector(self.embedder.embed([query])[0], filters)
         return self._rank(lists, k, collapse)
 
-    def _pool(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="nnrag-embed")
-        return self._executor
+    def concepts(self) -> ConceptMatcher:
+        if self._concepts is None:
+            self._concepts = ConceptMatcher()
+        return self._concepts
 
     def similar(self, definition_id: int, *, mode: str = "hybrid", k: int = 10,
                 filters: Filters = Filters(), collapse: bool = False) -> list[Hit]:

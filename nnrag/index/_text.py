@@ -25,6 +25,26 @@ _STOP = frozenset(
      "of", "to"]
 )
 EMBED_CODE_CHARS = 1500
+# Abbreviations in class names, spelled out for BM25 (``ClassAttn`` also reads "class
+# attention"); words a description uses but a name abbreviates.
+ABBREVIATIONS = {
+    "attn": "attention", "proj": "projection", "emb": "embedding", "embed": "embedding",
+    "pos": "position", "rel": "relative", "dw": "depthwise", "pw": "pointwise",
+    "act": "activation", "cls": "class", "ctx": "context", "avg": "average",
+    "ffn": "feed forward", "ff": "feed forward", "mha": "multi head attention",
+    "qkv": "query key value", "bn": "batch norm", "ln": "layer norm", "gn": "group norm",
+    "se": "squeeze excitation", "res": "residual", "lm": "language model", "seq": "sequence",
+    "img": "image", "txt": "text", "tok": "token", "enc": "encoder", "dec": "decoder",
+    "feat": "feature", "ds": "downsample", "mlp": "multi layer perceptron",
+    "moe": "mixture of experts", "rope": "rotary position embedding",
+    "sdpa": "scaled dot product attention", "gqa": "grouped query attention",
+    "mqa": "multi query attention", "ssm": "state space model", "xattn": "cross attention",
+    "vit": "vision transformer", "aspp": "atrous spatial pyramid pooling",
+    "fpn": "feature pyramid network", "rpn": "region proposal network",
+    "roi": "region of interest", "nms": "non maximum suppression", "conv": "convolution",
+    "norm": "normalization", "std": "standardized", "rms": "root mean square",
+    "mb": "mobile inverted bottleneck", "dwconv": "depthwise convolution", "lstm": "long short term memory",
+}
 
 
 def split_identifier(name: str) -> list[str]:
@@ -33,6 +53,16 @@ def split_identifier(name: str) -> list[str]:
     for part in name.split("_"):
         words += [w.lower() for w in _CAMEL.findall(part)]
     return [w for w in words if w]
+
+
+def spelled_out(words: list[str]) -> list[str]:
+    """The words, each abbreviation followed by what it stands for."""
+    out: list[str] = []
+    for w in words:
+        out.append(w)
+        if w in ABBREVIATIONS:
+            out += ABBREVIATIONS[w].split()
+    return out
 
 
 def words_of(text: str) -> list[str]:
@@ -100,7 +130,7 @@ def block_text(row: Mapping[str, Any]) -> BlockText:
     doc = " ".join(str(row.get("docstring") or "").split())
 
     qual = str(row.get("qualname") or name)
-    name_words = " ".join([name.lower(), *split_identifier(name)])
+    name_words = " ".join([name.lower(), *spelled_out(split_identifier(name))])
     path_words = " ".join(w for part in qual.split(".")[:-1] for w in split_identifier(part))
     idents = " ".join(dict.fromkeys(words_of(source)))
     layers = ", ".join(layers_used(source)[:20])
@@ -113,7 +143,14 @@ def block_text(row: Mapping[str, Any]) -> BlockText:
     if layers:
         head.append(f"uses: {layers}")
     embed = ". ".join(head) + "\n" + source[:EMBED_CODE_CHARS]
-    return BlockText(name_words, path_words, doc, idents, embed)
+    about = concept_text(name)  # what papers call this family (BM25 only: vectors unchanged)
+    return BlockText(name_words, path_words, f"{doc} {about}".strip(), idents, embed)
+
+
+def concept_text(name: str) -> str:
+    from nnrag.index._concepts import concept_text as text  # the glossary imports this module
+
+    return text(name)
 
 
 def query_text(code: str) -> str:

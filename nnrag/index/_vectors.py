@@ -181,7 +181,16 @@ class VectorIndex:
         if self.index is None or self.count == 0:
             return []
         k = min(k, self.count)
-        scores, ids = self.index.search(vector.reshape(1, -1).astype(np.float32), k)
+        faiss = optional_import("faiss", "search")
+        threads = faiss.omp_get_max_threads()
+        # One query scans 10,000 vectors in about a millisecond on one core; waking OpenMP
+        # threads costs more. The setting is shared with torch (the same OpenMP runtime
+        # variable), so it is put back at once: the query embedding keeps its threads.
+        faiss.omp_set_num_threads(1)
+        try:
+            scores, ids = self.index.search(vector.reshape(1, -1).astype(np.float32), k)
+        finally:
+            faiss.omp_set_num_threads(threads)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 
 

@@ -201,6 +201,12 @@ def test_packaged_minilm_ranks_the_known_block_first(store: Store) -> None:
     from nnrag.index._embed import get_embedder
 
     minilm = get_embedder("minilm")
+    assert minilm._direct  # one query skips encode()'s batching, with equal vectors
+    import torch
+
+    threads = torch.get_num_threads()
+    minilm.embed(["one query"])
+    assert torch.get_num_threads() == threads  # one thread for the call only
     embed_blocks(store, minilm)
     hits = Searcher(store, embedder=minilm).search(
         "channel attention that rescales feature maps after global pooling", mode="dense", k=3
@@ -254,3 +260,11 @@ def test_large_collections_use_hnsw(store: Store, monkeypatch: pytest.MonkeyPatc
     assert "HNSW" in index.manifest_path.read_text()
     hits = Searcher(store, embedder=EMB).search("generalised mean pooling", mode="dense", k=1)
     assert hits[0].name == "GeMPool"
+
+
+def test_vector_search_leaves_torch_threads_alone(store: Store) -> None:
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    index = VectorIndex(store, EMB.name).load()
+    assert index.search(EMB.embed(["squeeze excitation"])[0], 3)
+    assert torch.get_num_threads() == before  # faiss and torch share OpenMP's thread setting
