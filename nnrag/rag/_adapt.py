@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -138,9 +138,16 @@ def _norm(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
     yield (*shape[:-1], want)
 
 
-@_rule(r"Expected (\d)D \(unbatched\) or (\d)D \(batched\) input to conv")
+@_rule(
+    r"Expected (\d)D \(unbatched\) or (\d)D \(batched\) input to conv\w*"
+    r"(?:, but got input of size: \[([\d, ]+)\])?"
+)
 def _conv_rank(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
     rank = int(m.group(2))
+    got = m.group(3).count(",") + 1 if m.group(3) else len(shape)
+    if got == rank + 1 and len(shape) == rank and rank >= 3:
+        # the block adds the channel axis itself: it wants [B, H, W] (or [B, L]), not a map
+        yield (shape[0], *shape[2:])
     yield from _rerank(shape, rank)
 
 
@@ -148,6 +155,16 @@ def _conv_rank(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
 def _norm_rank(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
     for rank in {int(g) for g in m.groups() if g} - {len(shape)}:
         yield from _rerank(shape, rank)
+
+
+@_rule(r"(not enough|too many) values to unpack \(expected (\d)(?:, got (\d))?\)")
+def _unpack(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
+    """``B, C, H, W = x.shape`` on a token tensor: the same features at the wanted rank."""
+    want = int(m.group(2))
+    got = int(m.group(3)) if m.group(3) else len(shape)
+    fewer = m.group(1) == "not enough"
+    if got == len(shape) and 2 <= want <= 5 and (want > got if fewer else want < got):
+        yield from _rerank(shape, want)
 
 
 def _rerank(shape: Shape, rank: int) -> Iterator[Shape]:
@@ -217,12 +234,18 @@ def primary(probe: Probe) -> torch.Tensor | None:
     return first if isinstance(first, torch.Tensor) else None
 
 
-def adapt(probe: Probe, exc: BaseException, limit: int = 2) -> list[Probe]:
-    """Up to ``limit`` probes reshaped as ``exc``'s message asks; empty when none applies."""
+def adapt(
+    probe: Probe, exc: BaseException, limit: int = 2, optional: Sequence[str] = ()
+) -> list[Probe]:
+    """Up to ``limit`` probes reshaped as ``exc``'s message asks; empty when none applies.
+
+    ``optional`` names the forward parameters that default to None and that the probe left
+    out: one of them used as a tensor on the failing line is given one.
+    """
     x = primary(probe)
     if x is None or x.dim() == 0:
         return []
-    filled = _fill_none(probe, exc, x)
+    filled = _fill_none(probe, exc, x, optional)
     if filled is not None:
         return [filled]
     old = tuple(x.shape)
@@ -233,14 +256,18 @@ _NONE = re.compile(r"'NoneType' object (has no attribute|is not subscriptable|is
                    r"must be Tensor, not NoneType|NoneType' and|and 'NoneType'")
 
 
-def _fill_none(probe: Probe, exc: BaseException, x: torch.Tensor) -> Probe | None:
-    """A keyword we passed as None is used as a tensor on the failing line: give it one."""
+def _fill_none(
+    probe: Probe, exc: BaseException, x: torch.Tensor, optional: Sequence[str] = ()
+) -> Probe | None:
+    """A keyword that was None (passed, or left at its default) is used as a tensor on the
+    failing line: give it one."""
     if not _NONE.search(str(exc)):
         return None
     from nnrag.rag._repair import blamed_line
 
     line = blamed_line(exc)
-    for name, value in probe.kwargs.items():
+    left_out = {n: None for n in optional if n not in probe.kwargs}
+    for name, value in {**probe.kwargs, **left_out}.items():
         if value is None and re.search(rf"\b{re.escape(name)}\b", line):
             if "mask" in name:
                 seq = x.shape[1] if x.dim() >= 2 else 8

@@ -194,7 +194,7 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
     from nnrag.rag._adapt import adapt
     from nnrag.rag._configs import origin_configs
     from nnrag.rag._infer import describe_value, fallback_candidates, init_candidates
-    from nnrag.rag._probe import describe, infer_probes
+    from nnrag.rag._probe import describe, forward_params, infer_probes
     from nnrag.rag._repair import repair
 
     torch.set_num_threads(1)
@@ -261,6 +261,7 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
             fwd_errors.append(exc)
             continue
         adapted = 0
+        optional = [p.name for p in forward_params(block) if p.default is None]
         i = 0
         while i < len(probes):
             probe = probes[i]
@@ -275,7 +276,7 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
             except Exception as exc:
                 fwd_errors.append(exc)
                 if adapted < MAX_ADAPT and is_shape_error(exc):
-                    fixes = adapt(probe, exc)[: MAX_ADAPT - adapted]
+                    fixes = adapt(probe, exc, optional=optional)[: MAX_ADAPT - adapted]
                     adapted += len(fixes)
                     probes[i:i] = fixes
                 continue

@@ -28,7 +28,12 @@ _MASK = re.compile(r"(mask|^attn_bias$|^bias$)")
 _POS_IDS = re.compile(r"^(position_ids|pos_ids|positions)$")
 _ROPE = re.compile(r"(position_embeddings|rotary|freqs_cis|^rope|^pos_emb|^cos_sin$)")
 _SIDE = re.compile(r"^(h|w|height|width|H|W|hh|ww)$", re.I)
-_HW = re.compile(r"^(hw|size|hw_shape|feat_size|spatial_shape|shape|hw_size|x_size|resolution)$")
+_HW = re.compile(
+    r"^(hw|size|hw_shape|feat_size|spatial_shape|shape|hw_size|x_size|resolution|"
+    r"(input|image|img|feat|grid|patch)_(dimensions|dims|resolution|shape|hw))$"
+)
+_PAIR_ANN = re.compile(r"^(Tuple|tuple)\[int,int\]")  # ``tuple[int, int]``: a (height, width)
+_SIZE_ANN = re.compile(r"(^|[.'<])Size('>)?$")  # ``torch.Size``: the probe's own shape
 _SAME = re.compile(
     r"^(k|v|q|key|value|query|y|x2|x_2|skip|residual|context|memory|encoder_hidden_states|"
     r"cond|condition|other|feat|features|z|h|emb|x_left|x_right|x1)$"
@@ -231,8 +236,16 @@ def _fill(
         return True, None
     if _SIDE.match(name):
         return True, side
-    if _HW.match(name):
+    if _is_hw(p):
         return True, (side, side)
+    ann = _ann_text(p)
+    if name == "device" or ann.endswith("device") or "device|" in ann:
+        return True, x.device
+    if name == "dtype" or ann.endswith("dtype"):
+        return True, x.dtype
+    choice = _listed_choice(name, kw, module)
+    if choice is not None:
+        return True, choice
     if re.search(r"(^t$|timestep|time|^sigma|noise_level)", name):
         return True, torch.rand(BATCH)
     if _RESIDUAL.match(name) and module is not None:
@@ -272,7 +285,7 @@ def infer_probes(
         layouts += [("flat", d) for lay, d in layouts if lay == "seq"]
     layouts = list(dict.fromkeys(layouts))
     side_opts = list(dict.fromkeys([*sides, 32, 64, 8] + ([224] if allow_large else [])))
-    hw_needed = any(_SIDE.match(p.name) or _HW.match(p.name) for p in rest)
+    hw_needed = any(_SIDE.match(p.name) or _is_hw(p) for p in rest)
     combos: list[tuple[str, int, int, int]] = []
     for lay, d in layouts:
         if lay in ("cf1", "cf2", "cf3", "cl2"):
@@ -361,8 +374,11 @@ def _routing(
     n_exp = n_exp if isinstance(n_exp, int) and n_exp > 0 else 4
     top_k = getattr(cfg, "num_experts_per_tok", None) or getattr(module, "top_k", None) or 2
     top_k = max(1, min(int(top_k), n_exp))
-    tokens = x.reshape(-1, x.shape[-1]).shape[0] if x.dim() >= 2 else BATCH
     gen = torch.Generator().manual_seed(0)
+    paired = module is not None and any(_ROUTE_IDX.match(p.name) for p in forward_params(module))
+    if x.dim() == 4 and _ROUTE_W.match(name) and not paired:  # conditional conv: per expert
+        return torch.softmax(torch.randn(x.shape[0], n_exp, generator=gen), dim=-1)
+    tokens = x.reshape(-1, x.shape[-1]).shape[0] if x.dim() >= 2 else BATCH
     if _ROUTE_IDX.match(name):
         return torch.stack([torch.randperm(n_exp, generator=gen)[:top_k] for _ in range(tokens)])
     return torch.softmax(torch.randn(tokens, top_k, generator=gen), dim=-1)
@@ -390,9 +406,30 @@ def _levels(x: torch.Tensor) -> list[torch.Tensor]:
     return [x, x.clone()]
 
 
+def _is_hw(p: inspect.Parameter) -> bool:
+    """A (height, width) pair: by name (``input_dimensions``) or by ``tuple[int, int]``."""
+    return bool(_HW.match(p.name) or _PAIR_ANN.match(_ann_text(p)))
+
+
+def _listed_choice(name: str, kw: Mapping[str, Any], module: nn.Module | None) -> Any:
+    """``layer_type`` when the config (or block) lists ``layer_types``: the first listed."""
+    owners = [v for v in kw.values() if hasattr(v, "to_dict")] + [module]
+    for owner in owners:
+        values = getattr(owner, f"{name}s", None)
+        if isinstance(values, list | tuple) and values and isinstance(values[0], str | int):
+            return values[0]
+    return None
+
+
 def _container(p: inspect.Parameter, x: torch.Tensor) -> Any:
-    """Wrap the primary tensor when ``forward`` is annotated to take a list or dict of maps."""
+    """Wrap the primary tensor when ``forward`` is annotated to take a list or dict of maps.
+
+    A primary annotated ``torch.Size`` (a position-embedding builder taking only the shape of
+    the feature map it will be added to) gets the probe tensor's shape instead.
+    """
     text = _ann_text(p)
+    if _SIZE_ANN.search(text):
+        return x.shape
     if _LIST_ANN.match(text):
         return _levels(x)
     if _DICT_ANN.match(text):

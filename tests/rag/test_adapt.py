@@ -45,6 +45,12 @@ CASES = [
      (2, 3, 32, 32)),
     ("Whisper expects the mel input features to be of length 3000, but found 100.",
      (2, 80, 100), (2, 80, 3000)),
+    # the block adds the channel axis itself (``x.unsqueeze(1)``): drop the probe's
+    ("Expected 3D (unbatched) or 4D (batched) input to conv2d, but got input of size: "
+     "[2, 1, 1, 32, 32]", (2, 1, 32, 32), (2, 32, 32)),
+    # ``B, C, H, W = x.shape`` on tokens, ``B, N, C = x.shape`` on a map
+    ("not enough values to unpack (expected 4, got 3)", (2, 64, 16), (2, 16, 8, 8)),
+    ("too many values to unpack (expected 3)", (2, 16, 8, 8), (2, 16, 64)),
 ]
 
 
@@ -177,3 +183,26 @@ def test_off_by_one_branches_suggest_odd_sides() -> None:
     message = ("Sizes of tensors must match except in dimension 1. Expected size 16 but got "
                "size 15 for tensor number 2 in the list.")
     assert (2, 8, 35, 35) in candidate_shapes(message, (2, 8, 32, 32))
+
+
+OPTIONAL_MEMORY = """
+class CrossAttn(nn.Module):
+    # ``encoder_hidden_states`` defaults to None, but the block cannot run without it
+    def __init__(self, dim):
+        super().__init__()
+        self.q = nn.Linear(dim, dim)
+
+    def forward(self, x, encoder_hidden_states=None):
+        return self.q(x) @ encoder_hidden_states.transpose(1, 2)
+"""
+
+
+def test_ladder_fills_an_optional_none_the_failing_line_uses() -> None:
+    r = climb(OPTIONAL_MEMORY, "CrossAttn")
+    assert_ok(r)
+    assert "encoder_hidden_states: float32[" in r["input_desc"]
+
+
+def test_unpack_mismatch_in_the_wrong_direction_suggests_nothing() -> None:
+    assert candidate_shapes("not enough values to unpack (expected 2, got 3)", (2, 8, 4)) == []
+    assert candidate_shapes("not enough values to unpack (expected 4, got 2)", (2, 8, 4)) == []

@@ -1,0 +1,105 @@
+"""Probe rules read off forward signatures and configs: before/after, end to end."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from nnrag.rag._probe import infer_probes
+
+from .test_ladder_child import assert_ok, climb
+
+
+@pytest.fixture(autouse=True)
+def _scratch(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    monkeypatch.chdir(tmp_path)
+
+
+class _Swin(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(16)
+
+    def forward(self, hidden_states, input_dimensions: tuple[int, int]):  # type: ignore[no-untyped-def]
+        h, w = input_dimensions
+        return self.norm(hidden_states).view(hidden_states.shape[0], h, w, -1)
+
+
+class _PosEmbed(nn.Module):
+    def forward(self, shape: torch.Size, device: torch.device | str, dtype: torch.dtype):  # type: ignore[no-untyped-def]
+        b, _, h, w = shape
+        return torch.zeros(b, h, w, device=device, dtype=dtype)
+
+
+class _Rope(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.full_inv_freq = torch.ones(4)
+
+    def forward(self, x, position_ids, layer_type):  # type: ignore[no-untyped-def]
+        return getattr(self, f"{layer_type}_inv_freq") * x.mean()
+
+
+class _CondConv(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.num_experts = 3
+        self.weight = nn.Parameter(torch.randn(3, 8 * 3 * 3 * 3))  # RGB in, 8 out
+
+    def forward(self, x, routing_weights):  # type: ignore[no-untyped-def]
+        b, c, h, w = x.shape
+        weight = (routing_weights @ self.weight).view(b * 8, c, 3, 3)
+        out = nn.functional.conv2d(x.reshape(1, b * c, h, w), weight, groups=b, padding=1)
+        return out.view(b, 8, h, w)
+
+
+def _first_ok(module: nn.Module, kwargs: dict, limit: int = 12) -> object:
+    for p in infer_probes(module, kwargs, {}, limit):
+        try:
+            module(*p.args, **p.kwargs)
+            return p
+        except Exception:
+            continue
+    return None
+
+
+RULES = [
+    # (module, init kwargs, text the first working probe's description must contain)
+    (_Swin(), {}, "input_dimensions: (4, 4)"),  # a (height, width) pair, tokens = h * w
+    (_PosEmbed(), {}, "shape: (2, "),  # ``torch.Size`` primary: the probe's shape
+    (_Rope(), {"config": SimpleNamespace(layer_types=["full", "sliding"], to_dict=dict)},
+     "layer_type: 'full'"),  # the first entry of the config's ``layer_types``
+    (_CondConv(), {}, "routing_weights: float32[2, 3]"),  # one weight per expert per sample
+]
+
+
+@pytest.mark.parametrize(("module", "kwargs", "expected"), RULES)
+def test_signature_rules_give_a_working_probe(module: nn.Module, kwargs: dict, expected: str):
+    probe = _first_ok(module, kwargs)
+    assert probe is not None
+    assert expected in probe.desc  # type: ignore[attr-defined]
+
+
+def test_device_and_dtype_follow_the_probe() -> None:
+    probe = _first_ok(_PosEmbed(), {})
+    assert probe.kwargs["device"] == torch.device("cpu")  # type: ignore[attr-defined]
+    assert probe.kwargs["dtype"] == torch.float32  # type: ignore[attr-defined]
+
+
+SINE = """
+class SineEmbed(nn.Module):
+    # builds an embedding for a feature map it only knows by shape
+    def forward(self, shape: torch.Size, device: torch.device, dtype: torch.dtype):
+        b, _, h, w = shape
+        y = torch.arange(h, dtype=dtype, device=device)[None, :, None].expand(b, h, w)
+        return torch.stack((y.sin(), y.cos()), 1)
+"""
+
+
+def test_ladder_passes_a_shape_only_position_embedding() -> None:
+    r = climb(SINE, "SineEmbed")
+    assert_ok(r)
+    assert r["input_desc"].startswith("shape: (2, ")
