@@ -220,7 +220,7 @@ def _fill(
     required = p.default is _EMPTY and p.kind is not p.VAR_KEYWORD
     if _ROPE.search(name):
         ann = _ann_text(p).lower()
-        if not ann or "tuple" in ann:  # (cos, sin) for rotary attention
+        if not ann or "tuple" in ann or _unpacked(module, name):  # (cos, sin) for rotary
             return True, _rope(ns, kw, x)
         if not required:  # an optional additive embedding (DETR) or rope table (timm)
             return False, None
@@ -404,6 +404,17 @@ def _levels(x: torch.Tensor) -> list[torch.Tensor]:
         small = pool(x, 2) if pool is not None else nn.functional.avg_pool3d(x, 2)
         return [x, small.contiguous()]
     return [x, x.clone()]
+
+
+def _unpacked(module: nn.Module | None, name: str) -> bool:
+    """``cos, sin = position_embeddings`` in ``forward``: a pair, whatever the annotation."""
+    if module is None:
+        return False
+    try:
+        text = inspect.getsource(type(module).forward)
+    except (OSError, TypeError):
+        return False
+    return re.search(rf"^\s*\w+\s*,\s*\w+\s*=\s*{re.escape(name)}\s*$", text, re.M) is not None
 
 
 def _is_hw(p: inspect.Parameter) -> bool:

@@ -56,6 +56,16 @@ class _CondConv(nn.Module):
         return out.view(b, 8, h, w)
 
 
+class _MisannotatedRope(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.q = nn.Linear(64, 16)  # one 16-wide head
+
+    def forward(self, hidden_states, position_embeddings: torch.Tensor):  # type: ignore[no-untyped-def]
+        cos, sin = position_embeddings
+        return self.q(hidden_states) * cos + sin
+
+
 def _first_ok(module: nn.Module, kwargs: dict, limit: int = 12) -> object:
     for p in infer_probes(module, kwargs, {}, limit):
         try:
@@ -73,6 +83,8 @@ RULES = [
     (_Rope(), {"config": SimpleNamespace(layer_types=["full", "sliding"], to_dict=dict)},
      "layer_type: 'full'"),  # the first entry of the config's ``layer_types``
     (_CondConv(), {}, "routing_weights: float32[2, 3]"),  # one weight per expert per sample
+    # annotated as one tensor, but unpacked as ``cos, sin = position_embeddings``: a pair
+    (_MisannotatedRope(), {}, "position_embeddings: (float32["),
 ]
 
 
