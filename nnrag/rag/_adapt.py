@@ -157,6 +157,15 @@ def _norm_rank(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
         yield from _rerank(shape, rank)
 
 
+@_rule(r"shape '\[-1, (\d+)\]' is invalid for input of size (\d+)")
+def _choices(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
+    """One score per row regrouped by the row's length (``logits.view(-1, num_choices)``
+    with ``num_choices = input_ids.shape[1]``): the rows are choices, so add a choice axis."""
+    groups, size = int(m.group(1)), int(m.group(2))
+    if len(shape) == 2 and shape[1] == groups and size == shape[0]:
+        yield (shape[0], 2, shape[1])
+
+
 @_rule(r"(not enough|too many) values to unpack \(expected (\d)(?:, got (\d))?\)")
 def _unpack(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
     """``B, C, H, W = x.shape`` on a token tensor: the same features at the wanted rank."""

@@ -51,6 +51,8 @@ CASES = [
     # ``B, C, H, W = x.shape`` on tokens, ``B, N, C = x.shape`` on a map
     ("not enough values to unpack (expected 4, got 3)", (2, 64, 16), (2, 16, 8, 8)),
     ("too many values to unpack (expected 3)", (2, 16, 8, 8), (2, 16, 64)),
+    # multiple choice: ``logits.view(-1, input_ids.shape[1])`` wants [B, choices, L] ids
+    ("shape '[-1, 8]' is invalid for input of size 2", (2, 8), (2, 2, 8)),
 ]
 
 
