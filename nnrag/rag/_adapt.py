@@ -254,7 +254,7 @@ def adapt(
     x = primary(probe)
     if x is None or x.dim() == 0:
         return []
-    filled = _fill_none(probe, exc, x, optional)
+    filled = _fill_none(probe, exc, x, optional) or _unwrap(probe, exc)
     if filled is not None:
         return [filled]
     old = tuple(x.shape)
@@ -263,6 +263,22 @@ def adapt(
 
 _NONE = re.compile(r"'NoneType' object (has no attribute|is not subscriptable|is not iterable)|"
                    r"must be Tensor, not NoneType|NoneType' and|and 'NoneType'")
+
+
+_SEQ_NOT_TENSOR = re.compile(r"must be Tensor, not (list|tuple)|'(list|tuple)' object has no "
+                             r"attribute '(shape|size|dim|dtype|device|view|transpose)'")
+
+
+def _unwrap(probe: Probe, exc: BaseException) -> Probe | None:
+    """A list passed because ``forward`` was annotated ``tuple[Tensor]`` is used as a tensor."""
+    first = probe.args[0] if probe.args else None
+    if not isinstance(first, list | tuple) or not first or not _SEQ_NOT_TENSOR.search(str(exc)):
+        return None
+    if not isinstance(first[0], torch.Tensor):
+        return None
+    args = (first[0], *probe.args[1:])
+    parts = [describe(a) for a in args] + [f"{k}: {describe(v)}" for k, v in probe.kwargs.items()]
+    return Probe(args, probe.kwargs, "; ".join(parts))
 
 
 def _fill_none(

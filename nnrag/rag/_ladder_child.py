@@ -34,7 +34,8 @@ _SHAPE_RX = re.compile(
     r"(shape|size|mat1|mat2|expected input|channels|dimension|dim\b|must match|broadcast|"
     r"reshape|view|unpack|out of range|index|divisible|but got|scalar type|dtype|"
     r"to have|invalid for input|expected .* got|Long|Float|Half|positional argument|"
-    r"NoneType|rank|doesn't match|does not match|mismatch|padding|kernel|too small)",
+    r"NoneType|rank|doesn't match|does not match|mismatch|padding|kernel|too small|"
+    r"must be Tensor, not|'(?:list|tuple)' object has no attribute)",
     re.IGNORECASE,
 )
 

@@ -33,6 +33,7 @@ _HW = re.compile(
     r"(input|image|img|feat|grid|patch)_(dimensions|dims|resolution|shape|hw))$"
 )
 _PAIR_ANN = re.compile(r"^(Tuple|tuple)\[int,int\]")  # ``tuple[int, int]``: a (height, width)
+_LENGTH = re.compile(r"^(seqlen|seq_len|seq_length|length|num_tokens|num_positions)$")
 _SIZE_ANN = re.compile(r"(^|[.'<])Size('>)?$")  # ``torch.Size``: the probe's own shape
 _SAME = re.compile(
     r"^(k|v|q|key|value|query|y|x2|x_2|skip|residual|context|memory|encoder_hidden_states|"
@@ -307,7 +308,7 @@ def infer_probes(
         x = _tensor(lay, d, side, seq)
         if lay == "ids" and isinstance(eos, int) and 0 <= eos < d:
             x[:, -1] = eos  # sequence classifiers pool at the last <eos>
-        args: list[Any] = [_container(first, x)] if first is not None else []
+        args: list[Any] = [_container(first, x, side)] if first is not None else []
         kwargs: dict[str, Any] = {}
         for p in rest:
             if p.name == "use_cache":  # no KV cache: hybrid caches reject a fresh probe
@@ -432,15 +433,18 @@ def _listed_choice(name: str, kw: Mapping[str, Any], module: nn.Module | None) -
     return None
 
 
-def _container(p: inspect.Parameter, x: torch.Tensor) -> Any:
+def _container(p: inspect.Parameter, x: torch.Tensor, side: int = 8) -> Any:
     """Wrap the primary tensor when ``forward`` is annotated to take a list or dict of maps.
 
-    A primary annotated ``torch.Size`` (a position-embedding builder taking only the shape of
-    the feature map it will be added to) gets the probe tensor's shape instead.
+    Position-embedding builders take only what they describe: a primary annotated
+    ``torch.Size`` gets the probe tensor's shape, an ``int`` (``width``, ``seqlen``) a side or
+    a sequence length.
     """
     text = _ann_text(p)
     if _SIZE_ANN.search(text):
         return x.shape
+    if text == "int" or _SIDE.match(p.name) or _LENGTH.match(p.name):
+        return side if _SIDE.match(p.name) or x.dim() < 3 else x.shape[1]
     if _LIST_ANN.match(text):
         return _levels(x)
     if _DICT_ANN.match(text):

@@ -66,6 +66,20 @@ class _MisannotatedRope(nn.Module):
         return self.q(hidden_states) * cos + sin
 
 
+class _SidesEmbed(nn.Module):
+    def forward(self, width: int, height: int, device: torch.device | str, dtype: torch.dtype):  # type: ignore[no-untyped-def]
+        return torch.zeros(width * height, 4, device=device, dtype=dtype)
+
+
+class _Table(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.table = nn.Parameter(torch.randn(64, 4))
+
+    def forward(self, seqlen):  # type: ignore[no-untyped-def]
+        return self.table[:seqlen, :]
+
+
 def _first_ok(module: nn.Module, kwargs: dict, limit: int = 12) -> object:
     for p in infer_probes(module, kwargs, {}, limit):
         try:
@@ -85,6 +99,8 @@ RULES = [
     (_CondConv(), {}, "routing_weights: float32[2, 3]"),  # one weight per expert per sample
     # annotated as one tensor, but unpacked as ``cos, sin = position_embeddings``: a pair
     (_MisannotatedRope(), {}, "position_embeddings: (float32["),
+    (_SidesEmbed(), {}, "width: "),  # int sides, not tensors
+    (_Table(), {}, "seqlen: 8"),  # a length by name
 ]
 
 
@@ -115,3 +131,21 @@ def test_ladder_passes_a_shape_only_position_embedding() -> None:
     r = climb(SINE, "SineEmbed")
     assert_ok(r)
     assert r["input_desc"].startswith("shape: (2, ")
+
+
+LEGACY_TUPLE = """
+class Block(nn.Module):
+    # legacy annotation: one tensor, typed as a tuple of tensors
+    def __init__(self, dim):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, hidden_states: tuple[torch.Tensor] | None):
+        return self.norm(hidden_states)
+"""
+
+
+def test_ladder_unwraps_a_list_used_as_a_tensor() -> None:
+    r = climb(LEGACY_TUPLE, "Block")
+    assert_ok(r)
+    assert r["input_desc"].startswith("float32[")
