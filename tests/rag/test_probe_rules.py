@@ -149,3 +149,24 @@ def test_ladder_unwraps_a_list_used_as_a_tensor() -> None:
     r = climb(LEGACY_TUPLE, "Block")
     assert_ok(r)
     assert r["input_desc"].startswith("float32[")
+
+
+COMPOSE = """
+class Compose(nn.Module):
+    # a container of callables: an int guess for ``transforms`` breaks at ``t(x)``
+    def __init__(self, transforms):
+        super().__init__()
+        self.transforms = transforms
+        self.proj = nn.Conv2d(3, 3, 1)
+
+    def forward(self, x):
+        for t in self.transforms:
+            x = t(x)
+        return self.proj(x)
+"""
+
+
+def test_ladder_builds_a_container_of_callables() -> None:
+    r = climb(COMPOSE, "Compose")
+    assert_ok(r)
+    assert "Identity" in r["init_args"]["transforms"]
