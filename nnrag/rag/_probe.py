@@ -394,6 +394,8 @@ def _ann_text(p: inspect.Parameter) -> str:
     ann = p.annotation
     if ann is _EMPTY:
         return ""
+    if isinstance(ann, type):  # ``int``, ``torch.Size``: the name, not "<class 'int'>"
+        return ann.__name__
     text = ann if isinstance(ann, str) else str(ann)
     return text.strip("'\"").replace(" ", "").removeprefix("typing.")
 

@@ -71,6 +71,16 @@ class _SidesEmbed(nn.Module):
         return torch.zeros(width * height, 4, device=device, dtype=dtype)
 
 
+class _Fourier(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(2, 4, 1)
+
+    def forward(self, B: int, H: int, W: int):  # type: ignore[no-untyped-def]  # noqa: N803
+        y = torch.arange(1, H + 1).float().unsqueeze(1).repeat(1, 1, W)
+        return self.proj(torch.stack((y, y), 1).expand(B, 2, H, W))
+
+
 class _Table(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -101,6 +111,7 @@ RULES = [
     (_MisannotatedRope(), {}, "position_embeddings: (float32["),
     (_SidesEmbed(), {}, "width: "),  # int sides, not tensors
     (_Table(), {}, "seqlen: 8"),  # a length by name
+    (_Fourier(), {}, "H: "),  # ``B: int`` (a class annotation, not a string) is an int too
 ]
 
 
