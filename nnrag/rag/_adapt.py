@@ -254,9 +254,12 @@ def adapt(
     x = primary(probe)
     if x is None or x.dim() == 0:
         return []
-    filled = _fill_none(probe, exc, x, optional) or _unwrap(probe, exc)
-    if filled is not None:
-        return [filled]
+    filled = _fill_none(probe, exc, x, optional)
+    if filled:
+        return filled
+    unwrapped = _unwrap(probe, exc)
+    if unwrapped is not None:
+        return [unwrapped]
     old = tuple(x.shape)
     return [_rebuild(probe, old, new) for new in candidate_shapes(str(exc), old)[:limit]]
 
@@ -283,11 +286,12 @@ def _unwrap(probe: Probe, exc: BaseException) -> Probe | None:
 
 def _fill_none(
     probe: Probe, exc: BaseException, x: torch.Tensor, optional: Sequence[str] = ()
-) -> Probe | None:
+) -> list[Probe]:
     """A keyword that was None (passed, or left at its default) is used as a tensor on the
-    failing line: give it one."""
+    failing line: give it one. A mask gets an attention mask ``[B, L]`` and, for masks that
+    multiply the features (``x * padding_mask``), all-ones shaped like the input."""
     if not _NONE.search(str(exc)):
-        return None
+        return []
     from nnrag.rag._repair import blamed_line
 
     line = blamed_line(exc)
@@ -296,14 +300,19 @@ def _fill_none(
         if value is None and re.search(rf"\b{re.escape(name)}\b", line):
             if "mask" in name:
                 seq = x.shape[1] if x.dim() >= 2 else 8
-                fill: Any = torch.ones(x.shape[0], seq, dtype=torch.long)
+                fills: list[Any] = [torch.ones(x.shape[0], seq, dtype=torch.long)]
+                if x.is_floating_point():
+                    fills.append(torch.ones_like(x))
             else:
-                fill = x.clone()
-            kwargs = {**probe.kwargs, name: fill}
-            parts = [describe(a) for a in probe.args]
-            parts += [f"{k}: {describe(v)}" for k, v in kwargs.items()]
-            return Probe(probe.args, kwargs, "; ".join(parts))
-    return None
+                fills = [x.clone()]
+            out = []
+            for fill in fills:
+                kwargs = {**probe.kwargs, name: fill}
+                parts = [describe(a) for a in probe.args]
+                parts += [f"{k}: {describe(v)}" for k, v in kwargs.items()]
+                out.append(Probe(probe.args, kwargs, "; ".join(parts)))
+            return out
+    return []
 
 
 def _rebuild(probe: Probe, old: Shape, new: Shape) -> Probe:

@@ -231,6 +231,8 @@ def _fill(
     if _ROUTE_IDX.match(name) or _ROUTE_W.match(name):
         return True, _routing(name, x, kw, module)
     seq = x.shape[1] if x.dim() >= 2 else SEQ
+    if _IDS.search(name) and name != "labels" and x.is_floating_point():  # ids beside images
+        return True, torch.randint(0, 4, (x.shape[0] if x.dim() else BATCH, SEQ))
     if _POS_IDS.match(name):
         return True, torch.arange(seq).unsqueeze(0).expand(BATCH, seq)
     if _MASK.search(name):

@@ -208,3 +208,21 @@ def test_ladder_fills_an_optional_none_the_failing_line_uses() -> None:
 def test_unpack_mismatch_in_the_wrong_direction_suggests_nothing() -> None:
     assert candidate_shapes("not enough values to unpack (expected 2, got 3)", (2, 8, 4)) == []
     assert candidate_shapes("not enough values to unpack (expected 4, got 2)", (2, 8, 4)) == []
+
+
+PADDING_MASK = """
+class ConvFFN(nn.Module):
+    # the mask multiplies the features: an attention-style [B, L] mask does not broadcast
+    def __init__(self, dim):
+        super().__init__()
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x, padding_mask):
+        return self.proj(x * padding_mask)
+"""
+
+
+def test_ladder_fills_a_multiplying_mask_with_ones_like_the_input() -> None:
+    r = climb(PADDING_MASK, "ConvFFN")
+    assert_ok(r)
+    assert "padding_mask: float32[" in r["input_desc"]

@@ -90,6 +90,16 @@ class _Table(nn.Module):
         return self.table[:seqlen, :]
 
 
+class _Captioner(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.embed = nn.Embedding(10, 8)
+
+    def forward(self, pixel_values, input_ids):  # type: ignore[no-untyped-def]
+        return self.conv(pixel_values).mean((2, 3))[:, None] + self.embed(input_ids)
+
+
 def _first_ok(module: nn.Module, kwargs: dict, limit: int = 12) -> object:
     for p in infer_probes(module, kwargs, {}, limit):
         try:
@@ -111,6 +121,7 @@ RULES = [
     (_MisannotatedRope(), {}, "position_embeddings: (float32["),
     (_SidesEmbed(), {}, "width: "),  # int sides, not tensors
     (_Table(), {}, "seqlen: 8"),  # a length by name
+    (_Captioner(), {}, "input_ids: int64[2, 8]"),  # ids beside an image, not a float copy
     (_Fourier(), {}, "H: "),  # ``B: int`` (a class annotation, not a string) is an int too
 ]
 
