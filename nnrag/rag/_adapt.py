@@ -289,7 +289,7 @@ def _fill_none(
 ) -> list[Probe]:
     """A keyword that was None (passed, or left at its default) is used as a tensor on the
     failing line: give it one. A mask gets an attention mask ``[B, L]`` and, for masks that
-    multiply the features (``x * padding_mask``), all-ones shaped like the input."""
+    multiply the features (``x * padding_mask``), all-ones ``[B, L, 1]``."""
     if not _NONE.search(str(exc)):
         return []
     from nnrag.rag._repair import blamed_line
@@ -301,8 +301,8 @@ def _fill_none(
             if "mask" in name:
                 seq = x.shape[1] if x.dim() >= 2 else 8
                 fills: list[Any] = [torch.ones(x.shape[0], seq, dtype=torch.long)]
-                if x.is_floating_point():
-                    fills.append(torch.ones_like(x))
+                if x.is_floating_point():  # [B, L, 1]: broadcasts over any feature width
+                    fills.append(torch.ones(*x.shape[:-1], 1))
             else:
                 fills = [x.clone()]
             out = []

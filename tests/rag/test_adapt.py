@@ -222,7 +222,7 @@ class ConvFFN(nn.Module):
 """
 
 
-def test_ladder_fills_a_multiplying_mask_with_ones_like_the_input() -> None:
+def test_ladder_fills_a_multiplying_mask_with_broadcastable_ones() -> None:
     r = climb(PADDING_MASK, "ConvFFN")
     assert_ok(r)
     assert "padding_mask: float32[" in r["input_desc"]
