@@ -124,6 +124,14 @@ def _channels(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
     yield from _replace(shape, got, want)
 
 
+@_rule(r"permitted channel values are \[([\d, ]+)\], but found (\d+)")
+def _image_channels(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
+    """Image transforms accept grey or RGB only: the probe's channels become the last allowed."""
+    allowed = [int(c) for c in m.group(1).split(",")]
+    if len(shape) >= 3 and shape[-3] == int(m.group(2)):
+        yield (*shape[:-3], allowed[-1], *shape[-2:])
+
+
 @_rule(r"split_sizes to sum exactly to (\d+).*split_sizes=\[([\d, ]+)\]")
 def _split(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
     total = sum(int(s) for s in m.group(2).split(","))
@@ -257,11 +265,20 @@ def adapt(
     filled = _fill_none(probe, exc, x, optional)
     if filled:
         return filled
+    if _UINT8.search(str(exc)) and x.is_floating_point():  # image ops on bytes
+        return [_rebuild(probe, tuple(x.shape), tuple(x.shape), _as_bytes)]
     unwrapped = _unwrap(probe, exc)
     if unwrapped is not None:
         return [unwrapped]
     old = tuple(x.shape)
     return [_rebuild(probe, old, new) for new in candidate_shapes(str(exc), old)[:limit]]
+
+
+_UINT8 = re.compile(r"(Only|expected|requires) (torch\.)?uint8|uint8 image tensors")
+
+
+def _as_bytes(t: torch.Tensor) -> torch.Tensor:
+    return torch.randint(0, 256, t.shape, dtype=torch.uint8)
 
 
 _NONE = re.compile(r"'NoneType' object (has no attribute|is not subscriptable|is not iterable)|"
@@ -315,14 +332,23 @@ def _fill_none(
     return []
 
 
-def _rebuild(probe: Probe, old: Shape, new: Shape) -> Probe:
-    """``probe`` with the primary's shape changed; look-alike tensors and sizes follow."""
+def _rebuild(
+    probe: Probe,
+    old: Shape,
+    new: Shape,
+    recast: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> Probe:
+    """``probe`` with the primary's shape changed; look-alike tensors and sizes follow.
+
+    ``recast`` (a dtype change) replaces every float tensor shaped like the primary."""
     sizes = {o: n for o, n in zip(old[1:], new[1:], strict=False) if o != n and o != BATCH}
     if len(old) != len(new):
         sizes = {}
 
     def convert(value: Any, depth: int = 0) -> Any:
         if isinstance(value, torch.Tensor):
+            if recast is not None and tuple(value.shape) == old and value.is_floating_point():
+                return recast(value)
             return _resized(value, old, new, sizes)
         if isinstance(value, bool) or depth > 2:
             return value

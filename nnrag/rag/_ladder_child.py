@@ -31,7 +31,7 @@ MAX_FALLBACK_INSTANCES = 2  # constructions from fallback_candidates (optional c
 MAX_ADAPT = 6  # probes rebuilt from forward error messages, per instance
 
 _SHAPE_RX = re.compile(
-    r"(shape|size|mat1|mat2|expected input|channels|dimension|dim\b|must match|broadcast|"
+    r"(shape|size|mat1|mat2|expected input|channels?\b|dimension|dim\b|must match|broadcast|"
     r"reshape|view|unpack|out of range|index|divisible|but got|scalar type|dtype|"
     r"to have|invalid for input|expected .* got|Long|Float|Half|positional argument|"
     r"NoneType|rank|doesn't match|does not match|mismatch|padding|kernel|too small|"

@@ -53,6 +53,8 @@ CASES = [
     ("too many values to unpack (expected 3)", (2, 16, 8, 8), (2, 16, 64)),
     # multiple choice: ``logits.view(-1, input_ids.shape[1])`` wants [B, choices, L] ids
     ("shape '[-1, 8]' is invalid for input of size 2", (2, 8), (2, 2, 8)),
+    ("Input image tensor permitted channel values are [1, 3], but found 64", (2, 64, 32, 32),
+     (2, 3, 32, 32)),
 ]
 
 
@@ -226,3 +228,10 @@ def test_ladder_fills_a_multiplying_mask_with_broadcastable_ones() -> None:
     r = climb(PADDING_MASK, "ConvFFN")
     assert_ok(r)
     assert "padding_mask: float32[" in r["input_desc"]
+
+
+def test_byte_image_ops_get_uint8_probes() -> None:
+    x = torch.randn(2, 3, 8, 8)
+    exc = TypeError("Only torch.uint8 image tensors are supported, but found torch.float32")
+    (new,) = adapt(Probe((x,)), exc)
+    assert new.args[0].dtype == torch.uint8 and new.args[0].shape == x.shape
