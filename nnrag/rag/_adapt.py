@@ -267,11 +267,42 @@ def adapt(
         return filled
     if _UINT8.search(str(exc)) and x.is_floating_point():  # image ops on bytes
         return [_rebuild(probe, tuple(x.shape), tuple(x.shape), _as_bytes)]
+    unbatched = _unbatched_pairs(probe, exc)
+    if unbatched is not None:
+        return [unbatched]
     unwrapped = _unwrap(probe, exc)
     if unwrapped is not None:
         return [unwrapped]
     old = tuple(x.shape)
     return [_rebuild(probe, old, new) for new in candidate_shapes(str(exc), old)[:limit]]
+
+
+_BATCH_CLASH = re.compile(
+    r"size of tensor a \((\d+)\) must match the size of tensor b \((\d+)\) at "
+    r"non-singleton dimension [01]\b"
+)
+
+
+def _unbatched_pairs(probe: Probe, exc: BaseException) -> Probe | None:
+    """Rotary ``(cos, sin)`` built per sample ``[B, L, D]`` for a block that wants one table
+    ``[L, D]`` (vision rope): the batch axis lands on the heads. Drop it from the pairs."""
+    m = _BATCH_CLASH.search(str(exc))
+    if m is None or BATCH not in (int(m.group(1)), int(m.group(2))):
+        return None
+    kwargs = dict(probe.kwargs)
+    changed = False
+    for k, v in probe.kwargs.items():
+        if (
+            isinstance(v, tuple)
+            and len(v) == 2
+            and all(isinstance(t, torch.Tensor) and t.dim() == 3 and t.shape[0] == BATCH for t in v)
+        ):
+            kwargs[k] = (v[0][0], v[1][0])
+            changed = True
+    if not changed:
+        return None
+    parts = [describe(a) for a in probe.args] + [f"{k}: {describe(v)}" for k, v in kwargs.items()]
+    return Probe(probe.args, kwargs, "; ".join(parts))
 
 
 _UINT8 = re.compile(r"(Only|expected|requires) (torch\.)?uint8|uint8 image tensors")

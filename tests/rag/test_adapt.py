@@ -235,3 +235,19 @@ def test_byte_image_ops_get_uint8_probes() -> None:
     exc = TypeError("Only torch.uint8 image tensors are supported, but found torch.float32")
     (new,) = adapt(Probe((x,)), exc)
     assert new.args[0].dtype == torch.uint8 and new.args[0].shape == x.shape
+
+
+def test_rotary_pairs_lose_their_batch_axis_when_it_lands_on_the_heads() -> None:
+    x = torch.randn(2, 8, 64)
+    pair = (torch.ones(2, 8, 16), torch.zeros(2, 8, 16))
+    exc = RuntimeError("The size of tensor a (4) must match the size of tensor b (2) at "
+                       "non-singleton dimension 1")
+    (new,) = adapt(Probe((x,), {"position_embeddings": pair}), exc)
+    cos, sin = new.kwargs["position_embeddings"]
+    assert cos.shape == (8, 16) and sin.shape == (8, 16)
+    assert new.args[0] is x
+    # a clash that does not involve the batch size is a shape question, not a rope one
+    other = RuntimeError("The size of tensor a (4) must match the size of tensor b (3) at "
+                         "non-singleton dimension 1")
+    assert all(p.kwargs["position_embeddings"][0].dim() == 3
+               for p in adapt(Probe((x,), {"position_embeddings": pair}), other))
