@@ -305,6 +305,10 @@ def _unbatched_pairs(probe: Probe, exc: BaseException) -> Probe | None:
     return Probe(probe.args, kwargs, "; ".join(parts))
 
 
+_REQUIRED = re.compile(
+    r"must be given|is required|must be provided|(have|has) to (specify|be provided)|"
+    r"must specify|cannot be None|should not be none", re.I
+)
 _UINT8 = re.compile(r"(Only|expected|requires) (torch\.)?uint8|uint8 image tensors")
 
 
@@ -338,17 +342,23 @@ def _fill_none(
     """A keyword that was None (passed, or left at its default) is used as a tensor on the
     failing line: give it one. A mask gets an attention mask ``[B, L]`` and, for masks that
     multiply the features (``x * padding_mask``), all-ones ``[B, L, 1]``."""
-    if not _NONE.search(str(exc)):
-        return []
-    from nnrag.rag._repair import blamed_line
+    text = str(exc)
+    if _NONE.search(text):  # used on the failing line
+        from nnrag.rag._repair import blamed_line
 
-    line = blamed_line(exc)
+        where = blamed_line(exc)
+    elif _REQUIRED.search(text):  # named by a validation message: "bbox is required"
+        where = text.split(" [at ")[0]
+    else:
+        return []
     left_out = {n: None for n in optional if n not in probe.kwargs}
     for name, value in {**probe.kwargs, **left_out}.items():
-        if value is None and re.search(rf"\b{re.escape(name)}\b", line):
-            if "mask" in name:
+        if value is None and re.search(rf"\b{re.escape(name)}\b", where, re.I):
+            if re.search(r"(^|_)ids$", name):
+                fills: list[Any] = [torch.randint(0, 4, (x.shape[0], 8))]
+            elif "mask" in name:
                 seq = x.shape[1] if x.dim() >= 2 else 8
-                fills: list[Any] = [torch.ones(x.shape[0], seq, dtype=torch.long)]
+                fills = [torch.ones(x.shape[0], seq, dtype=torch.long)]
                 if x.is_floating_point():  # [B, L, 1]: broadcasts over any feature width
                     fills.append(torch.ones(*x.shape[:-1], 1))
             else:

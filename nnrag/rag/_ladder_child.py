@@ -35,7 +35,9 @@ _SHAPE_RX = re.compile(
     r"reshape|view|unpack|out of range|index|divisible|but got|scalar type|dtype|"
     r"to have|invalid for input|expected .* got|Long|Float|Half|positional argument|"
     r"NoneType|rank|doesn't match|does not match|mismatch|padding|kernel|too small|"
-    r"must be Tensor, not|'(?:list|tuple)' object has no attribute)",
+    r"must be Tensor, not|'(?:list|tuple)' object has no attribute|but found|of length|"
+    r"must be given|is required|must be provided|(?:have|has) to (?:specify|be provided)|"
+    r"must specify|cannot be None|should not be none)",
     re.IGNORECASE,
 )
 

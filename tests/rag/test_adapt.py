@@ -251,3 +251,23 @@ def test_rotary_pairs_lose_their_batch_axis_when_it_lands_on_the_heads() -> None
                          "non-singleton dimension 1")
     assert all(p.kwargs["position_embeddings"][0].dim() == 3
                for p in adapt(Probe((x,), {"position_embeddings": pair}), other))
+
+
+NAMED_REQUIRED = """
+class Decoder(nn.Module):
+    # optional in the signature, required by a validation message that names it
+    def __init__(self, dim):
+        super().__init__()
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x, memory=None):
+        if memory is None:
+            raise ValueError("memory must be given for cross-attention layers")
+        return self.proj(x) + memory
+"""
+
+
+def test_ladder_fills_an_argument_a_validation_message_asks_for() -> None:
+    r = climb(NAMED_REQUIRED, "Decoder")
+    assert_ok(r)
+    assert "memory: float32[" in r["input_desc"]
