@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from nnrag.rag._multiscale import LAYOUT_NAMES, multiscale_inputs
+
 BATCH = 2
 SEQ = 8
 _EMPTY = inspect.Parameter.empty
@@ -323,6 +325,9 @@ def infer_probes(
                 args.append(val)
             else:
                 kwargs[p.name] = val
+        for k, v in multiscale_inputs(module, init_kwargs, x, {p.name for p in rest}).items():
+            if k in LAYOUT_NAMES or kwargs.get(k) is None:  # layouts beat generic guesses
+                kwargs[k] = v
         parts = [f"{first.name if first else '*'}: {describe(args[0] if args else x)}"]
         parts += [f"{k}: {describe(v)}" for k, v in kwargs.items()]
         probes.append(Probe(tuple(args), kwargs, "; ".join(parts)))

@@ -192,3 +192,29 @@ def test_ladder_builds_a_container_of_callables() -> None:
     r = climb(COMPOSE, "Compose")
     assert_ok(r)
     assert "Identity" in r["init_args"]["transforms"]
+
+
+class _Deformable(nn.Module):
+    """Multi-scale deformable attention in miniature: the layout must match the values."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.n_levels = 3
+        self.value_proj = nn.Linear(16, 16)
+
+    def forward(self, hidden_states, encoder_hidden_states=None, reference_points=None,  # type: ignore[no-untyped-def]
+                spatial_shapes=None, spatial_shapes_list=None, level_start_index=None):
+        assert sum(h * w for h, w in spatial_shapes_list) == encoder_hidden_states.shape[1]
+        assert spatial_shapes.shape == (self.n_levels, 2) and level_start_index[0] == 0
+        value = self.value_proj(encoder_hidden_states)
+        pts = reference_points[:, :, :, None, :].expand(-1, -1, -1, 1, -1)
+        assert pts.shape[2] == self.n_levels
+        return value * pts.mean()
+
+
+def test_deformable_attention_gets_a_consistent_multiscale_layout() -> None:
+    probe = _first_ok(_Deformable(), {"hidden_size": 16})
+    assert probe is not None
+    shapes = probe.kwargs["spatial_shapes_list"]  # type: ignore[attr-defined]
+    assert len(shapes) == 3
+    assert "reference_points: float32[2, " in probe.desc  # type: ignore[attr-defined]
