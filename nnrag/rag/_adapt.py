@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -124,6 +124,14 @@ def _channels(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
     yield from _replace(shape, got, want)
 
 
+@_rule(r"permitted channel values are \[([\d, ]+)\], but found (\d+)")
+def _image_channels(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
+    """Image transforms accept grey or RGB only: the probe's channels become the last allowed."""
+    allowed = [int(c) for c in m.group(1).split(",")]
+    if len(shape) >= 3 and shape[-3] == int(m.group(2)):
+        yield (*shape[:-3], allowed[-1], *shape[-2:])
+
+
 @_rule(r"split_sizes to sum exactly to (\d+).*split_sizes=\[([\d, ]+)\]")
 def _split(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
     total = sum(int(s) for s in m.group(2).split(","))
@@ -138,9 +146,16 @@ def _norm(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
     yield (*shape[:-1], want)
 
 
-@_rule(r"Expected (\d)D \(unbatched\) or (\d)D \(batched\) input to conv")
+@_rule(
+    r"Expected (\d)D \(unbatched\) or (\d)D \(batched\) input to conv\w*"
+    r"(?:, but got input of size: \[([\d, ]+)\])?"
+)
 def _conv_rank(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
     rank = int(m.group(2))
+    got = m.group(3).count(",") + 1 if m.group(3) else len(shape)
+    if got == rank + 1 and len(shape) == rank and rank >= 3:
+        # the block adds the channel axis itself: it wants [B, H, W] (or [B, L]), not a map
+        yield (shape[0], *shape[2:])
     yield from _rerank(shape, rank)
 
 
@@ -148,6 +163,25 @@ def _conv_rank(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
 def _norm_rank(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
     for rank in {int(g) for g in m.groups() if g} - {len(shape)}:
         yield from _rerank(shape, rank)
+
+
+@_rule(r"shape '\[-1, (\d+)\]' is invalid for input of size (\d+)")
+def _choices(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
+    """One score per row regrouped by the row's length (``logits.view(-1, num_choices)``
+    with ``num_choices = input_ids.shape[1]``): the rows are choices, so add a choice axis."""
+    groups, size = int(m.group(1)), int(m.group(2))
+    if len(shape) == 2 and shape[1] == groups and size == shape[0]:
+        yield (shape[0], 2, shape[1])
+
+
+@_rule(r"(not enough|too many) values to unpack \(expected (\d)(?:, got (\d))?\)")
+def _unpack(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
+    """``B, C, H, W = x.shape`` on a token tensor: the same features at the wanted rank."""
+    want = int(m.group(2))
+    got = int(m.group(3)) if m.group(3) else len(shape)
+    fewer = m.group(1) == "not enough"
+    if got == len(shape) and 2 <= want <= 5 and (want > got if fewer else want < got):
+        yield from _rerank(shape, want)
 
 
 def _rerank(shape: Shape, rank: int) -> Iterator[Shape]:
@@ -217,51 +251,145 @@ def primary(probe: Probe) -> torch.Tensor | None:
     return first if isinstance(first, torch.Tensor) else None
 
 
-def adapt(probe: Probe, exc: BaseException, limit: int = 2) -> list[Probe]:
-    """Up to ``limit`` probes reshaped as ``exc``'s message asks; empty when none applies."""
+def adapt(
+    probe: Probe, exc: BaseException, limit: int = 2, optional: Sequence[str] = ()
+) -> list[Probe]:
+    """Up to ``limit`` probes reshaped as ``exc``'s message asks; empty when none applies.
+
+    ``optional`` names the forward parameters that default to None and that the probe left
+    out: one of them used as a tensor on the failing line is given one.
+    """
     x = primary(probe)
     if x is None or x.dim() == 0:
         return []
-    filled = _fill_none(probe, exc, x)
-    if filled is not None:
-        return [filled]
+    filled = _fill_none(probe, exc, x, optional)
+    if filled:
+        return filled
+    if _UINT8.search(str(exc)) and x.is_floating_point():  # image ops on bytes
+        return [_rebuild(probe, tuple(x.shape), tuple(x.shape), _as_bytes)]
+    unbatched = _unbatched_pairs(probe, exc)
+    if unbatched is not None:
+        return [unbatched]
+    unwrapped = _unwrap(probe, exc)
+    if unwrapped is not None:
+        return [unwrapped]
     old = tuple(x.shape)
     return [_rebuild(probe, old, new) for new in candidate_shapes(str(exc), old)[:limit]]
+
+
+_BATCH_CLASH = re.compile(
+    r"size of tensor a \((\d+)\) must match the size of tensor b \((\d+)\) at "
+    r"non-singleton dimension [01]\b"
+)
+
+
+def _unbatched_pairs(probe: Probe, exc: BaseException) -> Probe | None:
+    """Rotary ``(cos, sin)`` built per sample ``[B, L, D]`` for a block that wants one table
+    ``[L, D]`` (vision rope): the batch axis lands on the heads. Drop it from the pairs."""
+    m = _BATCH_CLASH.search(str(exc))
+    if m is None or BATCH not in (int(m.group(1)), int(m.group(2))):
+        return None
+    kwargs = dict(probe.kwargs)
+    changed = False
+    for k, v in probe.kwargs.items():
+        if (
+            isinstance(v, tuple)
+            and len(v) == 2
+            and all(isinstance(t, torch.Tensor) and t.dim() == 3 and t.shape[0] == BATCH for t in v)
+        ):
+            kwargs[k] = (v[0][0], v[1][0])
+            changed = True
+    if not changed:
+        return None
+    parts = [describe(a) for a in probe.args] + [f"{k}: {describe(v)}" for k, v in kwargs.items()]
+    return Probe(probe.args, kwargs, "; ".join(parts))
+
+
+_REQUIRED = re.compile(
+    r"must be given|is required|must be provided|(have|has) to (specify|be provided)|"
+    r"must specify|cannot be None|should not be none", re.I
+)
+_UINT8 = re.compile(r"(Only|expected|requires) (torch\.)?uint8|uint8 image tensors")
+
+
+def _as_bytes(t: torch.Tensor) -> torch.Tensor:
+    return torch.randint(0, 256, t.shape, dtype=torch.uint8)
 
 
 _NONE = re.compile(r"'NoneType' object (has no attribute|is not subscriptable|is not iterable)|"
                    r"must be Tensor, not NoneType|NoneType' and|and 'NoneType'")
 
 
-def _fill_none(probe: Probe, exc: BaseException, x: torch.Tensor) -> Probe | None:
-    """A keyword we passed as None is used as a tensor on the failing line: give it one."""
-    if not _NONE.search(str(exc)):
+_SEQ_NOT_TENSOR = re.compile(r"must be Tensor, not (list|tuple)|'(list|tuple)' object has no "
+                             r"attribute '(shape|size|dim|dtype|device|view|transpose)'")
+
+
+def _unwrap(probe: Probe, exc: BaseException) -> Probe | None:
+    """A list passed because ``forward`` was annotated ``tuple[Tensor]`` is used as a tensor."""
+    first = probe.args[0] if probe.args else None
+    if not isinstance(first, list | tuple) or not first or not _SEQ_NOT_TENSOR.search(str(exc)):
         return None
-    from nnrag.rag._repair import blamed_line
+    if not isinstance(first[0], torch.Tensor):
+        return None
+    args = (first[0], *probe.args[1:])
+    parts = [describe(a) for a in args] + [f"{k}: {describe(v)}" for k, v in probe.kwargs.items()]
+    return Probe(args, probe.kwargs, "; ".join(parts))
 
-    line = blamed_line(exc)
-    for name, value in probe.kwargs.items():
-        if value is None and re.search(rf"\b{re.escape(name)}\b", line):
-            if "mask" in name:
+
+def _fill_none(
+    probe: Probe, exc: BaseException, x: torch.Tensor, optional: Sequence[str] = ()
+) -> list[Probe]:
+    """A keyword that was None (passed, or left at its default) is used as a tensor on the
+    failing line: give it one. A mask gets an attention mask ``[B, L]`` and, for masks that
+    multiply the features (``x * padding_mask``), all-ones ``[B, L, 1]``."""
+    text = str(exc)
+    if _NONE.search(text):  # used on the failing line
+        from nnrag.rag._repair import blamed_line
+
+        where = blamed_line(exc)
+    elif _REQUIRED.search(text):  # named by a validation message: "bbox is required"
+        where = text.split(" [at ")[0]
+    else:
+        return []
+    left_out = {n: None for n in optional if n not in probe.kwargs}
+    for name, value in {**probe.kwargs, **left_out}.items():
+        if value is None and re.search(rf"\b{re.escape(name)}\b", where, re.I):
+            if re.search(r"(^|_)ids$", name):
+                fills: list[Any] = [torch.randint(0, 4, (x.shape[0], 8))]
+            elif "mask" in name:
                 seq = x.shape[1] if x.dim() >= 2 else 8
-                fill: Any = torch.ones(x.shape[0], seq, dtype=torch.long)
+                fills = [torch.ones(x.shape[0], seq, dtype=torch.long)]
+                if x.is_floating_point():  # [B, L, 1]: broadcasts over any feature width
+                    fills.append(torch.ones(*x.shape[:-1], 1))
             else:
-                fill = x.clone()
-            kwargs = {**probe.kwargs, name: fill}
-            parts = [describe(a) for a in probe.args]
-            parts += [f"{k}: {describe(v)}" for k, v in kwargs.items()]
-            return Probe(probe.args, kwargs, "; ".join(parts))
-    return None
+                fills = [x.clone()]
+            out = []
+            for fill in fills:
+                kwargs = {**probe.kwargs, name: fill}
+                parts = [describe(a) for a in probe.args]
+                parts += [f"{k}: {describe(v)}" for k, v in kwargs.items()]
+                out.append(Probe(probe.args, kwargs, "; ".join(parts)))
+            return out
+    return []
 
 
-def _rebuild(probe: Probe, old: Shape, new: Shape) -> Probe:
-    """``probe`` with the primary's shape changed; look-alike tensors and sizes follow."""
+def _rebuild(
+    probe: Probe,
+    old: Shape,
+    new: Shape,
+    recast: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> Probe:
+    """``probe`` with the primary's shape changed; look-alike tensors and sizes follow.
+
+    ``recast`` (a dtype change) replaces every float tensor shaped like the primary."""
     sizes = {o: n for o, n in zip(old[1:], new[1:], strict=False) if o != n and o != BATCH}
     if len(old) != len(new):
         sizes = {}
 
     def convert(value: Any, depth: int = 0) -> Any:
         if isinstance(value, torch.Tensor):
+            if recast is not None and tuple(value.shape) == old and value.is_floating_point():
+                return recast(value)
             return _resized(value, old, new, sizes)
         if isinstance(value, bool) or depth > 2:
             return value

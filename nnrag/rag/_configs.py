@@ -179,6 +179,12 @@ _DIVISIBLE = re.compile(
     r"\b(\w+) \((\d+)\) (?:must|should) be (?:divisible by|a multiple of) (\w+) \((\d+)\)"
 )
 
+_PRODUCT = re.compile(
+    r"\b(\w+) \* (\w+) \((\d+)\) (?:must|should) (?:equal|be equal to|match) "
+    r"(\w+) \* (\w+) \((\d+)\)"
+)
+_MATCH_NAMES = re.compile(r"\b(\w+) (?:must|should) (?:match|equal|be equal to) (\w+)\b")
+
 
 def _fix_from_message(
     kwargs: dict[str, Any], text: str, accepted: set[str]
@@ -195,6 +201,18 @@ def _fix_from_message(
         want = max(vb, -(-va // vb) * vb)
         if a in accepted and kwargs.get(a) != want:
             return {**kwargs, a: want}
+    if m := _PRODUCT.search(text):  # hidden_size * expand (128) must equal heads * dim (64)
+        left, right = int(m.group(3)), int(m.group(6))
+        for k in (m.group(4), m.group(5)):
+            v = kwargs.get(k)
+            if k in accepted and isinstance(v, int) and v > 0 and right % v == 0:
+                rest = right // v  # the other factor's value, whatever set it
+                if rest > 0 and left % rest == 0 and left // rest != v:
+                    return {**kwargs, k: left // rest}
+    if m := _MATCH_NAMES.search(text):  # adapter_input_size must match hidden_size
+        a, b = m.group(1), m.group(2)
+        if a in accepted and b in kwargs and kwargs.get(a) != kwargs[b]:
+            return {**kwargs, a: kwargs[b]}
     return None
 
 

@@ -77,6 +77,7 @@ _NAME_RULES: list[tuple[str, str | None, tuple[Any, ...]]] = [
         ((16, 32, 64, 128),),
     ),
     (r"^(block|block_fn|block_cls|block_type|residual_block)$", None, ("<block>",)),
+    (r"^(transforms|fns|functions|callables|module_list|modules)$", None, ("<modules>",)),
     (
         r"^(fn|module|layer|m|net|body|submodule|model|backbone|inner|wrapped|sublayer|op)$",
         None,
@@ -315,6 +316,8 @@ def _placeholder(v: Any, name: str, owner: type, ns: Mapping[str, Any], others: 
         return _block_classes(ns) or [nn.Identity]
     if v == "<module>":
         return [nn.Identity()]
+    if v == "<modules>":  # a sequence of callables (Compose, RandomChoice, per-level heads)
+        return [[nn.Identity(), nn.Identity()]]
     return v
 
 

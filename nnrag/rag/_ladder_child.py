@@ -31,10 +31,13 @@ MAX_FALLBACK_INSTANCES = 2  # constructions from fallback_candidates (optional c
 MAX_ADAPT = 6  # probes rebuilt from forward error messages, per instance
 
 _SHAPE_RX = re.compile(
-    r"(shape|size|mat1|mat2|expected input|channels|dimension|dim\b|must match|broadcast|"
+    r"(shape|size|mat1|mat2|expected input|channels?\b|dimension|dim\b|must match|broadcast|"
     r"reshape|view|unpack|out of range|index|divisible|but got|scalar type|dtype|"
     r"to have|invalid for input|expected .* got|Long|Float|Half|positional argument|"
-    r"NoneType|rank|doesn't match|does not match|mismatch|padding|kernel|too small)",
+    r"NoneType|rank|doesn't match|does not match|mismatch|padding|kernel|too small|"
+    r"must be Tensor, not|'(?:list|tuple)' object has no attribute|but found|of length|"
+    r"must be given|is required|must be provided|(?:have|has) to (?:specify|be provided)|"
+    r"must specify|cannot be None|should not be none)",
     re.IGNORECASE,
 )
 
@@ -194,7 +197,7 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
     from nnrag.rag._adapt import adapt
     from nnrag.rag._configs import origin_configs
     from nnrag.rag._infer import describe_value, fallback_candidates, init_candidates
-    from nnrag.rag._probe import describe, infer_probes
+    from nnrag.rag._probe import describe, forward_params, infer_probes
     from nnrag.rag._repair import repair
 
     torch.set_num_threads(1)
@@ -261,6 +264,7 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
             fwd_errors.append(exc)
             continue
         adapted = 0
+        optional = [p.name for p in forward_params(block) if p.default is None]
         i = 0
         while i < len(probes):
             probe = probes[i]
@@ -275,7 +279,7 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
             except Exception as exc:
                 fwd_errors.append(exc)
                 if adapted < MAX_ADAPT and is_shape_error(exc):
-                    fixes = adapt(probe, exc)[: MAX_ADAPT - adapted]
+                    fixes = adapt(probe, exc, optional=optional)[: MAX_ADAPT - adapted]
                     adapted += len(fixes)
                     probes[i:i] = fixes
                 continue

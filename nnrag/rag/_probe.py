@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from nnrag.rag._multiscale import LAYOUT_NAMES, multiscale_inputs
+
 BATCH = 2
 SEQ = 8
 _EMPTY = inspect.Parameter.empty
@@ -28,7 +30,13 @@ _MASK = re.compile(r"(mask|^attn_bias$|^bias$)")
 _POS_IDS = re.compile(r"^(position_ids|pos_ids|positions)$")
 _ROPE = re.compile(r"(position_embeddings|rotary|freqs_cis|^rope|^pos_emb|^cos_sin$)")
 _SIDE = re.compile(r"^(h|w|height|width|H|W|hh|ww)$", re.I)
-_HW = re.compile(r"^(hw|size|hw_shape|feat_size|spatial_shape|shape|hw_size|x_size|resolution)$")
+_HW = re.compile(
+    r"^(hw|size|hw_shape|feat_size|spatial_shape|shape|hw_size|x_size|resolution|"
+    r"(input|image|img|feat|grid|patch)_(dimensions|dims|resolution|shape|hw))$"
+)
+_PAIR_ANN = re.compile(r"^(Tuple|tuple)\[int,int\]")  # ``tuple[int, int]``: a (height, width)
+_LENGTH = re.compile(r"^(seqlen|seq_len|seq_length|length|num_tokens|num_positions)$")
+_SIZE_ANN = re.compile(r"(^|[.'<])Size('>)?$")  # ``torch.Size``: the probe's own shape
 _SAME = re.compile(
     r"^(k|v|q|key|value|query|y|x2|x_2|skip|residual|context|memory|encoder_hidden_states|"
     r"cond|condition|other|feat|features|z|h|emb|x_left|x_right|x1)$"
@@ -215,7 +223,7 @@ def _fill(
     required = p.default is _EMPTY and p.kind is not p.VAR_KEYWORD
     if _ROPE.search(name):
         ann = _ann_text(p).lower()
-        if not ann or "tuple" in ann:  # (cos, sin) for rotary attention
+        if not ann or "tuple" in ann or _unpacked(module, name):  # (cos, sin) for rotary
             return True, _rope(ns, kw, x)
         if not required:  # an optional additive embedding (DETR) or rope table (timm)
             return False, None
@@ -225,14 +233,24 @@ def _fill(
     if _ROUTE_IDX.match(name) or _ROUTE_W.match(name):
         return True, _routing(name, x, kw, module)
     seq = x.shape[1] if x.dim() >= 2 else SEQ
+    if _IDS.search(name) and name != "labels" and x.is_floating_point():  # ids beside images
+        return True, torch.randint(0, 4, (x.shape[0] if x.dim() else BATCH, SEQ))
     if _POS_IDS.match(name):
         return True, torch.arange(seq).unsqueeze(0).expand(BATCH, seq)
     if _MASK.search(name):
         return True, None
     if _SIDE.match(name):
         return True, side
-    if _HW.match(name):
+    if _is_hw(p):
         return True, (side, side)
+    ann = _ann_text(p)
+    if name == "device" or ann.endswith("device") or "device|" in ann:
+        return True, x.device
+    if name == "dtype" or ann.endswith("dtype"):
+        return True, x.dtype
+    choice = _listed_choice(name, kw, module)
+    if choice is not None:
+        return True, choice
     if re.search(r"(^t$|timestep|time|^sigma|noise_level)", name):
         return True, torch.rand(BATCH)
     if _RESIDUAL.match(name) and module is not None:
@@ -272,7 +290,7 @@ def infer_probes(
         layouts += [("flat", d) for lay, d in layouts if lay == "seq"]
     layouts = list(dict.fromkeys(layouts))
     side_opts = list(dict.fromkeys([*sides, 32, 64, 8] + ([224] if allow_large else [])))
-    hw_needed = any(_SIDE.match(p.name) or _HW.match(p.name) for p in rest)
+    hw_needed = any(_SIDE.match(p.name) or _is_hw(p) for p in rest)
     combos: list[tuple[str, int, int, int]] = []
     for lay, d in layouts:
         if lay in ("cf1", "cf2", "cf3", "cl2"):
@@ -294,7 +312,7 @@ def infer_probes(
         x = _tensor(lay, d, side, seq)
         if lay == "ids" and isinstance(eos, int) and 0 <= eos < d:
             x[:, -1] = eos  # sequence classifiers pool at the last <eos>
-        args: list[Any] = [_container(first, x)] if first is not None else []
+        args: list[Any] = [_container(first, x, side)] if first is not None else []
         kwargs: dict[str, Any] = {}
         for p in rest:
             if p.name == "use_cache":  # no KV cache: hybrid caches reject a fresh probe
@@ -307,6 +325,9 @@ def infer_probes(
                 args.append(val)
             else:
                 kwargs[p.name] = val
+        for k, v in multiscale_inputs(module, init_kwargs, x, {p.name for p in rest}).items():
+            if k in LAYOUT_NAMES or kwargs.get(k) is None:  # layouts beat generic guesses
+                kwargs[k] = v
         parts = [f"{first.name if first else '*'}: {describe(args[0] if args else x)}"]
         parts += [f"{k}: {describe(v)}" for k, v in kwargs.items()]
         probes.append(Probe(tuple(args), kwargs, "; ".join(parts)))
@@ -361,8 +382,11 @@ def _routing(
     n_exp = n_exp if isinstance(n_exp, int) and n_exp > 0 else 4
     top_k = getattr(cfg, "num_experts_per_tok", None) or getattr(module, "top_k", None) or 2
     top_k = max(1, min(int(top_k), n_exp))
-    tokens = x.reshape(-1, x.shape[-1]).shape[0] if x.dim() >= 2 else BATCH
     gen = torch.Generator().manual_seed(0)
+    paired = module is not None and any(_ROUTE_IDX.match(p.name) for p in forward_params(module))
+    if x.dim() == 4 and _ROUTE_W.match(name) and not paired:  # conditional conv: per expert
+        return torch.softmax(torch.randn(x.shape[0], n_exp, generator=gen), dim=-1)
+    tokens = x.reshape(-1, x.shape[-1]).shape[0] if x.dim() >= 2 else BATCH
     if _ROUTE_IDX.match(name):
         return torch.stack([torch.randperm(n_exp, generator=gen)[:top_k] for _ in range(tokens)])
     return torch.softmax(torch.randn(tokens, top_k, generator=gen), dim=-1)
@@ -377,6 +401,8 @@ def _ann_text(p: inspect.Parameter) -> str:
     ann = p.annotation
     if ann is _EMPTY:
         return ""
+    if isinstance(ann, type):  # ``int``, ``torch.Size``: the name, not "<class 'int'>"
+        return ann.__name__
     text = ann if isinstance(ann, str) else str(ann)
     return text.strip("'\"").replace(" ", "").removeprefix("typing.")
 
@@ -390,9 +416,44 @@ def _levels(x: torch.Tensor) -> list[torch.Tensor]:
     return [x, x.clone()]
 
 
-def _container(p: inspect.Parameter, x: torch.Tensor) -> Any:
-    """Wrap the primary tensor when ``forward`` is annotated to take a list or dict of maps."""
+def _unpacked(module: nn.Module | None, name: str) -> bool:
+    """``cos, sin = position_embeddings`` in ``forward``: a pair, whatever the annotation."""
+    if module is None:
+        return False
+    try:
+        text = inspect.getsource(type(module).forward)
+    except (OSError, TypeError):
+        return False
+    return re.search(rf"^\s*\w+\s*,\s*\w+\s*=\s*{re.escape(name)}\s*$", text, re.M) is not None
+
+
+def _is_hw(p: inspect.Parameter) -> bool:
+    """A (height, width) pair: by name (``input_dimensions``) or by ``tuple[int, int]``."""
+    return bool(_HW.match(p.name) or _PAIR_ANN.match(_ann_text(p)))
+
+
+def _listed_choice(name: str, kw: Mapping[str, Any], module: nn.Module | None) -> Any:
+    """``layer_type`` when the config (or block) lists ``layer_types``: the first listed."""
+    owners = [v for v in kw.values() if hasattr(v, "to_dict")] + [module]
+    for owner in owners:
+        values = getattr(owner, f"{name}s", None)
+        if isinstance(values, list | tuple) and values and isinstance(values[0], str | int):
+            return values[0]
+    return None
+
+
+def _container(p: inspect.Parameter, x: torch.Tensor, side: int = 8) -> Any:
+    """Wrap the primary tensor when ``forward`` is annotated to take a list or dict of maps.
+
+    Position-embedding builders take only what they describe: a primary annotated
+    ``torch.Size`` gets the probe tensor's shape, an ``int`` (``width``, ``seqlen``) a side or
+    a sequence length.
+    """
     text = _ann_text(p)
+    if _SIZE_ANN.search(text):
+        return x.shape
+    if text == "int" or _SIDE.match(p.name) or _LENGTH.match(p.name):
+        return side if _SIDE.match(p.name) or x.dim() < 3 else x.shape[1]
     if _LIST_ANN.match(text):
         return _levels(x)
     if _DICT_ANN.match(text):

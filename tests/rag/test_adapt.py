@@ -45,6 +45,16 @@ CASES = [
      (2, 3, 32, 32)),
     ("Whisper expects the mel input features to be of length 3000, but found 100.",
      (2, 80, 100), (2, 80, 3000)),
+    # the block adds the channel axis itself (``x.unsqueeze(1)``): drop the probe's
+    ("Expected 3D (unbatched) or 4D (batched) input to conv2d, but got input of size: "
+     "[2, 1, 1, 32, 32]", (2, 1, 32, 32), (2, 32, 32)),
+    # ``B, C, H, W = x.shape`` on tokens, ``B, N, C = x.shape`` on a map
+    ("not enough values to unpack (expected 4, got 3)", (2, 64, 16), (2, 16, 8, 8)),
+    ("too many values to unpack (expected 3)", (2, 16, 8, 8), (2, 16, 64)),
+    # multiple choice: ``logits.view(-1, input_ids.shape[1])`` wants [B, choices, L] ids
+    ("shape '[-1, 8]' is invalid for input of size 2", (2, 8), (2, 2, 8)),
+    ("Input image tensor permitted channel values are [1, 3], but found 64", (2, 64, 32, 32),
+     (2, 3, 32, 32)),
 ]
 
 
@@ -177,3 +187,87 @@ def test_off_by_one_branches_suggest_odd_sides() -> None:
     message = ("Sizes of tensors must match except in dimension 1. Expected size 16 but got "
                "size 15 for tensor number 2 in the list.")
     assert (2, 8, 35, 35) in candidate_shapes(message, (2, 8, 32, 32))
+
+
+OPTIONAL_MEMORY = """
+class CrossAttn(nn.Module):
+    # ``encoder_hidden_states`` defaults to None, but the block cannot run without it
+    def __init__(self, dim):
+        super().__init__()
+        self.q = nn.Linear(dim, dim)
+
+    def forward(self, x, encoder_hidden_states=None):
+        return self.q(x) @ encoder_hidden_states.transpose(1, 2)
+"""
+
+
+def test_ladder_fills_an_optional_none_the_failing_line_uses() -> None:
+    r = climb(OPTIONAL_MEMORY, "CrossAttn")
+    assert_ok(r)
+    assert "encoder_hidden_states: float32[" in r["input_desc"]
+
+
+def test_unpack_mismatch_in_the_wrong_direction_suggests_nothing() -> None:
+    assert candidate_shapes("not enough values to unpack (expected 2, got 3)", (2, 8, 4)) == []
+    assert candidate_shapes("not enough values to unpack (expected 4, got 2)", (2, 8, 4)) == []
+
+
+PADDING_MASK = """
+class ConvFFN(nn.Module):
+    # the mask multiplies the features: an attention-style [B, L] mask does not broadcast
+    def __init__(self, dim):
+        super().__init__()
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x, padding_mask):
+        return self.proj(x * padding_mask)
+"""
+
+
+def test_ladder_fills_a_multiplying_mask_with_broadcastable_ones() -> None:
+    r = climb(PADDING_MASK, "ConvFFN")
+    assert_ok(r)
+    assert "padding_mask: float32[" in r["input_desc"]
+
+
+def test_byte_image_ops_get_uint8_probes() -> None:
+    x = torch.randn(2, 3, 8, 8)
+    exc = TypeError("Only torch.uint8 image tensors are supported, but found torch.float32")
+    (new,) = adapt(Probe((x,)), exc)
+    assert new.args[0].dtype == torch.uint8 and new.args[0].shape == x.shape
+
+
+def test_rotary_pairs_lose_their_batch_axis_when_it_lands_on_the_heads() -> None:
+    x = torch.randn(2, 8, 64)
+    pair = (torch.ones(2, 8, 16), torch.zeros(2, 8, 16))
+    exc = RuntimeError("The size of tensor a (4) must match the size of tensor b (2) at "
+                       "non-singleton dimension 1")
+    (new,) = adapt(Probe((x,), {"position_embeddings": pair}), exc)
+    cos, sin = new.kwargs["position_embeddings"]
+    assert cos.shape == (8, 16) and sin.shape == (8, 16)
+    assert new.args[0] is x
+    # a clash that does not involve the batch size is a shape question, not a rope one
+    other = RuntimeError("The size of tensor a (4) must match the size of tensor b (3) at "
+                         "non-singleton dimension 1")
+    assert all(p.kwargs["position_embeddings"][0].dim() == 3
+               for p in adapt(Probe((x,), {"position_embeddings": pair}), other))
+
+
+NAMED_REQUIRED = """
+class Decoder(nn.Module):
+    # optional in the signature, required by a validation message that names it
+    def __init__(self, dim):
+        super().__init__()
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x, memory=None):
+        if memory is None:
+            raise ValueError("memory must be given for cross-attention layers")
+        return self.proj(x) + memory
+"""
+
+
+def test_ladder_fills_an_argument_a_validation_message_asks_for() -> None:
+    r = climb(NAMED_REQUIRED, "Decoder")
+    assert_ok(r)
+    assert "memory: float32[" in r["input_desc"]

@@ -61,6 +61,7 @@ from nnrag.rag._probe import describe, first_leaf, infer_probes
         ("layer_idx", 0),
         ("hidden_features", 128),
         ("input_resolution", (8, 8)),
+        ("transforms", "<modules>"),  # a sequence of callables, resolved to Identity layers
     ],
 )
 def test_values_for_name_first_choice(name: str, expected: object) -> None:
