@@ -28,7 +28,7 @@ from nnrag.mutate._target import input_kinds  # noqa: E402
 
 TORCHVISION = {  # one per family; the input size each needs (fixed-size ViTs need 224)
     "alexnet.alexnet": 64, "convnext.convnext_tiny": 64, "densenet.densenet121": 64,
-    "efficientnet.efficientnet_b0": 64, "googlenet.googlenet": 64, "inception.inception_v3": 160,
+    "efficientnet.efficientnet_b0": 64, "googlenet.googlenet": 64, "inception.inception_v3": 299,
     "mnasnet.mnasnet0_5": 64, "mobilenetv2.mobilenet_v2": 64, "mobilenetv3.mobilenet_v3_small": 64,
     "regnet.regnet_x_400mf": 64, "regnet.regnet_y_400mf": 64, "resnet.resnet18": 64, "resnet.resnet50": 64,
     "resnet.resnext50_32x4d": 64, "shufflenetv2.shufflenet_v2_x0_5": 64, "squeezenet.squeezenet1_0": 64,
