@@ -43,6 +43,22 @@ def check_source(code: str, *, block: str | None = None) -> None:
         raise ContractError(f"model code defines no top-level {wanted!r}{hint}")
 
 
+def input_kinds(code: str) -> frozenset[str]:
+    """The literal ``INPUT_KINDS = {...}`` a contract module declares ("image", "signal"),
+    read without running the code; empty when there is none."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return frozenset()
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "INPUT_KINDS" for t in node.targets):
+            try:
+                return frozenset(str(k) for k in ast.literal_eval(node.value))
+            except (ValueError, TypeError, SyntaxError):
+                return frozenset()
+    return frozenset()
+
+
 def load_module(code: str, name: str, folder: Path) -> ModuleType:
     """Write ``code`` to ``folder/name.py`` and import it (tracebacks then show real lines)."""
     path = folder / f"{name}.py"

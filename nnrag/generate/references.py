@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 from nnrag.exceptions import NnragError
+from nnrag.execute.contract import input_kinds
 from nnrag.generate.prompts import BlockRef, Reference
 from nnrag.logging import get_logger
 
@@ -25,20 +26,6 @@ def family_of(name: str) -> str:
     """``resnet20`` and ``resnet8`` are one family; ``se_resnet_small`` another."""
     base = re.sub(r"_(small|tiny|lite|narrow|\d+)$", "", name.lower())
     return re.sub(r"[\d_]+$", "", base) or name.lower()
-
-
-def _input_kinds(code: str) -> set[str]:
-    try:
-        tree = ast.parse(code)
-    except SyntaxError:
-        return set()
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "INPUT_KINDS" for t in node.targets):
-            try:
-                return set(ast.literal_eval(node.value))
-            except ValueError:
-                return set()
-    return {"image", "signal"}
 
 
 def strip_docstring(code: str) -> str:
@@ -56,7 +43,7 @@ def corpus_references(kind: str, corpus: Path | None = None) -> list[Reference]:
     refs = []
     for path in sorted(folder.glob("*.py")):
         code = path.read_text(encoding="utf-8")
-        if kind in _input_kinds(code):
+        if kind in input_kinds(code):
             refs.append(Reference(path.stem, family_of(path.stem), strip_docstring(code), f"corpus:{path.name}"))
     return refs
 

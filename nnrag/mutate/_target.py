@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nnrag.exceptions import NnragError
+from nnrag.execute.contract import input_kinds
 
 
 class MutationTargetError(NnragError):
@@ -26,21 +27,6 @@ class Target:
     def default_dataset(self) -> str:
         """Digits for image models (and when unknown), MNIST-1D for signal-only ones."""
         return "mnist1d" if self.input_kinds and "image" not in self.input_kinds else "digits"
-
-
-def input_kinds(source: str) -> frozenset[str]:
-    """The literal ``INPUT_KINDS = {...}`` of a contract module, if it declares one."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return frozenset()
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "INPUT_KINDS" for t in node.targets):
-            try:
-                return frozenset(str(k) for k in ast.literal_eval(node.value))
-            except (ValueError, TypeError, SyntaxError):
-                return frozenset()
-    return frozenset()
 
 
 def _module_level(source: str, label: str) -> set[str]:
