@@ -44,7 +44,6 @@ class _Walker:
         self.tuples: dict[str, list[Feature | None]] = {}  # modules returning (output, state)
         self.attrs: dict[str, str] = {}  # get_attr node -> parameter path
         self.shape: dict[str, Any] = {}
-        self.fresh_n = 0
 
     # -- helpers
     def fresh(self, node: str, width: int, *, pin: bool) -> str:
@@ -89,10 +88,9 @@ class _Walker:
                     self.set_out(node, (self.fresh(node["name"], shape[1], pin=True), 1))
                 continue
             if op == "output":
-                for name in self.tensor_args(node["args"]) + [
-                    a["n"] for a in node["args"] if isinstance(a, dict) and "n" in a
-                ]:
-                    self.pin_input(name)
+                for arg in node["args"]:
+                    if isinstance(arg, dict) and "n" in arg:
+                        self.pin_input(arg["n"])
                 continue
             if not isinstance(node["shape"], list | dict):
                 self.feat[node["name"]] = None

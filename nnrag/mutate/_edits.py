@@ -106,15 +106,14 @@ class _Calls(cst.CSTVisitor):
 class _ReplaceNth(cst.CSTTransformer):
     def __init__(self, index: int, make: Callable[[cst.Call], cst.BaseExpression]) -> None:
         self.index, self.make, self.seen = index, make, -1
+        self.open: list[int] = []  # numbers of the calls being visited, innermost last
 
     def visit_Call(self, node: cst.Call) -> None:
         self.seen += 1
-        node_index = self.seen
-        self._stack = [*getattr(self, "_stack", []), node_index]
+        self.open.append(self.seen)
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        node_index = self._stack.pop()
-        return self.make(updated) if node_index == self.index else updated
+        return self.make(updated) if self.open.pop() == self.index else updated
 
 
 def _calls(module: cst.Module) -> list[tuple[int, cst.Call, tuple[int, int, int, int]]]:
@@ -131,12 +130,18 @@ def _expr(text: str) -> cst.BaseExpression:
     return cst.parse_expression(text)
 
 
+def _layer_calls(module: cst.Module) -> Iterator[tuple[int, cst.Call, tuple[int, int, int, int], str, str]]:
+    """Calls written ``base.Name(...)`` (``nn.ReLU()``, ``F.relu(x)``): ``(index, call, pos,
+    name, base)``. A bare ``ReLU()`` is skipped: an edit would not know what to import."""
+    for index, call, pos in _calls(module):
+        base = _base(call.func)
+        if base is not None:
+            yield index, call, pos, _leaf(call.func), base
+
+
 def activation_edits(source: str) -> Iterator[Edit]:
     module = parse(source)
-    for index, call, pos in _calls(module):
-        name, base = _leaf(call.func), _base(call.func)
-        if base is None:
-            continue
+    for index, call, pos, name, base in _layer_calls(module):
         if name in ACTIVATIONS:
             for new in ACTIVATIONS:
                 if new != name:
@@ -154,9 +159,8 @@ def activation_edits(source: str) -> Iterator[Edit]:
 
 def norm_edits(source: str) -> Iterator[Edit]:
     module = parse(source)
-    for index, call, pos in _calls(module):
-        name, base = _leaf(call.func), _base(call.func)
-        if base is None or name not in NORM_SWAPS:
+    for index, call, pos, name, base in _layer_calls(module):
+        if name not in NORM_SWAPS:
             continue
         channels = _arg(call, 1 if name == "GroupNorm" else 0, _CHANNEL_KW[name])
         if channels is None or not _simple(channels):
@@ -170,10 +174,7 @@ def norm_edits(source: str) -> Iterator[Edit]:
 def layer_edits(source: str) -> Iterator[Edit]:
     """Insert a width-preserving layer after a conv/linear; drop one element of a Sequential."""
     module = parse(source)
-    for index, call, pos in _calls(module):
-        name, base = _leaf(call.func), _base(call.func)
-        if base is None:
-            continue
+    for index, call, pos, name, base in _layer_calls(module):
         if name in _INSERTABLE:
             out = _arg(call, 1, "out_channels" if name != "Linear" else "out_features")
             if out is not None and _simple(out):

@@ -180,7 +180,3 @@ class Planner:
     def _where(self, site_id: int) -> str:
         site = self.by_id[site_id]
         return f"{site.name or site.call or 'literal'}@{site.line}:{site.col}"
-
-
-def predicted_map(plan: Plan) -> Mapping[str, int]:
-    return dict(plan.predicted or ())
