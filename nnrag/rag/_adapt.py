@@ -211,7 +211,7 @@ def _grow(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
         yield (*shape[:2], *(min(256, d * 2) for d in shape[2:]))
 
 
-@_rule(r"Input (?:height|image height) \((\d+)\) doesn't match model \((\d+)\)")
+@_rule(r"Input (?:height|image height|sequence length) \((\d+)\) doesn't match model(?: configuration)? \((\d+)\)")
 def _fixed_size(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
     yield from _replace(shape, int(m.group(1)), int(m.group(2)))
 
@@ -265,6 +265,9 @@ def adapt(
     filled = _fill_none(probe, exc, x, optional)
     if filled:
         return filled
+    single = _one_of(probe, exc)
+    if single is not None:
+        return [single]
     if _UINT8.search(str(exc)) and x.is_floating_point():  # image ops on bytes
         return [_rebuild(probe, tuple(x.shape), tuple(x.shape), _as_bytes)]
     unbatched = _unbatched_pairs(probe, exc)
@@ -275,6 +278,23 @@ def adapt(
         return [unwrapped]
     old = tuple(x.shape)
     return [_rebuild(probe, old, new) for new in candidate_shapes(str(exc), old)[:limit]]
+
+
+_BOTH = re.compile(r"(?:cannot|can't|can not) (?:specify|pass|provide) both (\w+) and (\w+)", re.I)
+
+
+def _one_of(probe: Probe, exc: BaseException) -> Probe | None:
+    """``You cannot specify both decoder_input_ids and decoder_inputs_embeds``: drop the
+    second (embeddings are the derived spelling), or the first when only it was passed."""
+    m = _BOTH.search(str(exc))
+    if m is None:
+        return None
+    for name in (m.group(2), m.group(1)):
+        if probe.kwargs.get(name) is not None:
+            kwargs = {k: v for k, v in probe.kwargs.items() if k != name}
+            parts = [describe(a) for a in probe.args] + [f"{k}: {describe(v)}" for k, v in kwargs.items()]
+            return Probe(probe.args, kwargs, "; ".join(parts))
+    return None
 
 
 _BATCH_CLASH = re.compile(

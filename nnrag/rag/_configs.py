@@ -86,6 +86,11 @@ _CORE_KEYS = (
 )
 
 
+_DEPTH_KEYS = frozenset(
+    {"num_hidden_layers", "num_layers", "n_layer", "n_layers", "encoder_layers", "decoder_layers"}
+)
+
+
 def _is_config(v: Any) -> bool:
     return type(v).__name__.endswith("Config") and (
         hasattr(v, "to_dict") or dataclasses.is_dataclass(v)
@@ -132,7 +137,9 @@ def build_configs(
         # multi-head latent attention expands k/v per query head: no grouped kv heads
         small["num_key_value_heads"] = small["num_attention_heads"]
     core = {k: v for k, v in small.items() if k in _CORE_KEYS}
-    tries: list[dict[str, Any]] = [small, core]
+    # Defaults indexed by layer (``per_layer_config``, ``layer_types``) need the default depth.
+    deep = {k: v for k, v in small.items() if k not in _DEPTH_KEYS}
+    tries: list[dict[str, Any]] = [small, core, deep]
     hidden = getattr(default, "hidden_size", 0)
     if default is not None and (not isinstance(hidden, int) or hidden <= 1024):
         tries.append({})

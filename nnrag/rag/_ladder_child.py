@@ -37,7 +37,7 @@ _SHAPE_RX = re.compile(
     r"NoneType|rank|doesn't match|does not match|mismatch|padding|kernel|too small|"
     r"must be Tensor, not|'(?:list|tuple)' object has no attribute|but found|of length|"
     r"must be given|is required|must be provided|(?:have|has) to (?:specify|be provided)|"
-    r"must specify|cannot be None|should not be none)",
+    r"must specify|cannot be None|should not be none|specify both)",
     re.IGNORECASE,
 )
 

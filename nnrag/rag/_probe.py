@@ -35,6 +35,7 @@ _HW = re.compile(
     r"(input|image|img|feat|grid|patch)_(dimensions|dims|resolution|shape|hw))$"
 )
 _PAIR_ANN = re.compile(r"^(Tuple|tuple)\[int,int\]")  # ``tuple[int, int]``: a (height, width)
+_PACKED = re.compile(r"^cu_(window_)?seq_?lens$")  # cumulative sequence starts of a packed batch
 _LENGTH = re.compile(r"^(seqlen|seq_len|seq_length|length|num_tokens|num_positions)$")
 _SIZE_ANN = re.compile(r"(^|[.'<])Size('>)?$")  # ``torch.Size``: the probe's own shape
 _SAME = re.compile(
@@ -178,6 +179,7 @@ def _tensor(layout: str, d: int, side: int, seq: int) -> torch.Tensor:
         "seq": (BATCH, seq, d),
         "seqT": (seq, BATCH, d),
         "flat": (BATCH, d),
+        "packed": (seq, d),  # variable-length batches flattened to tokens (``cu_seqlens``)
         "cl2": (BATCH, side, side, d),
     }[layout]
     return torch.randn(*shape)
@@ -196,18 +198,21 @@ def _rope(namespace: Mapping[str, Any], init_kwargs: Mapping[str, Any], x: torch
     cfg = next((v for v in init_kwargs.values() if hasattr(v, "to_dict")), None)
     seq = x.shape[1] if x.dim() >= 2 else SEQ
     pos = torch.arange(seq).unsqueeze(0).expand(BATCH, seq)
+    heads = getattr(cfg, "num_attention_heads", None) or getattr(cfg, "num_heads", None) or 4
+    width = getattr(cfg, "hidden_size", None) or getattr(cfg, "embed_dim", None) or 64
+    hd = getattr(cfg, "head_dim", None) or width // heads
     if cfg is not None:
         for name, cls in namespace.items():
             if isinstance(cls, type) and name.endswith("RotaryEmbedding"):
                 try:
                     rot = cls(config=cfg)
                     cos, sin = rot(x if x.is_floating_point() else x.float(), pos)
-                    return (cos, sin)
                 except Exception:
                     continue
-    heads = getattr(cfg, "num_attention_heads", 4) or 4
-    hd = getattr(cfg, "head_dim", None) or getattr(cfg, "hidden_size", 64) // heads
-    return (torch.ones(BATCH, seq, hd), torch.zeros(BATCH, seq, hd))
+                if cos.shape[-1] == hd:  # a text rotary next to a vision block has other widths
+                    return (cos, sin)
+    lead = tuple(x.shape[:-1]) if x.is_floating_point() and x.dim() in (2, 3) else (BATCH, seq)
+    return (torch.ones(*lead, hd), torch.zeros(*lead, hd))
 
 
 def _fill(
@@ -230,6 +235,8 @@ def _fill(
         return True, x.clone()
     if not required:
         return False, None
+    if _PACKED.match(name) and x.dim() == 2 and x.is_floating_point():
+        return True, torch.tensor([0, x.shape[0]], dtype=torch.int32)
     if _ROUTE_IDX.match(name) or _ROUTE_W.match(name):
         return True, _routing(name, x, kw, module)
     seq = x.shape[1] if x.dim() >= 2 else SEQ
@@ -288,6 +295,8 @@ def infer_probes(
         layouts += [("seq", 64), ("flat", 64)] if not layouts else []
     if any(_ROUTE_IDX.match(p.name) for p in rest):  # MoE experts take [tokens, hidden]
         layouts += [("flat", d) for lay, d in layouts if lay == "seq"]
+    if any(_PACKED.match(p.name) for p in rest):  # varlen attention: one [tokens, hidden] row
+        layouts = [("packed", d) for lay, d in layouts if lay == "seq"] + layouts
     layouts = list(dict.fromkeys(layouts))
     side_opts = list(dict.fromkeys([*sides, 32, 64, 8] + ([224] if allow_large else [])))
     hw_needed = any(_SIDE.match(p.name) or _is_hw(p) for p in rest)
@@ -452,7 +461,8 @@ def _container(p: inspect.Parameter, x: torch.Tensor, side: int = 8) -> Any:
     text = _ann_text(p)
     if _SIZE_ANN.search(text):
         return x.shape
-    if text == "int" or _SIDE.match(p.name) or _LENGTH.match(p.name):
+    named = (_SIDE.match(p.name) and len(p.name) > 2) or _LENGTH.match(p.name)  # a bare ``h`` is a hidden state
+    if text == "int" or (named and not text):
         return side if _SIDE.match(p.name) or x.dim() < 3 else x.shape[1]
     if _LIST_ANN.match(text):
         return _levels(x)

@@ -9,12 +9,15 @@ depths`` failing with ``'int' object is not iterable`` means ``depths`` wants a 
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import inspect
 import linecache
 import re
 from pathlib import Path
 from typing import Any
 
+from nnrag.rag._configs import set_eager
 from nnrag.rag._infer import init_parameters, layer_factory, values_for_name
 
 _MISSING = re.compile(r"missing \d+ required (?:positional|keyword-only) arguments?: (.*)")
@@ -32,6 +35,9 @@ _WANTS_SCALAR = re.compile(
     r"unsupported operand type\(s\) for .*'(tuple|list)'"
 )
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# A config that lacks a field the block reads, or leaves a required one unset (None).
+_CFG_LACKS = re.compile(r"'(\w*(?:Config|Cfg))' object has no attribute '(\w+)'")
+_CFG_UNSET = re.compile(r"`(\w+)` (?:config|argument|attribute) (?:needs|has) to be (?:specified|set)")
 SEQ_LEN = 4  # stages for a per-stage list argument (depths, dims, drop-path rates, ...)
 
 
@@ -43,6 +49,9 @@ def repair(cls: type, kwargs: dict[str, Any], exc: BaseException) -> dict[str, A
         if kwargs[choice.group(1)] != choice.group(2):
             return {**kwargs, choice.group(1): choice.group(2)}
         return None
+    fixed = _config_field(kwargs, text)
+    if fixed is not None:
+        return fixed
     missing = _MISSING.search(text) if isinstance(exc, TypeError) else None
     if missing is not None:
         names = re.findall(r"'([A-Za-z_][A-Za-z0-9_]*)'", missing.group(1))
@@ -54,6 +63,43 @@ def repair(cls: type, kwargs: dict[str, Any], exc: BaseException) -> dict[str, A
     return None
 
 
+def _config_field(kwargs: dict[str, Any], text: str) -> dict[str, Any] | None:
+    """Give the config argument the field the message asks for, valued by its name.
+
+    Composite transformers models read fields that only their parent config defines
+    (``dropout_rate`` on a text sub-config), and time-series configs leave
+    ``prediction_length`` unset on purpose: the block is fine once the field has a value.
+    """
+    m = _CFG_LACKS.search(text) or _CFG_UNSET.search(text)
+    if m is None:
+        return None
+    field = m.group(m.lastindex or 1)
+    owner = m.group(1) if m.re is _CFG_LACKS else None
+    for key, cfg in kwargs.items():
+        if not hasattr(cfg, "to_dict") or (owner and type(cfg).__name__ != owner):
+            continue
+        if getattr(cfg, field, None) is not None:
+            return None  # already set: the message is about something else
+        value = _scalar_for(field)
+        if m.re is _CFG_UNSET and isinstance(value, int) and value < 4:
+            value = 4  # a length or count left unset: small but not degenerate
+        return {**kwargs, key: _with_field(cfg, field, value)}
+    return None
+
+
+def _with_field(cfg: Any, field: str, value: Any) -> Any:
+    """A copy of ``cfg`` with ``field`` set, rebuilt when possible so derived fields follow."""
+    with contextlib.suppress(Exception):
+        new = type(cfg).from_dict({**cfg.to_dict(), field: value})
+        if getattr(new, field, None) == value:
+            set_eager(new)
+            return new
+    new = copy.deepcopy(cfg)
+    with contextlib.suppress(Exception):
+        setattr(new, field, value)
+    return new
+
+
 def _scalar_for(name: str) -> Any:
     vals = values_for_name(name)[1]
     return vals[0] if vals and not str(vals[0]).startswith("<") else 1
@@ -61,21 +107,31 @@ def _scalar_for(name: str) -> Any:
 
 def blamed_line(exc: BaseException, folder: Path | None = None) -> str:
     """Source of the innermost traceback line inside the block's own module."""
+    lines = blamed_lines(exc, folder)
+    return lines[0] if lines else ""
+
+
+def blamed_lines(exc: BaseException, folder: Path | None = None) -> list[str]:
+    """Traceback lines inside the block's own module, innermost first.
+
+    The innermost line is usually a helper's (``nn.Conv2d(in_dim, hidden_dim)`` in a nested
+    block); the line that passed the bad value down (``in_dim * mlp_ratio``) is further out.
+    """
     folder = folder or Path.cwd()
-    line = ""
+    lines: list[str] = []
     tb = exc.__traceback__
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
         if Path(filename).parent == folder:
-            line = linecache.getline(filename, tb.tb_lineno)
+            lines.append(linecache.getline(filename, tb.tb_lineno))
         tb = tb.tb_next
-    return line
+    return lines[::-1]
 
 
 def _from_traceback(cls: type, kwargs: dict[str, Any], exc: BaseException) -> dict[str, Any] | None:
     params = {p.name: p for p in init_parameters(cls)}
-    line = blamed_line(exc)
-    names = [n for n in dict.fromkeys(_IDENT.findall(line)) if n in params]
+    names = [n for line in blamed_lines(exc) for n in _IDENT.findall(line) if n in params]
+    names = list(dict.fromkeys(names))
     text = str(exc)
     for name in names:
         current = kwargs.get(name, params[name].default)

@@ -1,0 +1,192 @@
+"""Ladder rules added in ladder version 8, each with a block that needs it.
+
+Each fixture is a small copy of a pattern that made real library blocks fail: a ratio that
+is only an int where it is used (timm RepViT), configs that lack a field the block reads
+or leave a required one unset (transformers composite and time-series configs), defaults
+indexed by layer (``per_layer_config``), packed variable-length batches (``cu_seqlens``),
+mutually exclusive inputs, and a bare ``h`` that is a hidden state, not a height.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from nnrag.rag._adapt import adapt
+from nnrag.rag._configs import build_configs
+from nnrag.rag._probe import Probe
+from nnrag.rag._repair import repair
+
+from .test_ladder_child import assert_ok, climb
+
+
+@pytest.fixture(autouse=True)
+def _scratch(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    monkeypatch.chdir(tmp_path)
+
+
+RATIO = """
+class Mlp(nn.Module):
+    def __init__(self, dim, hidden):
+        super().__init__()
+        self.fc = nn.Conv2d(dim, hidden, 1)
+        self.out = nn.Conv2d(hidden, dim, 1)
+
+    def forward(self, x):
+        return self.out(self.fc(x))
+
+
+class RatioBlock(nn.Module):
+    # the ratio is annotated float but only works as an int: the failing line is inside
+    # Conv2d (called from Mlp); the line that passed the bad value is further out
+    def __init__(self, dim: int, mlp_ratio: float):
+        super().__init__()
+        self.mlp = Mlp(dim, dim * mlp_ratio)
+
+    def forward(self, x):
+        return x + self.mlp(x)
+"""
+
+
+def test_constructor_repair_reads_the_outer_traceback_lines() -> None:
+    r = climb(RATIO, "RatioBlock")
+    assert_ok(r)
+    assert r["init_args"]["mlp_ratio"] == "4"
+
+
+CONFIG_FIELDS = """
+class TinyConfig:
+    def __init__(self, hidden_size=64, prediction_length=None):
+        self.hidden_size = hidden_size
+        self.prediction_length = prediction_length
+
+    def to_dict(self):
+        return dict(vars(self))
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(**{k: v for k, v in d.items() if k in ("hidden_size", "prediction_length")})
+
+    def __getattr__(self, name):
+        raise AttributeError(f"'TinyConfig' object has no attribute '{name}'")
+
+
+class Forecaster(nn.Module):
+    def __init__(self, config: TinyConfig):
+        super().__init__()
+        if config.prediction_length is None:
+            raise ValueError("The `prediction_length` config needs to be specified.")
+        self.drop = nn.Dropout(config.dropout_rate)  # only the parent config defines it
+        self.head = nn.Linear(config.hidden_size, config.prediction_length)
+
+    def forward(self, x):
+        return self.head(self.drop(x))
+"""
+
+
+def test_config_fields_the_block_asks_for_are_filled() -> None:
+    r = climb(CONFIG_FIELDS, "Forecaster")
+    assert_ok(r)
+    assert r["output_desc"].endswith(", 4]")  # an unset length gets a small, usable value
+
+
+class _Cfg:
+    def __init__(self, hidden_size: int = 64) -> None:
+        self.hidden_size = hidden_size
+
+    def to_dict(self) -> dict:
+        return dict(vars(self))
+
+
+def test_config_field_repair_table() -> None:
+    cfg = _Cfg()
+    fixed = repair(object, {"config": cfg}, AttributeError("'_CfgConfig' object has no attribute 'x'"))
+    assert fixed is None  # another class's message: not ours to change
+    fixed = repair(type("A", (), {}), {"config": cfg},
+                   AttributeError("'Holder' object has no attribute 'dropout_rate'"))
+    assert fixed is None  # not a *Config/*Cfg class name in the message: left alone
+
+    class TinyConfig(_Cfg):
+        pass
+
+    tiny = TinyConfig()
+    fixed = repair(object, {"config": tiny},
+                   AttributeError("'TinyConfig' object has no attribute 'dropout_rate'"))
+    assert fixed is not None and fixed["config"].dropout_rate == 0.0
+    assert not hasattr(tiny, "dropout_rate")  # the original config is not touched
+    fixed = repair(object, {"config": tiny},
+                   AttributeError("'TinyConfig' object has no attribute 'hidden_size'"))
+    assert fixed is None  # already set: the message is about something else
+
+
+class LayeredConfig:
+    """Defaults indexed by layer: only the default depth is valid."""
+
+    def __init__(self, hidden_size: int = 1536, num_hidden_layers: int = 4,
+                 per_layer: dict | None = None) -> None:
+        self.per_layer = per_layer or {3: "global"}
+        if any(k >= num_hidden_layers for k in self.per_layer):
+            raise ValueError("per_layer keys must be layer indices in range")
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+
+    def to_dict(self) -> dict:
+        return dict(vars(self))
+
+
+def test_config_keeps_its_default_depth_when_small_depth_is_rejected() -> None:
+    cfg = build_configs(LayeredConfig)[0]
+    assert cfg.hidden_size == 64 and cfg.num_hidden_layers == 4
+
+
+PACKED = """
+class VarlenBlock(nn.Module):
+    # tokens of all sequences in one [total, dim] matrix, split by cumulative starts
+    def __init__(self, dim=64):
+        super().__init__()
+        self.qkv = nn.Linear(dim, 3 * dim)
+
+    def forward(self, hidden_states, cu_seqlens):
+        seq_length = hidden_states.shape[0]
+        q, k, v = self.qkv(hidden_states).reshape(seq_length, 3, -1).unbind(1)
+        lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).tolist()
+        outs = [torch.softmax(a @ b.T, -1) @ c for a, b, c in
+                zip(q.split(lengths), k.split(lengths), v.split(lengths))]
+        return torch.cat(outs)
+"""
+
+
+def test_packed_batches_get_a_token_matrix_and_cumulative_starts() -> None:
+    r = climb(PACKED, "VarlenBlock")
+    assert_ok(r)
+    assert r["input_desc"].startswith("hidden_states: float32[8, 64]")
+    assert "cu_seqlens: int32[2]" in r["input_desc"]
+
+
+HIDDEN = """
+class GRUCell2d(nn.Module):
+    # ``h`` is the recurrent state, a map like ``x``; ``height`` would be a size
+    def __init__(self, hidden=32):
+        super().__init__()
+        self.convz = nn.Conv2d(hidden, hidden, 3, padding=1)
+
+    def forward(self, h, x):
+        z = torch.sigmoid(self.convz(h) + x)
+        return (1 - z) * h
+"""
+
+
+def test_a_bare_h_is_a_hidden_state_not_a_side() -> None:
+    r = climb(HIDDEN, "GRUCell2d")
+    assert_ok(r)
+    assert r["input_desc"].startswith("h: float32[2, 32,")
+
+
+def test_mutually_exclusive_inputs_drop_the_derived_one() -> None:
+    import torch
+
+    x = torch.zeros(2, 8, dtype=torch.long)
+    probe = Probe((x,), {"decoder_input_ids": x, "decoder_inputs_embeds": torch.zeros(2, 8, 4)}, "")
+    exc = ValueError("You cannot specify both decoder_input_ids and decoder_inputs_embeds at the same time")
+    (fixed,) = adapt(probe, exc)
+    assert set(fixed.kwargs) == {"decoder_input_ids"}
+    assert adapt(Probe((x,), {}, ""), exc) == []  # nothing to drop
