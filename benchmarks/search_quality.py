@@ -95,8 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     queries = json.loads(Path(args.queries).read_text())["queries"]
     store, embedder, report = prepare(args, PACKAGES)
     blocks = store.conn.execute("SELECT count(*) FROM block_info").fetchone()[0]
+    packages = [r[0] for r in store.conn.execute(  # what the index holds, not what was asked
+        "SELECT DISTINCT m.package FROM block_info i JOIN definitions d ON d.id = i.definition_id"
+        " JOIN modules m ON m.name = d.module ORDER BY m.package")]
     results = evaluate(store, embedder, queries, args.modes.split(","))
-    print(f"\n{len(queries)} queries over {blocks} blocks (timm, torchvision, transformers); "
+    print(f"\n{len(queries)} queries over {blocks} blocks ({', '.join(packages)}); "
           f"model {embedder.name}\n")
     print("| mode | recall@1 | recall@10 | MRR |\n|---|---:|---:|---:|")
     for mode, r in results.items():
@@ -105,8 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         for m in r["misses"][:8]:
             log(f"[miss] {mode} {m['id']} rank={m['rank']} {m['query']!r} top={m['top']}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"blocks": blocks, "model": embedder.name,
-                                               "results": results}, indent=1))
+        Path(args.json).write_text(json.dumps({"blocks": blocks, "packages": packages,
+                                               "model": embedder.name, "results": results},
+                                              indent=1))
     return 0
 
 

@@ -20,7 +20,7 @@ from nnrag.logging import get_logger
 
 logger = get_logger(__name__)
 
-CATALOG_VERSION = "5"  # bump when text, category or fingerprint rules change
+CATALOG_VERSION = "6"  # bump when text, category or fingerprint rules change
 GENERATION_KEY = "search_generation"
 
 

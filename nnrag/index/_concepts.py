@@ -3,9 +3,10 @@
 ``concepts.yaml`` (beside this module) lists block families (squeeze-and-excitation,
 window attention, ASPP, ...) with the words their class names use and a description in the
 words of papers. A block whose name matches a family gets the description added to its
-BM25 text (:func:`concept_text`), so a query that describes a technique ("channel attention
-from globally pooled features through a sigmoid gate") meets blocks whose code never says
-so (``SEModule``).
+BM25 text (:func:`concept_text`) and to the text it is embedded by
+(:func:`nnrag.index._text.family_text`), so a query that describes a technique ("channel
+attention from globally pooled features through a sigmoid gate") meets blocks whose code
+never says so (``SEModule``), in both retrievers.
 
 Matching is on the words of the class name (``EffectiveSEModule`` -> effective, se,
 module): a pattern matches the name's last words, or the last words before a generic tail

@@ -3,7 +3,8 @@
 Both retrievers read the same facts but want them differently: BM25 wants every identifier
 of the code split into words (``RelPosBias`` -> ``rel pos bias``) so a query in words hits a
 name in code, while the sentence embedder (which truncates at 256 word pieces) wants the
-most telling facts first: name, docstring, signatures and layers, then the code.
+most telling facts first: name, glossary family, docstring, signatures and layers, then the
+code.
 """
 
 from __future__ import annotations
@@ -135,6 +136,9 @@ def block_text(row: Mapping[str, Any]) -> BlockText:
     idents = " ".join(dict.fromkeys(words_of(source)))
     layers = ", ".join(layers_used(source)[:20])
     head = [" ".join(split_identifier(name)) + f" ({name})", f"in {qual}"]
+    family = family_text(name)
+    if family:
+        head.append(family)
     if doc:
         head.append(doc[:400])
     sig = signatures(source)
@@ -143,7 +147,7 @@ def block_text(row: Mapping[str, Any]) -> BlockText:
     if layers:
         head.append(f"uses: {layers}")
     embed = ". ".join(head) + "\n" + source[:EMBED_CODE_CHARS]
-    about = concept_text(name)  # what papers call this family (BM25 only: vectors unchanged)
+    about = concept_text(name)  # what papers call this family, for BM25
     return BlockText(name_words, path_words, f"{doc} {about}".strip(), idents, embed)
 
 
@@ -151,6 +155,21 @@ def concept_text(name: str) -> str:
     from nnrag.index._concepts import concept_text as text  # the glossary imports this module
 
     return text(name)
+
+
+def family_text(name: str) -> str:
+    """The glossary's families of ``name`` for the embedded text: every family's name and the
+    most specific one's description. A description of a technique in words ("channel attention
+    from pooled features through a sigmoid gate") then lands near ``SEModule`` in vector space
+    too, not only in BM25; one description, not three, so the code still fits in the model's
+    256 word pieces."""
+    from nnrag.index._concepts import matching_concepts  # the glossary imports this module
+
+    found = matching_concepts(name)
+    if not found:
+        return ""
+    names = ", ".join(c.concept for c in found)
+    return f"a {names}: {found[0].about}"
 
 
 def query_text(code: str) -> str:

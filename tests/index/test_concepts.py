@@ -18,7 +18,7 @@ from nnrag.index._concepts import (
 )
 from nnrag.index._embed import HashingEmbedder
 from nnrag.index._search import Searcher, _fts_terms
-from nnrag.index._text import block_text, query_text, spelled_out
+from nnrag.index._text import block_text, family_text, query_text, spelled_out
 from nnrag.index._vectors import embed_blocks
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "search_tree"
@@ -70,13 +70,28 @@ def test_packaged_glossary_is_well_formed() -> None:
     assert all(c.names and len(c.about.split()) >= 5 for c in glossary)
 
 
-def test_block_text_adds_the_family_to_bm25_only() -> None:
+def test_block_text_adds_the_family_to_bm25_and_the_embedded_text() -> None:
     row = {"name": "SEModule", "qualname": "pkg.SEModule", "docstring": "SE block.",
            "source": "class SEModule(nn.Module):\n    def forward(self, x):\n        return x\n"}
     text = block_text(row)
     assert text.docstring.startswith("SE block. squeeze-and-excitation:")
-    assert "excitation" not in text.embed  # vectors (and their cache keys) are unchanged
-    assert concept_text("NothingKnown") == ""
+    head, code = text.embed.split("\n", 1)
+    about = next(c.about for c in concepts() if c.concept == "squeeze-and-excitation")
+    assert f"a squeeze-and-excitation: {about}" in head  # before the docstring and the code,
+    assert head.index("squeeze-and-excitation") < head.index("SE block.")  # never truncated
+    assert code.startswith("class SEModule")
+    assert family_text("SEModule") in head
+    assert concept_text("NothingKnown") == "" and family_text("NothingKnown") == ""
+    plain = block_text({**row, "name": "NothingKnown", "qualname": "pkg.NothingKnown"})
+    assert "squeeze" not in plain.embed  # blocks of no family embed as before
+
+
+def test_the_embedded_text_names_every_family_but_describes_one() -> None:
+    found = matching_concepts("EfficientAdditiveAttention")  # its own family, then attention
+    assert len(found) >= 2
+    text = family_text("EfficientAdditiveAttention")
+    assert text == f"a {', '.join(c.concept for c in found)}: {found[0].about}"
+    assert found[1].about not in text
 
 
 def test_matcher_names_a_described_family() -> None:
@@ -113,6 +128,14 @@ def test_a_description_finds_the_block_through_its_family(store: Store) -> None:
     query = "recalibrate channel responses with a sigmoid gate after a global average pool"
     hits = Searcher(store).search(query, mode="lexical", k=3)
     assert hits[0].name == "SqueezeExcite"
+
+
+def test_a_description_finds_the_block_densely_through_its_family(store: Store) -> None:
+    emb = HashingEmbedder(256)  # the words of the family's description, none of its name
+    query = emb.embed(["squeezes each channel to a scalar, then reweight the channels"])[0]
+    hits = Searcher(store, embedder=emb).dense_vector(query, limit=3)
+    assert store.conn.execute("SELECT name FROM definitions WHERE id=?",
+                              (hits[0][0],)).fetchone()[0] == "SqueezeExcite"
 
 
 def test_the_dense_query_gets_the_family_name(store: Store) -> None:
