@@ -161,8 +161,37 @@ def build_configs(
                 kwargs = fixed
                 continue
             set_eager(cfg)
+            fit_rope_sections(cfg)
             return [cfg, *_mha_variant(cls, kwargs, cfg)]
     return []
+
+
+def fit_rope_sections(cfg: Any) -> None:
+    """Scale multimodal rotary sections (``mrope_section``, written for the default head
+    width) so they add up to half the small config's head width, as the block requires."""
+    for c in [cfg, *[v for v in vars(cfg).values() if _is_config(v)]]:
+        heads = getattr(c, "num_attention_heads", None)
+        hd = getattr(c, "head_dim", None) or (
+            getattr(c, "hidden_size", 0) // heads if isinstance(heads, int) and heads else None
+        )
+        for attr in ("rope_parameters", "rope_scaling"):
+            params = getattr(c, attr, None)
+            sections = params.get("mrope_section") if isinstance(params, dict) else None
+            declared = "mrope_section" in getattr(type(c), "ignore_keys_at_rope_validation", ())
+            if sections is None and declared and isinstance(params, dict):
+                sections = [16, 24, 24]  # the modelling code's default (t, h, w) when unset
+            if not isinstance(hd, int) or not isinstance(sections, list | tuple) or not sections:
+                continue
+            half = hd // 2
+            if sum(sections) == half or half < len(sections):
+                if declared:
+                    params["mrope_section"] = list(sections)
+                continue
+            total = sum(sections)
+            new = [max(1, s * half // total) for s in sections]
+            new[-1] += half - sum(new)
+            if new[-1] > 0:
+                params["mrope_section"] = new
 
 
 def _mha_variant(cls: type, kwargs: dict[str, Any], cfg: Any) -> list[Any]:

@@ -57,3 +57,27 @@ def multiscale_inputs(
         "encoder_hidden_states": x.clone(),
     }
     return {k: v for k, v in values.items() if k in names}
+
+
+KERNEL_NAMES = frozenset({"sampling_locations", "attention_weights"})
+
+
+def kernel_inputs(x: torch.Tensor, names: set[str], heads: int = 2, points: int = 2) -> tuple[torch.Tensor, dict[str, Any]] | None:
+    """The raw deformable-attention kernel (``value, spatial shapes, ..., sampling_locations,
+    attention_weights``): ``value`` is split per head ``[B, L, heads, d]``, and the sampling
+    grid and weights must agree with it on batch, heads, levels and points."""
+    if not names >= KERNEL_NAMES or x.dim() != 3 or x.shape[-1] % heads:
+        return None
+    batch, length, dim = x.shape
+    value = x.reshape(batch, length, heads, dim // heads)
+    queries = length
+    kwargs: dict[str, Any] = {
+        "sampling_locations": torch.rand(batch, queries, heads, 1, points, 2),
+        "attention_weights": torch.softmax(torch.rand(batch, queries, heads, 1, points), -1),
+        "im2col_step": 64,
+    }
+    for prefix in ("", "value_", "input_"):
+        kwargs[f"{prefix}spatial_shapes"] = torch.tensor([[1, length]])
+        kwargs[f"{prefix}spatial_shapes_list"] = [(1, length)]
+        kwargs[f"{prefix}level_start_index"] = torch.tensor([0])
+    return value, {k: v for k, v in kwargs.items() if k in names}

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nnrag.rag._multiscale import LAYOUT_NAMES, multiscale_inputs
+from nnrag.rag._multiscale import LAYOUT_NAMES, kernel_inputs, multiscale_inputs
 
 BATCH = 2
 SEQ = 8
@@ -337,6 +337,10 @@ def infer_probes(
         for k, v in multiscale_inputs(module, init_kwargs, x, {p.name for p in rest}).items():
             if k in LAYOUT_NAMES or kwargs.get(k) is None:  # layouts beat generic guesses
                 kwargs[k] = v
+        kernel = kernel_inputs(x, {p.name for p in rest}) if args else None
+        if kernel is not None:
+            args[0] = kernel[0]
+            kwargs.update(kernel[1])
         parts = [f"{first.name if first else '*'}: {describe(args[0] if args else x)}"]
         parts += [f"{k}: {describe(v)}" for k, v in kwargs.items()]
         probes.append(Probe(tuple(args), kwargs, "; ".join(parts)))

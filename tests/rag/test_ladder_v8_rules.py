@@ -190,3 +190,49 @@ def test_mutually_exclusive_inputs_drop_the_derived_one() -> None:
     (fixed,) = adapt(probe, exc)
     assert set(fixed.kwargs) == {"decoder_input_ids"}
     assert adapt(Probe((x,), {}, ""), exc) == []  # nothing to drop
+
+
+KERNEL = """
+class DeformKernel(nn.Module):
+    # the raw multi-scale deformable attention kernel: every input must agree with value
+    def forward(self, value, value_spatial_shapes, value_spatial_shapes_list, level_start_index,
+                sampling_locations, attention_weights, im2col_step):
+        batch, _, heads, dim = value.shape
+        _, queries, heads, levels, points, _ = sampling_locations.shape
+        parts = value.split([h * w for h, w in value_spatial_shapes_list], dim=1)
+        grids = 2 * sampling_locations - 1
+        out = []
+        for i, (h, w) in enumerate(value_spatial_shapes_list):
+            v = parts[i].flatten(2).transpose(1, 2).reshape(batch * heads, dim, h, w)
+            g = grids[:, :, :, i].transpose(1, 2).flatten(0, 1)
+            out.append(F.grid_sample(v, g, align_corners=False))
+        w = attention_weights.transpose(1, 2).reshape(batch * heads, 1, queries, levels * points)
+        return (torch.stack(out, dim=-2).flatten(-2) * w).sum(-1)
+"""
+
+
+def test_deformable_kernel_gets_per_head_values_and_a_matching_grid() -> None:
+    r = climb(KERNEL, "DeformKernel")
+    assert_ok(r)
+    assert r["input_desc"].startswith("value: float32[2, 8, 2, ")
+
+
+def test_multimodal_rope_sections_fit_the_small_head_width() -> None:
+    from nnrag.rag._configs import fit_rope_sections
+
+    class TextConfig:
+        ignore_keys_at_rope_validation = frozenset({"mrope_section"})
+
+        def __init__(self) -> None:
+            self.hidden_size, self.num_attention_heads = 64, 4
+            self.rope_parameters = {"rope_type": "default"}  # the code defaults to [16, 24, 24]
+
+        def to_dict(self) -> dict:
+            return dict(vars(self))
+
+    cfg = TextConfig()
+    fit_rope_sections(cfg)
+    assert cfg.rope_parameters["mrope_section"] == [2, 3, 3]  # sums to head_dim / 2 = 8
+    cfg.rope_parameters["mrope_section"] = [32, 48, 48]
+    fit_rope_sections(cfg)
+    assert sum(cfg.rope_parameters["mrope_section"]) == 8
