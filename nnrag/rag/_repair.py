@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import inspect
 import linecache
 import re
@@ -130,7 +131,12 @@ def blamed_lines(exc: BaseException, folder: Path | None = None) -> list[str]:
 
 def _from_traceback(cls: type, kwargs: dict[str, Any], exc: BaseException) -> dict[str, Any] | None:
     params = {p.name: p for p in init_parameters(cls)}
-    names = [n for line in blamed_lines(exc) for n in _IDENT.findall(line) if n in params]
+    lines = blamed_lines(exc)
+    if "NoneType" in str(exc):
+        fixed = _dataclass_field(kwargs, params, lines)
+        if fixed is not None:
+            return fixed
+    names = [n for line in lines for n in _IDENT.findall(line) if n in params]
     names = list(dict.fromkeys(names))
     text = str(exc)
     for name in names:
@@ -140,6 +146,43 @@ def _from_traceback(cls: type, kwargs: dict[str, Any], exc: BaseException) -> di
         new = _better(name, current, text, cls.__name__, params)
         if new is not None and not _same(new, current):
             return {**kwargs, name: new}
+    return None
+
+
+_DOTTED = re.compile(r"\b([A-Za-z_]\w*)\.([A-Za-z_]\w*)\b")
+
+
+def _dataclass_field(
+    kwargs: dict[str, Any], params: dict[str, Any], lines: list[str]
+) -> dict[str, Any] | None:
+    """``to_2tuple(cfg.window_size)`` failing on None: a dataclass config argument leaves a
+    field unset that the full model fills in (timm's MaxxVit sets window sizes from the
+    image size). Give the first unset field on the failing lines a value by its name."""
+    for line in lines:
+        for owner, field in _DOTTED.findall(line):
+            if owner not in params:
+                continue
+            value = kwargs.get(owner, params[owner].default)
+            if not dataclasses.is_dataclass(value) or isinstance(value, type):
+                continue
+            if field not in {f.name for f in dataclasses.fields(value)} or getattr(value, field) is not None:
+                continue
+            try:
+                new = dataclasses.replace(value, **{field: _scalar_for(field)})
+            except Exception:
+                continue
+            return {**kwargs, owner: new}
+    for owner, p in params.items():  # not named on the lines: unset sizes are the usual gap
+        value = kwargs.get(owner, p.default)
+        if not dataclasses.is_dataclass(value) or isinstance(value, type):
+            continue
+        new = value
+        for f in dataclasses.fields(value):  # one at a time: ``__post_init__`` derives the rest
+            if f.name.endswith("_size") and getattr(new, f.name) is None:
+                with contextlib.suppress(Exception):
+                    new = dataclasses.replace(new, **{f.name: _scalar_for(f.name)})
+        if new is not value:
+            return {**kwargs, owner: new}
     return None
 
 

@@ -236,3 +236,46 @@ def test_multimodal_rope_sections_fit_the_small_head_width() -> None:
     cfg.rope_parameters["mrope_section"] = [32, 48, 48]
     fit_rope_sections(cfg)
     assert sum(cfg.rope_parameters["mrope_section"]) == 8
+
+
+DATACLASS_CFG = """
+from dataclasses import dataclass
+
+
+@dataclass
+class WindowCfg:
+    dim_head: int = 16
+    window_size: tuple | None = None  # the full model fills it in from the image size
+    grid_size: tuple | None = None
+
+    def __post_init__(self):
+        if self.window_size is not None:
+            self.window_size = (self.window_size, self.window_size) if isinstance(self.window_size, int) else self.window_size
+            if self.grid_size is None:
+                self.grid_size = self.window_size
+
+
+class RelBias(nn.Module):
+    def __init__(self, window_size, heads):
+        super().__init__()
+        self.table = nn.Parameter(torch.zeros(window_size[0] * window_size[1], heads))
+
+    def forward(self, x):
+        return x + self.table.mean()
+
+
+class WindowBlock(nn.Module):
+    def __init__(self, dim: int, cfg: WindowCfg = WindowCfg()):
+        super().__init__()
+        assert cfg.window_size == cfg.grid_size
+        self.bias = RelBias(cfg.window_size, dim // cfg.dim_head)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        return self.bias(self.proj(x))
+"""
+
+
+def test_unset_sizes_of_a_dataclass_config_are_filled_one_at_a_time() -> None:
+    r = climb(DATACLASS_CFG, "WindowBlock")
+    assert_ok(r)
