@@ -186,11 +186,46 @@ def _tensor(layout: str, d: int, side: int, seq: int) -> torch.Tensor:
 
 
 def forward_params(module: nn.Module) -> list[inspect.Parameter]:
-    """Parameters of ``module.forward`` (bound, so without ``self``)."""
+    """Parameters of ``module.forward`` (bound, so without ``self``).
+
+    TorchScript-era code (torchvision's detection heads) annotates with a type comment,
+    ``# type: (list[Tensor]) -> Tensor``; those types fill parameters without annotations.
+    """
     try:
-        return list(inspect.signature(module.forward).parameters.values())
+        params = list(inspect.signature(module.forward).parameters.values())
     except (TypeError, ValueError):
         return []
+    comment = _type_comment(module.forward)
+    if comment is None or len(comment) != len(params):
+        return params
+    return [p.replace(annotation=t) if p.annotation is _EMPTY else p for p, t in zip(params, comment, strict=True)]
+
+
+_TYPE_COMMENT = re.compile(r"^\s*#\s*type:\s*\((.*)\)\s*->", re.M)
+
+
+def _type_comment(fn: Any) -> list[str] | None:
+    """Argument types of a ``# type: (A, B) -> R`` comment right below the ``def`` line."""
+    try:
+        lines = inspect.getsource(fn).splitlines()
+    except (OSError, TypeError):
+        return None
+    body = [ln for ln in lines[1:6] if ln.strip()]
+    m = _TYPE_COMMENT.match(body[0]) if body else None
+    if m is None:
+        return None
+    parts, depth, cur = [], 0, ""
+    for ch in m.group(1):
+        depth += ch in "[(" and 1 or 0
+        depth -= ch in ")]" and 1 or 0
+        if ch == "," and depth == 0:
+            parts.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    if cur.strip():
+        parts.append(cur.strip())
+    return parts
 
 
 def _rope(namespace: Mapping[str, Any], init_kwargs: Mapping[str, Any], x: torch.Tensor) -> Any:
@@ -246,6 +281,11 @@ def _fill(
         return True, torch.arange(seq).unsqueeze(0).expand(BATCH, seq)
     if _MASK.search(name):
         return True, None
+    ann_text = _ann_text(p)
+    if _LIST_ANN.match(ann_text):  # per-level maps beside per-level maps (FPN extra blocks)
+        return True, _levels(x)
+    if _STR_LIST_ANN.match(ann_text):  # their names
+        return True, [str(i) for i in range(len(_levels(x)))]
     if _SIDE.match(name):
         return True, side
     if _is_hw(p):
@@ -406,6 +446,7 @@ def _routing(
 
 
 _LIST_ANN = re.compile(r"^(typing\.)?(List|list|Sequence|Tuple|tuple|Iterable)\[.*Tensor")
+_STR_LIST_ANN = re.compile(r"^(typing\.)?(List|list|Sequence)\[str\]$")
 _DICT_ANN = re.compile(r"^(typing\.)?(Dict|dict|Mapping|OrderedDict)\[.*Tensor")
 _RESIDUAL = re.compile(r"^(input_tensor|residual|shortcut|identity|skip|res)$")
 

@@ -279,3 +279,40 @@ class WindowBlock(nn.Module):
 def test_unset_sizes_of_a_dataclass_config_are_filled_one_at_a_time() -> None:
     r = climb(DATACLASS_CFG, "WindowBlock")
     assert_ok(r)
+
+
+TYPE_COMMENT = """
+from typing import List
+
+from torch import Tensor
+
+
+class LevelHead(nn.Module):
+    # TorchScript-era annotation in a type comment: x is a list of feature maps
+    def __init__(self, in_channels=16):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, 4, 3, padding=1)
+
+    def forward(self, x):
+        # type: (List[Tensor]) -> Tensor
+        outs = []
+        for features in x:
+            n, _, h, w = self.conv(features).shape
+            outs.append(self.conv(features).reshape(n, -1))
+        return torch.cat(outs, dim=1)
+
+
+class ExtraLevel(nn.Module):
+    # per-level lists beside the primary list, and their names
+    def forward(self, x: List[Tensor], y: List[Tensor], names: List[str]):
+        names.append("pool")
+        x.append(F.max_pool2d(x[-1], 1, 2, 0))
+        return x, names
+"""
+
+
+@pytest.mark.parametrize("target", ["LevelHead", "ExtraLevel"])
+def test_list_annotations_from_type_comments_and_secondary_parameters(target: str) -> None:
+    r = climb(TYPE_COMMENT, target)
+    assert_ok(r)
+    assert r["input_desc"].startswith("x: (float32[2, ")
