@@ -316,3 +316,24 @@ def test_list_annotations_from_type_comments_and_secondary_parameters(target: st
     r = climb(TYPE_COMMENT, target)
     assert_ok(r)
     assert r["input_desc"].startswith("x: (float32[2, ")
+
+
+@pytest.mark.parametrize(
+    ("message", "before", "after"),
+    [
+        # ``x.view(B, heads, -1, 49)``: attention over a fixed 7x7 grid
+        ("shape '[2, 8, -1, 49]' is invalid for input of size 524288", (2, 16, 32, 32), (2, 16, 7, 7)),
+        # ``x.view(B, 14, 14, C)`` on tokens: 196 of them
+        ("shape '[2, 14, 14, 64]' is invalid for input of size 1024", (2, 16, 64), (2, 196, 64)),
+    ],
+)
+def test_views_onto_a_fixed_grid_suggest_its_size(message: str, before: tuple, after: tuple) -> None:
+    from nnrag.rag._adapt import candidate_shapes
+
+    assert after in candidate_shapes(message, before)
+
+
+def test_views_onto_no_square_grid_suggest_nothing() -> None:
+    from nnrag.rag._adapt import candidate_shapes
+
+    assert candidate_shapes("shape '[2, 8, -1, 50]' is invalid for input of size 524288", (2, 16, 32, 32)) == []
