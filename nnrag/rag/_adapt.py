@@ -174,6 +174,21 @@ def _choices(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
         yield (shape[0], 2, shape[1])
 
 
+@_rule(r"shape '\[([-\d, ]+)\]' is invalid for input of size (\d+)")
+def _fixed_grid(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
+    """A view onto a fixed token grid: ``x.view(B, heads, -1, 49)`` on a map wants 7x7, and
+    ``x.view(B, 14, 14, C)`` on tokens wants 196 of them (attention with a fixed resolution)."""
+    view = [int(d) for d in m.group(1).split(",")]
+    if len(shape) == 4 and -1 in view and view[-1] > 1:
+        side = _square(view[-1])
+        if side and side * side != shape[2] * shape[3]:
+            yield (shape[0], shape[1], side, side)
+    if len(shape) == 3 and len(view) == 4 and -1 not in view and view[0] == shape[0]:
+        tokens = view[1] * view[2]
+        if tokens != shape[1] and view[3] == shape[2]:
+            yield (shape[0], tokens, shape[2])
+
+
 @_rule(r"(not enough|too many) values to unpack \(expected (\d)(?:, got (\d))?\)")
 def _unpack(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
     """``B, C, H, W = x.shape`` on a token tensor: the same features at the wanted rank."""

@@ -161,7 +161,8 @@ def build_configs(
                 kwargs = fixed
                 continue
             set_eager(cfg)
-            fit_rope_sections(cfg)
+            with contextlib.suppress(Exception):  # per-layer configs refuse global head_dim reads
+                fit_rope_sections(cfg)
             return [cfg, *_mha_variant(cls, kwargs, cfg)]
     return []
 

@@ -228,14 +228,22 @@ def _type_comment(fn: Any) -> list[str] | None:
     return parts
 
 
+def _safe_attr(cfg: Any, name: str) -> Any:
+    """A config field, or None: heterogeneous (per-layer) configs raise on global reads."""
+    try:
+        return getattr(cfg, name, None)
+    except Exception:
+        return None
+
+
 def _rope(namespace: Mapping[str, Any], init_kwargs: Mapping[str, Any], x: torch.Tensor) -> Any:
     """(cos, sin) for transformers attention: from a RotaryEmbedding class if one exists."""
     cfg = next((v for v in init_kwargs.values() if hasattr(v, "to_dict")), None)
     seq = x.shape[1] if x.dim() >= 2 else SEQ
     pos = torch.arange(seq).unsqueeze(0).expand(BATCH, seq)
-    heads = getattr(cfg, "num_attention_heads", None) or getattr(cfg, "num_heads", None) or 4
-    width = getattr(cfg, "hidden_size", None) or getattr(cfg, "embed_dim", None) or 64
-    hd = getattr(cfg, "head_dim", None) or width // heads
+    heads = _safe_attr(cfg, "num_attention_heads") or _safe_attr(cfg, "num_heads") or 4
+    width = _safe_attr(cfg, "hidden_size") or _safe_attr(cfg, "embed_dim") or 64
+    hd = _safe_attr(cfg, "head_dim") or width // heads
     if cfg is not None:
         for name, cls in namespace.items():
             if isinstance(cls, type) and name.endswith("RotaryEmbedding"):

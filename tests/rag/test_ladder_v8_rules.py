@@ -316,3 +316,50 @@ def test_list_annotations_from_type_comments_and_secondary_parameters(target: st
     r = climb(TYPE_COMMENT, target)
     assert_ok(r)
     assert r["input_desc"].startswith("x: (float32[2, ")
+
+
+@pytest.mark.parametrize(
+    ("message", "before", "after"),
+    [
+        # ``x.view(B, heads, -1, 49)``: attention over a fixed 7x7 grid
+        ("shape '[2, 8, -1, 49]' is invalid for input of size 524288", (2, 16, 32, 32), (2, 16, 7, 7)),
+        # ``x.view(B, 14, 14, C)`` on tokens: 196 of them
+        ("shape '[2, 14, 14, 64]' is invalid for input of size 1024", (2, 16, 64), (2, 196, 64)),
+    ],
+)
+def test_views_onto_a_fixed_grid_suggest_its_size(message: str, before: tuple, after: tuple) -> None:
+    from nnrag.rag._adapt import candidate_shapes
+
+    assert after in candidate_shapes(message, before)
+
+
+def test_views_onto_no_square_grid_suggest_nothing() -> None:
+    from nnrag.rag._adapt import candidate_shapes
+
+    assert candidate_shapes("shape '[2, 8, -1, 50]' is invalid for input of size 524288", (2, 16, 32, 32)) == []
+
+
+class PerLayerConfig:
+    """Heterogeneous configs raise on a global read of a per-layer field."""
+
+    def __init__(self, hidden_size: int = 1536, num_attention_heads: int = 8) -> None:
+        self.hidden_size, self.num_attention_heads = hidden_size, num_attention_heads
+        self.rope_parameters = {"mrope_section": [16, 24, 24]}
+
+    def __getattr__(self, name: str) -> object:
+        if name == "head_dim":
+            raise RuntimeError("'head_dim' is a per-layer attribute")
+        raise AttributeError(name)
+
+    def to_dict(self) -> dict:
+        return dict(vars(self))
+
+
+def test_configs_that_refuse_global_reads_are_still_built() -> None:
+    from nnrag.rag._probe import _rope
+
+    (cfg, *_) = build_configs(PerLayerConfig)
+    import torch
+
+    cos, sin = _rope({}, {"config": cfg}, torch.zeros(2, 8, 64))
+    assert cos.shape == (2, 8, 16)  # hidden 64 / 4 heads from the small config
