@@ -171,3 +171,29 @@ def test_tiny_model_runs_the_pipeline(tiny_model: Path, tmp_path: Path) -> None:
     assert all(c.generations[0]["sampling"]["max_new_tokens"] == 24 for c in report.candidates)
     assert all(c.status in ("unparsed", "invalid_code", "invalid_spec", "not_executable", "executable", "duplicate")
                for c in report.candidates)
+
+
+def test_a_copy_of_a_reference_is_not_a_new_model(tmp_path: Path) -> None:
+    from nnrag.generate.references import pick_references, ranked_references
+
+    ref = pick_references(ranked_references("image", "digits", None), 1, 0)[0]
+    assert ref.full_code is not None and ref.code != ref.full_code
+    answers = [f"```python\n{ref.full_code}```\n{SPEC}", f"```python\n{ref.code}```\n{SPEC}"]
+    llm = make_backend(BackendConfig(backend="replay", style="chat", extra={"outputs": answers}))
+    config = GenerateConfig(n=2, shots=1, train=False, runs_db=tmp_path / "runs.db", index_db=tmp_path / "none.db")
+    report = Generator(llm, config).run()
+    assert [(c.status, c.copy_of, c.schema_valid) for c in report.candidates] == [("duplicate", ref.name, True)] * 2
+    assert (report.schema_valid, report.unique, report.executable) == (2, 0, 0)
+    assert any("a copy of reference" in n for n in report.candidates[0].notes)
+
+
+@pytest.mark.sandbox
+def test_completion_answers_stop_at_the_next_heading(tmp_path: Path) -> None:
+    body = FIXED.split("from torch import nn\n", 1)[1]
+    answers = [body + "\n## Another model\nclass Other(nn.Module):\n    pass\n", '{"hyperparameters": {"lr": 0.01}}']
+    llm = make_backend(BackendConfig(backend="replay", extra={"outputs": answers}))
+    config = GenerateConfig(n=1, shots=1, train=False, runs_db=tmp_path / "runs.db", index_db=tmp_path / "none.db")
+    report = Generator(llm, config).run()
+    cand = report.candidates[0]
+    assert "\n## " in cand.generations[0]["sampling"]["stop"]
+    assert cand.code is not None and "class Other" not in cand.code and "class Net" in cand.code
