@@ -105,12 +105,13 @@ def test_pipeline_end_to_end_on_recorded_answers(replay: object, zoo_db_copy: Pa
     assert {e["event"] for e in events} >= {"prompt", "generated", "probe", "train_done"}
     json.dumps(report.as_dict(full=True))
 
-    # a second run with the same answers: the engine answers from the run store, nothing retrained
+    # a second run with the same answers: the trained models are now references (run store
+    # first, best for the task), so the same answers are copies of them and nothing is retrained
     again = Generator(make_backend(BackendConfig(backend="replay", style="chat", extra={"outputs": ANSWERS})),
                       config).run()
-    assert again.trained == 2 and again.reused == 2
-    # and the references now come from the run store first (best for the task)
     assert again.candidates[0].references[0].startswith("run:")
+    assert again.trained == 0 and again.unique == 0 and again.reference_copies == 3
+    assert {c.copy_of for c in again.candidates if c.copy_of} == {"gen0", "gen1"}
 
 
 @pytest.mark.sandbox
