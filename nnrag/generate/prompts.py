@@ -18,6 +18,7 @@ from importlib import resources
 
 from nnrag.exceptions import ContextOverflowError, GenerateError
 from nnrag.generate.backends.base import Backend, Prompt, Style
+from nnrag.generate.compact import cap_lines
 
 CODE_PREFIX = "import torch\nfrom torch import nn\n"  # completion prompts start the module
 MIN_REFERENCE_LINES = 12
@@ -54,6 +55,7 @@ class Reference:
     code: str
     source: str  # "corpus:<file>" or "run:<id>"
     score: float | None = None  # best metric on the task, when trained
+    full_code: str | None = None  # before compaction (a verbatim copy of either is no new model)
 
     def heading(self) -> str:
         acc = f", test accuracy {self.score:.3f}" if self.score is not None else ""
@@ -134,10 +136,8 @@ def architecture_prompt(backend: Backend, task: TaskText, references: list[Refer
             return Fitted(prompt, tokens, tuple(refs), tuple(blks), tuple(cuts), prefix)
         longest = max(refs, key=lambda r: r.code.count("\n"), default=None)
         if longest is not None and longest.code.count("\n") > 2 * MIN_REFERENCE_LINES:
-            lines = longest.code.splitlines()
-            keep = max(MIN_REFERENCE_LINES, len(lines) // 2)
-            short = "\n".join(lines[:keep]) + "\n    # ... (truncated to fit the context)"
-            refs[refs.index(longest)] = replace(longest, code=short)
+            keep = max(MIN_REFERENCE_LINES, longest.code.count("\n") // 2)
+            refs[refs.index(longest)] = replace(longest, code=cap_lines(longest.code, keep))
             cuts.append(f"truncated reference {longest.name} to {keep} lines")
         elif len(refs) > 1:
             cuts.append(f"dropped reference {refs.pop().name}")

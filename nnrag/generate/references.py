@@ -2,7 +2,8 @@
 
 References come from the run store (models trained on this dataset, best first, generated
 ones included, so good generations feed later prompts) and from the seed corpus (models
-whose ``INPUT_KINDS`` accept the dataset's kind). Each prompt takes ``shots`` of them from
+whose ``INPUT_KINDS`` accept the dataset's kind), compacted for the prompt (see
+:mod:`nnrag.generate.compact`). Each prompt takes ``shots`` of them from
 distinct families, rotating through the ranking so a batch sees diverse references.
 Blocks are retrieved lexically (no search extra needed) with the task and the references'
 layer types as the query, and emitted scope-closed so they can be spliced in by name.
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from nnrag.exceptions import NnragError
 from nnrag.execute.contract import input_kinds
+from nnrag.generate.compact import compact_code
 from nnrag.generate.prompts import BlockRef, Reference
 from nnrag.logging import get_logger
 
@@ -26,11 +28,6 @@ def family_of(name: str) -> str:
     """``resnet20`` and ``resnet8`` are one family; ``se_resnet_small`` another."""
     base = re.sub(r"_(small|tiny|lite|narrow|\d+)$", "", name.lower())
     return re.sub(r"[\d_]+$", "", base) or name.lower()
-
-
-def strip_docstring(code: str) -> str:
-    """References without their module docstring: the code is what the model should copy."""
-    return re.sub(r'\A\s*(""".*?"""|\'\'\'.*?\'\'\')\s*\n', "", code, count=1, flags=re.S).lstrip("\n")
 
 
 def corpus_references(kind: str, corpus: Path | None = None) -> list[Reference]:
@@ -44,7 +41,8 @@ def corpus_references(kind: str, corpus: Path | None = None) -> list[Reference]:
     for path in sorted(folder.glob("*.py")):
         code = path.read_text(encoding="utf-8")
         if kind in input_kinds(code):
-            refs.append(Reference(path.stem, family_of(path.stem), strip_docstring(code), f"corpus:{path.name}"))
+            refs.append(Reference(path.stem, family_of(path.stem), compact_code(code), f"corpus:{path.name}",
+                                  full_code=code))
     return refs
 
 
@@ -60,8 +58,8 @@ def run_references(runs_db: Path, dataset: str, limit: int = 20) -> list[Referen
         for row in runs.leaderboard(dataset, limit):
             code = runs.get(row["id"]).get("code")
             if code and "class Net" in code:
-                refs.append(Reference(row["name"], family_of(row["name"]), strip_docstring(code),
-                                      f"run:{row['id']}", row["best"]))
+                refs.append(Reference(row["name"], family_of(row["name"]), compact_code(code),
+                                      f"run:{row['id']}", row["best"], full_code=code))
         return refs
     finally:
         runs.close()

@@ -149,3 +149,22 @@ def test_splice_prepends_scope_closed_blocks_used_by_name(zoo_db: Path) -> None:
     assert defined.index("SqueezeExcite") < defined.index("Net")
     assert "make_divisible" in defined  # the block's own dependency came with it
     assert splice_blocks(GOOD, blocks) == (GOOD, [])  # not used: nothing spliced
+
+
+@pytest.mark.parametrize(("signature", "expected"), [
+    ("self, in_shape, out_shape, prm", "self, in_shape, out_shape, prm, device=None"),
+    ("self, in_shape: tuple, out_shape: tuple", "self, in_shape: tuple, out_shape: tuple, prm=None, device=None"),
+    ("self, in_shape, out_shape=(10,)", "self, in_shape, out_shape=(10,), prm=None, device=None"),
+])
+def test_a_prefix_of_the_contract_signature_is_completed(signature: str, expected: str) -> None:
+    code = f"class Net(nn.Module):\n    def __init__({signature}):\n        pass\n    def forward(self, x):\n        return x\n"
+    fixed, notes = fix_code(code)
+    assert f"def __init__({expected}):" in fixed and structural_problem(fixed) is None
+    assert any("Net.__init__ lacked" in n for n in notes)
+
+
+@pytest.mark.parametrize("signature", ["self, num_classes", "self, in_shape, out_shape, prm, device", "self, *args"])
+def test_other_signatures_are_left_to_the_structural_check(signature: str) -> None:
+    code = f"class Net(nn.Module):\n    def __init__({signature}):\n        pass\n    def forward(self, x):\n        return x\n"
+    fixed, notes = fix_code(code)
+    assert f"def __init__({signature}):" in fixed and not any("lacked" in n for n in notes)

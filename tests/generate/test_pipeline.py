@@ -105,12 +105,13 @@ def test_pipeline_end_to_end_on_recorded_answers(replay: object, zoo_db_copy: Pa
     assert {e["event"] for e in events} >= {"prompt", "generated", "probe", "train_done"}
     json.dumps(report.as_dict(full=True))
 
-    # a second run with the same answers: the engine answers from the run store, nothing retrained
+    # a second run with the same answers: the trained models are now references (run store
+    # first, best for the task), so the same answers are copies of them and nothing is retrained
     again = Generator(make_backend(BackendConfig(backend="replay", style="chat", extra={"outputs": ANSWERS})),
                       config).run()
-    assert again.trained == 2 and again.reused == 2
-    # and the references now come from the run store first (best for the task)
     assert again.candidates[0].references[0].startswith("run:")
+    assert again.trained == 0 and again.unique == 0 and again.reference_copies == 3
+    assert {c.copy_of for c in again.candidates if c.copy_of} == {"gen0", "gen1"}
 
 
 @pytest.mark.sandbox
@@ -171,3 +172,29 @@ def test_tiny_model_runs_the_pipeline(tiny_model: Path, tmp_path: Path) -> None:
     assert all(c.generations[0]["sampling"]["max_new_tokens"] == 24 for c in report.candidates)
     assert all(c.status in ("unparsed", "invalid_code", "invalid_spec", "not_executable", "executable", "duplicate")
                for c in report.candidates)
+
+
+def test_a_copy_of_a_reference_is_not_a_new_model(tmp_path: Path) -> None:
+    from nnrag.generate.references import pick_references, ranked_references
+
+    ref = pick_references(ranked_references("image", "digits", None), 1, 0)[0]
+    assert ref.full_code is not None and ref.code != ref.full_code
+    answers = [f"```python\n{ref.full_code}```\n{SPEC}", f"```python\n{ref.code}```\n{SPEC}"]
+    llm = make_backend(BackendConfig(backend="replay", style="chat", extra={"outputs": answers}))
+    config = GenerateConfig(n=2, shots=1, train=False, runs_db=tmp_path / "runs.db", index_db=tmp_path / "none.db")
+    report = Generator(llm, config).run()
+    assert [(c.status, c.copy_of, c.schema_valid) for c in report.candidates] == [("duplicate", ref.name, True)] * 2
+    assert (report.schema_valid, report.unique, report.executable) == (2, 0, 0)
+    assert any("a copy of reference" in n for n in report.candidates[0].notes)
+
+
+@pytest.mark.sandbox
+def test_completion_answers_stop_at_the_next_heading(tmp_path: Path) -> None:
+    body = FIXED.split("from torch import nn\n", 1)[1]
+    answers = [body + "\n## Another model\nclass Other(nn.Module):\n    pass\n", '{"hyperparameters": {"lr": 0.01}}']
+    llm = make_backend(BackendConfig(backend="replay", extra={"outputs": answers}))
+    config = GenerateConfig(n=1, shots=1, train=False, runs_db=tmp_path / "runs.db", index_db=tmp_path / "none.db")
+    report = Generator(llm, config).run()
+    cand = report.candidates[0]
+    assert "\n## " in cand.generations[0]["sampling"]["stop"]
+    assert cand.code is not None and "class Other" not in cand.code and "class Net" in cand.code
