@@ -243,6 +243,12 @@ def _length(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
     yield from _replace(shape, int(m.group(2)), int(m.group(1)))
 
 
+def described(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Probe:
+    """A probe of these inputs, with the description the ladder reports for it."""
+    parts = [describe(a) for a in args] + [f"{k}: {describe(v)}" for k, v in kwargs.items()]
+    return Probe(tuple(args), kwargs, "; ".join(parts))
+
+
 def candidate_shapes(message: str, shape: Shape) -> list[Shape]:
     """New shapes for a primary input of ``shape`` that ``message`` suggests, best first."""
     out: list[Shape] = []
@@ -307,8 +313,7 @@ def _one_of(probe: Probe, exc: BaseException) -> Probe | None:
     for name in (m.group(2), m.group(1)):
         if probe.kwargs.get(name) is not None:
             kwargs = {k: v for k, v in probe.kwargs.items() if k != name}
-            parts = [describe(a) for a in probe.args] + [f"{k}: {describe(v)}" for k, v in kwargs.items()]
-            return Probe(probe.args, kwargs, "; ".join(parts))
+            return described(probe.args, kwargs)
     return None
 
 
@@ -336,8 +341,7 @@ def _unbatched_pairs(probe: Probe, exc: BaseException) -> Probe | None:
             changed = True
     if not changed:
         return None
-    parts = [describe(a) for a in probe.args] + [f"{k}: {describe(v)}" for k, v in kwargs.items()]
-    return Probe(probe.args, kwargs, "; ".join(parts))
+    return described(probe.args, kwargs)
 
 
 _REQUIRED = re.compile(
@@ -367,8 +371,7 @@ def _unwrap(probe: Probe, exc: BaseException) -> Probe | None:
     if not isinstance(first[0], torch.Tensor):
         return None
     args = (first[0], *probe.args[1:])
-    parts = [describe(a) for a in args] + [f"{k}: {describe(v)}" for k, v in probe.kwargs.items()]
-    return Probe(args, probe.kwargs, "; ".join(parts))
+    return described(args, probe.kwargs)
 
 
 def _fill_none(
@@ -400,10 +403,7 @@ def _fill_none(
                 fills = [x.clone()]
             out = []
             for fill in fills:
-                kwargs = {**probe.kwargs, name: fill}
-                parts = [describe(a) for a in probe.args]
-                parts += [f"{k}: {describe(v)}" for k, v in kwargs.items()]
-                out.append(Probe(probe.args, kwargs, "; ".join(parts)))
+                out.append(described(probe.args, {**probe.kwargs, name: fill}))
             return out
     return []
 
@@ -440,8 +440,7 @@ def _rebuild(
 
     args = tuple(convert(a) for a in probe.args)
     kwargs = {k: convert(v) for k, v in probe.kwargs.items()}
-    parts = [describe(a) for a in args] + [f"{k}: {describe(v)}" for k, v in kwargs.items()]
-    return Probe(args, kwargs, "; ".join(parts))
+    return described(args, kwargs)
 
 
 def _resized(t: torch.Tensor, old: Shape, new: Shape, sizes: dict[int, int]) -> torch.Tensor:

@@ -289,16 +289,15 @@ def _fill(
         return True, torch.arange(seq).unsqueeze(0).expand(BATCH, seq)
     if _MASK.search(name):
         return True, None
-    ann_text = _ann_text(p)
-    if _LIST_ANN.match(ann_text):  # per-level maps beside per-level maps (FPN extra blocks)
+    ann = _ann_text(p)
+    if _LIST_ANN.match(ann):  # per-level maps beside per-level maps (FPN extra blocks)
         return True, _levels(x)
-    if _STR_LIST_ANN.match(ann_text):  # their names
+    if _STR_LIST_ANN.match(ann):  # their names
         return True, [str(i) for i in range(len(_levels(x)))]
     if _SIDE.match(name):
         return True, side
     if _is_hw(p):
         return True, (side, side)
-    ann = _ann_text(p)
     if name == "device" or ann.endswith("device") or "device|" in ann:
         return True, x.device
     if name == "dtype" or ann.endswith("dtype"):
