@@ -272,6 +272,93 @@ def fix_code(code: str) -> tuple[str, list[str]]:
     return code, notes
 
 
+_NEVER_COPIED = frozenset({"Net", "supported_hyperparameters"})
+
+
+def _top_level_definitions(tree: ast.Module) -> dict[str, ast.stmt]:
+    """Each top-level name a module binds, mapped to the statement that binds it last."""
+    defs: dict[str, ast.stmt] = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            defs[node.name] = node
+        elif isinstance(node, ast.Assign):
+            for target in node.targets:
+                for sub in ast.walk(target):
+                    if isinstance(sub, ast.Name):
+                        defs[sub.id] = node
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            defs[node.target.id] = node
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            for a in node.names:
+                defs[(a.asname or a.name).split(".")[0]] = node
+    return defs
+
+
+def copy_reference_definitions(code: str, references: list[tuple[str, str]]) -> tuple[str, list[str]]:
+    """Copy the module-level constants, helpers and imports of the references that the code
+    reads but never defines (``HIDDEN``, ``INPUT_KINDS``, ``to_sequence``).
+
+    Small models copy a reference's ``Net`` and drop the module lines above it; the name is
+    then unbound and the sandbox fails with a ``NameError`` that repairs rarely fix.
+    ``references`` is ``(label, source)`` in prompt order: the first reference that defines
+    a name wins, and what a copied definition needs from its own module comes with it.
+    Returns the code unchanged (and no note) when nothing is missing or it does not parse.
+    """
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return code, []
+    missing = unbound_names(code) - _NEVER_COPIED
+    if not missing:
+        return code, []
+    modules: list[tuple[str, str, dict[str, ast.stmt]]] = []
+    for label, source in references:
+        try:
+            modules.append((label, source, _top_level_definitions(ast.parse(source))))
+        except SyntaxError:
+            continue
+    bound, _ = _bound_and_used(tree)
+    chosen: dict[int, tuple[int, ast.stmt]] = {}  # id(stmt) -> (module index, stmt)
+    copied: dict[str, list[str]] = {}
+    seen: set[str] = set()
+    todo = sorted(missing)
+    while todo:
+        name = todo.pop(0)
+        if name in seen:
+            continue
+        seen.add(name)
+        found = next(((i, defs[name]) for i, (_, _, defs) in enumerate(modules) if name in defs), None)
+        if found is None:
+            continue
+        i, stmt = found
+        copied.setdefault(modules[i][0], []).append(name)
+        if id(stmt) in chosen:
+            continue
+        chosen[id(stmt)] = (i, stmt)
+        segment = ast.get_source_segment(modules[i][1], stmt) or ""
+        todo += sorted(n for n in unbound_names(segment) - bound - _NEVER_COPIED if n in modules[i][2])
+    if not copied:
+        return code, []
+    imports = [ast.get_source_segment(modules[i][1], s) or "" for i, s in chosen.values()
+               if isinstance(s, ast.Import | ast.ImportFrom)]
+    bodies = [ast.get_source_segment(modules[i][1], s) or "" for i, s in
+              sorted(chosen.values(), key=lambda m: (m[0], m[1].lineno))
+              if not isinstance(s, ast.Import | ast.ImportFrom)]
+    lines = code.splitlines(keepends=True)
+    at = max((n.end_lineno or n.lineno for n in tree.body
+              if isinstance(n, ast.Import | ast.ImportFrom)), default=0)
+    head = "".join(lines[:at]) + "".join(f"{line}\n" for line in imports)
+    body = "\n\n".join(bodies)
+    fixed = (head + ("\n\n" if head and body else "") + body + ("\n\n\n" if body else "\n")
+             + "".join(lines[at:]).lstrip("\n"))
+    try:
+        ast.parse(fixed)
+    except SyntaxError:
+        return code, []
+    notes = [f"copied {', '.join(names)} from reference {label}" for label, names in copied.items()]
+    return fixed, notes
+
+
 def _insert_after_future(text: str, code: str) -> str:
     lines = code.splitlines(keepends=True)
     at = 0

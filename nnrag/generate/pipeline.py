@@ -24,6 +24,7 @@ from nnrag.generate.backends.base import Backend, Completion, Sampling
 from nnrag.generate.fixes import (
     Splice,
     build_spec,
+    copy_reference_definitions,
     fix_code,
     spec_schema,
     splice_blocks,
@@ -255,12 +256,7 @@ class Generator:
         if problem:
             cand.status, cand.error = "invalid_code", problem
             return
-        splices = {b.name: Splice(b.name, b.qualname, b.code) for b in fitted.blocks}
-        code, spliced = splice_blocks(code, splices)
-        if spliced:
-            cand.spliced = spliced
-            cand.notes.append("spliced " + ", ".join(spliced))
-        cand.code = code
+        cand.code = code = self._close_names(cand, code, fitted)
         spec = self._spec(cand, fitted, answer.text, code)
         if spec is None:
             cand.status = "invalid_spec"
@@ -268,6 +264,21 @@ class Generator:
         cand.spec = spec.model_dump(exclude={"model"})
         cand.schema_valid = True
         self._dedup(cand)
+
+    def _close_names(self, cand: Candidate, code: str, fitted: Fitted) -> str:
+        """Bind the names the code uses but never defines: retrieved blocks are spliced in
+        (scope-closed, from the index) first, then the references' own module constants and
+        helpers are copied (an auto-fix, noted)."""
+        splices = {b.name: Splice(b.name, b.qualname, b.code) for b in fitted.blocks}
+        code, spliced = splice_blocks(code, splices)
+        if spliced:
+            cand.spliced = sorted(set(cand.spliced) | set(spliced))
+            cand.notes.append("spliced " + ", ".join(spliced))
+        code, notes = copy_reference_definitions(code, [(r.source, r.full_code or r.code) for r in fitted.references])
+        if notes:
+            cand.add_notes(notes)
+            self._autofixed.add(cand.index)
+        return code
 
     def _spec(self, cand: Candidate, fitted: Fitted, text: str, code: str) -> TrainSpec | None:
         """The answer's spec, else one spec call (constrained where the backend can)."""
@@ -370,10 +381,7 @@ class Generator:
         if code is None or structural_problem(code):
             cand.notes.append(f"repair {cand.repairs} gave no usable code")
             return False
-        blocks = {b.name: Splice(b.name, b.qualname, b.code) for b in fitted_by_index[cand.index].blocks}
-        code, spliced = splice_blocks(code, blocks)
-        cand.spliced = sorted(set(cand.spliced) | set(spliced))
-        cand.code = code
+        cand.code = code = self._close_names(cand, code, fitted_by_index[cand.index])
         spec = self._specs[cand.index]
         self._specs[cand.index] = spec.model_copy(update={"model": spec.model.model_copy(update={"code": code})})
         for key in (cand.md5, cand.fingerprint):

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nnrag.execute.spec import SpecError
 from nnrag.generate.fixes import (
@@ -168,3 +170,88 @@ def test_other_signatures_are_left_to_the_structural_check(signature: str) -> No
     code = f"class Net(nn.Module):\n    def __init__({signature}):\n        pass\n    def forward(self, x):\n        return x\n"
     fixed, notes = fix_code(code)
     assert f"def __init__({signature}):" in fixed and not any("lacked" in n for n in notes)
+
+
+# -- copying a reference's module-level definitions ------------------------------------
+
+REF_A = '''import math
+
+import torch
+from torch import nn
+
+INPUT_KINDS = {"image", "signal"}
+HIDDEN = (256, 128)
+WIDTH: int = 32
+
+
+def scaled(c):
+    return int(math.ceil(c * WIDTH / 32))
+
+
+def supported_hyperparameters():
+    return {"lr"}
+
+
+class Net(nn.Module):
+    pass
+'''
+REF_B = "HIDDEN = 64\nLAYERS, BIDIRECTIONAL = 1, True\n"
+USES = "import torch\nfrom torch import nn\n\n\nclass Net(nn.Module):\n    def __init__(self):\n        {body}\n"
+
+
+@pytest.mark.parametrize(("body", "copied", "lines"), [
+    # the first reference that defines a name wins
+    ("self.h = HIDDEN", ["copied HIDDEN from reference a"], ["HIDDEN = (256, 128)"]),
+    # names from two references, one note each
+    ("self.h = (HIDDEN, LAYERS)", ["copied HIDDEN from reference a", "copied LAYERS from reference b"],
+     ["HIDDEN = (256, 128)", "LAYERS, BIDIRECTIONAL = 1, True"]),
+    # a helper comes with what it needs from its own module (constant and import)
+    ("self.c = scaled(16)", ["copied scaled, WIDTH, math from reference a"],
+     ["import math", "WIDTH: int = 32", "def scaled(c):"]),
+    # names the code binds itself, and Net / supported_hyperparameters, are never copied
+    ("HIDDEN = 3; self.h = HIDDEN + supported_hyperparameters()", [], []),
+    # a name no reference defines stays unbound (the sandbox will say so)
+    ("self.h = UNKNOWN", [], []),
+])
+def test_reference_definitions_are_copied(body: str, copied: list[str], lines: list[str]) -> None:
+    from nnrag.generate.fixes import copy_reference_definitions, unbound_names
+
+    code = USES.format(body=body)
+    fixed, notes = copy_reference_definitions(code, [("a", REF_A), ("b", REF_B)])
+    assert notes == copied
+    for line in lines:
+        assert line in fixed.splitlines()
+    if not copied:
+        assert fixed == code
+        return
+    assert fixed.index("class Net") > max(fixed.index(line) for line in lines)  # defined before use
+    assert unbound_names(fixed) == set()
+    assert copy_reference_definitions(fixed, [("a", REF_A), ("b", REF_B)]) == (fixed, [])  # idempotent
+
+
+_CONSTANTS = {"HIDDEN": "(256, 128)", "WIDTH": "32", "DEPTH": "4", "KINDS": '{"image"}', "RATE": "0.5"}
+
+
+@settings(max_examples=60, deadline=None)
+@given(defined=st.sets(st.sampled_from(sorted(_CONSTANTS))), used=st.sets(st.sampled_from(sorted(_CONSTANTS)),
+                                                                        min_size=1),
+       own=st.sets(st.sampled_from(sorted(_CONSTANTS))))
+def test_copying_binds_exactly_the_defined_missing_names(defined: set[str], used: set[str], own: set[str]) -> None:
+    """Whatever the references define and the code uses or binds itself: the result parses,
+    every used name a reference defines is bound, nothing else is added, and a second pass
+    changes nothing."""
+    from nnrag.generate.fixes import copy_reference_definitions, unbound_names
+
+    ref = "".join(f"{n} = {_CONSTANTS[n]}\n" for n in sorted(defined))
+    own_lines = "".join(f"{n} = 1\n" for n in sorted(own))
+    code = "import torch\n" + own_lines + "\n\nclass Net:\n    x = (" + ", ".join(sorted(used)) + ",)\n"
+    fixed, notes = copy_reference_definitions(code, [("ref", ref)])
+    ast.parse(fixed)
+    assert unbound_names(fixed) == used - own - defined
+    copied = (used - own) & defined
+    assert bool(notes) == bool(copied)
+    for name in copied:
+        assert f"{name} = {_CONSTANTS[name]}" in fixed
+    for name in defined - copied:
+        assert f"{name} = {_CONSTANTS[name]}" not in fixed
+    assert copy_reference_definitions(fixed, [("ref", ref)]) == (fixed, [])

@@ -198,3 +198,32 @@ def test_completion_answers_stop_at_the_next_heading(tmp_path: Path) -> None:
     cand = report.candidates[0]
     assert "\n## " in cand.generations[0]["sampling"]["stop"]
     assert cand.code is not None and "class Other" not in cand.code and "class Net" in cand.code
+
+
+@pytest.mark.sandbox
+def test_a_reference_constant_the_answer_forgot_is_copied(tmp_path: Path) -> None:
+    """Small models copy a reference's ``Net`` and drop its module constants: without the
+    copy this answer fails the probe with ``NameError: HIDDEN`` (the first reference, mlp,
+    defines it)."""
+    answer = """```python
+class Net(nn.Module):
+    def __init__(self, in_shape, out_shape, prm, device):
+        super().__init__()
+        self.device = device
+        width = HIDDEN[-1]
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(in_shape[1] * in_shape[2] * in_shape[3], width),
+                                  nn.ReLU(), nn.Linear(width, out_shape[0]))
+
+    def forward(self, x):
+        return self.body(x)
+```
+""" + SPEC
+    llm = make_backend(BackendConfig(backend="replay", style="chat", extra={"outputs": [answer]}))
+    config = GenerateConfig(n=1, shots=1, repairs=0, train=False, runs_db=tmp_path / "runs.db",
+                            index_db=tmp_path / "none.db")
+    report = Generator(llm, config).run()
+    cand = report.candidates[0]
+    assert cand.references == ["corpus:mlp.py"]
+    assert "copied HIDDEN from reference corpus:mlp.py" in cand.notes
+    assert cand.code is not None and "HIDDEN = (256, 128)" in cand.code
+    assert (cand.executable, cand.error, report.repairs_used) == (True, None, 0)
