@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -31,12 +32,16 @@ def zoo_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
 
 
 @pytest.fixture(scope="module")
-def original() -> ModuleType:
+def original() -> Iterator[ModuleType]:
+    """The zoo imported for real; unloaded afterwards, so later tests see that ``zoo`` is
+    not an installed package (the splice test relies on it)."""
     sys.path.insert(0, str(ZOO.parent))
     try:
-        return importlib.import_module("zoo")
+        yield importlib.import_module("zoo")
     finally:
         sys.path.remove(str(ZOO.parent))
+        for name in [n for n in sys.modules if n == "zoo" or n.startswith("zoo.")]:
+            del sys.modules[name]
 
 
 _LOADED: dict[str, object] = {}
