@@ -21,6 +21,11 @@ from nnrag.generate.backends.base import Backend, Prompt, Style
 from nnrag.generate.compact import cap_lines
 
 CODE_PREFIX = "import torch\nfrom torch import nn\n"  # completion prompts start the module
+# A base model shown references with helpers above ``Net`` writes helpers until its token
+# budget runs out and never reaches ``Net``; opening ``Net`` in the prompt makes it start there
+# (helpers may follow: ``Net`` is only built after the whole module has run).
+NET_PREFIX = (CODE_PREFIX + "\n\nclass Net(nn.Module):\n"
+              "    def __init__(self, in_shape: tuple, out_shape: tuple, prm: dict, device: torch.device) -> None:\n")
 MIN_REFERENCE_LINES = 12
 
 
@@ -121,7 +126,7 @@ def architecture_prompt(backend: Backend, task: TaskText, references: list[Refer
                         blocks: list[BlockRef], max_new_tokens: int) -> Fitted:
     """The few-shot architecture prompt, cut down until it fits the model's context."""
     style = backend.style
-    prefix = CODE_PREFIX if style == "completion" else ""
+    prefix = NET_PREFIX if style == "completion" else ""
     refs, blks, cuts = list(references), list(blocks), []
     budget = backend.context_length - max_new_tokens
     while True:

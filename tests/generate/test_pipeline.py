@@ -10,6 +10,7 @@ import pytest
 from nnrag.exceptions import ContextOverflowError, NnragError
 from nnrag.execute.runstore import RunStore
 from nnrag.generate import BackendConfig, GenerateConfig, Generator, make_backend
+from nnrag.generate.prompts import NET_PREFIX
 from nnrag.index import Store
 
 SE_MODEL = """class Net(nn.Module):
@@ -116,7 +117,7 @@ def test_pipeline_end_to_end_on_recorded_answers(replay: object, zoo_db_copy: Pa
 
 @pytest.mark.sandbox
 def test_completion_style_asks_for_the_spec_separately(tmp_path: Path) -> None:
-    body = FIXED.split("from torch import nn\n", 1)[1]  # the prompt already wrote the imports
+    body = FIXED.split("prm, device):\n", 1)[1]  # the prompt already opened Net.__init__
     answers = [body + "```\nsome trailing text", '{"hyperparameters": {"lr": 0, "batch_size": 16, "optimizer": "adam"}}\n```']
     llm = make_backend(BackendConfig(backend="replay", extra={"outputs": answers}))
     assert llm.style == "completion"
@@ -125,8 +126,8 @@ def test_completion_style_asks_for_the_spec_separately(tmp_path: Path) -> None:
     report = Generator(llm, config).run()
     cand = report.candidates[0]
     prompts = llm.prompts  # type: ignore[attr-defined]
-    assert prompts[0].text.endswith("```python\nimport torch\nfrom torch import nn\n")
-    assert prompts[1].text.endswith("```json\n") and FIXED.strip() in prompts[1].text
+    assert prompts[0].text.endswith("```python\n" + NET_PREFIX)  # the answer starts inside Net.__init__
+    assert prompts[1].text.endswith("```json\n") and (NET_PREFIX + body).strip() in prompts[1].text
     assert [g["kind"] for g in cand.generations] == ["architecture", "spec"]
     assert cand.executable and cand.status == "executable" and report.trained == 0
     assert cand.spec["hyperparameters"]["lr"] == 0.0001  # type: ignore[index]
@@ -190,7 +191,7 @@ def test_a_copy_of_a_reference_is_not_a_new_model(tmp_path: Path) -> None:
 
 @pytest.mark.sandbox
 def test_completion_answers_stop_at_the_next_heading(tmp_path: Path) -> None:
-    body = FIXED.split("from torch import nn\n", 1)[1]
+    body = FIXED.split("prm, device):\n", 1)[1]
     answers = [body + "\n## Another model\nclass Other(nn.Module):\n    pass\n", '{"hyperparameters": {"lr": 0.01}}']
     llm = make_backend(BackendConfig(backend="replay", extra={"outputs": answers}))
     config = GenerateConfig(n=1, shots=1, train=False, runs_db=tmp_path / "runs.db", index_db=tmp_path / "none.db")
