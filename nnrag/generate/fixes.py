@@ -11,7 +11,9 @@ from __future__ import annotations
 import ast
 import builtins
 import importlib.util
+import io
 import re
+import tokenize
 from dataclasses import dataclass
 from typing import Any
 
@@ -245,17 +247,60 @@ def complete_init_signature(code: str) -> tuple[str, str | None]:
     return fixed, f"Net.__init__ lacked {', '.join(missing)}: added with default None"
 
 
+def rename_model_class(code: str) -> tuple[str, str | None]:
+    """The one top-level class whose ``__init__`` takes ``(in_shape, out_shape, ...)``, renamed
+    ``Net`` when the module defines no ``Net``.
+
+    Chat models often name the model after what it is (``SimpleNet``, ``CNN``); the contract
+    builds ``Net``, so without this the answer costs a re-prompt that often renames nothing.
+    Every use of the name is renamed (``super(CNN, self)``), attributes and strings are not.
+    """
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return code, None
+    classes = [n for n in tree.body if isinstance(n, ast.ClassDef)]
+    if any(c.name == "Net" for c in classes):
+        return code, None
+    fits = []
+    for c in classes:
+        init = next((f for f in c.body if isinstance(f, ast.FunctionDef) and f.name == "__init__"), None)
+        if init is not None and [a.arg for a in init.args.args[1:3]] == list(CONTRACT_ARGS[:2]):
+            fits.append(c.name)
+    if len(fits) != 1:
+        return code, None
+    old = fits[0]
+    lines = code.splitlines(keepends=True)
+    spots: list[tuple[int, int]] = []
+    previous = None
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(code).readline):
+            if tok.type == tokenize.NAME and tok.string == old and not (previous and previous.string == "."):
+                spots.append(tok.start)
+            if tok.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT):
+                previous = tok
+    except (tokenize.TokenError, SyntaxError):
+        return code, None
+    for row, col in reversed(spots):
+        line = lines[row - 1]
+        lines[row - 1] = line[:col] + "Net" + line[col + len(old):]
+    return "".join(lines), f"model class {old} renamed to Net (the contract builds Net)"
+
+
 def fix_code(code: str) -> tuple[str, list[str]]:
-    """Add the imports the code uses but forgot, ``supported_hyperparameters``, and the
-    contract's trailing ``__init__`` arguments when only those are missing."""
+    """Rename the model class to ``Net`` when it is plainly the model, complete the contract's
+    trailing ``__init__`` arguments when only those are missing, and add the imports the code
+    uses but forgot and ``supported_hyperparameters``."""
     try:
         tree = ast.parse(code)
     except SyntaxError:
         return code, []
     notes: list[str] = []
-    code, note = complete_init_signature(code)
-    if note:
-        notes.append(note)
+    for fix in (rename_model_class, complete_init_signature):
+        code, note = fix(code)
+        if note:
+            notes.append(note)
+    tree = ast.parse(code)  # the fixes above keep the code parseable
     bound, used = _bound_and_used(tree)
     missing = [name for name in _AUTO_IMPORTS if name in used and name not in bound]
     if "nn" in missing and "torch" not in missing and "torch" not in bound:
@@ -369,11 +414,19 @@ def _insert_after_future(text: str, code: str) -> str:
 
 
 def structural_problem(code: str) -> str | None:
-    """Why the code cannot follow the contract (for a re-prompt), or None."""
+    """Why the code cannot follow the contract (for a re-prompt), or None.
+
+    The code is compiled (never run): the parser accepts a ``continue`` outside a loop or a
+    ``return`` outside a function, the compiler does not, and that is cheaper to learn here
+    than from the sandbox.
+    """
     try:
         check_source(code)
+        compile(code, "<generated>", "exec", dont_inherit=True)
     except ContractError as exc:
         return str(exc)
+    except SyntaxError as exc:
+        return f"line {exc.lineno}: {exc.msg}"
     tree = ast.parse(code)
     net = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Net")
     if not net.bases:

@@ -255,3 +255,85 @@ def test_copying_binds_exactly_the_defined_missing_names(defined: set[str], used
     for name in defined - copied:
         assert f"{name} = {_CONSTANTS[name]}" not in fixed
     assert copy_reference_definitions(fixed, [("ref", ref)]) == (fixed, [])
+
+
+_CNN = '''class CNN(nn.Module):
+    def __init__(self, in_shape, out_shape, prm, device):
+        super(CNN, self).__init__()
+        self.name = "CNN"
+        self.fc = nn.Linear(in_shape[1], out_shape[0])
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+def build():
+    return CNN((1, 8), (10,), {}, None)  # CNN
+'''
+
+
+@pytest.mark.parametrize(("code", "renamed"), [
+    # the one class built like the contract: every use renamed, strings, comments and attributes not
+    (_CNN + "x = other.CNN\n", True),
+    # a signature prefix counts too (the next fix completes it)
+    ("class SimpleNet(nn.Module):\n    def __init__(self, in_shape, out_shape):\n        pass\n"
+     "    def forward(self, x):\n        return x\n", True),
+    # a Net already exists: helpers with the same signature stay as they are
+    (_CNN + "\n\nclass Net(CNN):\n    pass\n", False),
+    # two candidates: ambiguous, left for the re-prompt
+    (_CNN + "\n\nclass Other(nn.Module):\n    def __init__(self, in_shape, out_shape, prm, device):\n        pass\n", False),
+    # a helper block is not the model
+    ("class Block(nn.Module):\n    def __init__(self, channels, reduction):\n        pass\n", False),
+])
+def test_the_model_class_is_renamed_net(code: str, renamed: bool) -> None:
+    from nnrag.generate.fixes import rename_model_class
+
+    fixed, note = rename_model_class(code)
+    if not renamed:
+        assert (fixed, note) == (code, None)
+        return
+    old = code.split("class ", 1)[1].split("(", 1)[0]
+    assert note == f"model class {old} renamed to Net (the contract builds Net)"
+    tree = ast.parse(fixed)
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    assert old not in names and "Net" in {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
+    if old == "CNN":
+        assert 'self.name = "CNN"' in fixed and "# CNN" in fixed and "other.CNN" in fixed
+        assert "super(Net, self)" in fixed and "return Net((1, 8)" in fixed
+    assert structural_problem(fix_code(code)[0]) is None
+
+
+@pytest.mark.parametrize(("code", "problem"), [
+    ("class Net(nn.Module):\n    def __init__(self, in_shape, out_shape, prm, device):\n        continue\n"
+     "    def forward(self, x):\n        return x\n", "line 3: 'continue' not properly in loop"),
+    ("class Net(nn.Module):\n    def __init__(self, in_shape, out_shape, prm, device):\n        pass\n"
+     "    def forward(self, x):\n        return x\nreturn 1\n", "line 6: 'return' outside function"),
+])
+def test_what_only_the_compiler_rejects_is_structural(code: str, problem: str) -> None:
+    """``ast.parse`` accepts these; without the compile step they reached the sandbox."""
+    ast.parse(code)
+    assert structural_problem(code) == problem
+
+
+@settings(max_examples=60, deadline=None)
+@given(name=st.from_regex(r"[A-Z][A-Za-z0-9_]{0,12}", fullmatch=True).filter(lambda n: n != "Net"),
+       uses=st.integers(min_value=0, max_value=3))
+def test_renaming_touches_only_the_model_class_name(name: str, uses: int) -> None:
+    """Whatever the class is called and however often it is used: afterwards no name node
+    spells it, every other name is unchanged, strings keep it, and a second pass is a no-op."""
+    import keyword
+
+    from nnrag.generate.fixes import rename_model_class
+
+    if keyword.iskeyword(name):
+        return
+    code = _CNN.replace("CNN", name) + "".join(f"y{i} = {name}\n" for i in range(uses))
+    fixed, note = rename_model_class(code)
+    assert note is not None
+
+    def names(src: str) -> list[str]:
+        return [n.id for n in ast.walk(ast.parse(src)) if isinstance(n, ast.Name)]
+
+    assert [("Net" if n == name else n) for n in names(code)] == names(fixed)
+    assert f'self.name = "{name}"' in fixed
+    assert rename_model_class(fixed) == (fixed, None)
