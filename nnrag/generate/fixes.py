@@ -345,8 +345,9 @@ def copy_reference_definitions(code: str, references: list[tuple[str, str]]) -> 
 
     Small models copy a reference's ``Net`` and drop the module lines above it; the name is
     then unbound and the sandbox fails with a ``NameError`` that repairs rarely fix.
-    ``references`` is ``(label, source)`` in prompt order: the first reference that defines
-    a name wins, and what a copied definition needs from its own module comes with it.
+    ``references`` is ``(label, source)`` in prompt order. A name comes from the reference
+    that defines most of the missing names (the first one on a tie), and what a copied
+    definition needs from its own module comes with it.
     Returns the code unchanged (and no note) when nothing is missing or it does not parse.
     """
     try:
@@ -363,6 +364,9 @@ def copy_reference_definitions(code: str, references: list[tuple[str, str]]) -> 
         except SyntaxError:
             continue
     bound, _ = _bound_and_used(tree)
+    # the reference that defines most of the missing names first: constants that belong
+    # together (``HIDDEN, LAYERS``) then come from one module, not half from each
+    order = sorted(range(len(modules)), key=lambda i: -len(missing & modules[i][2].keys()))
     chosen: dict[int, tuple[int, ast.stmt]] = {}  # id(stmt) -> (module index, stmt)
     copied: dict[str, list[str]] = {}
     seen: set[str] = set()
@@ -372,7 +376,7 @@ def copy_reference_definitions(code: str, references: list[tuple[str, str]]) -> 
         if name in seen:
             continue
         seen.add(name)
-        found = next(((i, defs[name]) for i, (_, _, defs) in enumerate(modules) if name in defs), None)
+        found = next(((i, modules[i][2][name]) for i in order if name in modules[i][2]), None)
         if found is None:
             continue
         i, stmt = found
@@ -400,7 +404,7 @@ def copy_reference_definitions(code: str, references: list[tuple[str, str]]) -> 
         ast.parse(fixed)
     except SyntaxError:
         return code, []
-    notes = [f"copied {', '.join(names)} from reference {label}" for label, names in copied.items()]
+    notes = [f"copied {', '.join(copied[label])} from reference {label}" for label, _, _ in modules if label in copied]
     return fixed, notes
 
 

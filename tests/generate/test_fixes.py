@@ -200,11 +200,13 @@ USES = "import torch\nfrom torch import nn\n\n\nclass Net(nn.Module):\n    def _
 
 
 @pytest.mark.parametrize(("body", "copied", "lines"), [
-    # the first reference that defines a name wins
+    # the first reference that defines a name wins (on a tie)
     ("self.h = HIDDEN", ["copied HIDDEN from reference a"], ["HIDDEN = (256, 128)"]),
+    # constants that belong together come from the reference defining most of them
+    ("self.h = (HIDDEN, LAYERS)", ["copied HIDDEN, LAYERS from reference b"], ["HIDDEN = 64", "LAYERS, BIDIRECTIONAL = 1, True"]),
     # names from two references, one note each
-    ("self.h = (HIDDEN, LAYERS)", ["copied HIDDEN from reference a", "copied LAYERS from reference b"],
-     ["HIDDEN = (256, 128)", "LAYERS, BIDIRECTIONAL = 1, True"]),
+    ("self.h = (WIDTH, LAYERS)", ["copied WIDTH from reference a", "copied LAYERS from reference b"],
+     ["WIDTH: int = 32", "LAYERS, BIDIRECTIONAL = 1, True"]),
     # a helper comes with what it needs from its own module (constant and import)
     ("self.c = scaled(16)", ["copied scaled, WIDTH, math from reference a"],
      ["import math", "WIDTH: int = 32", "def scaled(c):"]),
