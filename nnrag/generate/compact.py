@@ -55,7 +55,7 @@ def forward_first(code: str) -> str:
         block = lines[start:end]
         del lines[start:end]
         lines[after:after] = block
-    return _parsed_or("\n".join(lines) + "\n", code)
+    return parsed_or("\n".join(lines) + "\n", code)
 
 
 def drop_methods(code: str, names: tuple[str, ...] = HARNESS_METHODS, owner: str = "Net") -> str:
@@ -74,7 +74,7 @@ def drop_methods(code: str, names: tuple[str, ...] = HARNESS_METHODS, owner: str
                 spans += [_span(n) for n in node.body if n not in kept]
     for start, end in sorted(spans, reverse=True):
         del lines[start:end]
-    return _parsed_or("\n".join(lines) + "\n", code)
+    return parsed_or("\n".join(lines) + "\n", code)
 
 
 def _docstring_lines(tree: ast.Module) -> tuple[set[int], dict[int, int]]:
@@ -133,10 +133,10 @@ def compact_code(code: str, drop: tuple[str, ...] = HARNESS_METHODS) -> str:
                 and not out[-1].startswith("@"):
             out.append("")  # one blank line before a top-level definition
         out.append(line)
-    return _parsed_or("\n".join(out).strip("\n") + "\n", code)
+    return parsed_or("\n".join(out).strip("\n") + "\n", code)
 
 
-def _parsed_or(new: str, code: str) -> str:
+def parsed_or(new: str, code: str) -> str:
     """``new`` if it still parses, else the untouched ``code``: a line edit never breaks it."""
     try:
         ast.parse(new)

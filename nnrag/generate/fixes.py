@@ -1,7 +1,8 @@
-"""Auto-fixes, structural checks and block splicing for generated model code and specs.
+"""Auto-fixes, structural checks and block splicing for generated model code.
 
 Minor, mechanical problems are fixed and noted (a missing ``import torch``, a missing
-``supported_hyperparameters``, a learning rate outside its bounds). Structural problems
+``supported_hyperparameters``, a reference constant the code reads but never defines; the
+spec's fixes are in ``spec_fixes``). Structural problems
 (no ``class Net``, a constructor that does not take the contract's arguments) are returned
 as a diagnostic for one re-prompt. Nothing here executes the code: it is only parsed.
 """
@@ -15,154 +16,9 @@ import io
 import re
 import tokenize
 from dataclasses import dataclass
-from typing import Any
-
-import annotated_types
-from pydantic import BaseModel, ConfigDict
 
 from nnrag.execute.contract import ContractError, check_source
-from nnrag.execute.spec import Hyperparameters, SpecError, TrainSpec, parse_spec
-
-# -- the spec the LLM writes ----------------------------------------------------------
-
-ALIASES = {"learning_rate": "lr", "learningrate": "lr", "learning rate": "lr", "bs": "batch_size",
-           "batchsize": "batch_size", "batch size": "batch_size", "wd": "weight_decay",
-           "weightdecay": "weight_decay", "optim": "optimizer", "opt": "optimizer",
-           "lr_scheduler": "scheduler", "drop_rate": "dropout", "dropout_rate": "dropout"}
-HP_FIELDS = tuple(k for k in Hyperparameters.model_fields if k != "extra")
-TRANSFORMS = ("none", "standardize", "flip")
-
-
-class SpecProposal(BaseModel):
-    """What the LLM proposes: hyperparameters and an input transform (the task fixes the rest)."""
-
-    model_config = ConfigDict(extra="forbid")
-    hyperparameters: dict[str, Any]
-    transform: str = "none"
-
-
-def spec_schema() -> dict[str, Any]:
-    """JSON schema for constrained decoding of the spec (bounds included where honoured)."""
-    props: dict[str, Any] = {}
-    for name in HP_FIELDS:
-        info = Hyperparameters.model_fields[name]
-        ann = info.annotation
-        if name in ("optimizer", "scheduler"):
-            props[name] = {"type": "string", "enum": list(getattr(ann, "__args__", ()))}
-            continue
-        prop: dict[str, Any] = {"type": "integer" if ann is int else "number"}
-        for m in info.metadata:
-            if isinstance(m, annotated_types.Ge):
-                prop["minimum"] = m.ge
-            elif isinstance(m, annotated_types.Gt):
-                prop["exclusiveMinimum"] = m.gt
-            elif isinstance(m, annotated_types.Le):
-                prop["maximum"] = m.le
-            elif isinstance(m, annotated_types.Lt):
-                prop["exclusiveMaximum"] = m.lt
-        props[name] = prop
-    return {"type": "object", "additionalProperties": False, "required": ["hyperparameters"],
-            "properties": {"hyperparameters": {"type": "object", "properties": props,
-                                               "required": ["lr", "batch_size", "optimizer"],
-                                               "additionalProperties": False},
-                           "transform": {"type": "string", "enum": list(TRANSFORMS)}}}
-
-
-def _bounds(name: str) -> tuple[float | None, bool, float | None, bool]:
-    """``(low, low_inclusive, high, high_inclusive)`` of a hyperparameter field."""
-    low = high = None
-    low_inc = high_inc = True
-    for m in Hyperparameters.model_fields[name].metadata:
-        if isinstance(m, annotated_types.Ge):
-            low = m.ge
-        elif isinstance(m, annotated_types.Gt):
-            low, low_inc = m.gt, False
-        elif isinstance(m, annotated_types.Le):
-            high = m.le
-        elif isinstance(m, annotated_types.Lt):
-            high, high_inc = m.lt, False
-    return low, low_inc, high, high_inc
-
-
-def clip_value(name: str, value: Any) -> tuple[Any, str | None]:
-    """A numeric hyperparameter inside its bounds, with a note when it had to move."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        try:
-            value = float(value) if name != "batch_size" else int(float(value))
-        except (TypeError, ValueError):
-            return value, None  # not a number: left for pydantic to reject with its message
-    low, low_inc, high, high_inc = _bounds(name)
-    is_int = Hyperparameters.model_fields[name].annotation is int
-    new = value
-    if low is not None and (value < low or (value == low and not low_inc)):
-        new = low if low_inc else (low + 1 if is_int else (low + 1e-4 if low == 0 else low * 1.01))
-    if high is not None and (value > high or (value == high and not high_inc)):
-        new = high if high_inc else (high - 1 if is_int else high - 0.01 * (high - (low or 0)))
-    if is_int:
-        new = int(new)
-    if new != value:
-        return new, f"{name} {value} out of range: clipped to {new}"
-    return new, None
-
-
-def build_spec(data: dict[str, Any] | None, *, code: str, name: str, dataset: str, epochs: int,
-               seed: int, wall_s: float = 300.0, limit: int | None = None,
-               supported: set[str] | None = None) -> tuple[TrainSpec, list[str]]:
-    """The LLM's spec as a validated :class:`TrainSpec` for the task, plus fix notes.
-
-    The task (dataset, epochs, seed) overrides what the model wrote; aliases are renamed,
-    numbers clipped into range, model-specific names the code supports passed through.
-    Raises :class:`SpecError` when something cannot be fixed (a non-numeric ``lr``).
-    """
-    if data is None:
-        raise SpecError("no spec")
-    notes: list[str] = []
-    data = dict(data)
-    hp = data.pop("hyperparameters", None)
-    if hp is None:  # a flat mapping of hyperparameters
-        hp = {k: data.pop(k) for k in list(data) if k not in ("model", "dataset", "transform", "budget",
-                                                              "epochs", "metric", "seed")}
-    if not isinstance(hp, dict):
-        raise SpecError(f"hyperparameters must be a mapping, got {type(hp).__name__}")
-    for key in ("model", "dataset", "budget", "epochs", "metric", "seed"):
-        if key in data:
-            data.pop(key)
-            notes.append(f"spec field {key!r} ignored: the task decides it")
-    transform = data.pop("transform", "none")
-    if transform not in TRANSFORMS:
-        notes.append(f"unknown transform {transform!r} dropped")
-        transform = "none"
-    if data:
-        raise SpecError(f"unknown spec fields: {', '.join(map(str, data))}")
-    clean: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
-    for raw_key, value in hp.items():
-        key = ALIASES.get(str(raw_key).lower().strip(), str(raw_key).lower().strip())
-        if key != raw_key:
-            notes.append(f"{raw_key!r} renamed to {key!r}")
-        if key in ("optimizer", "scheduler") and isinstance(value, str):
-            value = value.lower().strip()
-            if key == "scheduler" and value in ("", "null", "constant"):
-                value = "none"
-        elif key in HP_FIELDS and key not in ("optimizer", "scheduler"):
-            value, note = clip_value(key, value)
-            if note:
-                notes.append(note)
-        if key in HP_FIELDS:
-            clean[key] = value
-        elif key == "extra" and isinstance(value, dict):
-            extra.update(value)
-        elif supported and key in supported and isinstance(value, int | float | str | bool):
-            extra[key] = value
-        else:
-            notes.append(f"hyperparameter {raw_key!r} dropped: the model does not declare it")
-    if extra:
-        clean["extra"] = extra
-    spec = parse_spec({"model": {"code": code, "name": name}, "dataset": dataset, "transform": transform,
-                       "hyperparameters": clean, "seed": seed, "limit": limit,
-                       "budget": {"epochs": epochs, "wall_s": wall_s}}, "generated spec")
-    return spec, notes
-
+from nnrag.generate.compact import parsed_or
 
 # -- code ---------------------------------------------------------------------------
 
@@ -239,12 +95,8 @@ def complete_init_signature(code: str) -> tuple[str, str | None]:
     row = lines[last.end_lineno - 1]
     added = "".join(f", {name}=None" for name in missing)
     lines[last.end_lineno - 1] = row[:last.end_col_offset] + added + row[last.end_col_offset:]
-    fixed = "".join(lines)
-    try:
-        ast.parse(fixed)
-    except SyntaxError:
-        return code, None
-    return fixed, f"Net.__init__ lacked {', '.join(missing)}: added with default None"
+    fixed = parsed_or("".join(lines), code)
+    return fixed, (f"Net.__init__ lacked {', '.join(missing)}: added with default None" if fixed != code else None)
 
 
 def rename_model_class(code: str) -> tuple[str, str | None]:
@@ -354,7 +206,8 @@ def copy_reference_definitions(code: str, references: list[tuple[str, str]]) -> 
         tree = ast.parse(code)
     except SyntaxError:
         return code, []
-    missing = unbound_names(code) - _NEVER_COPIED
+    bound, used = _bound_and_used(tree)
+    missing = used - bound - _BUILTINS - _NEVER_COPIED
     if not missing:
         return code, []
     modules: list[tuple[str, str, dict[str, ast.stmt]]] = []
@@ -363,11 +216,10 @@ def copy_reference_definitions(code: str, references: list[tuple[str, str]]) -> 
             modules.append((label, source, _top_level_definitions(ast.parse(source))))
         except SyntaxError:
             continue
-    bound, _ = _bound_and_used(tree)
     # the reference that defines most of the missing names first: constants that belong
     # together (``HIDDEN, LAYERS``) then come from one module, not half from each
     order = sorted(range(len(modules)), key=lambda i: -len(missing & modules[i][2].keys()))
-    chosen: dict[int, tuple[int, ast.stmt]] = {}  # id(stmt) -> (module index, stmt)
+    chosen: dict[int, tuple[int, ast.stmt, str]] = {}  # id(stmt) -> (module index, stmt, its source)
     copied: dict[str, list[str]] = {}
     seen: set[str] = set()
     todo = sorted(missing)
@@ -383,26 +235,22 @@ def copy_reference_definitions(code: str, references: list[tuple[str, str]]) -> 
         copied.setdefault(modules[i][0], []).append(name)
         if id(stmt) in chosen:
             continue
-        chosen[id(stmt)] = (i, stmt)
         segment = ast.get_source_segment(modules[i][1], stmt) or ""
+        chosen[id(stmt)] = (i, stmt, segment)
         todo += sorted(n for n in unbound_names(segment) - bound - _NEVER_COPIED if n in modules[i][2])
     if not copied:
         return code, []
-    imports = [ast.get_source_segment(modules[i][1], s) or "" for i, s in chosen.values()
-               if isinstance(s, ast.Import | ast.ImportFrom)]
-    bodies = [ast.get_source_segment(modules[i][1], s) or "" for i, s in
-              sorted(chosen.values(), key=lambda m: (m[0], m[1].lineno))
-              if not isinstance(s, ast.Import | ast.ImportFrom)]
+    imports = [text for _, stmt, text in chosen.values() if isinstance(stmt, ast.Import | ast.ImportFrom)]
+    bodies = [text for _, stmt, text in sorted(chosen.values(), key=lambda m: (m[0], m[1].lineno))
+              if not isinstance(stmt, ast.Import | ast.ImportFrom)]
     lines = code.splitlines(keepends=True)
     at = max((n.end_lineno or n.lineno for n in tree.body
               if isinstance(n, ast.Import | ast.ImportFrom)), default=0)
     head = "".join(lines[:at]) + "".join(f"{line}\n" for line in imports)
     body = "\n\n".join(bodies)
-    fixed = (head + ("\n\n" if head and body else "") + body + ("\n\n\n" if body else "\n")
-             + "".join(lines[at:]).lstrip("\n"))
-    try:
-        ast.parse(fixed)
-    except SyntaxError:
+    fixed = parsed_or(head + ("\n\n" if head and body else "") + body + ("\n\n\n" if body else "\n")
+                      + "".join(lines[at:]).lstrip("\n"), code)
+    if fixed == code:
         return code, []
     notes = [f"copied {', '.join(copied[label])} from reference {label}" for label, _, _ in modules if label in copied]
     return fixed, notes

@@ -23,10 +23,8 @@ from nnrag.execute.spec import SpecError, TrainSpec
 from nnrag.generate.backends.base import Backend, Completion, Sampling
 from nnrag.generate.fixes import (
     Splice,
-    build_spec,
     copy_reference_definitions,
     fix_code,
-    spec_schema,
     splice_blocks,
     structural_problem,
     supported_names,
@@ -43,6 +41,7 @@ from nnrag.generate.prompts import (
 )
 from nnrag.generate.records import Candidate, GenerateConfig, GenerateReport
 from nnrag.generate.references import pick_references, ranked_references, retrieve_blocks
+from nnrag.generate.spec_fixes import build_spec, spec_schema
 from nnrag.logging import get_logger
 
 logger = get_logger(__name__)

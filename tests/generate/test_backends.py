@@ -218,7 +218,7 @@ def test_replay_backend(tmp_path: Path) -> None:
 def test_transformers_schema_constrained_decoding(tiny_model: Path) -> None:
     """xgrammar makes even a random model write JSON of the spec schema (bounds included)."""
     pytest.importorskip("xgrammar")
-    from nnrag.generate.fixes import build_spec, spec_schema
+    from nnrag.generate.spec_fixes import build_spec, spec_schema
 
     llm = make_backend(BackendConfig(model=str(tiny_model)))
     assert llm.supports_schema

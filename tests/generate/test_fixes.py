@@ -13,14 +13,12 @@ from hypothesis import strategies as st
 from nnrag.execute.spec import SpecError
 from nnrag.generate.fixes import (
     Splice,
-    build_spec,
-    clip_value,
     fix_code,
-    spec_schema,
     splice_blocks,
     structural_problem,
     supported_names,
 )
+from nnrag.generate.spec_fixes import build_spec, clip_value, spec_schema
 
 GOOD = """import torch
 from torch import nn
