@@ -32,7 +32,7 @@ def in_process(model: str, epochs: int, limit: int | None) -> float:
     """Seconds to build and train ``model`` in this process, as the trial does."""
     import torch
 
-    from nnrag.execute._trial import run
+    from nnrag.train import run_trial as run
 
     with tempfile.TemporaryDirectory() as tmp:
         import os
@@ -52,7 +52,7 @@ def in_process(model: str, epochs: int, limit: int | None) -> float:
 
 
 def _spec(model: str, epochs: int, limit: int | None, seed: int = 0) -> dict[str, Any]:
-    from nnrag.execute.spec import parse_spec
+    from nnrag.train.spec import parse_spec
 
     return parse_spec({"model": {"file": str(CORPUS / f"{model}.py")}, "dataset": "digits",
                        "seed": seed, "limit": limit,
@@ -61,7 +61,7 @@ def _spec(model: str, epochs: int, limit: int | None, seed: int = 0) -> dict[str
 
 
 def through_engine(engine: Any, model: str, epochs: int, limit: int | None, seed: int) -> float:
-    from nnrag.execute.spec import TrainSpec
+    from nnrag.train.spec import TrainSpec
 
     t0 = time.perf_counter()
     report = engine.train([TrainSpec.model_validate(_spec(model, epochs, limit, seed))])
@@ -76,10 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json")
     args = ap.parse_args(argv)
 
-    from nnrag.execute.engine import Engine
-    from nnrag.execute.executors import LocalExecutor
-    from nnrag.execute.runstore import RunStore
-    from nnrag.execute.spec import TrainSpec
+    from nnrag.train.engine import Engine
+    from nnrag.train.executors import LocalExecutor
+    from nnrag.train.runstore import RunStore
+    from nnrag.train.spec import TrainSpec
 
     work = Path(tempfile.mkdtemp(prefix="nnrag-engine-bench-"))
     results: dict[str, Any] = {}

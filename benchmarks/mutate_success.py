@@ -23,8 +23,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from nnrag.exceptions import NnragError  # noqa: E402
-from nnrag.execute.contract import input_kinds  # noqa: E402
 from nnrag.mutate import Mutator, load_target  # noqa: E402
+from nnrag.train.contract import input_kinds  # noqa: E402
 
 TORCHVISION = {  # one per family; the input size each needs (fixed-size ViTs need 224)
     "alexnet.alexnet": 64, "convnext.convnext_tiny": 64, "densenet.densenet121": 64,

@@ -223,8 +223,8 @@ def select_targets(store: Any, packages: list[str], args: argparse.Namespace,
 
 def validate_all(store: Any, targets: dict[str, list[str]], args: argparse.Namespace,
                  builder: Any, on_package: Any = None) -> tuple[dict[str, list[Any]], dict[str, float]]:
-    from nnrag.execute.sandbox import Limits
-    from nnrag.rag import validate
+    from nnrag.ladder import validate
+    from nnrag.sandbox import Limits
 
     limits = Limits(wall_s=float(args.timeout), memory_mb=args.memory_mb)
     results: dict[str, list[Any]] = {}
@@ -453,8 +453,8 @@ def main(argv: list[str] | None = None) -> int:
             log("[warn] transformers is not importable: its blocks will fail at import "
                 f"(pip install -c constraints.txt transformers=={PINS['transformers']})")
 
+    from nnrag.extract import ClosureBuilder
     from nnrag.index import Store
-    from nnrag.rag import ClosureBuilder
 
     roots = obtain_sources(args, packages)
     db = Path(args.db)

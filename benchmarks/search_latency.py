@@ -48,11 +48,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="time --db as it is (no re-index; the no-op figure is then a catalog check)")
     args = ap.parse_args(argv)
 
-    from nnrag.index import Store, index_package
-    from nnrag.index._catalog import sync_catalog
-    from nnrag.index._embed import get_embedder
-    from nnrag.index._search import Searcher
-    from nnrag.index._vectors import embed_blocks
+    from nnrag.index import Store, index_package, sync_catalog
+    from nnrag.search import Searcher, embed_blocks, get_embedder
 
     store = Store(args.db)
     roots = {} if args.no_index else obtain_sources(args, PACKAGES)

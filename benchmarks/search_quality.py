@@ -32,10 +32,8 @@ CUTOFF = 100
 
 def prepare(args: argparse.Namespace, packages: list[str]) -> Any:
     """Index the sources (incremental) and embed every block (incremental)."""
-    from nnrag.index import Store
-    from nnrag.index._catalog import sync_catalog
-    from nnrag.index._embed import get_embedder
-    from nnrag.index._vectors import embed_blocks
+    from nnrag.index import Store, sync_catalog
+    from nnrag.search import embed_blocks, get_embedder
 
     store = Store(args.db)
     if not args.no_index:
@@ -55,7 +53,7 @@ def prepare(args: argparse.Namespace, packages: list[str]) -> Any:
 
 
 def evaluate(store: Any, embedder: Any, queries: list[dict[str, Any]], modes: list[str]) -> dict[str, Any]:
-    from nnrag.index._search import Searcher
+    from nnrag.search import Searcher
 
     searcher = Searcher(store, embedder=embedder)
     out: dict[str, Any] = {}

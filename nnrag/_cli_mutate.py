@@ -40,8 +40,8 @@ def mutate(target: str, n: int, kinds: str, seed: int, max_params: int | None, o
            no_index: bool, db: Path | None, fmt: str) -> None:
     """Shape-preserving mutants of TARGET (a model file, a corpus model or an indexed block)."""
     from nnrag.config import default_db_path, nnrag_home
-    from nnrag.execute.datasets import dataset_info
     from nnrag.mutate import Mutator, load_target, write_files, write_index
+    from nnrag.train.datasets import dataset_info
 
     tgt = load_target(target, db=db, block=block)
     info = dataset_info(train_on or dataset or tgt.default_dataset())
@@ -62,10 +62,10 @@ def mutate(target: str, n: int, kinds: str, seed: int, max_params: int | None, o
 
 def _train(report: Any, indexed: list[str], dataset: str, epochs: int, db: Path | None) -> list[dict[str, Any]]:
     from nnrag.config import nnrag_home
-    from nnrag.execute.engine import Engine
-    from nnrag.execute.executors import LocalExecutor
-    from nnrag.execute.runstore import RunStore
-    from nnrag.execute.spec import parse_spec
+    from nnrag.train.engine import Engine
+    from nnrag.train.executors import LocalExecutor
+    from nnrag.train.runstore import RunStore
+    from nnrag.train.spec import parse_spec
 
     specs = []
     for mutant, name in zip(report.valid, indexed or [None] * len(report.valid), strict=True):

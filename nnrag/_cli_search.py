@@ -39,7 +39,7 @@ SEARCH = [
 def _filters(category: str | None, min_rung: str, package: str | None, max_params: int | None,
              proven: bool = False) -> Any:
     from nnrag.index import rung_number
-    from nnrag.index._search import Filters
+    from nnrag.search import Filters
 
     return Filters(category, rung_number(min_rung), package, max_params, proven)
 
@@ -49,7 +49,7 @@ def _print_hits(store: Any, searcher: Any, hits: list[Any], fmt: str, show: bool
         err.print(f"note: {note}")
     code: dict[str, str] = {}
     if show:
-        from nnrag.rag import extract
+        from nnrag.extract import extract
 
         for h in hits:
             code[h.qualname] = extract(store, h.qualname).code
@@ -77,9 +77,8 @@ def _print_hits(store: Any, searcher: Any, hits: list[Any], fmt: str, show: bool
 @FORMAT
 def embed(model: str | None, batch_size: int, db: Path | None, fmt: str) -> None:
     """Embed every block not embedded yet (incremental; safe to interrupt and resume)."""
-    from nnrag.index._catalog import sync_catalog
-    from nnrag.index._embed import get_embedder
-    from nnrag.index._vectors import VectorIndex, embed_blocks
+    from nnrag.index import sync_catalog
+    from nnrag.search import VectorIndex, embed_blocks, get_embedder
 
     store = _store(db)
     sync_catalog(store)
@@ -115,7 +114,7 @@ def query(text: str | None, code_file: Path | None, mode: str, k: int, collapse:
     activation, embedding, loss, architecture, utility.
     """
     from nnrag.exceptions import NnragError
-    from nnrag.index._search import Searcher
+    from nnrag.search import Searcher
 
     if text is None and code_file is None:
         raise NnragError("give a query: nnrag query 'words ...' or nnrag query --code FILE")
@@ -147,8 +146,8 @@ def similar(name: str, mode: str, k: int, collapse: bool, show: bool, category: 
             min_rung: str, package: str | None, max_params: int | None, proven: bool,
             model: str | None, db: Path | None, fmt: str) -> None:
     """Blocks most like the indexed block NAME."""
-    from nnrag.index._search import Searcher
-    from nnrag.rag._closure import ClosureBuilder
+    from nnrag.extract import ClosureBuilder
+    from nnrag.search import Searcher
 
     store = _store(db)
     row = ClosureBuilder(store).find(name, blocks_only=True)
@@ -169,7 +168,7 @@ def similar(name: str, mode: str, k: int, collapse: bool, show: bool, category: 
 @FORMAT
 def duplicates(min_size: int, package: str | None, db: Path | None, fmt: str) -> None:
     """Groups of structurally identical blocks (names and literals abstracted)."""
-    from nnrag.index._search import duplicate_groups
+    from nnrag.search import duplicate_groups
 
     groups = duplicate_groups(_store(db), min_size=min_size, package=package)
     if fmt == "json":

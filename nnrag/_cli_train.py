@@ -1,6 +1,6 @@
 """Training commands of the ``nnrag`` CLI: train, runs, show, resume, leaderboard, datasets.
 
-Registered on :data:`nnrag.cli.main`; formatting only, the work is in :mod:`nnrag.execute`.
+Registered on :data:`nnrag.cli.main`; formatting only, the work is in :mod:`nnrag.train`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ EXECUTOR = [
 
 def _runs(path: Path | None) -> Any:
     from nnrag.config import nnrag_home
-    from nnrag.execute.runstore import RunStore
+    from nnrag.train.runstore import RunStore
 
     return RunStore(path or nnrag_home() / "runs.db")
 
@@ -50,8 +50,8 @@ def _printer() -> Any:
 
 
 def _engine(runs: Any, workers: int, executor: str, address: str | None, index_db: Path | None) -> Any:
-    from nnrag.execute.engine import Engine
-    from nnrag.execute.executors import make_executor
+    from nnrag.train.engine import Engine
+    from nnrag.train.executors import make_executor
 
     return Engine(runs, make_executor(executor, workers, address), index_db=index_db)
 
@@ -89,7 +89,7 @@ def _run_table(rows: list[dict[str, Any]]) -> None:
 def train(spec_file: Path, workers: int, executor: str, address: str | None, runs_db: Path | None,
           db: Path | None, fmt: str) -> None:
     """Train the model(s) of SPEC_FILE (YAML or JSON: one spec or a list) in the sandbox."""
-    from nnrag.execute.spec import load_spec
+    from nnrag.train.spec import load_spec
 
     specs = load_spec(spec_file)
     runs = _runs(runs_db)
@@ -175,7 +175,7 @@ def datasets(pattern: str, fmt: str) -> None:
     """Registered datasets, and whether each can be loaded here."""
     from dataclasses import asdict
 
-    from nnrag.execute.datasets import available, list_datasets
+    from nnrag.train.datasets import available, list_datasets
 
     rows = []
     for info in list_datasets(pattern):

@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from nnrag import __version__
+from nnrag._version import __version__
 from nnrag.config import default_db_path
 from nnrag.exceptions import NnragError
 
@@ -156,7 +156,7 @@ def extract(name: str, output: Path | None, db: Path | None, fmt: str) -> None:
     """Print NAME as one scope-closed, self-contained module."""
     from dataclasses import asdict
 
-    from nnrag.rag import extract as do_extract
+    from nnrag.extract import extract as do_extract
 
     emitted = do_extract(_store(db), name)
     if output:
@@ -188,9 +188,9 @@ def extract(name: str, output: Path | None, db: Path | None, fmt: str) -> None:
 def validate(names: tuple[str, ...], all_blocks: bool, jobs: int, timeout: float, memory_mb: int,
              max_rung: str, force: bool, db: Path | None, fmt: str) -> None:
     """Climb the validation ladder (parse .. backward) for NAMES or --all, in the sandbox."""
-    from nnrag.execute.sandbox import Limits
     from nnrag.index import RUNGS, rung_number
-    from nnrag.rag import validate as do_validate
+    from nnrag.ladder import validate as do_validate
+    from nnrag.sandbox import Limits
 
     if not names and not all_blocks:
         raise click.UsageError("give block NAMES or --all")
@@ -222,8 +222,8 @@ def validate(names: tuple[str, ...], all_blocks: bool, jobs: int, timeout: float
 @FORMAT
 def blocks(pattern: str | None, min_rung: str, package: str | None, db: Path | None, fmt: str) -> None:
     """List indexed blocks with their validation rung."""
+    from nnrag.extract import block_rows
     from nnrag.index import rung_number
-    from nnrag.rag._export import block_rows
 
     rows = block_rows(_store(db), min_rung=rung_number(min_rung), pattern=pattern, package=package)
     if fmt == "json":
@@ -245,8 +245,8 @@ def blocks(pattern: str | None, min_rung: str, package: str | None, db: Path | N
 @FORMAT
 def export(outdir: Path, min_rung: str, db: Path | None, fmt: str) -> None:
     """Write one .py per block plus manifest.json into OUTDIR."""
+    from nnrag.extract import export as do_export
     from nnrag.index import rung_number
-    from nnrag.rag._export import export as do_export
 
     with _progress("exporting", fmt == "table") as update:
         result = do_export(_store(db), outdir, min_rung=rung_number(min_rung), progress=update)
@@ -261,7 +261,7 @@ def export(outdir: Path, min_rung: str, db: Path | None, fmt: str) -> None:
 @FORMAT
 def stats(db: Path | None, fmt: str) -> None:
     """Counts per package and per rung."""
-    from nnrag.rag._export import stats as do_stats
+    from nnrag.extract import stats as do_stats
 
     data = do_stats(_store(db))
     if fmt == "json":
@@ -289,12 +289,12 @@ def demo(home: Path | None, workers: int, epochs: int) -> None:
     """Index the seed corpus and the example zoo, validate the zoo, train corpus models on digits."""
     from nnrag.config import nnrag_home
     from nnrag.examples import ZOO, corpus_dir
-    from nnrag.execute.engine import Engine
-    from nnrag.execute.executors import LocalExecutor
-    from nnrag.execute.runstore import RunStore
-    from nnrag.execute.spec import parse_spec
     from nnrag.index import index_path
-    from nnrag.rag import validate as do_validate
+    from nnrag.ladder import validate as do_validate
+    from nnrag.train.engine import Engine
+    from nnrag.train.executors import LocalExecutor
+    from nnrag.train.runstore import RunStore
+    from nnrag.train.spec import parse_spec
 
     base = home or nnrag_home() / "demo"
     store = _store(base / "index.db", create=True)

@@ -18,7 +18,7 @@ from typing import Any
 def run(payload: dict[str, Any]) -> dict[str, Any]:
     import torch
 
-    from nnrag.execute.contract import build_model, load_module
+    from nnrag.train.contract import build_model, load_module
 
     torch.set_num_threads(1)
     torch.manual_seed(0)

@@ -21,7 +21,7 @@ import io
 import tokenize
 
 TRUNCATION_MARK = "# ... (truncated to fit the context)"
-HARNESS_METHODS = ("train_setup", "learn")  # supplied by nnrag.execute.contract.DefaultTraining
+HARNESS_METHODS = ("train_setup", "learn")  # supplied by nnrag.train.contract.DefaultTraining
 
 
 def _span(node: ast.stmt) -> tuple[int, int]:

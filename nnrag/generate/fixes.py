@@ -17,8 +17,8 @@ import re
 import tokenize
 from dataclasses import dataclass
 
-from nnrag.execute.contract import ContractError, check_source
 from nnrag.generate.compact import parsed_or
+from nnrag.train.contract import ContractError, check_source
 
 # -- code ---------------------------------------------------------------------------
 

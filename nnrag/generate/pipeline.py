@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from nnrag.exceptions import ContextOverflowError, NnragError
-from nnrag.execute.spec import SpecError, TrainSpec
 from nnrag.generate.backends.base import Backend, Completion, Sampling
 from nnrag.generate.fixes import (
     Splice,
@@ -43,6 +42,7 @@ from nnrag.generate.records import Candidate, GenerateConfig, GenerateReport
 from nnrag.generate.references import pick_references, ranked_references, retrieve_blocks
 from nnrag.generate.spec_fixes import build_spec, spec_schema
 from nnrag.logging import get_logger
+from nnrag.train.spec import SpecError, TrainSpec
 
 logger = get_logger(__name__)
 
@@ -54,7 +54,7 @@ COMPLETION_STOPS = ("```", "\n## ", "\n### ")
 
 def task_text(task: str, dataset: str) -> tuple[TaskText, Any]:
     """The task's wording and the dataset's facts; unknown names are clear errors."""
-    from nnrag.execute.datasets import dataset_info
+    from nnrag.train.datasets import dataset_info
 
     if task not in TASKS:
         raise NnragError(f"unknown task {task!r}; use one of: {', '.join(TASKS)}")
@@ -209,7 +209,7 @@ class Generator:
         return spec
 
     def _dedup(self, cand: Candidate) -> None:
-        from nnrag.execute.engine import code_fingerprint, normalised_md5
+        from nnrag.train.engine import code_fingerprint, normalised_md5
 
         assert cand.code is not None
         cand.copy_of = cand.duplicate_of = None
@@ -230,7 +230,7 @@ class Generator:
 
     # -- sandbox probe and repair
     def _probe(self, cands: list[Candidate]) -> None:
-        from nnrag.execute.sandbox import Limits, run_many
+        from nnrag.sandbox import Limits, run_many
 
         payloads = []
         for c in cands:
@@ -322,9 +322,9 @@ class Generator:
     def _train(self, cands: list[Candidate]) -> None:
         if not cands:
             return
-        from nnrag.execute.engine import Engine
-        from nnrag.execute.executors import LocalExecutor
-        from nnrag.execute.runstore import RunStore
+        from nnrag.train.engine import Engine
+        from nnrag.train.executors import LocalExecutor
+        from nnrag.train.runstore import RunStore
 
         runs = RunStore(self.runs_db)
         engine = Engine(runs, LocalExecutor(self.config.workers), index_db=self.index_db)
@@ -386,7 +386,7 @@ class Generator:
 
 def reference_keys(refs: list[Reference]) -> dict[str, str]:
     """Normalised MD5 and fingerprint of every reference, as shown and as written, to its name."""
-    from nnrag.execute.engine import code_fingerprint, normalised_md5
+    from nnrag.train.engine import code_fingerprint, normalised_md5
 
     keys: dict[str, str] = {}
     for ref in refs:

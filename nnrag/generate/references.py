@@ -16,10 +16,10 @@ import re
 from pathlib import Path
 
 from nnrag.exceptions import NnragError
-from nnrag.execute.contract import input_kinds
 from nnrag.generate.compact import compact_code
 from nnrag.generate.prompts import BlockRef, Reference
 from nnrag.logging import get_logger
+from nnrag.train.contract import input_kinds
 
 logger = get_logger(__name__)
 
@@ -50,7 +50,7 @@ def run_references(runs_db: Path, dataset: str, limit: int = 20) -> list[Referen
     """Trained models on ``dataset``, best first (read-only use of the run store)."""
     if not runs_db.exists():
         return []
-    from nnrag.execute.runstore import RunStore
+    from nnrag.train.runstore import RunStore
 
     runs = RunStore(runs_db)
     try:
@@ -68,7 +68,7 @@ def run_references(runs_db: Path, dataset: str, limit: int = 20) -> list[Referen
 def ranked_references(dataset_kind: str, dataset: str, runs_db: Path | None,
                       corpus: Path | None = None) -> list[Reference]:
     """Every usable reference, best for the task first, one entry per distinct code."""
-    from nnrag.execute.engine import normalised_md5
+    from nnrag.train.engine import normalised_md5
 
     ranked: list[Reference] = []
     seen: set[str] = set()
@@ -142,9 +142,9 @@ def retrieve_blocks(db: Path, task: str, refs: list[Reference], k: int) -> tuple
         return [], []
     if not db.exists():
         return [], [f"no index at {db}: no blocks retrieved (build one with `nnrag index`)"]
+    from nnrag.extract import extract
     from nnrag.index import Store
-    from nnrag.index._search import Filters, Searcher
-    from nnrag.rag import extract
+    from nnrag.search import Filters, Searcher
 
     notes: list[str] = []
     with Store(db, create=False) as store:

@@ -12,7 +12,7 @@ from typing import Any
 import annotated_types
 from pydantic import BaseModel, ConfigDict
 
-from nnrag.execute.spec import Hyperparameters, SpecError, TrainSpec, parse_spec
+from nnrag.train.spec import Hyperparameters, SpecError, TrainSpec, parse_spec
 
 ALIASES = {"learning_rate": "lr", "learningrate": "lr", "learning rate": "lr", "bs": "batch_size",
            "batchsize": "batch_size", "batch size": "batch_size", "wd": "weight_decay",

@@ -1,13 +1,31 @@
-"""Scanning source trees into the block index (LibCST), and the SQLite store behind it."""
+"""Scanning source trees into the block index (LibCST), and the SQLite store behind it.
 
+Also the project's hash identity (normalised MD5, structural fingerprint) and the catalog
+(text, categories, concepts) that search reads.
+"""
+
+from nnrag.index._catalog import (
+    CATALOG_VERSION,
+    GENERATION_KEY,
+    CatalogReport,
+    ensure_catalog,
+    sync_catalog,
+)
+from nnrag.index._categories import CATEGORIES
+from nnrag.index._concepts import ConceptMatcher
+from nnrag.index._fingerprint import fingerprint
 from nnrag.index._indexer import index_package, index_path, locate_package, mark_blocks
 from nnrag.index._model import Definition, FileProblem, FileScan, ImportBinding, IndexReport
-from nnrag.index._scan import normalised_hash, scan_source
+from nnrag.index._scan import dotted, normalised_hash, resolve_relative, scan_source
 from nnrag.index._store import RUNGS, SCHEMA_VERSION, Store, rung_number
 from nnrag.index._symbols import Binding, SymbolTable
+from nnrag.index._text import query_text, words_of
+from nnrag.index._words import split_identifier
 
 __all__ = [
-    "RUNGS", "SCHEMA_VERSION", "Binding", "Definition", "FileProblem", "FileScan", "ImportBinding",
-    "IndexReport", "Store", "SymbolTable", "index_package", "index_path", "locate_package",
-    "mark_blocks", "normalised_hash", "rung_number", "scan_source",
+    "CATALOG_VERSION", "CATEGORIES", "GENERATION_KEY", "RUNGS", "SCHEMA_VERSION", "Binding",
+    "CatalogReport", "ConceptMatcher", "Definition", "FileProblem", "FileScan", "ImportBinding",
+    "IndexReport", "Store", "SymbolTable", "dotted", "ensure_catalog", "fingerprint", "index_package",
+    "index_path", "locate_package", "mark_blocks", "normalised_hash", "query_text",
+    "resolve_relative", "rung_number", "scan_source", "split_identifier", "sync_catalog", "words_of",
 ]

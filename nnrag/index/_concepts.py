@@ -24,7 +24,7 @@ from importlib import resources
 
 import yaml
 
-from nnrag.index._text import split_identifier
+from nnrag.index._words import split_identifier
 
 TAIL = frozenset(["layer", "layers", "block", "module", "1d", "2d", "3d", "v1", "v2", "v3",
                   "activation", "impl", "fn"])

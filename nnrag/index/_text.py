@@ -16,7 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-_CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+[dD](?![a-z])|\d+")
+from nnrag.index._concepts import concept_text, matching_concepts
+from nnrag.index._words import split_identifier
+
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LAYER = re.compile(r"\bnn\.([A-Z][A-Za-z0-9]+)|\bF\.([a-z_][a-z0-9_]*)")
 _STOP = frozenset(
@@ -46,14 +48,6 @@ ABBREVIATIONS = {
     "norm": "normalization", "std": "standardized", "rms": "root mean square",
     "mb": "mobile inverted bottleneck", "dwconv": "depthwise convolution", "lstm": "long short term memory",
 }
-
-
-def split_identifier(name: str) -> list[str]:
-    """``MultiHeadAttention`` / ``rel_pos_bias`` / ``SEModule`` -> lower-case words."""
-    words: list[str] = []
-    for part in name.split("_"):
-        words += [w.lower() for w in _CAMEL.findall(part)]
-    return [w for w in words if w]
 
 
 def spelled_out(words: list[str]) -> list[str]:
@@ -151,20 +145,12 @@ def block_text(row: Mapping[str, Any]) -> BlockText:
     return BlockText(name_words, path_words, f"{doc} {about}".strip(), idents, embed)
 
 
-def concept_text(name: str) -> str:
-    from nnrag.index._concepts import concept_text as text  # the glossary imports this module
-
-    return text(name)
-
-
 def family_text(name: str) -> str:
     """The glossary's families of ``name`` for the embedded text: every family's name and the
     most specific one's description. A description of a technique in words ("channel attention
     from pooled features through a sigmoid gate") then lands near ``SEModule`` in vector space
     too, not only in BM25; one description, not three, so the code still fits in the model's
     256 word pieces."""
-    from nnrag.index._concepts import matching_concepts  # the glossary imports this module
-
     found = matching_concepts(name)
     if not found:
         return ""

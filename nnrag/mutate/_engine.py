@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nnrag.exceptions import NnragError
-from nnrag.execute.engine import code_fingerprint, normalised_md5
-from nnrag.execute.sandbox import Limits, run_function, run_many
 from nnrag.logging import get_logger
 from nnrag.mutate._analyse import analyse
 from nnrag.mutate._edits import activation_edits, layer_edits, norm_edits, residual_edits
@@ -25,12 +23,14 @@ from nnrag.mutate._graph import Constraints
 from nnrag.mutate._plan import Plan, Planner
 from nnrag.mutate._sites import collect_sites, instrument, rewrite_sites
 from nnrag.mutate._target import MutationTargetError, Target
+from nnrag.sandbox import Limits, run_function, run_many
+from nnrag.train.engine import code_fingerprint, normalised_md5
 
 log = get_logger(__name__)
 KINDS = ("width", "depth", "activation", "norm", "residual")
 LIMITS = Limits(wall_s=60, memory_mb=4096)
 MAX_REPEATS = 200
-_PRELOAD = ("torch", "torch.fx", "nnrag.mutate._record", "nnrag.execute.contract")
+_PRELOAD = ("torch", "torch.fx", "nnrag.mutate._record", "nnrag.train.contract")
 
 
 class MutationError(NnragError):

@@ -45,7 +45,7 @@ def layer_kind(module: Any) -> str:
 
 
 def _prm() -> dict[str, Any]:
-    from nnrag.execute.spec import Hyperparameters
+    from nnrag.train.spec import Hyperparameters
 
     return Hyperparameters().prm()
 
@@ -53,7 +53,7 @@ def _prm() -> dict[str, Any]:
 def _build(source: str, payload: dict[str, Any], name: str) -> Any:
     import torch
 
-    from nnrag.execute.contract import build_model, load_module
+    from nnrag.train.contract import build_model, load_module
 
     module = load_module(source, name, Path.cwd())
     in_shape = tuple(payload["in_shape"])
@@ -279,7 +279,7 @@ def _trace(model: Any, x: Any, filename: str) -> tuple[list[dict[str, Any]] | No
 
 
 def _flops(model: Any, x: Any) -> int | None:
-    from nnrag.execute._trial import estimate_flops
+    from nnrag.train import estimate_flops
 
     return estimate_flops(model, x[:1])
 

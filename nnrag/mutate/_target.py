@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nnrag.exceptions import NnragError
-from nnrag.execute.contract import input_kinds
+from nnrag.train.contract import input_kinds
 
 
 class MutationTargetError(NnragError):
@@ -74,8 +74,8 @@ def load_target(target: str, *, db: Path | None = None, block: str | None = None
 
 def _from_index(name: str, db: Path | None) -> Target:
     from nnrag.config import default_db_path
+    from nnrag.extract import extract
     from nnrag.index import Store
-    from nnrag.rag import extract
 
     store = Store(db or default_db_path(), create=False)
     try:

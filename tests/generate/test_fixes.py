@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nnrag.execute.spec import SpecError
 from nnrag.generate.fixes import (
     Splice,
     fix_code,
@@ -19,6 +18,7 @@ from nnrag.generate.fixes import (
     supported_names,
 )
 from nnrag.generate.spec_fixes import build_spec, clip_value, spec_schema
+from nnrag.train.spec import SpecError
 
 GOOD = """import torch
 from torch import nn
@@ -133,8 +133,8 @@ def test_spec_schema_is_json_schema_with_bounds() -> None:
 
 
 def test_splice_prepends_scope_closed_blocks_used_by_name(zoo_db: Path) -> None:
+    from nnrag.extract import extract
     from nnrag.index import Store
-    from nnrag.rag import extract
 
     with Store(zoo_db, create=False) as store:
         emitted = extract(store, "zoo.layers.conv.SqueezeExcite")

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from nnrag.exceptions import ContextOverflowError, NnragError
-from nnrag.execute.runstore import RunStore
 from nnrag.generate import BackendConfig, GenerateConfig, Generator, make_backend
 from nnrag.generate.prompts import NET_PREFIX
 from nnrag.index import Store
+from nnrag.train.runstore import RunStore
 
 SE_MODEL = """class Net(nn.Module):
     def __init__(self, in_shape, out_shape, prm, device):

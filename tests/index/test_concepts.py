@@ -16,10 +16,10 @@ from nnrag.index._concepts import (
     matching_concepts,
     parse_concepts,
 )
-from nnrag.index._embed import HashingEmbedder
-from nnrag.index._search import Searcher, _fts_terms
 from nnrag.index._text import block_text, family_text, query_text, spelled_out
-from nnrag.index._vectors import embed_blocks
+from nnrag.search._embed import HashingEmbedder
+from nnrag.search._searcher import Searcher, _fts_terms
+from nnrag.search._vectors import embed_blocks
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "search_tree"
 

@@ -1,0 +1,16 @@
+"""The ground floor: a fork server and worker pool that run untrusted code in child processes.
+
+It imports no other stage of nnrag; callers hand it an entry point (``"module:function"``)
+and JSON-able payloads, and get :class:`SandboxResult` verdicts back.
+"""
+
+from nnrag.sandbox._runner import (
+    Limits,
+    SandboxResult,
+    isolation_report,
+    run_function,
+    run_many,
+    shutdown_pool,
+)
+
+__all__ = ["Limits", "SandboxResult", "isolation_report", "run_function", "run_many", "shutdown_pool"]

@@ -1,0 +1,248 @@
+"""The orchestrator: resolve model code, deduplicate, run trials, record, write back.
+
+It is the run store's only writer. Before training, a trial's code is compared with every
+finished run of the same spec by the MD5 of its whitespace-normalised text and by its
+structural fingerprint (renamed variables, comments and formatting do not matter); a twin
+returns the stored result. Successful models are written back into the block index as
+``trained.<name>_<md5>`` modules with their metrics, so retrieval can prefer proven blocks.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import json
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nnrag.config import nnrag_home
+from nnrag.logging import get_logger
+from nnrag.sandbox import Limits, SandboxResult
+from nnrag.train.contract import check_source
+from nnrag.train.executors import Executor, LocalExecutor
+from nnrag.train.runstore import RunStore
+from nnrag.train.spec import SpecError, TrainSpec
+
+logger = get_logger(__name__)
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class BatchReport:
+    """What one ``train`` call did."""
+
+    run_ids: list[int] = field(default_factory=list)
+    trained: int = 0
+    deduplicated: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    def count(self, outcome: str) -> None:
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+
+
+def normalised_md5(code: str) -> str:
+    """MD5 of the code with all whitespace runs collapsed (formatting does not matter)."""
+    return hashlib.md5(re.sub(r"\s+", " ", code).strip().encode()).hexdigest()
+
+
+def code_fingerprint(code: str) -> str:
+    from nnrag.index import fingerprint
+
+    return fingerprint(code, keep_literals=True)  # a different depth is a different model
+
+
+def resolve_code(spec: TrainSpec, index_db: Path | None = None) -> tuple[str, str | None]:
+    """``(module code, block name or None)`` for the spec's model reference."""
+    ref = spec.model
+    if ref.code is not None:
+        return ref.code, None
+    if ref.file is not None:
+        try:
+            return Path(ref.file).read_text(encoding="utf-8"), None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SpecError(f"model.file: cannot read {ref.file}: {exc}") from exc
+    from nnrag.config import default_db_path
+    from nnrag.extract import extract
+    from nnrag.index import Store
+
+    emitted = extract(Store(index_db or default_db_path(), create=False), str(ref.block))
+    return emitted.code, emitted.name
+
+
+class Engine:
+    """Runs training specs through an executor and records everything in a run store."""
+
+    def __init__(self, runs: RunStore, executor: Executor | None = None, *,
+                 index_db: Path | None = None, write_back: bool = True) -> None:
+        self.runs = runs
+        self.executor = executor or LocalExecutor(1)
+        self.index_db = index_db
+        self.write_back = write_back
+        self._scratch_dir: Path | None = None
+
+    def train(self, specs: Sequence[TrainSpec], progress: Progress | None = None) -> BatchReport:
+        report = BatchReport()
+        todo: list[tuple[int, TrainSpec, dict[str, Any]]] = []
+        in_batch: dict[tuple[str, str], int] = {}  # (spec key, md5 or fingerprint) -> run
+        twins: list[tuple[int, int, TrainSpec]] = []  # (run, first run of its kind, spec)
+        for spec in specs:
+            code, block = resolve_code(spec, self.index_db)
+            check_source(code, block=block)
+            md5, fp = normalised_md5(code), code_fingerprint(code)
+            name = spec.model.label
+            run_id = self.runs.create(name, spec.dataset, spec.model_dump(), spec.key(), md5, fp, code)
+            report.run_ids.append(run_id)
+            twin = self.runs.finished_twin(spec.key(), md5, fp)
+            if twin is not None and twin["id"] != run_id:
+                self._answer_from(twin["id"], run_id, spec, report, progress)
+                continue
+            first = in_batch.get((spec.key(), md5)) or in_batch.get((spec.key(), fp))
+            if first is not None:  # the same model twice in one batch: train it once
+                twins.append((run_id, first, spec))
+                continue
+            in_batch[(spec.key(), md5)] = in_batch[(spec.key(), fp)] = run_id
+            todo.append((run_id, spec, {"code": code, "block": block,
+                                        "module_name": f"nnrag_model_{run_id}"}))
+        self._execute(todo, report, progress)
+        for run_id, first, spec in twins:
+            self._answer_from(first, run_id, spec, report, progress)
+        return report
+
+    def resume(self, progress: Progress | None = None, stale_after_s: float = 60.0) -> BatchReport:
+        """Re-run, with the same spec and code, every run whose engine or worker died."""
+        report = BatchReport()
+        todo = []
+        for row in self.runs.orphans(stale_after_s):
+            spec = TrainSpec.model_validate(json.loads(row["spec"]))
+            self.runs.requeue(row["id"])
+            report.run_ids.append(row["id"])
+            block = spec.model.block.rsplit(".", 1)[-1] if spec.model.block else None
+            todo.append((row["id"], spec, {"code": row["code"], "block": block,
+                                           "module_name": f"nnrag_model_{row['id']}"}))
+        self._execute(todo, report, progress)
+        return report
+
+    def _answer_from(self, twin_id: int, run_id: int, spec: TrainSpec, report: BatchReport,
+                     progress: Progress | None) -> None:
+        """Record run ``run_id`` as a duplicate of the finished run ``twin_id``: copy, count, tell."""
+        stored = self.runs.get(twin_id)
+        epochs: dict[int, dict[str, Any]] = {}
+        for e in stored["epochs"]:
+            epochs.setdefault(e["epoch"], {"epoch": e["epoch"]})[e["metric"]] = e["value"]
+        result = {k: stored[k] for k in ("outcome", "error", "traceback", "params", "flops", "duration_s")}
+        result["epochs"] = [epochs[k] for k in sorted(epochs)]
+        result["versions"] = json.loads(stored["versions"] or "{}")
+        self.runs.start(run_id)
+        self.runs.finish(run_id, result, spec.metric, duplicate_of=twin_id)
+        report.deduplicated += 1
+        report.count(stored["outcome"])
+        if progress:
+            progress({"run": run_id, "name": spec.model.label, "event": "duplicate", "of": twin_id})
+
+    def _execute(self, todo: list[tuple[int, TrainSpec, dict[str, Any]]], report: BatchReport,
+                 progress: Progress | None) -> None:
+        if not todo:
+            return
+        from nnrag.train.datasets import load_dataset
+
+        for dataset, seed, limit in {(s.dataset, s.seed, s.limit) for _, s, _ in todo}:
+            load_dataset(dataset, seed=seed, limit=limit)  # builds caches the sandbox only reads
+        scratch = self._scratch()
+        payloads = []
+        for run_id, spec, extra in todo:
+            payloads.append({**extra, "spec": spec.model_dump(), "run_id": run_id,
+                             "progress": str(scratch / f"progress-{run_id}.jsonl")})
+        limits = Limits(wall_s=max(s.budget.wall_s for _, s, _ in todo),
+                        memory_mb=max(s.budget.memory_mb for _, s, _ in todo))
+        seen: dict[int, int] = {}
+        running = {run_id for run_id, _, _ in todo}
+        for run_id, _, _ in todo:
+            self.runs.start(run_id)
+
+        def tick() -> None:
+            for run_id in list(running):
+                path = scratch / f"progress-{run_id}.jsonl"
+                lines = path.read_text().splitlines() if path.exists() else []
+                for line in lines[seen.get(run_id, 0):]:
+                    row = json.loads(line)
+                    self.runs.add_epoch(run_id, row["epoch"], row)
+                    if progress:
+                        progress({"run": run_id, "event": "epoch", **row})
+                seen[run_id] = len(lines)
+            self.runs.beat(sorted(running))
+
+        def done(i: int, result: SandboxResult) -> None:
+            run_id, spec, extra = todo[i]
+            tick()
+            value = _outcome(result)
+            self.runs.finish(run_id, value, spec.metric)
+            running.discard(run_id)
+            report.trained += 1
+            report.count(value["outcome"])
+            if value["outcome"] == "ok" and self.write_back:
+                self._write_back(run_id, spec, extra["code"], extra["block"])
+            if progress:
+                progress({"run": run_id, "event": "done", "name": spec.model.label, **{
+                    k: value.get(k) for k in ("outcome", "error", "duration_s", "params")}})
+
+        try:
+            self.executor.run(payloads, limits, done, tick, scratch)
+        finally:
+            for run_id, _, _ in todo:
+                for name in (f"nnrag_model_{run_id}.py", f"progress-{run_id}.jsonl"):
+                    (scratch / name).unlink(missing_ok=True)
+
+    def _scratch(self) -> Path:
+        """One scratch folder per engine: pooled sandbox workers are tied to it."""
+        if self._scratch_dir is None:
+            self._scratch_dir = Path(tempfile.mkdtemp(prefix="nnrag-trials-"))
+            atexit.register(shutil.rmtree, self._scratch_dir, True)
+        return self._scratch_dir
+
+    def _write_back(self, run_id: int, spec: TrainSpec, code: str, block: str | None) -> None:
+        """Store the trained model as an indexed block, with its metrics beside it."""
+        from nnrag.config import default_db_path
+        from nnrag.index import Store, index_path
+
+        try:
+            db = self.index_db or default_db_path()
+            folder = nnrag_home() / "trained"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "__init__.py").touch()
+            slug = re.sub(r"\W+", "_", spec.model.label).strip("_").lower() or "model"
+            module = f"{slug}_{normalised_md5(code)[:8]}"
+            target = folder / f"{module}.py"
+            if not target.exists():
+                tmp = target.with_suffix(".tmp")
+                tmp.write_text(code, encoding="utf-8")
+                tmp.replace(target)
+            store = Store(db)
+            index_path(store, folder, prefix="trained", package="trained")
+            run = self.runs.get(run_id)
+            qualname = f"trained.{module}.{block or 'Net'}"
+            with store.transaction():
+                store.conn.execute(
+                    "INSERT OR REPLACE INTO block_metrics(qualname, dataset, metric, value, run_id,"
+                    " params, recorded_at) VALUES (?,?,?,?,?,?,strftime('%s','now'))",
+                    (qualname, spec.dataset, spec.metric, run["best"], run_id, run["params"]),
+                )
+            store.close()
+            self.runs.mark_indexed(run_id, qualname)
+        except Exception as exc:  # write-back is a bonus: never lose the run over it
+            logger.warning("write-back of run %d failed: %s", run_id, exc)
+
+
+def _outcome(result: SandboxResult) -> dict[str, Any]:
+    """A sandbox verdict as a run outcome: ok, nan, error, timeout, oom (crash -> error)."""
+    if result.status == "ok" and isinstance(result.value, dict):
+        return result.value
+    outcome = {"timeout": "timeout", "oom": "oom"}.get(result.status, "error")
+    message = f"{result.error_type}: {result.error_message}" if result.error_type else result.status
+    return {"outcome": outcome, "error": message[:2000], "traceback": result.traceback,
+            "epochs": [], "duration_s": result.duration_s}

@@ -1,0 +1,97 @@
+"""Where trials run: a local pool of sandboxes, or Ray tasks that each run one sandbox.
+
+One abstract base (:class:`Executor`); both implementations call the same sandbox entry,
+so a trial on a Ray cluster is exactly as isolated as a local one.
+"""
+
+from __future__ import annotations
+
+import abc
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from nnrag._imports import optional_import
+from nnrag.sandbox import Limits, SandboxResult, run_function, run_many
+
+ENTRY = "nnrag.train._trial:run"
+PRELOAD = ("torch", "?sklearn.datasets", "?sklearn.model_selection", "?nnrag.train._trial",
+           "?nnrag.train._warm")
+
+
+class Executor(abc.ABC):
+    """Runs trial payloads; reports each result as it arrives."""
+
+    @abc.abstractmethod
+    def run(self, payloads: Sequence[dict[str, Any]], limits: Limits,
+            on_result: Callable[[int, SandboxResult], None],
+            on_tick: Callable[[], None] | None = None, scratch: Path | None = None) -> None:
+        """Run every payload; ``on_tick`` is called about once a second while waiting."""
+
+
+class LocalExecutor(Executor):
+    """``workers`` sandbox processes on this machine, one trial each at a time."""
+
+    def __init__(self, workers: int = 1) -> None:
+        self.workers = max(1, workers)
+
+    def run(self, payloads: Sequence[dict[str, Any]], limits: Limits,
+            on_result: Callable[[int, SandboxResult], None],
+            on_tick: Callable[[], None] | None = None, scratch: Path | None = None) -> None:
+        run_many(ENTRY, list(payloads), limits=limits, jobs=self.workers, preload=PRELOAD,
+                 on_result=on_result, on_tick=on_tick, scratch=scratch, keep_workers=True)
+
+
+def _ray_trial(payload: dict[str, Any], limits: dict[str, Any]) -> SandboxResult:
+    """Body of the Ray task: the same sandbox, started on whichever node Ray picked."""
+    scratch = Path(tempfile.mkdtemp(prefix="nnrag-ray-"))
+    return run_function(ENTRY, {**payload, "progress": None}, limits=Limits(**limits),
+                        preload=PRELOAD, scratch=scratch)
+
+
+class RayExecutor(Executor):
+    """Submit each trial as a Ray task with its own CPU (and GPU) reservation.
+
+    ``address=None`` starts (or joins) a local Ray instance; ``"auto"`` or
+    ``"ray://host:10001"`` joins a cluster. Epoch progress comes back with the result.
+    """
+
+    def __init__(self, address: str | None = None, cpus_per_trial: float = 1.0,
+                 gpus_per_trial: float = 0.0, num_cpus: int | None = None) -> None:
+        self.ray = optional_import("ray", "ray")
+        if not self.ray.is_initialized():
+            kwargs: dict[str, Any] = {"address": address, "include_dashboard": False,
+                                      "log_to_driver": False, "configure_logging": False}
+            if address is None and num_cpus is not None:
+                kwargs["num_cpus"] = num_cpus
+            self.ray.init(**kwargs)
+        self.remote = self.ray.remote(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial)(_ray_trial)
+
+    def run(self, payloads: Sequence[dict[str, Any]], limits: Limits,
+            on_result: Callable[[int, SandboxResult], None],
+            on_tick: Callable[[], None] | None = None, scratch: Path | None = None) -> None:
+        from dataclasses import asdict
+
+        refs = {self.remote.remote(p, asdict(limits)): i for i, p in enumerate(payloads)}
+        while refs:
+            done, _ = self.ray.wait(list(refs), num_returns=1, timeout=1.0)
+            for ref in done:
+                i = refs.pop(ref)
+                try:
+                    result = self.ray.get(ref)
+                except Exception as exc:  # the Ray task itself failed (node lost, ...)
+                    result = SandboxResult("crashed", None, type(exc).__name__, str(exc)[:2000],
+                                           None, "", "", 0.0)
+                on_result(i, result)
+            if on_tick is not None:
+                on_tick()
+
+    def shutdown(self) -> None:
+        self.ray.shutdown()
+
+
+def make_executor(kind: str = "local", workers: int = 1, address: str | None = None) -> Executor:
+    if kind == "ray":
+        return RayExecutor(address, num_cpus=workers if address is None else None)
+    return LocalExecutor(workers)

@@ -1,0 +1,145 @@
+"""The training spec: what to train, on what, how long, validated before anything runs.
+
+A spec is plain YAML or JSON, so people write it by hand and generators emit it. It is
+parsed into pydantic models with ``extra="forbid"``: a typo (``learning_rate``) is an error
+that names the field and its location, never a silently ignored key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from nnrag.exceptions import NnragError
+
+
+class SpecError(NnragError):
+    """A training spec that cannot be used; the message names the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelRef(_Strict):
+    """Exactly one of: a contract file, an indexed block name, or inline code."""
+
+    file: str | None = None
+    block: str | None = None
+    code: str | None = None
+    name: str | None = Field(None, description="display name; defaults to the file stem or block name")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelRef:
+        given = [k for k in ("file", "block", "code") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of file, block, code (got {', '.join(given) or 'none'})")
+        return self
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        if self.file:
+            return Path(self.file).stem
+        return self.block.rsplit(".", 1)[-1] if self.block else "inline"
+
+
+class Hyperparameters(_Strict):
+    """Optimisation settings; ``extra`` passes model-specific names through to ``prm``."""
+
+    lr: float = Field(0.01, gt=0, le=10)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0, le=1)
+    batch_size: int = Field(64, ge=1, le=65536)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    scheduler: Literal["none", "cosine", "step"] = "none"
+    extra: dict[str, float | int | str | bool] = Field(default_factory=dict)
+
+    def prm(self) -> dict[str, Any]:
+        """The LEMUR ``prm`` dict the model sees."""
+        out: dict[str, Any] = self.model_dump(exclude={"extra"})
+        out.update(self.extra)
+        return out
+
+
+class Budget(_Strict):
+    """Limits of one trial; the sandbox enforces wall time and memory."""
+
+    epochs: int = Field(2, ge=1, le=10_000)
+    wall_s: float = Field(300.0, gt=0, le=7 * 24 * 3600)
+    memory_mb: int = Field(4096, ge=256, le=1 << 20)
+
+
+class TrainSpec(_Strict):
+    """One training run."""
+
+    model: ModelRef
+    dataset: str = "digits"
+    transform: str = "none"
+    metric: str = "accuracy"
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+    budget: Budget = Field(default_factory=Budget)
+    seed: int = Field(0, ge=0)
+    limit: int | None = Field(None, ge=1, description="train on the first N samples only")
+
+    @model_validator(mode="after")
+    def _known_names(self) -> TrainSpec:
+        """Unknown dataset, metric or transform names fail here, not inside a trial."""
+        from nnrag.train.datasets import dataset_info
+        from nnrag.train.registry import METRICS, TRANSFORMS
+
+        dataset_info(self.dataset)
+        METRICS.get(self.metric)
+        TRANSFORMS.get(self.transform)
+        return self
+
+    def key(self) -> str:
+        """Hash of everything but the model code: with the code hash it identifies a run."""
+        data = self.model_dump(exclude={"model"})
+        return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def parse_spec(data: Any, source: str = "spec") -> TrainSpec:
+    """Validate a mapping; errors list every bad field as ``a.b.c: message``."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: a spec is a mapping with at least 'model', got {type(data).__name__}")
+    try:
+        return TrainSpec.model_validate(data)
+    except NnragError as exc:  # unknown dataset / metric / transform, raised by a validator
+        raise SpecError(f"{source}: {exc}") from None
+    except ValidationError as exc:
+        lines = []
+        for e in exc.errors():
+            where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+            lines.append(f"  {where}: {e['msg']}")
+        raise SpecError(f"{source} is not a valid training spec:\n" + "\n".join(lines)) from None
+
+
+def load_spec(path: str | Path) -> list[TrainSpec]:
+    """Read a YAML or JSON file holding one spec or a list of specs."""
+    import yaml
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read spec {p}: {exc}") from exc
+    try:
+        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise SpecError(f"{p}: not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {exc}") from exc
+    items = data if isinstance(data, list) else [data]
+    specs = []
+    for i, item in enumerate(items):
+        spec = parse_spec(item, f"{p}" + (f"[{i}]" if isinstance(data, list) else ""))
+        if spec.model.file and not Path(spec.model.file).is_absolute():
+            ref = spec.model.model_copy(update={"file": str((p.parent / spec.model.file).resolve())})
+            spec = spec.model_copy(update={"model": ref})
+        specs.append(spec)
+    return specs
