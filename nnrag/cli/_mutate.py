@@ -8,14 +8,14 @@ from typing import Any
 import click
 from rich.table import Table
 
-from nnrag.cli import DB, FORMAT, _emit_json, _progress, err, main, out
+from nnrag.cli._common import DB, FORMAT, emit_json, err, out, progress
 
 
 def _kinds(value: str) -> tuple[str, ...]:
     return tuple(k.strip() for k in value.split(",") if k.strip())
 
 
-@main.command()
+@click.command()
 @click.argument("target")
 @click.option("--n", "n", default=50, show_default=True, help="Valid mutants wanted.")
 @click.option("--kinds", default="width,depth,activation,norm,residual", show_default=True,
@@ -47,7 +47,7 @@ def mutate(target: str, n: int, kinds: str, seed: int, max_params: int | None, o
     info = dataset_info(train_on or dataset or tgt.default_dataset())
     mutator = Mutator(tgt, in_shape=(64, *info.in_shape), num_classes=info.num_classes,
                       kinds=_kinds(kinds), seed=seed, max_params=max_params, jobs=jobs)
-    with _progress(f"mutating {tgt.label}", enabled=fmt == "table") as update:
+    with progress(f"mutating {tgt.label}", enabled=fmt == "table") as update:
         report = mutator.run(n, update)
     files = write_files(report, out_dir) if out_dir else []
     indexed: list[str] = []
@@ -55,7 +55,7 @@ def mutate(target: str, n: int, kinds: str, seed: int, max_params: int | None, o
         indexed = write_index(report, db or default_db_path(), nnrag_home())
     trained = _train(report, indexed, train_on, epochs, db) if train_on and report.valid else []
     if fmt == "json":
-        _emit_json(_as_json(report, indexed, files, trained))
+        emit_json(_as_json(report, indexed, files, trained))
         return
     _print(report, indexed, files, trained)
 

@@ -1,6 +1,6 @@
 """Training commands of the ``nnrag`` CLI: train, runs, show, resume, leaderboard, datasets.
 
-Registered on :data:`nnrag.cli.main`; formatting only, the work is in :mod:`nnrag.train`.
+Formatting only, the work is in :mod:`nnrag.train`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from nnrag.cli import FORMAT, _emit_json, _options, err, main, out
+from nnrag.cli._common import FORMAT, emit_json, err, options, out
 
 RUNS = click.option("--runs", "runs_db", type=click.Path(dir_okay=False, path_type=Path), default=None,
                     help="Run store (default: $NNRAG_HOME/runs.db).")
@@ -59,7 +59,7 @@ def _engine(runs: Any, workers: int, executor: str, address: str | None, index_d
 def _report(report: Any, runs: Any, fmt: str) -> None:
     rows = [runs.get(i) for i in report.run_ids]
     if fmt == "json":
-        _emit_json({"trained": report.trained, "deduplicated": report.deduplicated,
+        emit_json({"trained": report.trained, "deduplicated": report.deduplicated,
                     "outcomes": report.outcomes,
                     "runs": [{k: r[k] for k in ("id", "name", "dataset", "outcome", "best", "params",
                                                 "duration_s", "duplicate_of", "error")} for r in rows]})
@@ -79,9 +79,9 @@ def _run_table(rows: list[dict[str, Any]]) -> None:
     out.print(table)
 
 
-@main.command()
+@click.command()
 @click.argument("spec_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@_options(EXECUTOR)
+@options(EXECUTOR)
 @RUNS
 @click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Block index for 'block:' models and write-back (default: $NNRAG_DB or $NNRAG_HOME/index.db).")
@@ -97,8 +97,8 @@ def train(spec_file: Path, workers: int, executor: str, address: str | None, run
     _report(report, runs, fmt)
 
 
-@main.command()
-@_options(EXECUTOR)
+@click.command()
+@options(EXECUTOR)
 @RUNS
 @click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @FORMAT
@@ -113,7 +113,7 @@ def resume(workers: int, executor: str, address: str | None, runs_db: Path | Non
     _report(report, runs, fmt)
 
 
-@main.command()
+@click.command()
 @click.option("--limit", default=50, show_default=True)
 @RUNS
 @FORMAT
@@ -121,12 +121,12 @@ def runs(limit: int, runs_db: Path | None, fmt: str) -> None:
     """List recent runs."""
     rows = _runs(runs_db).runs(limit)
     if fmt == "json":
-        _emit_json(rows)
+        emit_json(rows)
         return
     _run_table(rows)
 
 
-@main.command()
+@click.command()
 @click.argument("run_id", type=int)
 @RUNS
 @FORMAT
@@ -135,7 +135,7 @@ def show(run_id: int, runs_db: Path | None, fmt: str) -> None:
     run = _runs(runs_db).get(run_id)
     if fmt == "json":
         run["spec"] = json.loads(run["spec"])
-        _emit_json(run)
+        emit_json(run)
         return
     out.print(f"run {run['id']} {run['name']} on {run['dataset']}: {run['status']} / {run['outcome']}")
     for key in ("best", "params", "flops", "duration_s", "duplicate_of", "indexed_as", "versions"):
@@ -149,7 +149,7 @@ def show(run_id: int, runs_db: Path | None, fmt: str) -> None:
         out.print(run["traceback"], markup=False, highlight=False)
 
 
-@main.command()
+@click.command()
 @click.option("--dataset", help="Only runs on this dataset.")
 @click.option("--limit", default=20, show_default=True)
 @RUNS
@@ -158,7 +158,7 @@ def leaderboard(dataset: str | None, limit: int, runs_db: Path | None, fmt: str)
     """Best finished runs, by their metric."""
     rows = _runs(runs_db).leaderboard(dataset, limit)
     if fmt == "json":
-        _emit_json(rows)
+        emit_json(rows)
         return
     table = Table("#", "model", "dataset", "best", "params", "MFLOPs", "seconds", "run", box=None)
     for n, r in enumerate(rows, 1):
@@ -168,7 +168,7 @@ def leaderboard(dataset: str | None, limit: int, runs_db: Path | None, fmt: str)
     out.print(table)
 
 
-@main.command()
+@click.command()
 @click.argument("pattern", default="*")
 @FORMAT
 def datasets(pattern: str, fmt: str) -> None:
@@ -182,7 +182,7 @@ def datasets(pattern: str, fmt: str) -> None:
         ok, why = available(info.name)
         rows.append({**asdict(info), "available": ok, "reason": why})
     if fmt == "json":
-        _emit_json(rows)
+        emit_json(rows)
         return
     table = Table("dataset", "kind", "shape", "classes", "chance", "available", box=None)
     for r in rows:

@@ -13,7 +13,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from nnrag.cli import DB, FORMAT, _emit_json, _options, _progress, _store, err, main, out
+from nnrag.cli._common import DB, FORMAT, emit_json, err, options, out, progress, store_at
 
 MODEL = click.option(
     "--model", default=None,
@@ -54,7 +54,7 @@ def _print_hits(store: Any, searcher: Any, hits: list[Any], fmt: str, show: bool
         for h in hits:
             code[h.qualname] = extract(store, h.qualname).code
     if fmt == "json":
-        _emit_json([{**h.as_dict(), **({"code": code[h.qualname]} if show else {})} for h in hits])
+        emit_json([{**h.as_dict(), **({"code": code[h.qualname]} if show else {})} for h in hits])
         return
     trained = any(h.trained for h in hits)
     table = Table("#", "score", "block", "package", "category", "rung", *(["trained"] if trained else []),
@@ -70,7 +70,7 @@ def _print_hits(store: Any, searcher: Any, hits: list[Any], fmt: str, show: bool
         out.print(code[h.qualname], markup=False, highlight=False)
 
 
-@main.command()
+@click.command()
 @MODEL
 @click.option("--batch-size", default=64, show_default=True)
 @DB
@@ -80,28 +80,28 @@ def embed(model: str | None, batch_size: int, db: Path | None, fmt: str) -> None
     from nnrag.index import sync_catalog
     from nnrag.search import VectorIndex, embed_blocks, get_embedder
 
-    store = _store(db)
+    store = store_at(db)
     sync_catalog(store)
     embedder = get_embedder(model)
-    with _progress(f"embedding with {embedder.name}", fmt == "table") as update:
+    with progress(f"embedding with {embedder.name}", fmt == "table") as update:
         report = embed_blocks(store, embedder, progress=update, batch=batch_size)
     VectorIndex(store, embedder.name).load()
     data = {"model": report.model, "embedded": report.embedded, "cached": report.cached,
             "total": report.total, "seconds": round(report.seconds, 2),
             "per_second": round(report.per_second, 1)}
     if fmt == "json":
-        _emit_json(data)
+        emit_json(data)
     else:
         out.print(f"{report.embedded} blocks embedded ({report.per_second:.1f}/s), {report.cached} "
                   f"already cached, {report.total} in total; model {report.model}")
 
 
-@main.command()
+@click.command()
 @click.argument("text", required=False)
 @click.option("--code", "code_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Query with the code in FILE instead of words.")
-@_options(SEARCH)
-@_options(FILTERS)
+@options(SEARCH)
+@options(FILTERS)
 @MODEL
 @DB
 @FORMAT
@@ -124,7 +124,7 @@ def query(text: str | None, code_file: Path | None, mode: str, k: int, collapse:
             code = code_file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise NnragError(f"cannot read {code_file}: {exc}") from exc
-    store = _store(db)
+    store = store_at(db)
     filters = _filters(category, min_rung, package, max_params, proven)
     searcher = Searcher(store, model=model)
     loaded = searcher.warm(mode)
@@ -135,10 +135,10 @@ def query(text: str | None, code_file: Path | None, mode: str, k: int, collapse:
     _print_hits(store, searcher, hits, fmt, show, time.perf_counter() - start)
 
 
-@main.command()
+@click.command()
 @click.argument("name")
-@_options(SEARCH)
-@_options(FILTERS)
+@options(SEARCH)
+@options(FILTERS)
 @MODEL
 @DB
 @FORMAT
@@ -149,7 +149,7 @@ def similar(name: str, mode: str, k: int, collapse: bool, show: bool, category: 
     from nnrag.extract import ClosureBuilder
     from nnrag.search import Searcher
 
-    store = _store(db)
+    store = store_at(db)
     row = ClosureBuilder(store).find(name, blocks_only=True)
     searcher = Searcher(store, model=model)
     loaded = searcher.warm(mode)
@@ -161,7 +161,7 @@ def similar(name: str, mode: str, k: int, collapse: bool, show: bool, category: 
     _print_hits(store, searcher, hits, fmt, show, time.perf_counter() - start)
 
 
-@main.command()
+@click.command()
 @click.option("--min-size", default=2, show_default=True, help="Smallest group to report.")
 @click.option("--package", help="Only groups with a member in this package.")
 @DB
@@ -170,9 +170,9 @@ def duplicates(min_size: int, package: str | None, db: Path | None, fmt: str) ->
     """Groups of structurally identical blocks (names and literals abstracted)."""
     from nnrag.search import duplicate_groups
 
-    groups = duplicate_groups(_store(db), min_size=min_size, package=package)
+    groups = duplicate_groups(store_at(db), min_size=min_size, package=package)
     if fmt == "json":
-        _emit_json([{"fingerprint": g[0]["fingerprint"], "size": len(g),
+        emit_json([{"fingerprint": g[0]["fingerprint"], "size": len(g),
                      "members": [{"qualname": r["qualname"], "package": r["package"]} for r in g]}
                     for g in groups])
         return

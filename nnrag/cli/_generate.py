@@ -13,7 +13,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from nnrag.cli import FORMAT, _emit_json, err, main, out
+from nnrag.cli._common import FORMAT, emit_json, err, out
 
 
 def _progress(fmt: str) -> Any:
@@ -38,7 +38,7 @@ def _fmt(v: float | None) -> str:
     return "" if v is None else f"{v:.4f}"
 
 
-@main.command()
+@click.command()
 @click.option("--task", default="image-classification", show_default=True,
               type=click.Choice(["image-classification", "signal-classification"]))
 @click.option("--dataset", default="digits", show_default=True, help="A registered dataset (nnrag datasets).")
@@ -105,7 +105,7 @@ def generate(task: str, dataset: str, n: int, shots: int, blocks: int, backend: 
             for cand in report.candidates:
                 f.write(json.dumps(cand.as_dict(full=True), default=str) + "\n")
     if fmt == "json":
-        _emit_json(report.as_dict())
+        emit_json(report.as_dict())
         return
     table = Table("#", "status", "references", "tokens", "repairs", "best", "note", box=None)
     for c in report.candidates:

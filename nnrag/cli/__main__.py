@@ -1,0 +1,5 @@
+"""``python -m nnrag.cli``."""
+
+from nnrag.cli import main
+
+main()

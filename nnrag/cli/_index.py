@@ -1,0 +1,186 @@
+"""Index commands: index, extract, validate, blocks, export, stats."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from nnrag.cli._common import DB, FORMAT, emit_json, err, out, progress, store_at
+
+
+@click.command()
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+@click.option("--package", "package", help="Index an installed package (located without importing it).")
+@DB
+@click.option("--jobs", default=2, show_default=True, help="Parser processes.")
+@click.option("--max-file-mb", default=2.0, show_default=True, help="Skip larger (generated) files.")
+@FORMAT
+def index(path: Path | None, package: str | None, db: Path | None, jobs: int, max_file_mb: float, fmt: str) -> None:
+    """Index the .py files of PATH (a repository or package folder) or of --package NAME."""
+    from nnrag.exceptions import ScanError
+    from nnrag.index import index_package, index_path, locate_package
+
+    if (path is None) == (package is None):
+        raise click.UsageError("give exactly one of PATH or --package NAME")
+    if path is not None and not path.exists():  # fail before creating a database
+        raise ScanError(f"path does not exist: {path}")
+    if package is not None:
+        locate_package(package)
+    store = store_at(db, create=True)
+    with progress("indexing", fmt == "table") as update:
+        kwargs = dict(progress=lambda d, t, _p: update(d, t), jobs=jobs, max_bytes=int(max_file_mb * 1e6))
+        report = index_package(store, package, **kwargs) if package else index_path(store, path, **kwargs)
+    summary = {
+        "package": report.package, "root": report.root, "db": str(store.path), "scanned": report.scanned,
+        "unchanged": report.unchanged, "removed": report.removed, "definitions": report.definitions,
+        "blocks": report.blocks, "failed": report.failed,
+        "problems": [p.__dict__ for p in report.problems],
+    }
+    if fmt == "json":
+        emit_json(summary)
+    else:
+        for p in report.problems:
+            where = f":{p.line}:{p.column}" if p.line else ""
+            err.print(f"[yellow]skipped[/] {escape(f'{p.path}{where}: {p.kind}: {p.message}')}", markup=True)
+        out.print(
+            f"indexed {report.package} into {store.path}: {report.scanned} files scanned, "
+            f"{report.unchanged} unchanged, {report.removed} removed, {report.failed} failed; "
+            f"{report.definitions} definitions, {report.blocks} blocks"
+        )
+    sys.exit(1 if report.failed else 0)
+
+
+@click.command()
+@click.argument("name")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE instead of stdout.")
+@DB
+@FORMAT
+def extract(name: str, output: Path | None, db: Path | None, fmt: str) -> None:
+    """Print NAME as one scope-closed, self-contained module."""
+    from dataclasses import asdict
+
+    from nnrag.extract import extract as do_extract
+
+    emitted = do_extract(store_at(db), name)
+    if output:
+        tmp = output.with_name(f".{output.name}.tmp")
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(emitted.code, encoding="utf-8")
+        os.replace(tmp, output)
+    if fmt == "json":
+        emit_json({**asdict(emitted), "output": str(output) if output else None})
+        return
+    if output:
+        err.print(f"wrote {output} ({len(emitted.definitions)} definitions, {len(emitted.imports)} imports)")
+    else:
+        click.echo(emitted.code, nl=False)
+    for gap in emitted.gaps:
+        err.print(f"[yellow]unresolved:[/] {escape(gap)}", markup=True)
+
+
+@click.command()
+@click.argument("names", nargs=-1)
+@click.option("--all", "all_blocks", is_flag=True, help="Validate every block in the index.")
+@click.option("--jobs", default=1, show_default=True, help="Sandbox workers in parallel.")
+@click.option("--timeout", default=60.0, show_default=True, help="Wall-clock seconds per block.")
+@click.option("--memory-mb", default=4096, show_default=True, help="Memory a block may allocate.")
+@click.option("--max-rung", default="backward", show_default=True, help="Stop climbing at this rung.")
+@click.option("--force", is_flag=True, help="Ignore cached results.")
+@DB
+@FORMAT
+def validate(names: tuple[str, ...], all_blocks: bool, jobs: int, timeout: float, memory_mb: int,
+             max_rung: str, force: bool, db: Path | None, fmt: str) -> None:
+    """Climb the validation ladder (parse .. backward) for NAMES or --all, in the sandbox."""
+    from nnrag.index import RUNGS, rung_number
+    from nnrag.ladder import validate as do_validate
+    from nnrag.sandbox import Limits
+
+    if not names and not all_blocks:
+        raise click.UsageError("give block NAMES or --all")
+    store = store_at(db)
+    with progress("validating", fmt == "table") as update:
+        outcomes = do_validate(
+            store, names, all_blocks=all_blocks, jobs=jobs, force=force,
+            limits=Limits(wall_s=timeout, memory_mb=memory_mb), max_rung=rung_number(max_rung),
+            progress=lambda d, t, _o: update(d, t),
+        )
+    if fmt == "json":
+        emit_json([{**o.__dict__, "rung_name": o.rung_name} for o in outcomes])
+        return
+    table = Table("block", "rung", "cause", "error", "cached", box=None)
+    for o in outcomes:
+        colour = "green" if o.rung == 6 else "yellow" if o.rung >= 3 else "red"
+        error = f"{o.error_type}: {o.error_message}"[:90] if o.error_type else ""
+        table.add_row(o.qualname, Text(o.rung_name, style=colour), o.cause or "", error, "yes" if o.cached else "")
+    out.print(table)
+    counts = {r: sum(1 for o in outcomes if o.rung >= i) for i, r in enumerate(RUNGS) if i >= 3}
+    out.print(f"{len(outcomes)} blocks; reached " + ", ".join(f"{r}: {n}" for r, n in counts.items()))
+
+
+@click.command()
+@click.option("--pattern", help="Glob over qualified or simple names, e.g. '*Attention*'.")
+@click.option("--min-rung", default="none", show_default=True, help="Only blocks validated at least this far.")
+@click.option("--package", help="Only this package.")
+@DB
+@FORMAT
+def blocks(pattern: str | None, min_rung: str, package: str | None, db: Path | None, fmt: str) -> None:
+    """List indexed blocks with their validation rung."""
+    from nnrag.extract import block_rows
+    from nnrag.index import rung_number
+
+    rows = block_rows(store_at(db), min_rung=rung_number(min_rung), pattern=pattern, package=package)
+    if fmt == "json":
+        emit_json([{k: r[k] for k in ("qualname", "name", "package", "path", "lineno", "end_lineno",
+                                      "hash", "rung_name", "cause")} for r in rows])
+        return
+    table = Table("block", "package", "lines", "rung", "cause", box=None)
+    for r in rows:
+        table.add_row(r["qualname"], r["package"], f"{r['lineno']}-{r['end_lineno']}", r["rung_name"], r["cause"] or "")
+    out.print(table)
+    out.print(f"{len(rows)} blocks")
+
+
+@click.command()
+@click.argument("outdir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--min-rung", default="none", show_default=True,
+              help="import|instantiate|forward|backward: only blocks validated at least this far.")
+@DB
+@FORMAT
+def export(outdir: Path, min_rung: str, db: Path | None, fmt: str) -> None:
+    """Write one .py per block plus manifest.json into OUTDIR."""
+    from nnrag.extract import export as do_export
+    from nnrag.index import rung_number
+
+    with progress("exporting", fmt == "table") as update:
+        result = do_export(store_at(db), outdir, min_rung=rung_number(min_rung), progress=update)
+    if fmt == "json":
+        emit_json(result)
+    else:
+        out.print(f"exported {result['count']} blocks to {result['outdir']} (manifest.json)")
+
+
+@click.command()
+@DB
+@FORMAT
+def stats(db: Path | None, fmt: str) -> None:
+    """Counts per package and per rung."""
+    from nnrag.extract import stats as do_stats
+
+    data = do_stats(store_at(db))
+    if fmt == "json":
+        emit_json(data)
+        return
+    table = Table("package", "version", "modules", "definitions", "blocks", "validated",
+                  "import", "instantiate", "forward", "backward", box=None)
+    for name, p in data["packages"].items():
+        r = p["rungs"]
+        table.add_row(name, p["version"] or "", str(p["modules"]), str(p["definitions"]), str(p["blocks"]),
+                      str(p["validated"]), str(r["import"]), str(r["instantiate"]), str(r["forward"]),
+                      str(r["backward"]))
+    out.print(table)
