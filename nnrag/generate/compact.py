@@ -122,12 +122,12 @@ def compact_code(code: str, drop: tuple[str, ...] = HARNESS_METHODS) -> str:
         tree = ast.parse(text)
     except SyntaxError:
         return code
-    drop, replace = _docstring_lines(tree)
+    docstrings, replace = _docstring_lines(tree)
     out: list[str] = []
     for i, line in enumerate(text.splitlines()):
         if i in replace:
             out.append(" " * replace[i] + "pass")
-        if i in drop or not line.strip():
+        if i in docstrings or not line.strip():
             continue
         if out and not line[0].isspace() and line.lstrip().startswith(("def ", "class ", "async def ", "@")) \
                 and not out[-1].startswith("@"):

@@ -39,9 +39,9 @@ def _bound_and_used(tree: ast.Module) -> tuple[set[str], set[str]]:
             bound.add(node.name)
             if not isinstance(node, ast.ClassDef):
                 args = node.args
-                for a in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg):
-                    if a is not None:
-                        bound.add(a.arg)
+                for param in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg):
+                    if param is not None:
+                        bound.add(param.arg)
         elif isinstance(node, ast.Name):
             (bound if isinstance(node.ctx, ast.Store | ast.Del) else used).add(node.id)
         elif isinstance(node, ast.arg):
@@ -87,7 +87,7 @@ def complete_init_signature(code: str) -> tuple[str, str | None]:
     if not names or len(given) >= len(CONTRACT_ARGS) or tuple(given) != CONTRACT_ARGS[:len(given)]:
         return code, None
     missing = CONTRACT_ARGS[len(given):]
-    last: ast.AST = init.args.args[-1]
+    last: ast.arg | ast.expr = init.args.args[-1]
     if init.args.defaults:
         last = init.args.defaults[-1]
     assert last.end_lineno is not None and last.end_col_offset is not None

@@ -275,7 +275,7 @@ class Generator:
         spec = self._specs[cand.index]
         self._specs[cand.index] = spec.model_copy(update={"model": spec.model.model_copy(update={"code": code})})
         for key in (cand.md5, cand.fingerprint):
-            if self._seen.get(key) == cand.index:
+            if key is not None and self._seen.get(key) == cand.index:
                 del self._seen[key]
         self._dedup(cand)
         return cand.status == "unique"

@@ -127,7 +127,8 @@ def architecture_prompt(backend: Backend, task: TaskText, references: list[Refer
     """The few-shot architecture prompt, cut down until it fits the model's context."""
     style = backend.style
     prefix = NET_PREFIX if style == "completion" else ""
-    refs, blks, cuts = list(references), list(blocks), []
+    refs, blks = list(references), list(blocks)
+    cuts: list[str] = []
     budget = backend.context_length - max_new_tokens
     while True:
         values = {**task.values(), "references": _reference_section(refs, style),

@@ -7,7 +7,7 @@ overrides what it decides (dataset, epochs, seed). What cannot be fixed is a ``S
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import annotated_types
 from pydantic import BaseModel, ConfigDict
@@ -59,17 +59,18 @@ def spec_schema() -> dict[str, Any]:
 
 def _bounds(name: str) -> tuple[float | None, bool, float | None, bool]:
     """``(low, low_inclusive, high, high_inclusive)`` of a hyperparameter field."""
-    low = high = None
+    low: float | None = None
+    high: float | None = None
     low_inc = high_inc = True
     for m in Hyperparameters.model_fields[name].metadata:
         if isinstance(m, annotated_types.Ge):
-            low = m.ge
+            low = cast(float, m.ge)
         elif isinstance(m, annotated_types.Gt):
-            low, low_inc = m.gt, False
+            low, low_inc = cast(float, m.gt), False
         elif isinstance(m, annotated_types.Le):
-            high = m.le
+            high = cast(float, m.le)
         elif isinstance(m, annotated_types.Lt):
-            high, high_inc = m.lt, False
+            high, high_inc = cast(float, m.lt), False
     return low, low_inc, high, high_inc
 
 

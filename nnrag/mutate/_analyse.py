@@ -399,12 +399,12 @@ class _Walker:
         if src is None:
             return False
         rank = len(self.shape[inputs[0]])
-        vals = [a.get("v") for a in node["args"][1:] if isinstance(a, dict)]
-        if vals and isinstance(node["args"][1], dict) and "l" in node["args"][1]:
-            vals = [a.get("v") for a in node["args"][1]["l"]]
-        if not vals or not all(isinstance(v, int) for v in vals):
+        raw = [a.get("v") for a in node["args"][1:] if isinstance(a, dict)]
+        if raw and isinstance(node["args"][1], dict) and "l" in node["args"][1]:
+            raw = [a.get("v") for a in node["args"][1]["l"]]
+        if not raw or not all(isinstance(v, int) for v in raw):
             return False
-        vals = [v % rank for v in vals]
+        vals = [v % rank for v in raw if isinstance(v, int)]
         if name == "permute" and len(vals) == rank:
             axis = vals.index(src[1])
         elif len(vals) == 2:
@@ -426,10 +426,10 @@ class _Walker:
         dims = node["args"][1] if len(node["args"]) > 1 else node["kwargs"].get("dim")
         if not isinstance(dims, dict):
             return False
-        vals = [a.get("v") for a in dims["l"]] if "l" in dims else [dims.get("v")]
-        if not all(isinstance(v, int) for v in vals):
+        raw = [a.get("v") for a in dims["l"]] if "l" in dims else [dims.get("v")]
+        if not all(isinstance(v, int) for v in raw):
             return False
-        vals = [v % len(ins) for v in vals]
+        vals = [v % len(ins) for v in raw if isinstance(v, int)]
         if src[1] in vals:
             return False
         axis = src[1] - sum(1 for v in vals if v < src[1])

@@ -130,6 +130,21 @@ def _expr(text: str) -> cst.BaseExpression:
     return cst.parse_expression(text)
 
 
+def _to(text: str) -> Callable[[cst.Call], cst.BaseExpression]:
+    """Replace the call by the expression ``text``."""
+    return lambda _call: _expr(text)
+
+
+def _followed(base: str, layer: str) -> Callable[[cst.Call], cst.BaseExpression]:
+    """Wrap the call as ``Sequential(call, ReLU(), layer)``."""
+    return lambda call: _expr(f"{base}.Sequential({_code(call)}, {base}.ReLU(), {base}.{layer})")
+
+
+def _without_arg(i: int) -> Callable[[cst.Call], cst.BaseExpression]:
+    """The call without its ``i``-th argument."""
+    return lambda call: call.with_changes(args=[x for j, x in enumerate(call.args) if j != i])
+
+
 def _layer_calls(module: cst.Module) -> Iterator[tuple[int, cst.Call, tuple[int, int, int, int], str, str]]:
     """Calls written ``base.Name(...)`` (``nn.ReLU()``, ``F.relu(x)``): ``(index, call, pos,
     name, base)``. A bare ``ReLU()`` is skipped: an edit would not know what to import."""
@@ -146,7 +161,7 @@ def activation_edits(source: str) -> Iterator[Edit]:
             for new in ACTIVATIONS:
                 if new != name:
                     yield ("activation", f"line {pos[0]}: {name} -> {new}",
-                           _replace(module, index, lambda c, new=new, base=base: _expr(f"{base}.{new}()")))
+                           _replace(module, index, _to(f"{base}.{new}()")))
         elif name in FUNCTIONAL and call.args and not call.args[0].star:
             fbase = base if base not in ("torch",) else "torch.nn.functional"
             first = _code(call.args[0].value)
@@ -154,7 +169,7 @@ def activation_edits(source: str) -> Iterator[Edit]:
                 if new != FUNCTIONAL[name]:
                     fn = _FN_OF[new]
                     yield ("activation", f"line {pos[0]}: {name}() -> {fn}()",
-                           _replace(module, index, lambda c, fn=fn, fb=fbase, a=first: _expr(f"{fb}.{fn}({a})")))
+                           _replace(module, index, _to(f"{fbase}.{fn}({first})")))
 
 
 def norm_edits(source: str) -> Iterator[Edit]:
@@ -168,7 +183,7 @@ def norm_edits(source: str) -> Iterator[Edit]:
         for template in NORM_SWAPS[name]:
             new = template.format(c=_code(channels))
             yield ("norm", f"line {pos[0]}: {name} -> {new.split('(')[0]}",
-                   _replace(module, index, lambda c, new=new, base=base: _expr(f"{base}.{new}")))
+                   _replace(module, index, _to(f"{base}.{new}")))
 
 
 def layer_edits(source: str) -> Iterator[Edit]:
@@ -180,14 +195,12 @@ def layer_edits(source: str) -> Iterator[Edit]:
             if out is not None and _simple(out):
                 extra = _INSERTABLE[name].format(o=_code(out))
                 yield ("depth", f"line {pos[0]}: {name} + ReLU + {extra.split('(')[0]}",
-                       _replace(module, index, lambda c, b=base, e=extra: _expr(
-                           f"{b}.Sequential({_code(c)}, {b}.ReLU(), {b}.{e})")))
+                       _replace(module, index, _followed(base, extra)))
         if name == "Sequential" and len(call.args) >= 2 and not any(a.star for a in call.args):
             for i, a in enumerate(call.args):
                 if isinstance(a.value, cst.Call):
                     yield ("depth", f"line {pos[0]}: drop {_leaf(a.value.func)} (Sequential item {i})",
-                           _replace(module, index, lambda c, i=i: c.with_changes(
-                               args=[x for j, x in enumerate(c.args) if j != i])))
+                           _replace(module, index, _without_arg(i)))
 
 
 def residual_edits(source: str, record: dict[str, Any], residual_lines: list[int]) -> Iterator[Edit]:

@@ -129,7 +129,7 @@ class _Arith:
     __ceil__ = _unary("ceil")
 
 
-class TaggedInt(_Arith, int):
+class TaggedInt(_Arith, int):  # type: ignore[misc]  # _Arith's generic operators stand in for int's
     """An ``int`` that carries the expression it was computed by."""
 
     def __new__(cls, value: int, expr: Expr) -> TaggedInt:
@@ -141,7 +141,7 @@ class TaggedInt(_Arith, int):
     __hash__ = int.__hash__
 
 
-class TaggedFloat(_Arith, float):
+class TaggedFloat(_Arith, float):  # type: ignore[misc]  # likewise for float's
     """A ``float`` that carries its expression; ``int()`` of it stays tagged."""
 
     def __new__(cls, value: float, expr: Expr) -> TaggedFloat:

@@ -121,9 +121,9 @@ class Planner:
             for k, v in ports.items()
         ):  # widths that grew past all proportion (a loop bound taken for a width, say)
             return None
-        changes = tuple(sorted((s, v) for s, v in values.items() if v != self.base[s]))
-        text = ", ".join(f"{self._where(s)} {self.base[s]}->{v}" for s, v in changes)
-        return Plan("width", changes, tuple(sorted(ports.items())), text)
+        changed = tuple(sorted((s, v) for s, v in values.items() if v != self.base[s]))
+        text = ", ".join(f"{self._where(s)} {self.base[s]}->{v}" for s, v in changed)
+        return Plan("width", changed, tuple(sorted(ports.items())), text)
 
     def _repair(self, values: dict[int, float], touched: set[int], rounds: int = 8) -> dict[int, float] | None:
         for _ in range(rounds):

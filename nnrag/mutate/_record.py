@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 import traceback
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 #: Layer attributes that are widths, per torch.nn class name.
@@ -147,7 +148,7 @@ class _Positions:
         positions = self
 
         def init(module: Any, *args: Any, **kwargs: Any) -> None:
-            frame = sys._getframe(1)
+            frame: FrameType | None = sys._getframe(1)
             while frame is not None:
                 if frame.f_locals.get("self") is not module and frame.f_code.co_filename.endswith(positions.filename):
                     pos = list(frame.f_code.co_positions())[frame.f_lasti // 2]
@@ -157,7 +158,7 @@ class _Positions:
                 frame = frame.f_back
             original(module, *args, **kwargs)
 
-        nn.Module.__init__ = init
+        nn.Module.__init__ = init  # type: ignore[method-assign,assignment]  # recording hook
         return original
 
     def of(self, module: Any) -> list[int] | None:
@@ -190,7 +191,7 @@ def record(payload: dict[str, Any]) -> dict[str, Any]:
         return {"ok": False, "stage": "instantiate", "error": f"{type(exc).__name__}: {exc}"[:1500],
                 "traceback": traceback.format_exc()[-4000:]}
     finally:
-        nn.Module.__init__ = original_init
+        nn.Module.__init__ = original_init  # type: ignore[method-assign]
     plain_modules = dict(plain.named_modules())
     model.eval()
     x = _probe(payload)
@@ -262,6 +263,7 @@ def _trace(model: Any, x: Any, filename: str) -> tuple[list[dict[str, Any]] | No
     nodes = []
     for node in graph.nodes:
         meta = node.meta.get("tensor_meta")
+        shape: list[Any] | dict[str, Any] | None
         if meta is None:
             shape = None
         elif hasattr(meta, "shape"):

@@ -169,7 +169,7 @@ class TransformersBackend(Backend):
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None)
         constrained = schema is not None and self._xgr is not None
-        if constrained:
+        if constrained and schema is not None:
             kwargs["logits_processor"] = [self._schema_processor(schema)]
         elif sampling.stop:
             kwargs.update(stop_strings=list(sampling.stop), tokenizer=self.tokenizer)
