@@ -181,13 +181,13 @@ class _Guard:
             return None  # an already-open descriptor: it was checked when it was opened
         if isinstance(path, bytes):
             path = os.fsdecode(path)
-        path = os.fspath(path)
-        if not os.path.isabs(path):
+        name: str = os.fspath(path)
+        if not os.path.isabs(name):
             base = os.getcwd()
             if isinstance(dir_fd, int) and dir_fd >= 0:
                 base = os.readlink(f"/proc/self/fd/{dir_fd}")
-            path = os.path.join(base, path)
-        return os.path.realpath(path)
+            name = os.path.join(base, name)
+        return os.path.realpath(name)
 
     def _check_write(self, event: str, path: Any, dir_fd: Any = None) -> None:
         real = self._resolve(path, dir_fd)
