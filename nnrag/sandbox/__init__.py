@@ -4,13 +4,16 @@ It imports no other stage of nnrag; callers hand it an entry point (``"module:fu
 and JSON-able payloads, and get :class:`SandboxResult` verdicts back.
 """
 
-from nnrag.sandbox._runner import (
-    Limits,
-    SandboxResult,
-    isolation_report,
-    run_function,
-    run_many,
-    shutdown_pool,
-)
+from nnrag.sandbox._limits import Limits, SandboxResult
+from nnrag.sandbox._pool import WorkerPool
+from nnrag.sandbox._runner import isolation_report, run_function, run_many, shutdown_pool
 
-__all__ = ["Limits", "SandboxResult", "isolation_report", "run_function", "run_many", "shutdown_pool"]
+__all__ = [
+    "Limits",
+    "SandboxResult",
+    "WorkerPool",
+    "isolation_report",
+    "run_function",
+    "run_many",
+    "shutdown_pool",
+]

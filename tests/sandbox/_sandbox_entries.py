@@ -161,3 +161,8 @@ def netns(payload: dict[str, Any]) -> str:
 def call(payload: dict[str, Any]) -> Any:
     """Dispatch to another entry by name, so one batch (one worker) can mix behaviours."""
     return globals()[payload["fn"]](payload)
+
+
+def parent_pid(payload: dict[str, Any]) -> int:
+    """The fork server's pid: equal across tasks exactly when they ran in the same worker."""
+    return os.getppid()

@@ -292,13 +292,14 @@ def _parent_pid(_payload: dict) -> int:
 
 def test_kept_workers_are_reused_across_calls() -> None:
     from nnrag.sandbox import _runner as sandbox
+    from nnrag.sandbox._kept import KEPT
 
     entry = f"{__name__}:_parent_pid"
     try:
         first = sandbox.run_many(entry, [{}], keep_workers=True, preload=())
         second = sandbox.run_many(entry, [{}, {}], keep_workers=True, preload=())
         assert first[0].value == second[0].value == second[1].value  # the same fork server
-        assert len(sandbox._ORDER) == 1
+        assert len(KEPT) == 1
     finally:
         sandbox.shutdown_pool()
-    assert sandbox._ORDER == [] and sandbox._IDLE == {}
+    assert KEPT.workers() == [] and len(KEPT) == 0
