@@ -1,5 +1,30 @@
-"""The validation ladder: climb parse .. backward for each emitted block, in the sandbox."""
+"""The validation ladder: climb parse .. backward for each emitted block, in the sandbox.
+
+``RULES`` (registry name -> :class:`~nnrag.ladder.rules.Registry`) lists the heuristics the
+ladder guesses with; it is loaded on first access, since it imports torch.
+"""
+
+from typing import Any
 
 from nnrag.ladder._validate import LADDER_VERSION, Outcome, cache_key, validate
+from nnrag.ladder.rules import Registry, Rule, UnknownRuleError
 
-__all__ = ["LADDER_VERSION", "Outcome", "cache_key", "validate"]
+
+def __getattr__(name: str) -> Any:
+    if name == "RULES":
+        from nnrag.ladder.rules._catalog import RULES
+
+        return RULES
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "LADDER_VERSION",
+    "RULES",
+    "Outcome",
+    "Registry",
+    "Rule",
+    "UnknownRuleError",
+    "cache_key",
+    "validate",
+]

@@ -21,6 +21,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from nnrag.ladder.rules import fired_names, recording
+
 RUNGS = ("none", "parse", "compile", "import", "instantiate", "forward", "backward")
 MAX_MSG = 2000
 MAX_INSTANCES = 4  # successful constructions to try probes on
@@ -172,7 +174,18 @@ def _load(out: dict[str, Any], source: str, module_name: str, max_rung: int) -> 
 
 
 def run(payload: dict[str, Any]) -> dict[str, Any]:
-    """Climb the ladder for one emitted block; see the project docs for the result schema."""
+    """Climb the ladder for one emitted block; see the project docs for the result schema.
+
+    ``rules_fired`` names the heuristics (``registry.rule``) whose guesses the climb used,
+    in first-use order, so a result says which rules a block needed.
+    """
+    with recording() as fired:
+        out = _climb(payload)
+    out["rules_fired"] = fired_names(fired)
+    return out
+
+
+def _climb(payload: dict[str, Any]) -> dict[str, Any]:
     source: str = payload["source"]
     target: str = payload["target"]
     module_name: str = payload.get("module_name") or "nnrag_block"

@@ -8,7 +8,6 @@ overridden with small values, and attention is forced to eager.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import importlib
 import importlib.util
 import inspect
@@ -16,60 +15,11 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from nnrag.ladder.rules._config_fixes import CONFIG_FIXES
+from nnrag.ladder.rules._small import SMALL_CONFIGS, is_config, small_overrides
+
 InferArgs = Callable[..., list[dict[str, Any]]]
 
-# Small sizes for transformers-style configs; only keys the config accepts are passed.
-SMALL_CONFIG: dict[str, Any] = {
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "num_hidden_layers": 1,
-    "vocab_size": 128,
-    "max_position_embeddings": 64,
-    "head_dim": 16,
-    "image_size": 32,
-    "patch_size": 4,
-    "num_channels": 3,
-    "d_model": 64,
-    "encoder_layers": 1,
-    "decoder_layers": 1,
-    "encoder_attention_heads": 4,
-    "decoder_attention_heads": 4,
-    "encoder_ffn_dim": 128,
-    "decoder_ffn_dim": 128,
-    "n_embd": 64,
-    "n_head": 4,
-    "n_layer": 1,
-    "n_positions": 64,
-    "n_inner": 128,
-    "num_experts": 4,
-    "num_local_experts": 4,
-    "num_experts_per_tok": 2,
-    "moe_intermediate_size": 32,
-    "shared_expert_intermediate_size": 32,
-    "embed_dim": 64,
-    "projection_dim": 32,
-    "num_layers": 1,
-    "d_ff": 128,
-    "d_kv": 16,
-    "num_heads": 4,
-    "kv_lora_rank": 16,
-    "q_lora_rank": 32,
-    "qk_rope_head_dim": 8,
-    "qk_nope_head_dim": 8,
-    "v_head_dim": 16,
-    "sliding_window": 16,
-    "first_k_dense_replace": 0,
-    "dim": 64,
-    "n_heads": 4,
-    "n_kv_heads": 2,
-    "n_layers": 1,
-    "multiple_of": 16,
-    "max_seq_len": 64,
-    "num_key_value_groups": 2,
-    "pad_token_id": 0,
-}
 _CORE_KEYS = (
     "hidden_size",
     "num_attention_heads",
@@ -93,10 +43,7 @@ _DEPTH_KEYS = frozenset(
 )
 
 
-def _is_config(v: Any) -> bool:
-    return type(v).__name__.endswith("Config") and (
-        hasattr(v, "to_dict") or dataclasses.is_dataclass(v)
-    )
+_is_config = is_config
 
 
 def _accepted_keys(cls: type, default: Any) -> set[str]:
@@ -132,18 +79,11 @@ def build_configs(
     except Exception:
         default = None
     accepted = _accepted_keys(cls, default)
-    small = {k: v for k, v in SMALL_CONFIG.items() if k in accepted}
-    if default is not None:
-        for name, val in vars(default).items():
-            if name in ("depths", "num_layers_per_stage") and isinstance(val, list | tuple):
-                small[name] = [1] * len(val)
-            elif depth < 2 and _is_config(val) and name in accepted:
-                subs = build_configs(type(val), depth + 1, namespace, infer)
-                if subs:
-                    small[name] = subs[0]
-    if "kv_lora_rank" in accepted and "num_attention_heads" in small:
-        # multi-head latent attention expands k/v per query head: no grouped kv heads
-        small["num_key_value_heads"] = small["num_attention_heads"]
+
+    def nested(sub: type) -> list[Any]:
+        return build_configs(sub, depth + 1, namespace, infer)
+
+    small, source = small_overrides(accepted, default, nested if depth < 2 else None)
     core = {k: v for k, v in small.items() if k in _CORE_KEYS}
     # Defaults indexed by layer (``per_layer_config``, ``layer_types``) need the default depth.
     deep = {k: v for k, v in small.items() if k not in _DEPTH_KEYS}
@@ -167,6 +107,8 @@ def build_configs(
             set_eager(cfg)
             with contextlib.suppress(Exception):  # per-layer configs refuse global head_dim reads
                 fit_rope_sections(cfg)
+            for name in dict.fromkeys(source[k] for k in kwargs if k in source):
+                SMALL_CONFIGS.record(name)
             return [cfg, *_mha_variant(cls, kwargs, cfg)]
     return []
 
@@ -236,48 +178,12 @@ def _mha_variant(cls: type, kwargs: dict[str, Any], cfg: Any) -> list[Any]:
     return [other]
 
 
-_SAME_AS = re.compile(
-    r"\b(\w+) \((\d+)\) (?:must|should) (?:be the same as|equal|match) (\w+) \((\d+)\)"
-)
-_DIVISIBLE = re.compile(
-    r"\b(\w+) \((\d+)\) (?:must|should) be (?:divisible by|a multiple of) (\w+) \((\d+)\)"
-)
-
-_PRODUCT = re.compile(
-    r"\b(\w+) \* (\w+) \((\d+)\) (?:must|should) (?:equal|be equal to|match) "
-    r"(\w+) \* (\w+) \((\d+)\)"
-)
-_MATCH_NAMES = re.compile(r"\b(\w+) (?:must|should) (?:match|equal|be equal to) (\w+)\b")
-
-
 def _fix_from_message(
     kwargs: dict[str, Any], text: str, accepted: set[str]
 ) -> dict[str, Any] | None:
     """``num_attention_heads (4) must be the same as num_key_value_heads (2)``: make it so."""
-    if m := _SAME_AS.search(text):
-        a, va, b, vb = m.group(1), int(m.group(2)), m.group(3), int(m.group(4))
-        if b in accepted and kwargs.get(b) != va:
-            return {**kwargs, b: va}
-        if a in accepted and kwargs.get(a) != vb:
-            return {**kwargs, a: vb}
-    if m := _DIVISIBLE.search(text):
-        a, va, vb = m.group(1), int(m.group(2)), int(m.group(4))
-        want = max(vb, -(-va // vb) * vb)
-        if a in accepted and kwargs.get(a) != want:
-            return {**kwargs, a: want}
-    if m := _PRODUCT.search(text):  # hidden_size * expand (128) must equal heads * dim (64)
-        left, right = int(m.group(3)), int(m.group(6))
-        for k in (m.group(4), m.group(5)):
-            v = kwargs.get(k)
-            if k in accepted and isinstance(v, int) and v > 0 and right % v == 0:
-                rest = right // v  # the other factor's value, whatever set it
-                if rest > 0 and left % rest == 0 and left // rest != v:
-                    return {**kwargs, k: left // rest}
-    if m := _MATCH_NAMES.search(text):  # adapter_input_size must match hidden_size
-        a, b = m.group(1), m.group(2)
-        if a in accepted and b in kwargs and kwargs.get(a) != kwargs[b]:
-            return {**kwargs, a: kwargs[b]}
-    return None
+    fixed: dict[str, Any] | None = CONFIG_FIXES.first(kwargs, text, accepted)
+    return fixed
 
 
 _HEADER = re.compile(r"^# Scope-closed extraction of ([A-Za-z_][\w.]*)\.\w+ by ", re.M)

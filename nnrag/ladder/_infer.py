@@ -28,7 +28,9 @@ from typing import Any
 
 from torch import nn
 
-from nnrag.ladder._configs import SMALL_CONFIG, build_configs, dedupe, sub_configs
+from nnrag.ladder._configs import build_configs, dedupe, sub_configs
+from nnrag.ladder.rules._names import INIT_NAMES
+from nnrag.ladder.rules._small import SMALL_CONFIG
 
 _EMPTY = inspect.Parameter.empty
 
@@ -45,108 +47,27 @@ ROLE_VALUES: dict[str, tuple[Any, ...]] = {
 }
 N_PROFILES = 4
 
-# (regex on the lower-cased name, role or None, fixed candidate values). First match wins.
-_NAME_RULES: list[tuple[str, str | None, tuple[Any, ...]]] = [
-    (r"^(layer_idx|layer_id|layer_index|block_idx|layer_number|idx)$", None, (0, 1)),
-    (r"(^|_)(num_classes|n_classes|num_labels|nclass(es)?)$", "classes", ()),
-    (r"(^|_)(num_heads|n_heads?|nheads?|heads|num_attention_heads|nhead)$", "heads", ()),
-    (r"(num_key_value_heads|num_kv_heads|kv_heads)$", None, (2, 4)),
-    (r"(^|_)(head_dim|dim_head|key_dim|qk_dim|attn_head_dim)$", "head_dim", ()),
-    (r"(kernel_size|^kernel|^ksize|^k$)", None, (3, 1)),
-    (r"^(stride|strides)$", None, (1, 2)),
-    (r"^(padding|pad)$", None, (1, 0)),
-    (r"^(dilation|dilation_rate)$", None, (1,)),
-    (r"^(groups|num_groups|group_size|groups_num)$", None, (1, 4)),
-    (r"(mlp_ratio|ffn_ratio|attn_ratio)$", None, (4.0, 2.0)),
-    (r"(expansion|expand_ratio|expansion_ratio|exp_ratio|expand)$", None, (4, 2, 1)),
-    (r"(se_ratio|rd_ratio|squeeze_ratio)$", None, (0.25,)),
-    (r"(drop|dropout|drop_rate|drop_path|_prob$|^p$|^prob$|attention_dropout)", None, (0.0,)),
-    (r"(^|_)eps$|epsilon$", None, (1e-5,)),
-    (r"^(bias|use_bias|affine)$", None, (True, False)),
-    (r"^inplace$", None, (False, True)),
-    (r"(norm_layer|^norm$|norm_fn|normalization|^norm_cls$)", None, ("<norm>",)),
-    (r"(act_layer|activation_layer|^act$|^activation$|act_fn|nonlinearity)", None, ("<act>",)),
-    (
-        r"^(depths|layers|num_blocks|blocks_per_stage|stage_blocks|layer_nums)$",
-        None,
-        ((1, 1, 1, 1),),
-    ),
-    (
-        r"^(dims|embed_dims|hidden_dims|widths|stage_channels|channels_list|out_channels_list|width_list|hidden_sizes)$",
-        None,
-        ((16, 32, 64, 128),),
-    ),
-    (r"^(block|block_fn|block_cls|block_type|residual_block)$", None, ("<block>",)),
-    (r"^(transforms|fns|functions|callables|module_list|modules)$", None, ("<modules>",)),
-    (
-        r"^(fn|module|layer|m|net|body|submodule|model|backbone|inner|wrapped|sublayer|op)$",
-        None,
-        ("<module>",),
-    ),
-    (r"(window_size|win_size)$", None, (4, 2)),
-    (r"shift_size$", None, (0, 2)),
-    (r"(patch_size|patch|stem_stride)$", None, (4, 2)),
-    (r"(img_size|image_size|input_size|imgsize|img_res)$", None, (32, 64, 224)),
-    (
-        r"(input_resolution|resolution|feat_size|feature_size|grid_size|spatial_size|hw)$",
-        None,
-        ((8, 8), 8),
-    ),
-    (
-        r"(seq_len|seq_length|max_len|max_length|max_position_embeddings|num_positions|max_seq_len|num_patches|context_length|n_ctx|block_size)$",
-        None,
-        (64,),
-    ),
-    (r"(vocab_size|num_embeddings|num_tokens|n_vocab|vocab|ntoken)$", None, (100,)),
-    (
-        r"^(num_layers|n_layers|nlayers|depth|num_blocks|num_hidden_layers|n_layer|num_stages)$",
-        "depth",
-        (),
-    ),
-    (r"(reduction|reduction_ratio|squeeze_factor|rd_divisor|n_div)$", None, (4,)),
-    (r"(growth_rate)$", None, (16,)),
-    (r"(bn_size)$", None, (4,)),
-    (r"(num_anchors)$", None, (3,)),
-    (r"(output_size|out_size|pool_size)$", None, (4, 1)),
-    (r"(init_value|init_values|layer_scale|scale_init|scale)$", None, (1.0, 1e-5)),
-    (r"(temperature|tau|alpha|beta|gamma|momentum|margin)$", None, (1.0, 0.1)),
-    (r"(mode|pad_type|padding_mode)$", None, ("",)),
-    (
-        r"(hidden_features|hidden_dim|hidden_channels|mid_chs|mid_channels|intermediate_size|ffn_dim|mlp_dim|dim_feedforward|inter_chs|ff_dim|hidden_chs|d_ff|inner_dim|bottleneck_channels)$",
-        "hidden",
-        (),
-    ),
-    (
-        r"(out_channels|out_chs|out_features|out_dim|dim_out|output_dim|oup|c_out|out_planes|outplanes|output_channels|n_out|width_out|out_ch|out_c|nout)",
-        "out",
-        (),
-    ),
-    (r"^(planes|mid_planes)$", "planes", ()),
-    (
-        r"(in_channels|in_chs|inplanes|in_planes|in_features|in_dim|input_dim|c_in|^dim$|hidden_size|embed_dim|d_model|channels$|^width|num_features|^inp$|^c$|chans|in_ch|in_c$|input_channels|num_input_features|features$|_dim$|^n_embd$|^d_|emb_dim|width_in|^nin$|normalized_shape|normalization_shape|in_channel)",
-        "dim",
-        (),
-    ),
-]
-_COMPILED = [(re.compile(p), role, vals) for p, role, vals in _NAME_RULES]
-
 _CONFIG_CLASS = re.compile(r"(Config|Cfg|Args|Params|Options|Settings|HParams|Hparams)$")
 _CONFIG_NAMES = re.compile(r"^(config|cfg|conf|args|opt|opts|hparams|model_args|params)$")
 
 
-def values_for_name(name: str, profile: int = 0) -> tuple[str | None, list[Any]]:
-    """Return ``(role, candidates)`` guessed from a parameter name alone.
+def values_for_name(
+    name: str, profile: int = 0, record: bool = True
+) -> tuple[str | None, list[Any]]:
+    """Return ``(role, candidates)`` guessed from a parameter name alone (``init_names``).
+
+    ``record=False`` asks without marking the rule fired (a question, not a guess used).
 
     Placeholders ``"<norm>"``, ``"<act>"``, ``"<block>"`` and ``"<module>"`` are resolved by
     :func:`param_candidates`, which knows the owning class and its module namespace.
     """
-    low = name.lower()
-    for rx, role, vals in _COMPILED:
-        if rx.search(low):
-            if role is not None:
-                return role, [ROLE_VALUES[role][min(profile, N_PROFILES - 1)]]
-            return None, list(vals)
-    return None, []
+    hit = INIT_NAMES.first(name.lower(), record=record)
+    if hit is None:
+        return None, []
+    role, vals = hit
+    if role is not None:
+        return role, [ROLE_VALUES[role][min(profile, N_PROFILES - 1)]]
+    return None, list(vals)
 
 
 def _resolve_annotation(ann: Any, namespace: Mapping[str, Any]) -> Any:
@@ -415,7 +336,7 @@ def layer_factory(name: str, cls_name: str, others: set[str]) -> type[nn.Module]
 
 
 def _has_role(name: str) -> bool:
-    return values_for_name(name)[0] is not None
+    return values_for_name(name, record=False)[0] is not None
 
 
 def describe_value(v: Any) -> str:

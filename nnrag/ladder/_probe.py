@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,44 +20,26 @@ from torch import nn
 
 from nnrag.ladder._multiscale import LAYOUT_NAMES, kernel_inputs, multiscale_inputs
 from nnrag.ladder._probe_args import (
-    _LIST_ANN,
-    _RESIDUAL,
+    _AUDIO,
+    _IDS,
+    _PACKED,
+    _ROUTE_IDX,
     _SIDE,
-    _STR_LIST_ANN,
-    _ann_text,
+    BATCH,
+    SEQ,
     _container,
     _is_hw,
-    _levels,
-    _listed_choice,
-    _residual,
-    _unpacked,
+    forward_params,
 )
+from nnrag.ladder.rules._forward_args import ArgContext, fill
+from nnrag.ladder.rules._layouts import LEAF_LAYOUTS
 
-BATCH = 2
-SEQ = 8
-_EMPTY = inspect.Parameter.empty
-_IDS = re.compile(
-    r"(input_ids|^ids$|token_ids|^tokens$|^idx$|^indices$|^labels$|decoder_input_ids)"
-)
-_MASK = re.compile(r"(mask|^attn_bias$|^bias$)")
-_POS_IDS = re.compile(r"^(position_ids|pos_ids|positions)$")
-_ROPE = re.compile(r"(position_embeddings|rotary|freqs_cis|^rope|^pos_emb|^cos_sin$)")
-_PACKED = re.compile(r"^cu_(window_)?seq_?lens$")  # cumulative sequence starts of a packed batch
-_SAME = re.compile(
-    r"^(k|v|q|key|value|query|y|x2|x_2|skip|residual|context|memory|encoder_hidden_states|"
-    r"cond|condition|other|feat|features|z|h|emb|x_left|x_right|x1)$"
-)
-_TENSORISH = re.compile(
-    r"(^x|feat|emb|tok|hidden|state|cls|img|input|query|key|value|skip|enc|dec|src|tgt)"
-)
 _IN_DIM = re.compile(
     r"(in_channels|in_chs|inplanes|in_planes|in_features|in_dim|input_dim|^dim$|hidden_size|"
     r"embed_dim|d_model|^channels$|^inp$|num_features|in_chans|^width$|^c_in$)"
 )
-_ROUTE_IDX = re.compile(r"^(top_k_index|selected_experts|router_indices|expert_indices)$")
-_ROUTE_W = re.compile(r"^(top_k_weights|routing_weights)$")
-_AUDIO = re.compile(r"^(input_values|input_features)$")
 _SPATIAL = re.compile(r"(img_size|image_size|input_size|input_resolution|resolution|feat_size)")
+Shape = tuple[int, ...]
 
 
 @dataclass
@@ -93,41 +75,9 @@ def first_leaf(module: nn.Module) -> nn.Module | None:
 
 
 def _shapes_from_leaf(leaf: nn.Module | None) -> list[tuple[str, int]]:
-    """``(layout, size)`` guesses for the input of ``leaf``; layouts name a tensor family."""
-    if leaf is None:
-        return []
-    if isinstance(leaf, nn.Conv1d | nn.ConvTranspose1d):
-        return [("cf1", leaf.in_channels)]
-    if isinstance(leaf, nn.Conv3d | nn.ConvTranspose3d):
-        return [("cf3", leaf.in_channels)]
-    if isinstance(leaf, nn.Conv2d | nn.ConvTranspose2d):
-        return [("cf2", leaf.in_channels)]
-    if isinstance(leaf, nn.Embedding | nn.EmbeddingBag):
-        return [("ids", leaf.num_embeddings)]
-    if isinstance(leaf, nn.Linear):
-        return [("seq", leaf.in_features), ("flat", leaf.in_features), ("cl2", leaf.in_features)]
-    if isinstance(leaf, nn.MultiheadAttention):
-        return [("seq" if leaf.batch_first else "seqT", leaf.embed_dim), ("seq", leaf.embed_dim)]
-    if isinstance(leaf, nn.BatchNorm1d):
-        return [("flat", leaf.num_features), ("cf1", leaf.num_features)]
-    if isinstance(leaf, nn.BatchNorm3d):
-        return [("cf3", leaf.num_features)]
-    if isinstance(leaf, nn.BatchNorm2d | nn.InstanceNorm2d):
-        return [("cf2", leaf.num_features)]
-    if isinstance(leaf, nn.GroupNorm):
-        return [("cf2", leaf.num_channels), ("seq", leaf.num_channels)]
-    shape = getattr(leaf, "normalized_shape", None)
-    if isinstance(shape, tuple | list) and len(shape) == 1:
-        d = int(shape[0])
-        if re.search(r"2d|channels?first|cf", type(leaf).__name__, re.I):
-            return [("cf2", d), ("seq", d)]
-        return [("seq", d), ("cl2", d), ("flat", d), ("cf2", d)]
-    weight = getattr(leaf, "weight", None)
-    if isinstance(weight, torch.Tensor) and weight.dim() == 1:  # RMSNorm-style custom norms
-        return [("seq", weight.shape[0]), ("cf2", weight.shape[0]), ("flat", weight.shape[0])]
-    if isinstance(weight, torch.Tensor) and weight.dim() == 2:  # custom linear
-        return [("seq", weight.shape[1]), ("flat", weight.shape[1])]
-    return []
+    """``(layout, size)`` guesses for the input of ``leaf`` (the ``leaf_layouts`` rules)."""
+    found: list[tuple[str, int]] | None = None if leaf is None else LEAF_LAYOUTS.first(leaf)
+    return found or []
 
 
 def _hints(module: nn.Module, init_kwargs: Mapping[str, Any]) -> tuple[list[int], list[int], int]:
@@ -190,137 +140,6 @@ def _tensor(layout: str, d: int, side: int, seq: int) -> torch.Tensor:
     return torch.randn(*shape)
 
 
-def forward_params(module: nn.Module) -> list[inspect.Parameter]:
-    """Parameters of ``module.forward`` (bound, so without ``self``).
-
-    TorchScript-era code (torchvision's detection heads) annotates with a type comment,
-    ``# type: (list[Tensor]) -> Tensor``; those types fill parameters without annotations.
-    """
-    try:
-        params = list(inspect.signature(module.forward).parameters.values())
-    except (TypeError, ValueError):
-        return []
-    comment = _type_comment(module.forward)
-    if comment is None or len(comment) != len(params):
-        return params
-    return [p.replace(annotation=t) if p.annotation is _EMPTY else p for p, t in zip(params, comment, strict=True)]
-
-
-_TYPE_COMMENT = re.compile(r"^\s*#\s*type:\s*\((.*)\)\s*->", re.M)
-
-
-def _type_comment(fn: Any) -> list[str] | None:
-    """Argument types of a ``# type: (A, B) -> R`` comment right below the ``def`` line."""
-    try:
-        lines = inspect.getsource(fn).splitlines()
-    except (OSError, TypeError):
-        return None
-    body = [ln for ln in lines[1:6] if ln.strip()]
-    m = _TYPE_COMMENT.match(body[0]) if body else None
-    if m is None:
-        return None
-    parts, depth, cur = [], 0, ""
-    for ch in m.group(1):
-        depth += ch in "[(" and 1 or 0
-        depth -= ch in ")]" and 1 or 0
-        if ch == "," and depth == 0:
-            parts.append(cur.strip())
-            cur = ""
-        else:
-            cur += ch
-    if cur.strip():
-        parts.append(cur.strip())
-    return parts
-
-
-def _safe_attr(cfg: Any, name: str) -> Any:
-    """A config field, or None: heterogeneous (per-layer) configs raise on global reads."""
-    try:
-        return getattr(cfg, name, None)
-    except Exception:
-        return None
-
-
-def _rope(namespace: Mapping[str, Any], init_kwargs: Mapping[str, Any], x: torch.Tensor) -> Any:
-    """(cos, sin) for transformers attention: from a RotaryEmbedding class if one exists."""
-    cfg = next((v for v in init_kwargs.values() if hasattr(v, "to_dict")), None)
-    seq = x.shape[1] if x.dim() >= 2 else SEQ
-    pos = torch.arange(seq).unsqueeze(0).expand(BATCH, seq)
-    heads = _safe_attr(cfg, "num_attention_heads") or _safe_attr(cfg, "num_heads") or 4
-    width = _safe_attr(cfg, "hidden_size") or _safe_attr(cfg, "embed_dim") or 64
-    hd = _safe_attr(cfg, "head_dim") or width // heads
-    if cfg is not None:
-        for name, cls in namespace.items():
-            if isinstance(cls, type) and name.endswith("RotaryEmbedding"):
-                try:
-                    rot = cls(config=cfg)
-                    cos, sin = rot(x if x.is_floating_point() else x.float(), pos)
-                except Exception:
-                    continue
-                if cos.shape[-1] == hd:  # a text rotary next to a vision block has other widths
-                    return (cos, sin)
-    lead = tuple(x.shape[:-1]) if x.is_floating_point() and x.dim() in (2, 3) else (BATCH, seq)
-    return (torch.ones(*lead, hd), torch.zeros(*lead, hd))
-
-
-def _fill(
-    p: inspect.Parameter,
-    x: torch.Tensor,
-    side: int,
-    ns: Mapping[str, Any],
-    kw: Mapping[str, Any],
-    module: nn.Module | None = None,
-) -> tuple[bool, Any]:
-    """Value for a secondary forward parameter; ``(False, None)`` leaves the default."""
-    name = p.name
-    required = p.default is _EMPTY and p.kind is not p.VAR_KEYWORD
-    if _ROPE.search(name):
-        ann = _ann_text(p).lower()
-        if not ann or "tuple" in ann or _unpacked(module, name):  # (cos, sin) for rotary
-            return True, _rope(ns, kw, x)
-        if not required:  # an optional additive embedding (DETR) or rope table (timm)
-            return False, None
-        return True, x.clone()
-    if not required:
-        return False, None
-    if _PACKED.match(name) and x.dim() == 2 and x.is_floating_point():
-        return True, torch.tensor([0, x.shape[0]], dtype=torch.int32)
-    if _ROUTE_IDX.match(name) or _ROUTE_W.match(name):
-        return True, _routing(name, x, kw, module)
-    seq = x.shape[1] if x.dim() >= 2 else SEQ
-    if _IDS.search(name) and name != "labels" and x.is_floating_point():  # ids beside images
-        return True, torch.randint(0, 4, (x.shape[0] if x.dim() else BATCH, SEQ))
-    if _POS_IDS.match(name):
-        return True, torch.arange(seq).unsqueeze(0).expand(BATCH, seq)
-    if _MASK.search(name):
-        return True, None
-    ann = _ann_text(p)
-    if _LIST_ANN.match(ann):  # per-level maps beside per-level maps (FPN extra blocks)
-        return True, _levels(x)
-    if _STR_LIST_ANN.match(ann):  # their names
-        return True, [str(i) for i in range(len(_levels(x)))]
-    if _SIDE.match(name):
-        return True, side
-    if _is_hw(p):
-        return True, (side, side)
-    if name == "device" or ann.endswith("device") or "device|" in ann:
-        return True, x.device
-    if name == "dtype" or ann.endswith("dtype"):
-        return True, x.dtype
-    choice = _listed_choice(name, kw, module)
-    if choice is not None:
-        return True, choice
-    if re.search(r"(^t$|timestep|time|^sigma|noise_level)", name):
-        return True, torch.rand(BATCH)
-    if _RESIDUAL.match(name) and module is not None:
-        return True, _residual(module, x)
-    if _SAME.match(name) or "Tensor" in str(p.annotation) or _TENSORISH.search(name):
-        return True, x.clone()
-    if "int" in str(p.annotation) or re.search(r"(^p$|size$|^ws$|^n$)", name):
-        return True, 4  # partition/window sizes: divides every probe side
-    return True, None
-
-
 def infer_probes(
     module: nn.Module,
     init_kwargs: Mapping[str, Any],
@@ -379,7 +198,7 @@ def infer_probes(
             if p.name == "use_cache":  # no KV cache: hybrid caches reject a fresh probe
                 kwargs[p.name] = False
                 continue
-            use, val = _fill(p, x, side, namespace, init_kwargs, module)
+            use, val = fill(ArgContext(p, x, side, namespace, init_kwargs, module))
             if not use:
                 continue
             if p.kind is p.POSITIONAL_ONLY or p.kind is p.VAR_POSITIONAL:
@@ -435,28 +254,6 @@ def _extra_probes(
     return probes[: max(0, limit - len(extra))] + extra
 
 
-def _routing(
-    name: str, x: torch.Tensor, kw: Mapping[str, Any], module: nn.Module | None
-) -> torch.Tensor:
-    """MoE routing inputs: expert ids in ``[0, num_experts)`` or softmaxed weights."""
-    cfg = next((v for v in kw.values() if hasattr(v, "to_dict")), None)
-    n_exp = getattr(module, "num_experts", None)
-    for attr in ("num_local_experts", "num_experts", "n_routed_experts"):
-        if not isinstance(n_exp, int) or n_exp <= 0:
-            n_exp = getattr(cfg, attr, None)
-    n_exp = n_exp if isinstance(n_exp, int) and n_exp > 0 else 4
-    top_k = getattr(cfg, "num_experts_per_tok", None) or getattr(module, "top_k", None) or 2
-    top_k = max(1, min(int(top_k), n_exp))
-    gen = torch.Generator().manual_seed(0)
-    paired = module is not None and any(_ROUTE_IDX.match(p.name) for p in forward_params(module))
-    if x.dim() == 4 and _ROUTE_W.match(name) and not paired:  # conditional conv: per expert
-        return torch.softmax(torch.randn(x.shape[0], n_exp, generator=gen), dim=-1)
-    tokens = x.reshape(-1, x.shape[-1]).shape[0] if x.dim() >= 2 else BATCH
-    if _ROUTE_IDX.match(name):
-        return torch.stack([torch.randperm(n_exp, generator=gen)[:top_k] for _ in range(tokens)])
-    return torch.softmax(torch.randn(tokens, top_k, generator=gen), dim=-1)
-
-
 def _interleave(items: list[Any], key: Any) -> list[Any]:
     """Round-robin over groups (first two of the first group lead), preserving group order."""
     groups: dict[Any, list[Any]] = {}
@@ -472,3 +269,72 @@ def _interleave(items: list[Any], key: Any) -> list[Any]:
             if lst:
                 out.append(lst.pop(0))
     return out
+
+
+def described(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Probe:
+    """A probe of these inputs, with the description the ladder reports for it."""
+    parts = [describe(a) for a in args] + [f"{k}: {describe(v)}" for k, v in kwargs.items()]
+    return Probe(tuple(args), kwargs, "; ".join(parts))
+
+
+def primary(probe: Probe) -> torch.Tensor | None:
+    """The tensor the probe was built around (the first argument, or its first element)."""
+    first = probe.args[0] if probe.args else next(iter(probe.kwargs.values()), None)
+    if isinstance(first, list | tuple) and first:
+        first = first[0]
+    if isinstance(first, dict) and first:
+        first = next(iter(first.values()))
+    return first if isinstance(first, torch.Tensor) else None
+
+
+def rebuild(
+    probe: Probe,
+    old: Shape,
+    new: Shape,
+    recast: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> Probe:
+    """``probe`` with the primary's shape changed; look-alike tensors and sizes follow.
+
+    ``recast`` (a dtype change) replaces every float tensor shaped like the primary."""
+    sizes = {o: n for o, n in zip(old[1:], new[1:], strict=False) if o != n and o != BATCH}
+    if len(old) != len(new):
+        sizes = {}
+
+    def convert(value: Any, depth: int = 0) -> Any:
+        if isinstance(value, torch.Tensor):
+            if recast is not None and tuple(value.shape) == old and value.is_floating_point():
+                return recast(value)
+            return _resized(value, old, new, sizes)
+        if isinstance(value, bool) or depth > 2:
+            return value
+        if isinstance(value, int):
+            return sizes.get(value, value)
+        if isinstance(value, list):
+            return [convert(v, depth + 1) for v in value]
+        if isinstance(value, tuple):
+            return tuple(convert(v, depth + 1) for v in value)
+        if isinstance(value, dict):
+            return {k: convert(v, depth + 1) for k, v in value.items()}
+        return value
+
+    args = tuple(convert(a) for a in probe.args)
+    kwargs = {k: convert(v) for k, v in probe.kwargs.items()}
+    return described(args, kwargs)
+
+
+def _resized(t: torch.Tensor, old: Shape, new: Shape, sizes: dict[int, int]) -> torch.Tensor:
+    shape = tuple(t.shape)
+    if shape == old:
+        target = new
+    elif sizes and t.dim() >= 2:
+        target = (shape[0], *(sizes.get(d, d) for d in shape[1:]))
+    else:
+        return t
+    if target == shape:
+        return t
+    if t.is_floating_point() or t.is_complex():
+        return torch.randn(target, dtype=t.dtype)
+    if t.dtype == torch.bool:
+        return torch.ones(target, dtype=torch.bool)
+    high = int(t.max()) + 1 if t.numel() else 2
+    return torch.randint(0, max(1, high), target, dtype=t.dtype)

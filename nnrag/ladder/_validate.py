@@ -38,6 +38,8 @@ class Outcome:
     error_message: str | None
     cached: bool
     detail: dict[str, Any] = field(default_factory=dict)
+    # ``registry.rule`` names of the heuristics the climb used; () for results cached before
+    rules_fired: tuple[str, ...] = ()
 
     @property
     def rung_name(self) -> str:
@@ -155,4 +157,5 @@ def _outcome(qualname: str, value: dict[str, Any], cached: bool) -> Outcome:
     return Outcome(
         qualname, int(value.get("rung", 0)), value.get("failed_rung"), value.get("cause"),
         value.get("error_type"), value.get("error_message"), cached, value,
+        tuple(value.get("rules_fired") or ()),
     )

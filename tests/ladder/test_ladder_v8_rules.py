@@ -356,7 +356,7 @@ class PerLayerConfig:
 
 
 def test_configs_that_refuse_global_reads_are_still_built() -> None:
-    from nnrag.ladder._probe import _rope
+    from nnrag.ladder._probe_args import _rope
 
     (cfg, *_) = build_configs(PerLayerConfig)
     import torch
