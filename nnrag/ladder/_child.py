@@ -304,7 +304,7 @@ def _climb(payload: dict[str, Any]) -> dict[str, Any]:
             return _backward(out, block, params, output)
     out["attempts"] = attempts
     if instances == 0:
-        exc = init_errors[0] if init_errors else RuntimeError("no constructor candidates")
+        first = init_errors[0] if init_errors else RuntimeError("no constructor candidates")
         cause = next(
             (
                 classify(e, "instantiate")
@@ -313,15 +313,15 @@ def _climb(payload: dict[str, Any]) -> dict[str, Any]:
             ),
             "needs_arguments",
         )
-        return _fail(out, 4, exc, cause, _message(exc))
+        return _fail(out, 4, first, cause, _message(first))
     if not fwd_errors:
         return _fail(out, 5, TimeoutError("probe budget exhausted"), "shape_inference")
     special = [e for e in fwd_errors if isinstance(e, NameError | ImportError)]
     if special:
         return _fail(out, 5, special[0], classify(special[0], "forward"), _message(special[0]))
     genuine = [e for e in fwd_errors if not is_shape_error(e)]
-    exc = genuine[0] if genuine else fwd_errors[0]
-    return _fail(out, 5, exc, "genuine_error" if genuine else "shape_inference", _message(exc))
+    blamed = genuine[0] if genuine else fwd_errors[0]
+    return _fail(out, 5, blamed, "genuine_error" if genuine else "shape_inference", _message(blamed))
 
 
 def _clear(out: dict[str, Any]) -> dict[str, Any]:
@@ -362,8 +362,8 @@ def _backward(out: dict[str, Any], block: Any, params: list[Any], output: Any) -
         return _fail(out, 6, RuntimeError("no parameter received a gradient"), "genuine_error")
     bad = [n for n, g in grads if not bool(torch.isfinite(g).all())]
     if bad:
-        exc = FloatingPointError(f"non-finite gradient in {', '.join(bad[:5])}")
-        return _fail(out, 6, exc, "genuine_error")
+        nonfinite = FloatingPointError(f"non-finite gradient in {', '.join(bad[:5])}")
+        return _fail(out, 6, nonfinite, "genuine_error")
     out.update(rung=6, rung_name="backward")
     _mark(6)
     return _clear(out)

@@ -47,8 +47,9 @@ _is_config = is_config
 
 
 def _accepted_keys(cls: type, default: Any) -> set[str]:
+    params: list[inspect.Parameter]
     try:
-        params = inspect.signature(cls).parameters.values()
+        params = list(inspect.signature(cls).parameters.values())
     except (TypeError, ValueError):
         params = []
     keys = {p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
@@ -151,6 +152,8 @@ def fit_rope_sections(cfg: Any) -> None:
             if sections is None and declared and isinstance(params, dict):
                 sections = [16, 24, 24]  # the modelling code's default (t, h, w) when unset
             if not isinstance(hd, int) or not isinstance(sections, list | tuple) or not sections:
+                continue
+            if not isinstance(params, dict):  # sections above come from a dict only
                 continue
             half = hd // 2
             if sum(sections) == half or half < len(sections):

@@ -248,7 +248,7 @@ def init_parameters(cls: type) -> list[inspect.Parameter]:
         if klass in (nn.Module, object) or "__init__" not in vars(klass):
             continue
         try:
-            sig = inspect.signature(klass.__init__)
+            sig = inspect.signature(vars(klass)["__init__"])
         except (TypeError, ValueError):
             continue
         params = list(sig.parameters.values())[1:]

@@ -10,6 +10,7 @@ per block and returns as ``rules_fired``.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import contextvars
 import fnmatch
@@ -150,7 +151,7 @@ class Registry:
             return result
         return default
 
-    def apply(self, *args: Any, record: bool = True, **kwargs: Any) -> list[tuple[str, Any]]:
+    def apply(self, *args: Any, record: bool = True, **kwargs: Any) -> builtins.list[tuple[str, Any]]:
         """Every rule's non-None result, as ``(name, result)`` in order."""
         out = []
         for rule in self:
