@@ -130,8 +130,8 @@ def rename_model_class(code: str) -> tuple[str, str | None]:
     previous = None
     try:
         for tok in tokenize.generate_tokens(io.StringIO(code).readline):
-            if tok.type == tokenize.NAME and tok.string == old \
-                    and not (previous and previous.string == "."):
+            if (tok.type == tokenize.NAME and tok.string == old
+                    and not (previous and previous.string == ".")):
                 spots.append(tok.start)
             if tok.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.INDENT,
                                 tokenize.DEDENT):
@@ -189,8 +189,8 @@ def _top_level_definitions(tree: ast.Module) -> dict[str, ast.stmt]:
                 for sub in ast.walk(target):
                     if isinstance(sub, ast.Name):
                         defs[sub.id] = node
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) \
-                and node.value is not None:
+        elif (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                and node.value is not None):
             defs[node.target.id] = node
         elif isinstance(node, ast.Import | ast.ImportFrom):
             for a in node.names:
@@ -319,8 +319,8 @@ def supported_names(code: str) -> set[str]:
     for node in tree.body:
         if isinstance(node, ast.FunctionDef) and node.name == "supported_hyperparameters":
             for sub in ast.walk(node):
-                if isinstance(sub, ast.Return) \
-                        and isinstance(sub.value, ast.Set | ast.List | ast.Tuple):
+                if (isinstance(sub, ast.Return)
+                        and isinstance(sub.value, ast.Set | ast.List | ast.Tuple)):
                     return {e.value for e in sub.value.elts
                             if isinstance(e, ast.Constant) and isinstance(e.value, str)}
     return set()
