@@ -27,7 +27,8 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
     classes = int(payload["num_classes"])
     stage = "import"
     try:
-        module = load_module(payload["code"], payload.get("module_name", "nnrag_candidate"), Path.cwd())
+        module = load_module(payload["code"], payload.get("module_name", "nnrag_candidate"),
+                             Path.cwd())
         stage = "build"
         model = build_model(module, in_shape, (classes,), dict(payload["prm"]), torch.device("cpu"))
         params = sum(p.numel() for p in model.parameters())
@@ -40,7 +41,8 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(out, torch.Tensor):
             raise TypeError(f"forward returned {type(out).__name__}, expected a tensor of logits")
         if tuple(out.shape) != (x.shape[0], classes):
-            raise ValueError(f"forward returned shape {tuple(out.shape)}, expected {(x.shape[0], classes)}"
+            raise ValueError(f"forward returned shape {tuple(out.shape)}, "
+                             f"expected {(x.shape[0], classes)}"
                              f" for input {tuple(x.shape)}")
         stage = "backward"
         model.train_setup(dict(payload["prm"]))  # type: ignore[operator]  # the contract's method
@@ -55,7 +57,8 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
                 "seconds": round(time.perf_counter() - start, 3)}
     except Exception as exc:
         return {"ok": False, "stage": stage, "error": f"{type(exc).__name__}: {exc}"[:1000],
-                "traceback": _model_traceback(exc), "seconds": round(time.perf_counter() - start, 3)}
+                "traceback": _model_traceback(exc),
+                "seconds": round(time.perf_counter() - start, 3)}
 
 
 def _model_traceback(exc: BaseException, limit: int = 2500) -> str:

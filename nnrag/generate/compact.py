@@ -48,10 +48,12 @@ def forward_first(code: str) -> str:
         if "__init__" not in names or "forward" not in names:
             continue
         init, fwd = methods[names.index("__init__")], methods[names.index("forward")]
-        if node.body.index(fwd) == node.body.index(init) + 1 or node.body.index(fwd) < node.body.index(init):
+        if (node.body.index(fwd) == node.body.index(init) + 1
+                or node.body.index(fwd) < node.body.index(init)):
             continue
         moves.append((_span(init)[1], _span(fwd)))
-    for after, (start, end) in sorted(moves, key=lambda m: -m[1][0]):  # bottom-up keeps line numbers valid
+    # bottom-up keeps line numbers valid
+    for after, (start, end) in sorted(moves, key=lambda m: -m[1][0]):
         block = lines[start:end]
         del lines[start:end]
         lines[after:after] = block
@@ -59,7 +61,8 @@ def forward_first(code: str) -> str:
 
 
 def drop_methods(code: str, names: tuple[str, ...] = HARNESS_METHODS, owner: str = "Net") -> str:
-    """``code`` without the methods ``names`` of class ``owner`` (a class left empty gets ``pass``)."""
+    """``code`` without the methods ``names`` of class ``owner`` (a class left empty
+    gets ``pass``)."""
     try:
         tree = ast.parse(code)
     except SyntaxError:
@@ -68,8 +71,9 @@ def drop_methods(code: str, names: tuple[str, ...] = HARNESS_METHODS, owner: str
     spans: list[tuple[int, int]] = []
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and node.name == owner:
-            kept = [n for n in node.body if not (isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
-                                                and n.name in names)]
+            kept = [n for n in node.body
+                    if not (isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+                            and n.name in names)]
             if kept:
                 spans += [_span(n) for n in node.body if n not in kept]
     for start, end in sorted(spans, reverse=True):
@@ -129,7 +133,8 @@ def compact_code(code: str, drop: tuple[str, ...] = HARNESS_METHODS) -> str:
             out.append(" " * replace[i] + "pass")
         if i in docstrings or not line.strip():
             continue
-        if out and not line[0].isspace() and line.lstrip().startswith(("def ", "class ", "async def ", "@")) \
+        if out and not line[0].isspace() \
+                and line.lstrip().startswith(("def ", "class ", "async def ", "@")) \
                 and not out[-1].startswith("@"):
             out.append("")  # one blank line before a top-level definition
         out.append(line)

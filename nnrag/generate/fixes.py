@@ -39,7 +39,8 @@ def _bound_and_used(tree: ast.Module) -> tuple[set[str], set[str]]:
             bound.add(node.name)
             if not isinstance(node, ast.ClassDef):
                 args = node.args
-                for param in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg):
+                for param in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg,
+                              args.kwarg):
                     if param is not None:
                         bound.add(param.arg)
         elif isinstance(node, ast.Name):
@@ -78,8 +79,8 @@ def complete_init_signature(code: str) -> tuple[str, str | None]:
     except SyntaxError:
         return code, None
     net = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Net"), None)
-    init = next((n for n in (net.body if net else []) if isinstance(n, ast.FunctionDef) and n.name == "__init__"),
-                None)
+    init = next((n for n in (net.body if net else [])
+                 if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
     if init is None or init.args.vararg is not None or init.args.posonlyargs:
         return code, None
     names = [a.arg for a in init.args.args]
@@ -96,7 +97,8 @@ def complete_init_signature(code: str) -> tuple[str, str | None]:
     added = "".join(f", {name}=None" for name in missing)
     lines[last.end_lineno - 1] = row[:last.end_col_offset] + added + row[last.end_col_offset:]
     fixed = parsed_or("".join(lines), code)
-    return fixed, (f"Net.__init__ lacked {', '.join(missing)}: added with default None" if fixed != code else None)
+    return fixed, (f"Net.__init__ lacked {', '.join(missing)}: added with default None"
+                   if fixed != code else None)
 
 
 def rename_model_class(code: str) -> tuple[str, str | None]:
@@ -116,7 +118,8 @@ def rename_model_class(code: str) -> tuple[str, str | None]:
         return code, None
     fits = []
     for c in classes:
-        init = next((f for f in c.body if isinstance(f, ast.FunctionDef) and f.name == "__init__"), None)
+        init = next((f for f in c.body if isinstance(f, ast.FunctionDef) and f.name == "__init__"),
+                    None)
         if init is not None and [a.arg for a in init.args.args[1:3]] == list(CONTRACT_ARGS[:2]):
             fits.append(c.name)
     if len(fits) != 1:
@@ -127,9 +130,11 @@ def rename_model_class(code: str) -> tuple[str, str | None]:
     previous = None
     try:
         for tok in tokenize.generate_tokens(io.StringIO(code).readline):
-            if tok.type == tokenize.NAME and tok.string == old and not (previous and previous.string == "."):
+            if (tok.type == tokenize.NAME and tok.string == old
+                    and not (previous and previous.string == ".")):
                 spots.append(tok.start)
-            if tok.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT):
+            if tok.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.INDENT,
+                                tokenize.DEDENT):
                 previous = tok
     except (tokenize.TokenError, SyntaxError):
         return code, None
@@ -161,7 +166,8 @@ def fix_code(code: str) -> tuple[str, list[str]]:
         lines = [_AUTO_IMPORTS[n] for n in dict.fromkeys(missing)]
         code = _insert_after_future("\n".join(lines) + "\n", code)
         notes.append("added missing " + ", ".join(f"`{line}`" for line in lines))
-    if "supported_hyperparameters" not in {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}:
+    if "supported_hyperparameters" not in {n.name for n in tree.body
+                                           if isinstance(n, ast.FunctionDef)}:
         keys = sorted(set(re.findall(r"prm\[\s*['\"](\w+)['\"]\s*\]", code)) | {"lr", "momentum"})
         code = code.rstrip("\n") + ("\n\n\ndef supported_hyperparameters():\n    return {"
                                       + ", ".join(repr(k) for k in keys) + "}\n")
@@ -183,7 +189,8 @@ def _top_level_definitions(tree: ast.Module) -> dict[str, ast.stmt]:
                 for sub in ast.walk(target):
                     if isinstance(sub, ast.Name):
                         defs[sub.id] = node
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+        elif (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                and node.value is not None):
             defs[node.target.id] = node
         elif isinstance(node, ast.Import | ast.ImportFrom):
             for a in node.names:
@@ -191,7 +198,8 @@ def _top_level_definitions(tree: ast.Module) -> dict[str, ast.stmt]:
     return defs
 
 
-def copy_reference_definitions(code: str, references: list[tuple[str, str]]) -> tuple[str, list[str]]:
+def copy_reference_definitions(code: str,
+                               references: list[tuple[str, str]]) -> tuple[str, list[str]]:
     """Copy the module-level constants, helpers and imports of the references that the code
     reads but never defines (``HIDDEN``, ``INPUT_KINDS``, ``to_sequence``).
 
@@ -219,7 +227,8 @@ def copy_reference_definitions(code: str, references: list[tuple[str, str]]) -> 
     # the reference that defines most of the missing names first: constants that belong
     # together (``HIDDEN, LAYERS``) then come from one module, not half from each
     order = sorted(range(len(modules)), key=lambda i: -len(missing & modules[i][2].keys()))
-    chosen: dict[int, tuple[int, ast.stmt, str]] = {}  # id(stmt) -> (module index, stmt, its source)
+    # id(stmt) -> (module index, stmt, its source)
+    chosen: dict[int, tuple[int, ast.stmt, str]] = {}
     copied: dict[str, list[str]] = {}
     seen: set[str] = set()
     todo = sorted(missing)
@@ -237,10 +246,12 @@ def copy_reference_definitions(code: str, references: list[tuple[str, str]]) -> 
             continue
         segment = ast.get_source_segment(modules[i][1], stmt) or ""
         chosen[id(stmt)] = (i, stmt, segment)
-        todo += sorted(n for n in unbound_names(segment) - bound - _NEVER_COPIED if n in modules[i][2])
+        todo += sorted(n for n in unbound_names(segment) - bound - _NEVER_COPIED
+                       if n in modules[i][2])
     if not copied:
         return code, []
-    imports = [text for _, stmt, text in chosen.values() if isinstance(stmt, ast.Import | ast.ImportFrom)]
+    imports = [text for _, stmt, text in chosen.values()
+               if isinstance(stmt, ast.Import | ast.ImportFrom)]
     bodies = [text for _, stmt, text in sorted(chosen.values(), key=lambda m: (m[0], m[1].lineno))
               if not isinstance(stmt, ast.Import | ast.ImportFrom)]
     lines = code.splitlines(keepends=True)
@@ -252,7 +263,8 @@ def copy_reference_definitions(code: str, references: list[tuple[str, str]]) -> 
                       + "".join(lines[at:]).lstrip("\n"), code)
     if fixed == code:
         return code, []
-    notes = [f"copied {', '.join(copied[label])} from reference {label}" for label, _, _ in modules if label in copied]
+    notes = [f"copied {', '.join(copied[label])} from reference {label}"
+             for label, _, _ in modules if label in copied]
     return fixed, notes
 
 
@@ -292,7 +304,8 @@ def structural_problem(code: str) -> str | None:
         return (f"Net.__init__ takes ({', '.join(positional)}); the contract calls "
                 "Net(in_shape, out_shape, prm, device)")
     if "forward" not in methods and all(isinstance(b, ast.Attribute) and b.attr == "Module" or
-                                        isinstance(b, ast.Name) and b.id == "Module" for b in net.bases):
+                                        isinstance(b, ast.Name) and b.id == "Module"
+                                        for b in net.bases):
         return "class Net defines no forward(self, x)"
     return None
 
@@ -306,8 +319,10 @@ def supported_names(code: str) -> set[str]:
     for node in tree.body:
         if isinstance(node, ast.FunctionDef) and node.name == "supported_hyperparameters":
             for sub in ast.walk(node):
-                if isinstance(sub, ast.Return) and isinstance(sub.value, ast.Set | ast.List | ast.Tuple):
-                    return {e.value for e in sub.value.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)}
+                if (isinstance(sub, ast.Return)
+                        and isinstance(sub.value, ast.Set | ast.List | ast.Tuple)):
+                    return {e.value for e in sub.value.elts
+                            if isinstance(e, ast.Constant) and isinstance(e.value, str)}
     return set()
 
 

@@ -48,7 +48,8 @@ def embedded_gguf() -> Path:
     try:
         path = Path(pkg.assemble(target))
     except (OSError, ValueError) as exc:
-        raise BackendUnavailableError(f"cannot assemble the embedded model into {target}: {exc}") from exc
+        raise BackendUnavailableError(
+            f"cannot assemble the embedded model into {target}: {exc}") from exc
     st = path.stat()
     stamp.write_text(f"{st.st_size}:{st.st_mtime_ns}")
     return path
@@ -63,9 +64,11 @@ def local_model_path(model: str) -> Path | None:
     p = Path(model).expanduser()
     if p.exists():
         return p
-    looks_local = model.startswith((".", "/", "~")) or model.endswith(".gguf") or os.sep + os.sep in model
+    looks_local = (model.startswith((".", "/", "~")) or model.endswith(".gguf")
+                   or os.sep + os.sep in model)
     if looks_local:
-        raise BackendUnavailableError(f"model path {p} does not exist; give an existing folder or .gguf file")
+        raise BackendUnavailableError(f"model path {p} does not exist; "
+                                      "give an existing folder or .gguf file")
     return None
 
 

@@ -56,7 +56,8 @@ def fenced_blocks(text: str) -> list[Block]:
             break
         fence, lang = m.group(1), m.group(2).lower()
         start = m.end() + 1
-        close = re.compile(rf"^[ \t]*{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$", re.M).search(text, start)
+        close = re.compile(rf"^[ \t]*{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$",
+                           re.M).search(text, start)
         if close is None:
             blocks.append(Block(lang, text[start:].rstrip(), False))
             break
@@ -140,7 +141,8 @@ def extract_spec(text: str) -> tuple[dict[str, Any] | None, str | None]:
     Returns ``(mapping, None)`` or ``(None, why not)``.
     """
     bodies = [b.body for b in fenced_blocks(text) if b.lang in _SPEC_LANGS]
-    bodies += [m.group(2) for m in _TAG.finditer(text) if m.group(1).lower() in ("spec", "json", "yaml")]
+    bodies += [m.group(2) for m in _TAG.finditer(text)
+               if m.group(1).lower() in ("spec", "json", "yaml")]
     if not bodies:  # a bare JSON object with hyperparameters somewhere in the prose (not in code)
         prose = text
         for b in fenced_blocks(text):

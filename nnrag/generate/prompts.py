@@ -25,7 +25,8 @@ CODE_PREFIX = "import torch\nfrom torch import nn\n"  # completion prompts start
 # budget runs out and never reaches ``Net``; opening ``Net`` in the prompt makes it start there
 # (helpers may follow: ``Net`` is only built after the whole module has run).
 NET_PREFIX = (CODE_PREFIX + "\n\nclass Net(nn.Module):\n"
-              "    def __init__(self, in_shape: tuple, out_shape: tuple, prm: dict, device: torch.device) -> None:\n")
+              "    def __init__(self, in_shape: tuple, out_shape: tuple, prm: dict, "
+              "device: torch.device) -> None:\n")
 MIN_REFERENCE_LINES = 12
 
 
@@ -33,7 +34,8 @@ MIN_REFERENCE_LINES = 12
 def template(name: str) -> str:
     """The text of ``templates/<name>`` (package data)."""
     try:
-        return resources.files("nnrag.generate").joinpath("templates", name).read_text(encoding="utf-8")
+        return resources.files("nnrag.generate").joinpath("templates", name).read_text(
+            encoding="utf-8")
     except FileNotFoundError:
         raise GenerateError(f"no prompt template {name!r} in nnrag/generate/templates") from None
 
@@ -44,7 +46,8 @@ def render(kind: str, style: Style, values: dict[str, str]) -> Prompt:
     if style == "completion":
         return Prompt("completion", text=text)
     messages = []
-    for m in re.finditer(r"^\[(system|user|assistant)\]\n(.*?)(?=^\[(?:system|user|assistant)\]\n|\Z)", text, re.S | re.M):
+    for m in re.finditer(r"^\[(system|user|assistant)\]\n(.*?)"
+                         r"(?=^\[(?:system|user|assistant)\]\n|\Z)", text, re.S | re.M):
         messages.append({"role": m.group(1), "content": m.group(2).strip()})
     if not messages:
         raise GenerateError(f"chat template {kind}.chat.txt has no [system]/[user] sections")
@@ -105,9 +108,11 @@ class TaskText:
     num_classes: int
 
     def values(self) -> dict[str, str]:
-        return {"task": self.task, "dataset": self.dataset, "dataset_description": self.dataset_description,
+        return {"task": self.task, "dataset": self.dataset,
+                "dataset_description": self.dataset_description,
                 "in_shape": self.in_shape, "num_classes": str(self.num_classes),
-                "contract": template("contract.md").strip(), "spec_format": template("spec_format.md").strip()}
+                "contract": template("contract.md").strip(),
+                "spec_format": template("spec_format.md").strip()}
 
 
 @dataclass(frozen=True)
@@ -154,14 +159,16 @@ def architecture_prompt(backend: Backend, task: TaskText, references: list[Refer
         else:
             raise ContextOverflowError(
                 f"the prompt's fixed part (task, contract, format) takes {tokens} tokens; with "
-                f"{max_new_tokens} new tokens it exceeds the {backend.context_length}-token context of "
-                f"{backend.model_id}: use a model with a longer context (--context) or fewer --max-new-tokens")
+                f"{max_new_tokens} new tokens it exceeds the {backend.context_length}-token "
+                f"context of {backend.model_id}: use a model with a longer context (--context) "
+                "or fewer --max-new-tokens")
 
 
 def completion_context(fitted: Fitted) -> str:
     """The architecture prompt up to and including its opening code fence."""
     text = fitted.prompt.text
-    return text[: len(text) - len(fitted.code_prefix)] if fitted.code_prefix and text.endswith(fitted.code_prefix) else text
+    return (text[: len(text) - len(fitted.code_prefix)]
+            if fitted.code_prefix and text.endswith(fitted.code_prefix) else text)
 
 
 def spec_prompt(backend: Backend, task: TaskText, fitted: Fitted, code: str) -> Prompt:
@@ -186,4 +193,5 @@ def repair_prompt(backend: Backend, task: TaskText, fitted: Fitted, code: str, e
         if backend.count_tokens(prompt) + max_new_tokens <= backend.context_length:
             return prompt, prefix
     raise ContextOverflowError(
-        f"the repair prompt does not fit the {backend.context_length}-token context of {backend.model_id}")
+        f"the repair prompt does not fit the {backend.context_length}-token context "
+        f"of {backend.model_id}")

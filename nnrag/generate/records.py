@@ -110,11 +110,13 @@ class GenerateReport:
     candidates: list[Candidate] = field(default_factory=list)
 
     def figures(self) -> dict[str, Any]:
-        keys = ("prompts_sent", "parsed", "schema_valid", "unique", "reference_copies", "executable", "trained", "reused",
-                "best_accuracy", "mean_accuracy", "repairs_used", "repaired", "reprompts_used", "autofixed",
-                "generation_s", "completion_tokens", "mean_prompt_tokens", "dedup_ms_per_program", "seconds")
+        keys = ("prompts_sent", "parsed", "schema_valid", "unique", "reference_copies",
+                "executable", "trained", "reused", "best_accuracy", "mean_accuracy",
+                "repairs_used", "repaired", "reprompts_used", "autofixed", "generation_s",
+                "completion_tokens", "mean_prompt_tokens", "dedup_ms_per_program", "seconds")
         return {k: getattr(self, k) for k in keys}
 
     def as_dict(self, full: bool = False) -> dict[str, Any]:
-        return {**self.figures(), "n": self.config.get("n"), "backend": self.backend, "config": self.config,
-                "notes": self.notes, "candidates": [c.as_dict(full) for c in self.candidates]}
+        return {**self.figures(), "n": self.config.get("n"), "backend": self.backend,
+                "config": self.config, "notes": self.notes,
+                "candidates": [c.as_dict(full) for c in self.candidates]}

@@ -110,8 +110,8 @@ def build_spec(data: dict[str, Any] | None, *, code: str, name: str, dataset: st
     data = dict(data)
     hp = data.pop("hyperparameters", None)
     if hp is None:  # a flat mapping of hyperparameters
-        hp = {k: data.pop(k) for k in list(data) if k not in ("model", "dataset", "transform", "budget",
-                                                              "epochs", "metric", "seed")}
+        hp = {k: data.pop(k) for k in list(data)
+              if k not in ("model", "dataset", "transform", "budget", "epochs", "metric", "seed")}
     if not isinstance(hp, dict):
         raise SpecError(f"hyperparameters must be a mapping, got {type(hp).__name__}")
     for key in ("model", "dataset", "budget", "epochs", "metric", "seed"):
@@ -148,7 +148,8 @@ def build_spec(data: dict[str, Any] | None, *, code: str, name: str, dataset: st
             notes.append(f"hyperparameter {raw_key!r} dropped: the model does not declare it")
     if extra:
         clean["extra"] = extra
-    spec = parse_spec({"model": {"code": code, "name": name}, "dataset": dataset, "transform": transform,
-                       "hyperparameters": clean, "seed": seed, "limit": limit,
+    spec = parse_spec({"model": {"code": code, "name": name}, "dataset": dataset,
+                       "transform": transform, "hyperparameters": clean, "seed": seed,
+                       "limit": limit,
                        "budget": {"epochs": epochs, "wall_s": wall_s}}, "generated spec")
     return spec, notes

@@ -55,7 +55,8 @@ class _Walker:
         return key
 
     def tensor_args(self, args: list[Any]) -> list[str]:
-        return [a["n"] for a in args if isinstance(a, dict) and "n" in a and isinstance(self.shape.get(a["n"]), list)]
+        return [a["n"] for a in args
+                if isinstance(a, dict) and "n" in a and isinstance(self.shape.get(a["n"]), list)]
 
     def pin_input(self, name: str) -> None:
         f = self.feat.get(name)
@@ -132,15 +133,18 @@ class _Walker:
             if groups > 1:
                 if groups == ports["in_channels"]["value"]:
                     tie("groups", src)
-                c.divides += [(f"{path}:in_channels", f"{path}:groups"), (f"{path}:out_channels", f"{path}:groups")]
+                c.divides += [(f"{path}:in_channels", f"{path}:groups"),
+                              (f"{path}:out_channels", f"{path}:groups")]
             key = f"{path}:out_channels"
-            if groups > 1 and groups == ports["in_channels"]["value"] == ports["out_channels"]["value"]:
+            if (groups > 1 and groups == ports["in_channels"]["value"]
+                    == ports["out_channels"]["value"]):
                 tie("out_channels", src)  # depthwise with multiplier 1: the width passes through
                 key = src[0]
             self.set_out(node, (key, 1))
             c.size.setdefault(key, ports["out_channels"]["value"])
             return
-        last = len(self.shape[inputs[0]]) - 1 if inputs and isinstance(self.shape[inputs[0]], list) else -1
+        last = (len(self.shape[inputs[0]]) - 1
+                if inputs and isinstance(self.shape[inputs[0]], list) else -1)
         if kind == "Linear" and src is not None and src[1] == last:
             tie("in_features", src)
             key = f"{path}:out_features"
@@ -153,7 +157,8 @@ class _Walker:
             c.divides.append((f"{path}:num_channels", f"{path}:num_groups"))
             self.set_out(node, src)
             return
-        if kind in ("LayerNorm", "RMSNorm") and src is not None and src[1] == last and tie("normalized_shape", src):
+        if (kind in ("LayerNorm", "RMSNorm") and src is not None and src[1] == last
+                and tie("normalized_shape", src)):
             self.set_out(node, src)
             return
         if kind == "Embedding" and "embedding_dim" in ports:
@@ -161,18 +166,21 @@ class _Walker:
             return
         if kind == "Flatten" and self.flatten(node, inputs, src):
             return
-        if kind == "MultiheadAttention" and src is not None and src[1] == last and tie("embed_dim", src):
+        if (kind == "MultiheadAttention" and src is not None and src[1] == last
+                and tie("embed_dim", src)):
             c.divides.append((f"{path}:embed_dim", f"{path}:num_heads"))
             self.tuples[node["name"]] = [src, None]
             return
-        if kind in ("LSTM", "GRU", "RNN") and src is not None and src[1] == last and tie("input_size", src):
+        if (kind in ("LSTM", "GRU", "RNN") and src is not None and src[1] == last
+                and tie("input_size", src)):
             hidden = f"{path}:hidden_size"
             factor = 2 if ports.get("bidirectional", {}).get("value") else 1
             key = self.fresh(node["name"], ports["hidden_size"]["value"] * factor, pin=False)
             c.derived.append((key, "scaled", [hidden], factor, []))
             self.tuples[node["name"]] = [(key, last), None]
             return
-        if kind == "PReLU" and ports.get("num_parameters", {}).get("value", 1) > 1 and src is not None:
+        if (kind == "PReLU" and ports.get("num_parameters", {}).get("value", 1) > 1
+                and src is not None):
             tie("num_parameters", src)
         if (not info.get("params") or kind == "PReLU") and self.same_axis(node, inputs, src):
             return
@@ -191,10 +199,12 @@ class _Walker:
     def function(self, node: dict[str, Any]) -> None:
         name = node["target"].rsplit(".", 1)[-1]
         args = node["args"]
-        if name == "getitem" and args and isinstance(args[0], dict) and args[0].get("n") in self.tuples:
+        if (name == "getitem" and args and isinstance(args[0], dict)
+                and args[0].get("n") in self.tuples):
             index = args[1].get("v") if len(args) > 1 and isinstance(args[1], dict) else None
             parts = self.tuples[args[0]["n"]]
-            feat = parts[index] if isinstance(index, int) and -len(parts) <= index < len(parts) else None
+            feat = (parts[index] if isinstance(index, int) and -len(parts) <= index < len(parts)
+                    else None)
             if feat is not None and isinstance(node["shape"], list):
                 self.set_out(node, feat)
             else:
@@ -222,13 +232,16 @@ class _Walker:
             return
         if name == "pad" and self.pad(node, inputs, src):
             return
-        if name in ("permute", "transpose", "swapaxes", "movedim") and self.permute(node, name, inputs, src):
+        if (name in ("permute", "transpose", "swapaxes", "movedim")
+                and self.permute(node, name, inputs, src)):
             return
-        if name in ("mean", "sum", "amax", "amin", "max", "min", "std", "var") and self.reduce(node, inputs, src):
+        if (name in ("mean", "sum", "amax", "amin", "max", "min", "std", "var")
+                and self.reduce(node, inputs, src)):
             return
         if len(inputs) == 1 and self.same_axis(node, inputs, src):
             return
-        if isinstance(shape, list) and inputs and all(self.shape[i] == shape for i in inputs) and src:
+        if (isinstance(shape, list) and inputs and all(self.shape[i] == shape for i in inputs)
+                and src):
             for other in inputs[1:]:
                 if self.feat.get(other):
                     self.c.union(self.feat[other][0], src[0])  # type: ignore[index]
@@ -297,11 +310,13 @@ class _Walker:
     def stack(self, node: dict[str, Any]) -> bool:
         """``torch.stack(parts, dim)``: equal widths, the feature axis moves past the new one."""
         args = node["args"]
-        parts = [a["n"] for a in args[0].get("l", []) if "n" in a] if args and isinstance(args[0], dict) else []
+        parts = ([a["n"] for a in args[0].get("l", []) if "n" in a]
+                 if args and isinstance(args[0], dict) else [])
         dim = args[1] if len(args) > 1 else node["kwargs"].get("dim", {"v": 0})
         dim = dim.get("v", 0) if isinstance(dim, dict) else 0
         feats = [self.feat.get(p) for p in parts]
-        if not parts or any(f is None for f in feats) or len({f[1] for f in feats}) != 1 or not isinstance(dim, int):  # type: ignore[index]
+        if (not parts or any(f is None for f in feats)
+                or len({f[1] for f in feats}) != 1 or not isinstance(dim, int)):  # type: ignore[index]
             return False
         dim %= len(node["shape"])
         for f in feats[1:]:
@@ -316,7 +331,8 @@ class _Walker:
             return False
         key = node["args"][1]
         items = key.get("l", [key])
-        if any("r" in i or "n" in i or (i.get("v") is Ellipsis) for i in items) or len(items) > len(self.shape[inputs[0]]):
+        if (any("r" in i or "n" in i or (i.get("v") is Ellipsis) for i in items)
+                or len(items) > len(self.shape[inputs[0]])):
             return False
         out_axis = 0
         for axis, item in enumerate(items):
@@ -362,7 +378,8 @@ class _Walker:
                 return False
             self.tie_arg(node, args, 1)
             return True
-        if len(outs) == len(ins) and outs[src[1]] == ins[src[1]] and math.prod(outs[: src[1]]) == math.prod(ins[: src[1]]):
+        if (len(outs) == len(ins) and outs[src[1]] == ins[src[1]]
+                and math.prod(outs[: src[1]]) == math.prod(ins[: src[1]])):
             self.set_out(node, src)
             self.tie_arg(node, args, src[1])
             return True
@@ -373,7 +390,8 @@ class _Walker:
         if axis < len(args) and isinstance(args[axis], dict) and "v" in args[axis]:
             arg = args[axis]
             if isinstance(arg["v"], int) and arg["v"] > 0:
-                key = self.c.add_port(f"{node['name']}@{axis}", {"value": arg["v"], "expr": arg.get("e")})
+                key = self.c.add_port(f"{node['name']}@{axis}",
+                                      {"value": arg["v"], "expr": arg.get("e")})
                 feat = self.feat[node["name"]]
                 if feat is not None:
                     self.c.union(key, feat[0])
@@ -395,7 +413,8 @@ class _Walker:
         self.set_out(node, (key, src[1]))
         return True
 
-    def permute(self, node: dict[str, Any], name: str, inputs: list[str], src: Feature | None) -> bool:
+    def permute(self, node: dict[str, Any], name: str, inputs: list[str],
+                src: Feature | None) -> bool:
         if src is None:
             return False
         rank = len(self.shape[inputs[0]])

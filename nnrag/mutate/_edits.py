@@ -19,8 +19,8 @@ from nnrag.mutate._sites import parse
 
 Edit = tuple[str, str, str]
 ACTIVATIONS = ("ReLU", "GELU", "SiLU", "Hardswish", "Mish", "LeakyReLU", "ReLU6", "ELU")
-FUNCTIONAL = {"relu": "ReLU", "gelu": "GELU", "silu": "SiLU", "hardswish": "Hardswish", "mish": "Mish",
-              "leaky_relu": "LeakyReLU", "relu6": "ReLU6", "elu": "ELU"}
+FUNCTIONAL = {"relu": "ReLU", "gelu": "GELU", "silu": "SiLU", "hardswish": "Hardswish",
+              "mish": "Mish", "leaky_relu": "LeakyReLU", "relu6": "ReLU6", "elu": "ELU"}
 _FN_OF = {v: k for k, v in FUNCTIONAL.items()}
 NORM_SWAPS = {
     "BatchNorm2d": ("GroupNorm(1, {c})", "InstanceNorm2d({c}, affine=True)"),
@@ -29,9 +29,11 @@ NORM_SWAPS = {
     "LayerNorm": ("RMSNorm({c})",),
     "RMSNorm": ("LayerNorm({c})",),
 }
-_CHANNEL_KW = {"BatchNorm2d": "num_features", "InstanceNorm2d": "num_features", "GroupNorm": "num_channels",
-               "LayerNorm": "normalized_shape", "RMSNorm": "normalized_shape"}
-_INSERTABLE = {"Conv1d": "Conv1d({o}, {o}, 3, padding=1)", "Conv2d": "Conv2d({o}, {o}, 3, padding=1)",
+_CHANNEL_KW = {"BatchNorm2d": "num_features", "InstanceNorm2d": "num_features",
+               "GroupNorm": "num_channels", "LayerNorm": "normalized_shape",
+               "RMSNorm": "normalized_shape"}
+_INSERTABLE = {"Conv1d": "Conv1d({o}, {o}, 3, padding=1)",
+               "Conv2d": "Conv2d({o}, {o}, 3, padding=1)",
                "Conv3d": "Conv3d({o}, {o}, 3, padding=1)", "Linear": "Linear({o}, {o})"}
 _SHAPE_ONLY = set(ACTIVATIONS) | {"Dropout", "Dropout2d", "Identity", "Sigmoid", "Tanh", "Softmax",
                                   "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "RMSNorm",
@@ -100,7 +102,8 @@ class _Calls(cst.CSTVisitor):
 
     def visit_Call(self, node: cst.Call) -> None:
         r = self.get_metadata(PositionProvider, node)
-        self.calls.append((len(self.calls), node, (r.start.line, r.end.line, r.start.column, r.end.column)))
+        self.calls.append((len(self.calls), node,
+                           (r.start.line, r.end.line, r.start.column, r.end.column)))
 
 
 class _ReplaceNth(cst.CSTTransformer):
@@ -145,7 +148,9 @@ def _without_arg(i: int) -> Callable[[cst.Call], cst.BaseExpression]:
     return lambda call: call.with_changes(args=[x for j, x in enumerate(call.args) if j != i])
 
 
-def _layer_calls(module: cst.Module) -> Iterator[tuple[int, cst.Call, tuple[int, int, int, int], str, str]]:
+def _layer_calls(
+    module: cst.Module,
+) -> Iterator[tuple[int, cst.Call, tuple[int, int, int, int], str, str]]:
     """Calls written ``base.Name(...)`` (``nn.ReLU()``, ``F.relu(x)``): ``(index, call, pos,
     name, base)``. A bare ``ReLU()`` is skipped: an edit would not know what to import."""
     for index, call, pos in _calls(module):
@@ -199,11 +204,13 @@ def layer_edits(source: str) -> Iterator[Edit]:
         if name == "Sequential" and len(call.args) >= 2 and not any(a.star for a in call.args):
             for i, a in enumerate(call.args):
                 if isinstance(a.value, cst.Call):
-                    yield ("depth", f"line {pos[0]}: drop {_leaf(a.value.func)} (Sequential item {i})",
+                    yield ("depth",
+                           f"line {pos[0]}: drop {_leaf(a.value.func)} (Sequential item {i})",
                            _replace(module, index, _without_arg(i)))
 
 
-def residual_edits(source: str, record: dict[str, Any], residual_lines: list[int]) -> Iterator[Edit]:
+def residual_edits(source: str, record: dict[str, Any],
+                   residual_lines: list[int]) -> Iterator[Edit]:
     """Wrap shape-preserving modules in ``x + f(x)``; drop the identity of traced additions."""
     module = parse(source)
     calls = _calls(module)
@@ -222,8 +229,10 @@ def residual_edits(source: str, record: dict[str, Any], residual_lines: list[int
             for p in paths
         )
         if ok:
-            code = _replace(module, index, lambda c: cst.Call(cst.Name(RESIDUAL_CLASS), [cst.Arg(c)]))
-            yield ("residual", f"line {pos[0]}: add x + {_leaf(call.func)}(x)", code + _RESIDUAL_DEF)
+            code = _replace(module, index,
+                            lambda c: cst.Call(cst.Name(RESIDUAL_CLASS), [cst.Arg(c)]))
+            yield ("residual", f"line {pos[0]}: add x + {_leaf(call.func)}(x)",
+                   code + _RESIDUAL_DEF)
     for line in sorted(set(residual_lines)):
         edited = _drop_addition(module, line)
         if edited is not None:
@@ -239,7 +248,8 @@ class _DropAdd(cst.CSTTransformer):
     def _here(self, node: cst.CSTNode) -> bool:
         return not self.done and self.get_metadata(PositionProvider, node).start.line == self.line
 
-    def leave_BinaryOperation(self, original: cst.BinaryOperation, updated: cst.BinaryOperation) -> cst.BaseExpression:
+    def leave_BinaryOperation(self, original: cst.BinaryOperation,
+                              updated: cst.BinaryOperation) -> cst.BaseExpression:
         if isinstance(updated.operator, cst.Add) and self._here(original) and \
                 not isinstance(updated.left, cst.Integer | cst.Float | cst.SimpleString) and \
                 not isinstance(updated.right, cst.Integer | cst.Float | cst.SimpleString):
@@ -248,7 +258,8 @@ class _DropAdd(cst.CSTTransformer):
             return updated.right if keep_right else updated.left
         return updated
 
-    def leave_AugAssign(self, original: cst.AugAssign, updated: cst.AugAssign) -> cst.BaseSmallStatement:
+    def leave_AugAssign(self, original: cst.AugAssign,
+                        updated: cst.AugAssign) -> cst.BaseSmallStatement:
         if isinstance(updated.operator, cst.AddAssign) and self._here(original):
             self.done = True
             return cst.Pass()

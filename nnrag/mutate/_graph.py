@@ -80,10 +80,12 @@ class Constraints:
                     value = evaluate(port.expr, sites)
                 except (ZeroDivisionError, ValueError, OverflowError, TypeError):
                     value = -1
-                out[key] = int(value) if isinstance(value, int | float) and math.isfinite(value) else -1
+                out[key] = (int(value) if isinstance(value, int | float) and math.isfinite(value)
+                            else -1)
         return out
 
-    def violations(self, values: Mapping[str, int], sites: Mapping[int, float]) -> list[tuple[str, str | None, int]]:
+    def violations(self, values: Mapping[str, int],
+                   sites: Mapping[int, float]) -> list[tuple[str, str | None, int]]:
         """What ``values`` breaks: ``(class root, port key or None, the width it should have)``."""
         problems: list[tuple[str, str | None, int]] = []
         classes = self.classes()

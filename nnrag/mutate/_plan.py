@@ -90,7 +90,8 @@ class Planner:
         alone = {next(iter(found)) for port in cons.ports.values() if port.expr is not None
                  and len(found := sites(port.expr)) == 1}
         self.seed_sites = [s for s in self.width_sites if s in alone] or self.width_sites
-        used = {s for port in cons.ports.values() if port.expr is not None for s in sites(port.expr)}
+        used = {s for port in cons.ports.values() if port.expr is not None
+                for s in sites(port.expr)}
         self.depth_sites = sorted(
             s.id for s in site_list
             if isinstance(s.value, int) and 1 <= s.value <= 64 and s.id not in used
@@ -105,7 +106,8 @@ class Planner:
             return None
         k = min(len(seeds), self.rng.choice((1, 1, 2, 3)))
         chosen = self.rng.sample(seeds, k)
-        changes = {s: _rounded(self.base[s] * self.rng.choice(RATIOS), self.base[s]) for s in chosen}
+        changes = {s: _rounded(self.base[s] * self.rng.choice(RATIOS), self.base[s])
+                   for s in chosen}
         return self.plan_for(changes)
 
     def plan_for(self, changes: Mapping[int, int | float]) -> Plan | None:
@@ -125,7 +127,8 @@ class Planner:
         text = ", ".join(f"{self._where(s)} {self.base[s]}->{v}" for s, v in changed)
         return Plan("width", changed, tuple(sorted(ports.items())), text)
 
-    def _repair(self, values: dict[int, float], touched: set[int], rounds: int = 8) -> dict[int, float] | None:
+    def _repair(self, values: dict[int, float], touched: set[int],
+                rounds: int = 8) -> dict[int, float] | None:
         for _ in range(rounds):
             ports = self.cons.port_values(values)
             problems = self.cons.violations(ports, values)

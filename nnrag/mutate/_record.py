@@ -75,7 +75,8 @@ def _port(value: Any) -> dict[str, Any] | None:
 
     if isinstance(value, tuple | list):
         if len(value) != 1:
-            return None if not value else {"value": plain(value[-1]), "expr": expr_of(value[-1]), "last": True}
+            return None if not value else {"value": plain(value[-1]), "expr": expr_of(value[-1]),
+                                           "last": True}
         value = value[0]
     if isinstance(value, bool) or not isinstance(value, int):
         return None
@@ -110,7 +111,8 @@ def _shape(value: Any) -> Any:
 
     if isinstance(value, torch.Tensor):
         return list(value.shape)
-    if isinstance(value, tuple | list) and value and all(isinstance(v, torch.Tensor) for v in value):
+    if (isinstance(value, tuple | list) and value
+            and all(isinstance(v, torch.Tensor) for v in value)):
         return {"tuple": [list(v.shape) for v in value]}
     return None
 
@@ -150,7 +152,8 @@ class _Positions:
         def init(module: Any, *args: Any, **kwargs: Any) -> None:
             frame: FrameType | None = sys._getframe(1)
             while frame is not None:
-                if frame.f_locals.get("self") is not module and frame.f_code.co_filename.endswith(positions.filename):
+                if (frame.f_locals.get("self") is not module
+                        and frame.f_code.co_filename.endswith(positions.filename)):
                     pos = list(frame.f_code.co_positions())[frame.f_lasti // 2]
                     if None not in pos:
                         positions.seen.append((module, pos))  # type: ignore[arg-type]
@@ -214,7 +217,8 @@ def record(payload: dict[str, Any]) -> dict[str, Any]:
     modules: dict[str, Any] = {}
     for path, mod in model.named_modules():
         kind = layer_kind(mod)
-        ports = {a: p for a in PORTS.get(kind, ()) if (p := _port(getattr(mod, a, None))) is not None}
+        ports = {a: p for a in PORTS.get(kind, ())
+                 if (p := _port(getattr(mod, a, None))) is not None}
         if kind in ("LSTM", "GRU", "RNN"):
             ports["bidirectional"] = {"value": int(bool(mod.bidirectional)), "expr": None}
         modules[path] = {
@@ -225,7 +229,8 @@ def record(payload: dict[str, Any]) -> dict[str, Any]:
         }
     graph, trace_error = _trace(model, x, f"{name}.py")
     return {
-        "geometry": sorted(_geometry_sites(model)), "ok": True, "out_shape": _shape(out), "params": sum(p.numel() for p in model.parameters()),
+        "geometry": sorted(_geometry_sites(model)), "ok": True, "out_shape": _shape(out),
+        "params": sum(p.numel() for p in model.parameters()),
         "flops": _flops(model, x), "modules": modules, "graph": graph, "trace_error": trace_error,
     }
 

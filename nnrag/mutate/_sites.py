@@ -42,7 +42,8 @@ def parse(source: str) -> cst.Module:
         return cst.parse_module(source)
     except cst.ParserSyntaxError as exc:
         raise MutationSourceError(
-            f"model source does not parse: line {exc.raw_line}, column {exc.raw_column}: {exc.message}"
+            f"model source does not parse: line {exc.raw_line}, column {exc.raw_column}: "
+            f"{exc.message}"
         ) from None
 
 
@@ -143,7 +144,8 @@ class _Collect(_Numbering):
         value = _number(original)
         if value is not None:
             pos = self.get_metadata(PositionProvider, original).start
-            name = self.element_names.get(id(original)) or next((n for n in reversed(self.names) if n), "")
+            name = (self.element_names.get(id(original))
+                    or next((n for n in reversed(self.names) if n), ""))
             self.sites.append(Site(site_id, value, pos.line, pos.column, original.value,
                                    self.calls[-1] if self.calls else "", name))
         return updated

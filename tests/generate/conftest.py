@@ -16,8 +16,10 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
 CORPUS = [
-    "import torch\nfrom torch import nn\n\nclass Net(nn.Module):\n    def __init__(self, in_shape, out_shape, prm, device):\n",
-    "        super().__init__()\n        self.fc = nn.Linear(64, out_shape[0])\n    def forward(self, x):\n",
+    "import torch\nfrom torch import nn\n\nclass Net(nn.Module):\n"
+    "    def __init__(self, in_shape, out_shape, prm, device):\n",
+    "        super().__init__()\n        self.fc = nn.Linear(64, out_shape[0])\n"
+    "    def forward(self, x):\n",
     '```python\n```json\n{"hyperparameters": {"lr": 0.01, "batch_size": 64, "optimizer": "sgd"}}\n',
 ]
 
@@ -33,12 +35,14 @@ def build_tiny_model(folder: Path, *, chat: bool, context: int = 512) -> Path:
     trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>", "</s>", "<pad>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(CORPUS * 4, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
+                                   pad_token="<pad>")
     if chat:
         fast.chat_template = CHAT_TEMPLATE
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=context,
+    config = LlamaConfig(vocab_size=len(fast), hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=context,
                          bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
                          pad_token_id=fast.pad_token_id)
     model = LlamaForCausalLM(config)

@@ -21,7 +21,8 @@ from nnrag.generate import BackendConfig, Prompt, Sampling, make_backend
 
 pytest.importorskip("transformers")
 
-COMPLETION = Prompt("completion", text="import torch\nfrom torch import nn\n\nclass Net(nn.Module):\n")
+COMPLETION = Prompt("completion",
+                    text="import torch\nfrom torch import nn\n\nclass Net(nn.Module):\n")
 CHAT = Prompt("chat", messages=({"role": "system", "content": "Write code."},
                                 {"role": "user", "content": "A model for digits."}))
 
@@ -30,18 +31,20 @@ def test_transformers_completion_style_is_seeded_and_recorded(tiny_model: Path) 
     llm = make_backend(BackendConfig(model=str(tiny_model), threads=1))
     import importlib.util
 
-    assert llm.describe() == {"backend": "transformers", "model": str(tiny_model), "style": "completion",
-                              "context_length": 512,
+    assert llm.describe() == {"backend": "transformers", "model": str(tiny_model),
+                              "style": "completion", "context_length": 512,
                               "constrained": importlib.util.find_spec("xgrammar") is not None}
     sampling = Sampling(temperature=0.9, top_p=0.9, max_new_tokens=12, seed=7)
     a, b = llm.generate(COMPLETION, sampling), llm.generate(COMPLETION, sampling)
     assert a.text == b.text  # the same seed gives the same answer
     assert 0 < a.completion_tokens <= 12 and a.prompt_tokens == llm.count_tokens(COMPLETION)
     rec = a.record()
-    assert rec["sampling"] == {"temperature": 0.9, "top_p": 0.9, "max_new_tokens": 12, "seed": 7, "stop": []}
+    assert rec["sampling"] == {"temperature": 0.9, "top_p": 0.9, "max_new_tokens": 12, "seed": 7,
+                               "stop": []}
     assert rec["backend"] == "transformers" and rec["model"] == str(tiny_model)
     greedy = llm.generate(COMPLETION, Sampling(temperature=0, max_new_tokens=8, seed=1))
-    assert greedy.text == llm.generate(COMPLETION, Sampling(temperature=0, max_new_tokens=8, seed=2)).text
+    assert greedy.text == llm.generate(COMPLETION,
+                                       Sampling(temperature=0, max_new_tokens=8, seed=2)).text
 
 
 def test_transformers_stop_strings_cut_the_answer(tiny_model: Path) -> None:
@@ -49,17 +52,21 @@ def test_transformers_stop_strings_cut_the_answer(tiny_model: Path) -> None:
     free = llm.generate(COMPLETION, Sampling(temperature=1.0, max_new_tokens=40, seed=3))
     stop = free.text.strip()[:2]
     assert stop
-    cut = llm.generate(COMPLETION, Sampling(temperature=1.0, max_new_tokens=40, seed=3, stop=(stop,)))
+    cut = llm.generate(COMPLETION,
+                       Sampling(temperature=1.0, max_new_tokens=40, seed=3, stop=(stop,)))
     assert stop not in cut.text and free.text.startswith(cut.text)
 
 
-def test_transformers_chat_style_uses_the_chat_template(tiny_chat_model: Path, tiny_model: Path) -> None:
+def test_transformers_chat_style_uses_the_chat_template(tiny_chat_model: Path,
+                                                        tiny_model: Path) -> None:
     llm = make_backend(BackendConfig(model=str(tiny_chat_model)))
     assert llm.style == "chat"
     answer = llm.generate(CHAT, Sampling(max_new_tokens=6, seed=0))
-    rendered = llm.tokenizer.apply_chat_template(list(CHAT.messages), tokenize=False, add_generation_prompt=True)
+    rendered = llm.tokenizer.apply_chat_template(list(CHAT.messages), tokenize=False,
+                                                 add_generation_prompt=True)
     assert answer.prompt_tokens == len(llm.tokenizer(rendered)["input_ids"])
-    assert make_backend(BackendConfig(model=str(tiny_chat_model), style="completion")).style == "completion"
+    assert make_backend(BackendConfig(model=str(tiny_chat_model),
+                                      style="completion")).style == "completion"
     base = make_backend(BackendConfig(model=str(tiny_model), style="chat"))
     with pytest.raises(GenerateError, match="no chat template"):
         base.generate(CHAT, Sampling(max_new_tokens=4))
@@ -76,14 +83,16 @@ def test_transformers_lora_adapter(tiny_model: Path, tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM
 
     base = AutoModelForCausalLM.from_pretrained(tiny_model)
-    lora = peft.get_peft_model(base, peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    lora = peft.get_peft_model(base, peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
+                                                     init_lora_weights=False))
     lora.save_pretrained(tmp_path / "adapter")
     plain = make_backend(BackendConfig(model=str(tiny_model)))
     adapted = make_backend(BackendConfig(model=str(tiny_model), adapter=str(tmp_path / "adapter")))
     assert type(adapted.model).__name__.startswith("PeftModel")
     greedy = Sampling(temperature=0, max_new_tokens=10)
     ids = plain.tokenizer(COMPLETION.text, return_tensors="pt")["input_ids"]
-    assert not (plain.model(ids).logits == adapted.model(ids).logits).all()  # the adapter changes the model
+    # the adapter changes the model
+    assert not (plain.model(ids).logits == adapted.model(ids).logits).all()
     adapted.generate(COMPLETION, greedy)
     with pytest.raises(BackendUnavailableError, match="adapter_config.json"):
         make_backend(BackendConfig(model=str(tiny_model), adapter=str(tmp_path)))
@@ -107,7 +116,8 @@ def test_folder_without_config_and_wrong_file_type(tmp_path: Path) -> None:
 
 
 def test_unknown_backend_and_style() -> None:
-    with pytest.raises(UnknownBackendError, match="use one of: transformers, llama-cpp, openai, replay"):
+    with pytest.raises(UnknownBackendError,
+                       match="use one of: transformers, llama-cpp, openai, replay"):
         make_backend(BackendConfig(backend="gpt5"))
     with pytest.raises(GenerateError, match="unknown prompt style"):
         BackendConfig(style="poetry")
@@ -182,12 +192,16 @@ def test_openai_chat_completion_and_schema(server: str) -> None:
     llm = make_backend(BackendConfig(backend="openai", base_url=server))
     assert llm.model_id == "tiny-coder" and llm.style == "chat"  # first model listed by /models
     answer = llm.generate(CHAT, Sampling(max_new_tokens=50, seed=5, stop=("```",)))
-    assert answer.text.startswith("```python") and answer.prompt_tokens == 21 and answer.completion_tokens == 9
+    assert (answer.text.startswith("```python") and answer.prompt_tokens == 21
+            and answer.completion_tokens == 9)
     path, body = _Handler.requests[-1]
-    assert path == "/v1/chat/completions" and body["seed"] == 5 and body["messages"][1]["role"] == "user"
+    assert (path == "/v1/chat/completions" and body["seed"] == 5
+            and body["messages"][1]["role"] == "user")
     llm.generate(CHAT, Sampling(max_new_tokens=50), schema={"type": "object"})
-    assert _Handler.requests[-1][1]["response_format"]["json_schema"]["schema"] == {"type": "object"}
-    plain = make_backend(BackendConfig(backend="openai", base_url=server, model="m", style="completion"))
+    assert _Handler.requests[-1][1]["response_format"]["json_schema"]["schema"] == {
+        "type": "object"}
+    plain = make_backend(BackendConfig(backend="openai", base_url=server, model="m",
+                                       style="completion"))
     answer = plain.generate(COMPLETION, Sampling(max_new_tokens=20))
     assert answer.text == "    pass\n" and _Handler.requests[-1][0] == "/v1/completions"
     assert _Handler.requests[-1][1]["prompt"] == COMPLETION.text
@@ -223,8 +237,10 @@ def test_transformers_schema_constrained_decoding(tiny_model: Path) -> None:
     llm = make_backend(BackendConfig(model=str(tiny_model)))
     assert llm.supports_schema
     for seed in range(3):
-        answer = llm.generate(Prompt("completion", text="spec: "), Sampling(max_new_tokens=200, seed=seed, temperature=1.0),
+        answer = llm.generate(Prompt("completion", text="spec: "),
+                              Sampling(max_new_tokens=200, seed=seed, temperature=1.0),
                               schema=spec_schema())
         assert answer.constrained and answer.finish_reason == "stop"
         data = json.loads(answer.text)
-        build_spec(data, code="class Net: pass", name="g", dataset="digits", epochs=1, seed=0)  # pydantic agrees
+        # pydantic agrees
+        build_spec(data, code="class Net: pass", name="g", dataset="digits", epochs=1, seed=0)

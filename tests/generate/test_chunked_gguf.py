@@ -63,4 +63,5 @@ def test_a_damaged_cache_is_rebuilt(tmp_path: Path) -> None:
 def test_the_qwen_coder_entry_names_six_chunks_and_a_sha256() -> None:
     mod = _module()
     model = mod.MODELS["qwen-coder"]
-    assert len(model.packages) == 6 and len(model.sha256) == 64 and model.file_name.endswith(".gguf")
+    assert (len(model.packages) == 6 and len(model.sha256) == 64
+            and model.file_name.endswith(".gguf"))

@@ -1,4 +1,5 @@
-"""References are compacted for the prompt: same model, fewer tokens, forward right after __init__."""
+"""References are compacted for the prompt: same model, fewer tokens, forward right after
+__init__."""
 
 from __future__ import annotations
 
@@ -69,7 +70,8 @@ def test_compact_drops_docstrings_comments_harness_methods_and_moves_forward() -
     out = compact_code(REFERENCE)
     assert '"""' not in out and "# the usual" not in out and "# a comment line" not in out
     assert 'self.tag = "# not a comment"' in out  # strings are not comments
-    assert _methods(out) == ["__init__", "forward", "describe"]  # train_setup/learn: the harness has them
+    # train_setup/learn: the harness has them
+    assert _methods(out) == ["__init__", "forward", "describe"]
     assert "@torch.no_grad()\n    def describe" in out  # decorators move with their method
     assert "class Block(nn.Module):\n    pass" in out  # a docstring-only body stays valid
     assert "\n\n\n" not in out and "\n\nclass Net" in out
@@ -85,7 +87,8 @@ def test_forward_first_keeps_everything_else() -> None:
 def test_drop_methods_keeps_a_class_that_would_be_empty() -> None:
     only = "class Net:\n    def learn(self):\n        pass\n"
     assert drop_methods(only) == only
-    assert "learn" not in drop_methods(REFERENCE) and "def learn" in drop_methods(REFERENCE, owner="Other")
+    assert ("learn" not in drop_methods(REFERENCE)
+            and "def learn" in drop_methods(REFERENCE, owner="Other"))
 
 
 def test_unparseable_code_is_returned_unchanged() -> None:

@@ -39,10 +39,12 @@ class Net(nn.Module):
 
 
 def test_fix_code_adds_missing_imports_and_supported_hyperparameters() -> None:
-    code = "class Net(nn.Module):\n    def forward(self, x):\n        return F.relu(torch.flatten(x, 1)) * prm['alpha']\n"
+    code = ("class Net(nn.Module):\n    def forward(self, x):\n"
+            "        return F.relu(torch.flatten(x, 1)) * prm['alpha']\n")
     fixed, notes = fix_code(code)
     tree = ast.parse(fixed)
-    assert "import torch" in fixed and "from torch import nn" in fixed and "import torch.nn.functional as F" in fixed
+    assert ("import torch" in fixed and "from torch import nn" in fixed
+            and "import torch.nn.functional as F" in fixed)
     assert supported_names(fixed) == {"alpha", "lr", "momentum"}
     assert any("added missing `import torch`" in n for n in notes)
     assert any("supported_hyperparameters" in n for n in notes)
@@ -66,7 +68,8 @@ def test_fix_code_keeps_future_imports_first() -> None:
     ("class Net(:\n", "does not parse"),
     ("class Net:\n    def __init__(self, a, b, c, d): pass\n", "must subclass nn.Module"),
     ("class Net(nn.Module):\n    def forward(self, x): return x\n", "has no __init__"),
-    ("class Net(nn.Module):\n    def __init__(self, num_classes): pass\n    def forward(self, x): return x\n",
+    ("class Net(nn.Module):\n    def __init__(self, num_classes): pass\n"
+     "    def forward(self, x): return x\n",
      "the contract calls Net(in_shape, out_shape, prm, device)"),
     ("class Net(nn.Module):\n    def __init__(self, a, b, c, d): pass\n", "defines no forward"),
 ])
@@ -80,7 +83,8 @@ def test_structural_check_accepts_the_contract() -> None:
 
 
 @pytest.mark.parametrize(("name", "value", "expected", "clipped"), [
-    ("lr", 0.05, 0.05, False), ("lr", 0, 0.0001, True), ("lr", -3, 0.0001, True), ("lr", 50, 10, True),
+    ("lr", 0.05, 0.05, False), ("lr", 0, 0.0001, True), ("lr", -3, 0.0001, True),
+    ("lr", 50, 10, True),
     ("momentum", 1.0, 0.99, True), ("momentum", 0.5, 0.5, False), ("batch_size", 0, 1, True),
     ("batch_size", "32", 32, False), ("dropout", 1.2, 0.99, True), ("weight_decay", -1, 0, True),
 ])
@@ -91,8 +95,8 @@ def test_clip_value(name: str, value: object, expected: float, clipped: bool) ->
 
 
 def test_build_spec_fixes_aliases_clips_and_overrides_the_task() -> None:
-    data = {"hyperparameters": {"learning_rate": 20, "batch_size": "16", "optimizer": "Adam", "alpha": 3,
-                                "unknown": 1},
+    data = {"hyperparameters": {"learning_rate": 20, "batch_size": "16", "optimizer": "Adam",
+                                "alpha": 3, "unknown": 1},
             "dataset": "mnist", "epochs": 9}
     spec, notes = build_spec(data, code=GOOD, name="g", dataset="digits", epochs=1, seed=3,
                              supported={"alpha", "lr"})
@@ -106,8 +110,10 @@ def test_build_spec_fixes_aliases_clips_and_overrides_the_task() -> None:
 
 
 def test_build_spec_accepts_a_flat_mapping() -> None:
-    spec, _ = build_spec({"lr": 0.1, "momentum": 0.8}, code=GOOD, name="g", dataset="digits", epochs=2, seed=0)
-    assert (spec.hyperparameters.lr, spec.hyperparameters.momentum, spec.budget.epochs) == (0.1, 0.8, 2)
+    spec, _ = build_spec({"lr": 0.1, "momentum": 0.8}, code=GOOD, name="g", dataset="digits",
+                         epochs=2, seed=0)
+    assert (spec.hyperparameters.lr, spec.hyperparameters.momentum,
+            spec.budget.epochs) == (0.1, 0.8, 2)
 
 
 @pytest.mark.parametrize(("data", "message"), [
@@ -153,19 +159,23 @@ def test_splice_prepends_scope_closed_blocks_used_by_name(zoo_db: Path) -> None:
 
 @pytest.mark.parametrize(("signature", "expected"), [
     ("self, in_shape, out_shape, prm", "self, in_shape, out_shape, prm, device=None"),
-    ("self, in_shape: tuple, out_shape: tuple", "self, in_shape: tuple, out_shape: tuple, prm=None, device=None"),
+    ("self, in_shape: tuple, out_shape: tuple",
+     "self, in_shape: tuple, out_shape: tuple, prm=None, device=None"),
     ("self, in_shape, out_shape=(10,)", "self, in_shape, out_shape=(10,), prm=None, device=None"),
 ])
 def test_a_prefix_of_the_contract_signature_is_completed(signature: str, expected: str) -> None:
-    code = f"class Net(nn.Module):\n    def __init__({signature}):\n        pass\n    def forward(self, x):\n        return x\n"
+    code = (f"class Net(nn.Module):\n    def __init__({signature}):\n        pass\n"
+            "    def forward(self, x):\n        return x\n")
     fixed, notes = fix_code(code)
     assert f"def __init__({expected}):" in fixed and structural_problem(fixed) is None
     assert any("Net.__init__ lacked" in n for n in notes)
 
 
-@pytest.mark.parametrize("signature", ["self, num_classes", "self, in_shape, out_shape, prm, device", "self, *args"])
+@pytest.mark.parametrize("signature", ["self, num_classes",
+                                       "self, in_shape, out_shape, prm, device", "self, *args"])
 def test_other_signatures_are_left_to_the_structural_check(signature: str) -> None:
-    code = f"class Net(nn.Module):\n    def __init__({signature}):\n        pass\n    def forward(self, x):\n        return x\n"
+    code = (f"class Net(nn.Module):\n    def __init__({signature}):\n        pass\n"
+            "    def forward(self, x):\n        return x\n")
     fixed, notes = fix_code(code)
     assert f"def __init__({signature}):" in fixed and not any("lacked" in n for n in notes)
 
@@ -194,16 +204,19 @@ class Net(nn.Module):
     pass
 '''
 REF_B = "HIDDEN = 64\nLAYERS, BIDIRECTIONAL = 1, True\n"
-USES = "import torch\nfrom torch import nn\n\n\nclass Net(nn.Module):\n    def __init__(self):\n        {body}\n"
+USES = ("import torch\nfrom torch import nn\n\n\nclass Net(nn.Module):\n    def __init__(self):\n"
+        "        {body}\n")
 
 
 @pytest.mark.parametrize(("body", "copied", "lines"), [
     # the first reference that defines a name wins (on a tie)
     ("self.h = HIDDEN", ["copied HIDDEN from reference a"], ["HIDDEN = (256, 128)"]),
     # constants that belong together come from the reference defining most of them
-    ("self.h = (HIDDEN, LAYERS)", ["copied HIDDEN, LAYERS from reference b"], ["HIDDEN = 64", "LAYERS, BIDIRECTIONAL = 1, True"]),
+    ("self.h = (HIDDEN, LAYERS)", ["copied HIDDEN, LAYERS from reference b"],
+     ["HIDDEN = 64", "LAYERS, BIDIRECTIONAL = 1, True"]),
     # names from two references, one note each
-    ("self.h = (WIDTH, LAYERS)", ["copied WIDTH from reference a", "copied LAYERS from reference b"],
+    ("self.h = (WIDTH, LAYERS)",
+     ["copied WIDTH from reference a", "copied LAYERS from reference b"],
      ["WIDTH: int = 32", "LAYERS, BIDIRECTIONAL = 1, True"]),
     # a helper comes with what it needs from its own module (constant and import)
     ("self.c = scaled(16)", ["copied scaled, WIDTH, math from reference a"],
@@ -226,17 +239,20 @@ def test_reference_definitions_are_copied(body: str, copied: list[str], lines: l
         return
     assert fixed.index("class Net") > max(fixed.index(line) for line in lines)  # defined before use
     assert unbound_names(fixed) == set()
-    assert copy_reference_definitions(fixed, [("a", REF_A), ("b", REF_B)]) == (fixed, [])  # idempotent
+    # idempotent
+    assert copy_reference_definitions(fixed, [("a", REF_A), ("b", REF_B)]) == (fixed, [])
 
 
-_CONSTANTS = {"HIDDEN": "(256, 128)", "WIDTH": "32", "DEPTH": "4", "KINDS": '{"image"}', "RATE": "0.5"}
+_CONSTANTS = {"HIDDEN": "(256, 128)", "WIDTH": "32", "DEPTH": "4", "KINDS": '{"image"}',
+              "RATE": "0.5"}
 
 
 @settings(max_examples=60, deadline=None)
-@given(defined=st.sets(st.sampled_from(sorted(_CONSTANTS))), used=st.sets(st.sampled_from(sorted(_CONSTANTS)),
-                                                                        min_size=1),
+@given(defined=st.sets(st.sampled_from(sorted(_CONSTANTS))),
+       used=st.sets(st.sampled_from(sorted(_CONSTANTS)), min_size=1),
        own=st.sets(st.sampled_from(sorted(_CONSTANTS))))
-def test_copying_binds_exactly_the_defined_missing_names(defined: set[str], used: set[str], own: set[str]) -> None:
+def test_copying_binds_exactly_the_defined_missing_names(defined: set[str], used: set[str],
+                                                         own: set[str]) -> None:
     """Whatever the references define and the code uses or binds itself: the result parses,
     every used name a reference defines is bound, nothing else is added, and a second pass
     changes nothing."""
@@ -244,7 +260,8 @@ def test_copying_binds_exactly_the_defined_missing_names(defined: set[str], used
 
     ref = "".join(f"{n} = {_CONSTANTS[n]}\n" for n in sorted(defined))
     own_lines = "".join(f"{n} = 1\n" for n in sorted(own))
-    code = "import torch\n" + own_lines + "\n\nclass Net:\n    x = (" + ", ".join(sorted(used)) + ",)\n"
+    code = ("import torch\n" + own_lines + "\n\nclass Net:\n    x = (" + ", ".join(sorted(used))
+            + ",)\n")
     fixed, notes = copy_reference_definitions(code, [("ref", ref)])
     ast.parse(fixed)
     assert unbound_names(fixed) == used - own - defined
@@ -281,9 +298,11 @@ def build():
     # a Net already exists: helpers with the same signature stay as they are
     (_CNN + "\n\nclass Net(CNN):\n    pass\n", False),
     # two candidates: ambiguous, left for the re-prompt
-    (_CNN + "\n\nclass Other(nn.Module):\n    def __init__(self, in_shape, out_shape, prm, device):\n        pass\n", False),
+    (_CNN + "\n\nclass Other(nn.Module):\n"
+     "    def __init__(self, in_shape, out_shape, prm, device):\n        pass\n", False),
     # a helper block is not the model
-    ("class Block(nn.Module):\n    def __init__(self, channels, reduction):\n        pass\n", False),
+    ("class Block(nn.Module):\n    def __init__(self, channels, reduction):\n        pass\n",
+     False),
 ])
 def test_the_model_class_is_renamed_net(code: str, renamed: bool) -> None:
     from nnrag.generate.fixes import rename_model_class
@@ -304,10 +323,13 @@ def test_the_model_class_is_renamed_net(code: str, renamed: bool) -> None:
 
 
 @pytest.mark.parametrize(("code", "problem"), [
-    ("class Net(nn.Module):\n    def __init__(self, in_shape, out_shape, prm, device):\n        continue\n"
+    ("class Net(nn.Module):\n    def __init__(self, in_shape, out_shape, prm, device):\n"
+     "        continue\n"
      "    def forward(self, x):\n        return x\n", "line 3: 'continue' not properly in loop"),
-    ("class Net(nn.Module):\n    def __init__(self, in_shape, out_shape, prm, device):\n        pass\n"
-     "    def forward(self, x):\n        return x\nreturn 1\n", "line 6: 'return' outside function"),
+    ("class Net(nn.Module):\n    def __init__(self, in_shape, out_shape, prm, device):\n"
+     "        pass\n"
+     "    def forward(self, x):\n        return x\nreturn 1\n",
+     "line 6: 'return' outside function"),
 ])
 def test_what_only_the_compiler_rejects_is_structural(code: str, problem: str) -> None:
     """``ast.parse`` accepts these; without the compile step they reached the sandbox."""

@@ -17,13 +17,15 @@ pytestmark = pytest.mark.sandbox
 
 def test_mutate_corpus_model_json_and_lineage(cli: Any, nnrag_home: Path, tmp_path: Path) -> None:
     result = check(cli("mutate", "lenet5", "--n", "4", "--kinds", "width,activation", "--seed", "2",
-                       "--out", tmp_path / "out", "--train", "digits", "--format", "json", timeout=400), 0)
+                       "--out", tmp_path / "out", "--train", "digits", "--format", "json",
+                       timeout=400), 0)
     data = json.loads(result.stdout)
     assert data["valid"] >= 4 and data["traced"] is True
     assert {m["kind"] for m in data["mutants"]} <= {"width", "activation"}
     assert len(list((tmp_path / "out").glob("*.py"))) == data["valid"]
     rows = sqlite3.connect(nnrag_home / "index.db").execute(
-        "SELECT json_extract(detail, '$.parent') FROM block_provenance WHERE source='mutate'").fetchall()
+        "SELECT json_extract(detail, '$.parent') FROM block_provenance "
+        "WHERE source='mutate'").fetchall()
     assert len(rows) == data["valid"] and rows[0][0].endswith("lenet5.py")
     assert len(data["trained"]) == data["valid"]
     assert all(t["outcome"] == "ok" and 0 <= t["best"] <= 1 for t in data["trained"])

@@ -31,15 +31,18 @@ EDITS = [
      [("self.bn = nn.BatchNorm2d(8)", "self.bn = nn.GroupNorm(1, 8)")]),
     ("insert a layer", lambda s: layer_edits(s), M.KEYWORD, "Conv2d + ReLU",
      [("self.conv = nn.Conv2d(in_channels=in_shape[1], out_channels=8, kernel_size=3)",
-       "self.conv = nn.Sequential(nn.Conv2d(in_channels=in_shape[1], out_channels=8, kernel_size=3), "
+       "self.conv = nn.Sequential("
+       "nn.Conv2d(in_channels=in_shape[1], out_channels=8, kernel_size=3), "
        "nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1))")]),
     ("remove a layer", lambda s: layer_edits(s), M.SEQUENTIAL, "drop ReLU",
      [("nn.ReLU(),", "")]),
 ]
 
 
-@pytest.mark.parametrize(("case", "make", "source", "which", "expected"), EDITS, ids=[e[0] for e in EDITS])
-def test_edit_table(case: str, make: Any, source: str, which: str, expected: list[tuple[str, str]]) -> None:
+@pytest.mark.parametrize(("case", "make", "source", "which", "expected"), EDITS,
+                         ids=[e[0] for e in EDITS])
+def test_edit_table(case: str, make: Any, source: str, which: str,
+                    expected: list[tuple[str, str]]) -> None:
     after = first(make(source), which)
     if expected == [("nn.ReLU(),", "")]:  # a removed line has no counterpart
         kept = [line for line in source.splitlines() if line.strip() != "nn.ReLU(),"]
@@ -88,5 +91,6 @@ def test_untraceable_model_falls_back_and_says_what_is_disabled(tmp_path: Path) 
     path.write_text(M.UNTRACEABLE)
     report = Mutator(load_target(str(path)), in_shape=(64, 1, 8, 8), num_classes=10, seed=0).run(3)
     assert not report.traced and report.trace_error
-    assert any("residual" in d for d in report.disabled) and any("width" in d for d in report.disabled)
+    assert (any("residual" in d for d in report.disabled)
+            and any("width" in d for d in report.disabled))
     assert report.valid and "residual" not in {m.kind for m in report.mutants}

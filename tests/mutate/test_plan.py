@@ -41,7 +41,8 @@ def changed_lines(before: str, after: str) -> list[tuple[str, str]]:
     out = []
     for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b).get_opcodes():
         if tag != "equal":
-            out += list(zip((x.strip() for x in a[i1:i2]), (y.strip() for y in b[j1:j2]), strict=True))
+            out += list(zip((x.strip() for x in a[i1:i2]), (y.strip() for y in b[j1:j2]),
+                            strict=True))
     return out
 
 
@@ -73,7 +74,8 @@ CASES = [
     ("literal argument", M.LITERAL, ("self.conv = ", 8), 16, [
         ("self.conv = nn.Conv2d(1, 8, 3, padding=1)", "self.conv = nn.Conv2d(1, 16, 3, padding=1)"),
         ("self.bn = nn.BatchNorm2d(8)", "self.bn = nn.BatchNorm2d(16)"),
-        ("self.conv2 = nn.Conv2d(8, 12, 3, padding=1)", "self.conv2 = nn.Conv2d(16, 12, 3, padding=1)"),
+        ("self.conv2 = nn.Conv2d(8, 12, 3, padding=1)",
+         "self.conv2 = nn.Conv2d(16, 12, 3, padding=1)"),
     ]),
     ("keyword argument", M.KEYWORD, ("out_channels=", 8), 12, [
         ("self.conv = nn.Conv2d(in_channels=in_shape[1], out_channels=8, kernel_size=3)",
@@ -94,11 +96,13 @@ CASES = [
     ]),
     ("depthwise conv keeps groups == channels", M.GROUPED, ("self.stem", 8), 16, [
         ("self.stem = nn.Conv2d(in_shape[1], 8, 1)", "self.stem = nn.Conv2d(in_shape[1], 16, 1)"),
-        ("self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)", "self.dw = nn.Conv2d(16, 16, 3, padding=1, groups=16)"),
+        ("self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)",
+         "self.dw = nn.Conv2d(16, 16, 3, padding=1, groups=16)"),
         ("self.pw = nn.Conv2d(8, 16, 1, groups=2)", "self.pw = nn.Conv2d(16, 16, 1, groups=2)"),
     ]),
     ("residual block ties the block to its input", M.RESIDUAL, ("self.stem", 8), 12, [
-        ("self.stem = nn.Conv2d(in_shape[1], 8, 3, padding=1)", "self.stem = nn.Conv2d(in_shape[1], 12, 3, padding=1)"),
+        ("self.stem = nn.Conv2d(in_shape[1], 8, 3, padding=1)",
+         "self.stem = nn.Conv2d(in_shape[1], 12, 3, padding=1)"),
         ("self.block = Block(8)", "self.block = Block(12)"),
         ("self.fc = nn.Linear(8, out_shape[0])", "self.fc = nn.Linear(12, out_shape[0])"),
     ]),
@@ -113,14 +117,17 @@ CASES = [
     ]),
     ("flatten -> linear with the spatial factor", M.FLATTEN, ("self.conv", 8), 4, [
         ("self.conv = nn.Conv2d(1, 8, 3, padding=1)", "self.conv = nn.Conv2d(1, 4, 3, padding=1)"),
-        ("self.fc = nn.Linear(8 * 8 * 8, out_shape[0])", "self.fc = nn.Linear(4 * 8 * 8, out_shape[0])"),
+        ("self.fc = nn.Linear(8 * 8 * 8, out_shape[0])",
+         "self.fc = nn.Linear(4 * 8 * 8, out_shape[0])"),
     ]),
 ]
 
 
-@pytest.mark.parametrize(("case", "source", "where", "new", "expected"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(("case", "source", "where", "new", "expected"), CASES,
+                         ids=[c[0] for c in CASES])
 def test_width_rewrite_table(case: str, source: str, where: tuple[str, int], new: int,
-                             expected: list[tuple[str, str]], recorder: Any, tmp_path: Path) -> None:
+                             expected: list[tuple[str, str]], recorder: Any,
+                             tmp_path: Path) -> None:
     rec = recorder(source)
     plan = planner_for(source, rec).plan_for({site_on(source, *where): new})
     assert plan is not None, f"{case}: no consistent plan"
@@ -164,7 +171,8 @@ PROPERTY_MODELS = {
 
 @pytest.mark.parametrize("name", sorted(PROPERTY_MODELS))
 @example(seed=15036445)  # lenet5: a pooling literal once passed for a width
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**31 - 1))
 def test_valid_plans_keep_shapes_and_match_predictions(name: str, seed: int, recorder: Any,
                                                        tmp_path: Path) -> None:

@@ -14,8 +14,9 @@ def make(width=32):
 
 def test_sites_know_their_names_and_calls() -> None:
     got = [(s.text, s.call, s.name) for s in collect_sites(SOURCE)]
-    assert got == [("64", "", "HIDDEN"), ("2", "", "LAYERS"), ("32", "", "width"), ("3", "range", ""),
-                   ("1", "Conv2d", ""), ("5", "Conv2d", "kernel_size"), ("0.5", "int", "")]
+    assert got == [("64", "", "HIDDEN"), ("2", "", "LAYERS"), ("32", "", "width"),
+                   ("3", "range", ""), ("1", "Conv2d", ""), ("5", "Conv2d", "kernel_size"),
+                   ("0.5", "int", "")]
 
 
 def test_instrumentation_keeps_lines_and_numbers_sites_alike() -> None:
@@ -30,7 +31,8 @@ def test_instrumentation_keeps_lines_and_numbers_sites_alike() -> None:
     ({1: 3}, "HIDDEN, LAYERS = 64, 3"),
     ({6: 0.25}, "    return [range(3), Conv2d(1, width, kernel_size=5), int(width * 0.25)]"),
 ])
-def test_rewrite_changes_only_the_named_literal(values: dict[int, float], expected_line: str) -> None:
+def test_rewrite_changes_only_the_named_literal(values: dict[int, float],
+                                                expected_line: str) -> None:
     after = rewrite_sites(SOURCE, values)
     assert expected_line in after.splitlines()
     assert sum(a != b for a, b in zip(after.splitlines(), SOURCE.splitlines(), strict=True)) == 1

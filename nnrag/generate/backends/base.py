@@ -104,7 +104,8 @@ class BackendConfig:
 
     def __post_init__(self) -> None:
         if self.style not in STYLES:
-            raise GenerateError(f"unknown prompt style {self.style!r}; use one of: {', '.join(STYLES)}")
+            raise GenerateError(f"unknown prompt style {self.style!r}; "
+                                f"use one of: {', '.join(STYLES)}")
 
 
 class Backend(abc.ABC):

@@ -71,9 +71,11 @@ class TransformersBackend(Backend):
         self.model.eval()
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.style = resolve_style(config.style, bool(getattr(self.tokenizer, "chat_template", None)))
+        self.style = resolve_style(config.style,
+                                   bool(getattr(self.tokenizer, "chat_template", None)))
         cfg = getattr(self.model.config, "get_text_config", lambda: self.model.config)()
-        self.context_length = int(config.context or getattr(cfg, "max_position_embeddings", 2048) or 2048)
+        self.context_length = int(config.context
+                                  or getattr(cfg, "max_position_embeddings", 2048) or 2048)
         self._xgr = self._xgrammar()
         self.supports_schema = self._xgr is not None
         logger.info("loaded %s (%s, %s) in %.1fs", self.model_id, self.device, kwargs.get("dtype"),
@@ -93,12 +95,14 @@ class TransformersBackend(Backend):
             return config.model, None, config.model
         if path.is_file():
             if path.suffix != ".gguf":
-                raise BackendUnavailableError(f"{path} is a file but not a .gguf model; give a folder or a .gguf")
+                raise BackendUnavailableError(f"{path} is a file but not a .gguf model; "
+                                              "give a folder or a .gguf")
             if config.dtype in ("auto", "bf16"):
                 return str(bf16_folder_for_gguf(path)), None, str(path)
             return str(path.parent), path.name, str(path)
         if not (path / "config.json").exists():
-            raise BackendUnavailableError(f"{path} has no config.json: not a transformers model folder")
+            raise BackendUnavailableError(f"{path} has no config.json: "
+                                          "not a transformers model folder")
         return str(path), None, str(path)
 
     def _dtype(self, name: str) -> Any:
@@ -115,17 +119,20 @@ class TransformersBackend(Backend):
 
     def _bnb(self, transformers: Any, dtype: str) -> Any:
         if not self.torch.cuda.is_available():
-            raise BackendUnavailableError(f"--dtype {dtype} needs a CUDA GPU (bitsandbytes); use bf16 or fp32 on CPU")
+            raise BackendUnavailableError(f"--dtype {dtype} needs a CUDA GPU (bitsandbytes); "
+                                          "use bf16 or fp32 on CPU")
         optional_import("bitsandbytes", "llm")
         if dtype == "8bit":
             return transformers.BitsAndBytesConfig(load_in_8bit=True)
-        return transformers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=self.torch.bfloat16)
+        return transformers.BitsAndBytesConfig(load_in_4bit=True,
+                                               bnb_4bit_compute_dtype=self.torch.bfloat16)
 
     @staticmethod
     def _with_adapter(model: Any, adapter: str) -> Any:
         path = Path(adapter).expanduser()
         if not (path / "adapter_config.json").exists():
-            raise BackendUnavailableError(f"adapter folder {path} has no adapter_config.json (a peft LoRA adapter)")
+            raise BackendUnavailableError(f"adapter folder {path} has no adapter_config.json "
+                                          "(a peft LoRA adapter)")
         peft = optional_import("peft", "llm")
         return peft.PeftModel.from_pretrained(model, str(path))
 
@@ -141,8 +148,9 @@ class TransformersBackend(Backend):
         if prompt.style == "chat":
             if not getattr(self.tokenizer, "chat_template", None):
                 raise GenerateError(f"{self.model_id} has no chat template; use --style completion")
-            ids = self.tokenizer.apply_chat_template(list(prompt.messages), add_generation_prompt=True,
-                                                     return_tensors="pt", return_dict=True)["input_ids"]
+            ids = self.tokenizer.apply_chat_template(
+                list(prompt.messages), add_generation_prompt=True, return_tensors="pt",
+                return_dict=True)["input_ids"]
         else:
             ids = self.tokenizer(prompt.text, return_tensors="pt")["input_ids"]
         return ids
@@ -182,13 +190,15 @@ class TransformersBackend(Backend):
         text = self.tokenizer.decode(new, skip_special_tokens=True)
         text, stopped = apply_stops(text, sampling.stop) if not constrained else (text, False)
         finish = "stop" if stopped or len(new) < sampling.max_new_tokens else "length"
-        return Completion(text, n_prompt, int(len(new)), seconds, sampling, self.name, self.model_id,
-                          constrained, finish)
+        return Completion(text, n_prompt, int(len(new)), seconds, sampling, self.name,
+                          self.model_id, constrained, finish)
 
     def _schema_processor(self, schema: dict[str, Any]) -> Any:
         xgr = self._xgr
-        info = xgr.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=self.model.config.get_text_config().vocab_size)
-        compiled = xgr.GrammarCompiler(info).compile_json_schema(json.dumps(schema), any_whitespace=False)
+        info = xgr.TokenizerInfo.from_huggingface(
+            self.tokenizer, vocab_size=self.model.config.get_text_config().vocab_size)
+        compiled = xgr.GrammarCompiler(info).compile_json_schema(json.dumps(schema),
+                                                                 any_whitespace=False)
         return xgr.contrib.hf.LogitsProcessor(compiled)
 
     def close(self) -> None:

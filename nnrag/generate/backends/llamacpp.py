@@ -41,21 +41,24 @@ class LlamaCppBackend(Backend):
         else:
             local = local_model_path(config.model)
             if local is None or not local.is_file() or local.suffix != ".gguf":
-                raise BackendUnavailableError(f"llama-cpp needs a .gguf file; {config.model!r} is not one")
+                raise BackendUnavailableError(f"llama-cpp needs a .gguf file; "
+                                              f"{config.model!r} is not one")
             path, self.model_id = local, str(local)
         self.n_ctx = int(config.context or DEFAULT_CONTEXT)
         threads = config.threads or max(1, min(4, os.cpu_count() or 1))
         with contextlib.redirect_stderr(io.StringIO()):
             try:
-                self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=self.n_ctx, n_threads=threads,
-                                           verbose=False, seed=0)
+                self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=self.n_ctx,
+                                           n_threads=threads, verbose=False, seed=0)
             except (ValueError, RuntimeError) as exc:
                 raise BackendUnavailableError(f"llama.cpp cannot load {path}: {exc}") from None
         trained = int(self.llm.metadata.get("llama.context_length")
-                      or self.llm.metadata.get(f"{self.llm.metadata.get('general.architecture', '')}.context_length")
+                      or self.llm.metadata.get(
+                          f"{self.llm.metadata.get('general.architecture', '')}.context_length")
                       or self.n_ctx)
         self.context_length = min(self.n_ctx, trained)
-        self.style = resolve_style(config.style, bool(self.llm.metadata.get("tokenizer.chat_template")))
+        self.style = resolve_style(config.style,
+                                   bool(self.llm.metadata.get("tokenizer.chat_template")))
 
     def _tokens(self, prompt: Prompt) -> list[int]:
         if prompt.style == "chat":
@@ -83,13 +86,16 @@ class LlamaCppBackend(Backend):
         tokens = self._tokens(prompt)
         if len(tokens) + sampling.max_new_tokens > self.context_length:
             raise ContextOverflowError(
-                f"prompt of {len(tokens)} tokens + {sampling.max_new_tokens} new tokens exceeds the "
-                f"{self.context_length}-token context of {self.model_id} (raise it with --context)")
-        kwargs: dict[str, Any] = {"max_tokens": sampling.max_new_tokens, "temperature": sampling.temperature,
+                f"prompt of {len(tokens)} tokens + {sampling.max_new_tokens} new tokens "
+                f"exceeds the {self.context_length}-token context of {self.model_id} "
+                "(raise it with --context)")
+        kwargs: dict[str, Any] = {"max_tokens": sampling.max_new_tokens,
+                                  "temperature": sampling.temperature,
                                   "top_p": sampling.top_p, "seed": sampling.seed,
                                   "stop": list(sampling.stop) or None}
         if schema is not None:
-            grammar = self._llama_cpp.LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+            grammar = self._llama_cpp.LlamaGrammar.from_json_schema(json.dumps(schema),
+                                                                    verbose=False)
             kwargs["grammar"] = grammar
             kwargs["stop"] = None
         self.llm.set_seed(sampling.seed)
@@ -99,8 +105,9 @@ class LlamaCppBackend(Backend):
         seconds = time.perf_counter() - start
         choice = out["choices"][0]
         usage = out.get("usage") or {}
-        return Completion(choice["text"], len(tokens), int(usage.get("completion_tokens", 0)), seconds,
-                          sampling, self.name, self.model_id, schema is not None, choice.get("finish_reason"))
+        return Completion(choice["text"], len(tokens), int(usage.get("completion_tokens", 0)),
+                          seconds, sampling, self.name, self.model_id, schema is not None,
+                          choice.get("finish_reason"))
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -28,8 +28,8 @@ class OpenAIBackend(Backend):
     def __init__(self, config: BackendConfig) -> None:
         base = config.base_url or os.environ.get("OPENAI_BASE_URL")
         if not base:
-            raise BackendUnavailableError("the openai backend needs --base-url (e.g. http://localhost:8000/v1) "
-                                          "or $OPENAI_BASE_URL")
+            raise BackendUnavailableError("the openai backend needs --base-url "
+                                          "(e.g. http://localhost:8000/v1) or $OPENAI_BASE_URL")
         self.base = base.rstrip("/")
         self.key = config.api_key or os.environ.get("OPENAI_API_KEY") or "none"
         self.timeout = config.timeout_s
@@ -39,7 +39,8 @@ class OpenAIBackend(Backend):
 
     def _post(self, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(f"{self.base}{path}", data=data, method="GET" if body is None else "POST",
+        req = urllib.request.Request(f"{self.base}{path}", data=data,
+                                     method="GET" if body is None else "POST",
                                      headers={"Content-Type": "application/json",
                                               "Authorization": f"Bearer {self.key}"})
         try:
@@ -48,12 +49,13 @@ class OpenAIBackend(Backend):
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace")[:500]
             if exc.code == 400 and "context" in detail.lower():
-                raise ContextOverflowError(f"{self.base}: the server says the prompt is too long: {detail}") from None
+                raise ContextOverflowError(f"{self.base}: the server says the prompt is too long: "
+                                           f"{detail}") from None
             raise GenerateError(f"{self.base}{path} answered HTTP {exc.code}: {detail}") from None
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise BackendUnavailableError(f"cannot reach the endpoint {self.base}: {reason}; is the "
-                                          "server running and --base-url right?") from None
+            raise BackendUnavailableError(f"cannot reach the endpoint {self.base}: {reason}; "
+                                          "is the server running and --base-url right?") from None
         except json.JSONDecodeError as exc:
             raise GenerateError(f"{self.base}{path} did not answer JSON: {exc}") from None
 
@@ -71,8 +73,9 @@ class OpenAIBackend(Backend):
         estimate = self.count_tokens(prompt)
         if estimate + sampling.max_new_tokens > self.context_length:
             raise ContextOverflowError(
-                f"prompt of about {estimate} tokens + {sampling.max_new_tokens} new tokens exceeds the "
-                f"{self.context_length}-token context set for {self.model_id} (--context)")
+                f"prompt of about {estimate} tokens + {sampling.max_new_tokens} new tokens "
+                f"exceeds the {self.context_length}-token context set for {self.model_id} "
+                "(--context)")
         body: dict[str, Any] = {"model": self.model_id, "max_tokens": sampling.max_new_tokens,
                                 "temperature": sampling.temperature, "top_p": sampling.top_p,
                                 "seed": sampling.seed}
@@ -80,7 +83,8 @@ class OpenAIBackend(Backend):
             body["stop"] = list(sampling.stop)[:4]
         if schema is not None:
             body["response_format"] = {"type": "json_schema",
-                                       "json_schema": {"name": "spec", "schema": schema, "strict": True}}
+                                       "json_schema": {"name": "spec", "schema": schema,
+                                                       "strict": True}}
         start = time.perf_counter()
         if prompt.style == "chat":
             body["messages"] = list(prompt.messages)
@@ -93,6 +97,7 @@ class OpenAIBackend(Backend):
             choice = (answer.get("choices") or [{}])[0]
             text = choice.get("text") or ""
         usage = answer.get("usage") or {}
-        return Completion(text, int(usage.get("prompt_tokens") or estimate), int(usage.get("completion_tokens") or 0),
-                          time.perf_counter() - start, sampling, self.name, self.model_id, schema is not None,
+        return Completion(text, int(usage.get("prompt_tokens") or estimate),
+                          int(usage.get("completion_tokens") or 0), time.perf_counter() - start,
+                          sampling, self.name, self.model_id, schema is not None,
                           choice.get("finish_reason"))

@@ -30,14 +30,17 @@ class ReplayBackend(Backend):
         outputs = config.extra.get("outputs")
         if outputs is None:
             if not config.model:
-                raise BackendUnavailableError("the replay backend needs --model FILE (JSON list of outputs)")
+                raise BackendUnavailableError("the replay backend needs --model FILE "
+                                              "(JSON list of outputs)")
             path = Path(config.model).expanduser()
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
-                raise BackendUnavailableError(f"cannot read recorded outputs {path}: {exc}") from None
+                raise BackendUnavailableError(
+                    f"cannot read recorded outputs {path}: {exc}") from None
             outputs = data.get("outputs") if isinstance(data, dict) else data
-        if not isinstance(outputs, list) or not all(isinstance(o, str) for o in outputs) or not outputs:
+        if (not isinstance(outputs, list) or not all(isinstance(o, str) for o in outputs)
+                or not outputs):
             raise BackendUnavailableError("recorded outputs must be a non-empty list of strings")
         self.outputs = list(outputs)
         self.model_id = str(config.model or "inline")
@@ -51,8 +54,9 @@ class ReplayBackend(Backend):
 
     def generate(self, prompt: Prompt, sampling: Sampling,
                  schema: dict[str, Any] | None = None) -> Completion:
-        text, _ = apply_stops(self.outputs[self.calls % len(self.outputs)], sampling.stop)  # as a server would
+        # as a server would
+        text, _ = apply_stops(self.outputs[self.calls % len(self.outputs)], sampling.stop)
         self.calls += 1
         self.prompts.append(prompt)
-        return Completion(text, self.count_tokens(prompt), len(text.split()), 0.0, sampling, self.name,
-                          self.model_id, False, "stop")
+        return Completion(text, self.count_tokens(prompt), len(text.split()), 0.0, sampling,
+                          self.name, self.model_id, False, "stop")
