@@ -41,10 +41,10 @@ def _filters(category: str | None, min_rung: str, package: str | None, max_param
     """The filter options as keywords of the workspace's searches, checked before any work."""
     from nnrag.workspace import search_filters
 
-    filters = dict(category=category, min_rung=min_rung, package=package, max_params=max_params,
+    search_filters(category=category, min_rung=min_rung, package=package, max_params=max_params,
                    proven=proven)
-    search_filters(**filters)
-    return filters
+    return {"category": category, "min_rung": min_rung, "package": package,
+            "max_params": max_params, "proven": proven}
 
 
 def _warm(ws: Any, model: str | None, mode: str) -> Any:
