@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -21,6 +21,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from nnrag.config import default_db_path
 from nnrag.exceptions import NnragError
+
+if TYPE_CHECKING:
+    from nnrag.workspace import Workspace
 
 # Piped output is read by people and tools alike: do not squeeze tables into 80 columns.
 # Markup off by default: block names, errors and notes contain brackets ("[at x.py:3]",
@@ -39,6 +42,13 @@ def store_at(db: Path | None, *, create: bool = False) -> Any:
     from nnrag.index import Store
 
     return Store(db or default_db_path(), create=create)
+
+
+def workspace(db: Path | None = None, runs: Path | None = None) -> Workspace:
+    """The workspace a command works in: ``$NNRAG_HOME``, with ``--db``/``--runs`` if given."""
+    from nnrag.workspace import open_workspace
+
+    return open_workspace(db=db, runs=runs)
 
 
 @contextmanager

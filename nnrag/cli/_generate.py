@@ -1,6 +1,6 @@
 """``nnrag generate``: registered on :data:`nnrag.cli.main`; formatting only.
 
-The work is in :mod:`nnrag.generate`; this module turns options into a backend and a
+The work is in :meth:`Workspace.generate`; this module turns options into a backend and a
 :class:`~nnrag.generate.GenerateConfig`, prints progress on stderr and the figures on stdout.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from nnrag.cli._common import FORMAT, emit_json, err, out
+from nnrag.cli._common import FORMAT, emit_json, err, out, workspace
 
 
 def _progress(fmt: str) -> Any:
@@ -82,7 +82,7 @@ def generate(task: str, dataset: str, n: int, shots: int, blocks: int, backend: 
              max_new_tokens: int, repairs: int, constrained: bool, train: bool, limit: int | None,
              runs_db: Path | None, db: Path | None, save: Path | None, fmt: str) -> None:
     """Generate architectures and training specs with an LLM, grounded in references and blocks."""
-    from nnrag.generate import BackendConfig, GenerateConfig, Generator, make_backend
+    from nnrag.generate import BackendConfig, GenerateConfig, make_backend
     from nnrag.generate.pipeline import task_text
 
     task_text(task, dataset)  # unknown task or dataset: fail before loading a model
@@ -96,7 +96,7 @@ def generate(task: str, dataset: str, n: int, shots: int, blocks: int, backend: 
     err.print(f"backend {info['backend']}: {info['model']} ({info['style']} prompts, context "
               f"{info['context_length']}, constrained spec: {'yes' if info['constrained'] and constrained else 'no'})")
     try:
-        report = Generator(llm, config, _progress(fmt)).run()
+        report = workspace(db, runs_db).generate(config, llm, _progress(fmt))
     finally:
         llm.close()
     if save:

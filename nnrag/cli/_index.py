@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from nnrag.cli._common import DB, FORMAT, emit_json, err, out, progress, store_at
+from nnrag.cli._common import DB, FORMAT, emit_json, err, out, progress, workspace
 
 
 @click.command()
@@ -23,21 +23,13 @@ from nnrag.cli._common import DB, FORMAT, emit_json, err, out, progress, store_a
 @FORMAT
 def index(path: Path | None, package: str | None, db: Path | None, jobs: int, max_file_mb: float, fmt: str) -> None:
     """Index the .py files of PATH (a repository or package folder) or of --package NAME."""
-    from nnrag.exceptions import ScanError
-    from nnrag.index import index_package, index_path, locate_package
-
     if (path is None) == (package is None):
         raise click.UsageError("give exactly one of PATH or --package NAME")
-    if path is not None and not path.exists():  # fail before creating a database
-        raise ScanError(f"path does not exist: {path}")
-    if package is not None:
-        locate_package(package)
-    store = store_at(db, create=True)
+    ws = workspace(db)
     with progress("indexing", fmt == "table") as update:
-        kwargs = dict(progress=lambda d, t, _p: update(d, t), jobs=jobs, max_bytes=int(max_file_mb * 1e6))
-        report = index_package(store, package, **kwargs) if package else index_path(store, path, **kwargs)
+        report = ws.index(path, package=package, jobs=jobs, max_file_mb=max_file_mb, progress=update)
     summary = {
-        "package": report.package, "root": report.root, "db": str(store.path), "scanned": report.scanned,
+        "package": report.package, "root": report.root, "db": str(ws.db), "scanned": report.scanned,
         "unchanged": report.unchanged, "removed": report.removed, "definitions": report.definitions,
         "blocks": report.blocks, "failed": report.failed,
         "problems": [p.__dict__ for p in report.problems],
@@ -49,7 +41,7 @@ def index(path: Path | None, package: str | None, db: Path | None, jobs: int, ma
             where = f":{p.line}:{p.column}" if p.line else ""
             err.print(f"[yellow]skipped[/] {escape(f'{p.path}{where}: {p.kind}: {p.message}')}", markup=True)
         out.print(
-            f"indexed {report.package} into {store.path}: {report.scanned} files scanned, "
+            f"indexed {report.package} into {ws.db}: {report.scanned} files scanned, "
             f"{report.unchanged} unchanged, {report.removed} removed, {report.failed} failed; "
             f"{report.definitions} definitions, {report.blocks} blocks"
         )
@@ -65,9 +57,7 @@ def extract(name: str, output: Path | None, db: Path | None, fmt: str) -> None:
     """Print NAME as one scope-closed, self-contained module."""
     from dataclasses import asdict
 
-    from nnrag.extract import extract as do_extract
-
-    emitted = do_extract(store_at(db), name)
+    emitted = workspace(db).extract(name)
     if output:
         tmp = output.with_name(f".{output.name}.tmp")
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -97,19 +87,14 @@ def extract(name: str, output: Path | None, db: Path | None, fmt: str) -> None:
 def validate(names: tuple[str, ...], all_blocks: bool, jobs: int, timeout: float, memory_mb: int,
              max_rung: str, force: bool, db: Path | None, fmt: str) -> None:
     """Climb the validation ladder (parse .. backward) for NAMES or --all, in the sandbox."""
-    from nnrag.index import RUNGS, rung_number
-    from nnrag.ladder import validate as do_validate
-    from nnrag.sandbox import Limits
+    from nnrag.index import RUNGS
 
     if not names and not all_blocks:
         raise click.UsageError("give block NAMES or --all")
-    store = store_at(db)
+    ws = workspace(db)
     with progress("validating", fmt == "table") as update:
-        outcomes = do_validate(
-            store, names, all_blocks=all_blocks, jobs=jobs, force=force,
-            limits=Limits(wall_s=timeout, memory_mb=memory_mb), max_rung=rung_number(max_rung),
-            progress=lambda d, t, _o: update(d, t),
-        )
+        outcomes = ws.validate(names, all_blocks=all_blocks, jobs=jobs, timeout=timeout,
+                               memory_mb=memory_mb, max_rung=max_rung, force=force, progress=update)
     if fmt == "json":
         emit_json([{**o.__dict__, "rung_name": o.rung_name} for o in outcomes])
         return
@@ -131,17 +116,15 @@ def validate(names: tuple[str, ...], all_blocks: bool, jobs: int, timeout: float
 @FORMAT
 def blocks(pattern: str | None, min_rung: str, package: str | None, db: Path | None, fmt: str) -> None:
     """List indexed blocks with their validation rung."""
-    from nnrag.extract import block_rows
-    from nnrag.index import rung_number
-
-    rows = block_rows(store_at(db), min_rung=rung_number(min_rung), pattern=pattern, package=package)
+    rows = workspace(db).blocks(pattern, min_rung=min_rung, package=package)
     if fmt == "json":
-        emit_json([{k: r[k] for k in ("qualname", "name", "package", "path", "lineno", "end_lineno",
-                                      "hash", "rung_name", "cause")} for r in rows])
+        emit_json([{k: getattr(r, k) for k in ("qualname", "name", "package", "path", "lineno",
+                                               "end_lineno", "hash", "rung_name", "cause")}
+                   for r in rows])
         return
     table = Table("block", "package", "lines", "rung", "cause", box=None)
     for r in rows:
-        table.add_row(r["qualname"], r["package"], f"{r['lineno']}-{r['end_lineno']}", r["rung_name"], r["cause"] or "")
+        table.add_row(r.qualname, r.package, f"{r.lineno}-{r.end_lineno}", r.rung_name, r.cause or "")
     out.print(table)
     out.print(f"{len(rows)} blocks")
 
@@ -154,15 +137,13 @@ def blocks(pattern: str | None, min_rung: str, package: str | None, db: Path | N
 @FORMAT
 def export(outdir: Path, min_rung: str, db: Path | None, fmt: str) -> None:
     """Write one .py per block plus manifest.json into OUTDIR."""
-    from nnrag.extract import export as do_export
-    from nnrag.index import rung_number
-
+    ws = workspace(db)
     with progress("exporting", fmt == "table") as update:
-        result = do_export(store_at(db), outdir, min_rung=rung_number(min_rung), progress=update)
+        result = ws.export(outdir, min_rung=min_rung, progress=update)
     if fmt == "json":
-        emit_json(result)
+        emit_json({"outdir": str(result.outdir), "count": result.count})
     else:
-        out.print(f"exported {result['count']} blocks to {result['outdir']} (manifest.json)")
+        out.print(f"exported {result.count} blocks to {result.outdir} (manifest.json)")
 
 
 @click.command()
@@ -170,17 +151,15 @@ def export(outdir: Path, min_rung: str, db: Path | None, fmt: str) -> None:
 @FORMAT
 def stats(db: Path | None, fmt: str) -> None:
     """Counts per package and per rung."""
-    from nnrag.extract import stats as do_stats
-
-    data = do_stats(store_at(db))
+    packages = workspace(db).stats()
     if fmt == "json":
-        emit_json(data)
+        emit_json({"packages": {name: p.as_dict() for name, p in packages.items()}})
         return
     table = Table("package", "version", "modules", "definitions", "blocks", "validated",
                   "import", "instantiate", "forward", "backward", box=None)
-    for name, p in data["packages"].items():
-        r = p["rungs"]
-        table.add_row(name, p["version"] or "", str(p["modules"]), str(p["definitions"]), str(p["blocks"]),
-                      str(p["validated"]), str(r["import"]), str(r["instantiate"]), str(r["forward"]),
+    for name, p in packages.items():
+        r = p.rungs
+        table.add_row(name, p.version or "", str(p.modules), str(p.definitions), str(p.blocks),
+                      str(p.validated), str(r["import"]), str(r["instantiate"]), str(r["forward"]),
                       str(r["backward"]))
     out.print(table)

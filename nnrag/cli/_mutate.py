@@ -1,4 +1,4 @@
-"""``nnrag mutate``: formatting and options only; the work is in :mod:`nnrag.mutate`."""
+"""``nnrag mutate``: formatting and options only; the work is in :meth:`Workspace.mutate`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from nnrag.cli._common import DB, FORMAT, emit_json, err, out, progress
+from nnrag.cli._common import DB, FORMAT, emit_json, err, out, progress, workspace
 
 
 def _kinds(value: str) -> tuple[str, ...]:
@@ -39,20 +39,13 @@ def mutate(target: str, n: int, kinds: str, seed: int, max_params: int | None, o
            train_on: str | None, epochs: int, dataset: str | None, block: str | None, jobs: int,
            no_index: bool, db: Path | None, fmt: str) -> None:
     """Shape-preserving mutants of TARGET (a model file, a corpus model or an indexed block)."""
-    from nnrag.config import default_db_path, nnrag_home
-    from nnrag.mutate import Mutator, load_target, write_files, write_index
-    from nnrag.train.datasets import dataset_info
-
-    tgt = load_target(target, db=db, block=block)
-    info = dataset_info(train_on or dataset or tgt.default_dataset())
-    mutator = Mutator(tgt, in_shape=(64, *info.in_shape), num_classes=info.num_classes,
-                      kinds=_kinds(kinds), seed=seed, max_params=max_params, jobs=jobs)
+    ws = workspace(db)
+    tgt = ws.load_target(target, block=block)
     with progress(f"mutating {tgt.label}", enabled=fmt == "table") as update:
-        report = mutator.run(n, update)
-    files = write_files(report, out_dir) if out_dir else []
-    indexed: list[str] = []
-    if not no_index and report.valid:
-        indexed = write_index(report, db or default_db_path(), nnrag_home())
+        result = ws.mutate(tgt, n, kinds=_kinds(kinds), seed=seed, max_params=max_params,
+                           dataset=train_on or dataset, jobs=jobs, out_dir=out_dir,
+                           index=not no_index, progress=update)
+    report, indexed, files = result.report, list(result.indexed), list(result.files)
     trained = _train(report, indexed, train_on, epochs, db) if train_on and report.valid else []
     if fmt == "json":
         emit_json(_as_json(report, indexed, files, trained))

@@ -1,7 +1,7 @@
 """Search commands of the ``nnrag`` CLI: embed, query, similar, duplicates.
 
 Registered on :data:`nnrag.cli.main` when that module is imported; kept apart so the core
-commands stay readable. Output formatting only: the work is in :mod:`nnrag.index`.
+commands stay readable. Output formatting only: the work is in :class:`nnrag.workspace.Workspace`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from nnrag.cli._common import DB, FORMAT, emit_json, err, options, out, progress, store_at
+from nnrag.cli._common import DB, FORMAT, emit_json, err, options, out, progress, workspace
 
 MODEL = click.option(
     "--model", default=None,
@@ -37,22 +37,32 @@ SEARCH = [
 
 
 def _filters(category: str | None, min_rung: str, package: str | None, max_params: int | None,
-             proven: bool = False) -> Any:
-    from nnrag.index import rung_number
-    from nnrag.search import Filters
+             proven: bool = False) -> dict[str, Any]:
+    """The filter options as keywords of the workspace's searches, checked before any work."""
+    from nnrag.workspace import search_filters
 
-    return Filters(category, rung_number(min_rung), package, max_params, proven)
+    search_filters(category=category, min_rung=min_rung, package=package, max_params=max_params,
+                   proven=proven)
+    return {"category": category, "min_rung": min_rung, "package": package,
+            "max_params": max_params, "proven": proven}
 
 
-def _print_hits(store: Any, searcher: Any, hits: list[Any], fmt: str, show: bool, seconds: float) -> None:
+def _warm(ws: Any, model: str | None, mode: str) -> Any:
+    """The workspace's searcher, loaded now so the query's time is the query's."""
+    searcher = ws.searcher(model)
+    loaded = searcher.warm(mode)
+    if loaded > 1:
+        searcher.notes.append(f"model and vector index loaded in {loaded:.1f}s")
+    return searcher
+
+
+def _print_hits(ws: Any, searcher: Any, hits: list[Any], fmt: str, show: bool, seconds: float) -> None:
     for note in searcher.notes:
         err.print(f"note: {note}")
     code: dict[str, str] = {}
     if show:
-        from nnrag.extract import extract
-
         for h in hits:
-            code[h.qualname] = extract(store, h.qualname).code
+            code[h.qualname] = ws.extract(h.qualname).code
     if fmt == "json":
         emit_json([{**h.as_dict(), **({"code": code[h.qualname]} if show else {})} for h in hits])
         return
@@ -77,15 +87,10 @@ def _print_hits(store: Any, searcher: Any, hits: list[Any], fmt: str, show: bool
 @FORMAT
 def embed(model: str | None, batch_size: int, db: Path | None, fmt: str) -> None:
     """Embed every block not embedded yet (incremental; safe to interrupt and resume)."""
-    from nnrag.index import sync_catalog
-    from nnrag.search import VectorIndex, embed_blocks, get_embedder
-
-    store = store_at(db)
-    sync_catalog(store)
-    embedder = get_embedder(model)
+    ws = workspace(db).open()  # a missing index is the first error, before a model loads
+    embedder = ws.embedder(model)
     with progress(f"embedding with {embedder.name}", fmt == "table") as update:
-        report = embed_blocks(store, embedder, progress=update, batch=batch_size)
-    VectorIndex(store, embedder.name).load()
+        report = ws.embed(embedder, batch_size=batch_size, progress=update)
     data = {"model": report.model, "embedded": report.embedded, "cached": report.cached,
             "total": report.total, "seconds": round(report.seconds, 2),
             "per_second": round(report.per_second, 1)}
@@ -114,7 +119,6 @@ def query(text: str | None, code_file: Path | None, mode: str, k: int, collapse:
     activation, embedding, loss, architecture, utility.
     """
     from nnrag.exceptions import NnragError
-    from nnrag.search import Searcher
 
     if text is None and code_file is None:
         raise NnragError("give a query: nnrag query 'words ...' or nnrag query --code FILE")
@@ -124,15 +128,12 @@ def query(text: str | None, code_file: Path | None, mode: str, k: int, collapse:
             code = code_file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise NnragError(f"cannot read {code_file}: {exc}") from exc
-    store = store_at(db)
+    ws = workspace(db).open()  # a missing index is the first error, before the filters
     filters = _filters(category, min_rung, package, max_params, proven)
-    searcher = Searcher(store, model=model)
-    loaded = searcher.warm(mode)
-    if loaded > 1:
-        searcher.notes.append(f"model and vector index loaded in {loaded:.1f}s")
+    searcher = _warm(ws, model, mode)
     start = time.perf_counter()
-    hits = searcher.search(text, code=code, mode=mode, k=k, filters=filters, collapse=collapse)
-    _print_hits(store, searcher, hits, fmt, show, time.perf_counter() - start)
+    hits = ws.search(text, code=code, mode=mode, k=k, collapse=collapse, model=model, **filters)
+    _print_hits(ws, searcher, hits, fmt, show, time.perf_counter() - start)
 
 
 @click.command()
@@ -146,19 +147,13 @@ def similar(name: str, mode: str, k: int, collapse: bool, show: bool, category: 
             min_rung: str, package: str | None, max_params: int | None, proven: bool,
             model: str | None, db: Path | None, fmt: str) -> None:
     """Blocks most like the indexed block NAME."""
-    from nnrag.extract import ClosureBuilder
-    from nnrag.search import Searcher
-
-    store = store_at(db)
-    row = ClosureBuilder(store).find(name, blocks_only=True)
-    searcher = Searcher(store, model=model)
-    loaded = searcher.warm(mode)
-    if loaded > 1:
-        searcher.notes.append(f"model and vector index loaded in {loaded:.1f}s")
+    ws = workspace(db)
+    qualname = ws.resolve(name)  # an unknown name fails before a model loads
+    searcher = _warm(ws, model, mode)
+    filters = _filters(category, min_rung, package, max_params, proven)
     start = time.perf_counter()
-    hits = searcher.similar(row["id"], mode=mode, k=k, filters=_filters(category, min_rung, package, max_params, proven),
-                            collapse=collapse)
-    _print_hits(store, searcher, hits, fmt, show, time.perf_counter() - start)
+    hits = ws.similar(qualname, k, mode=mode, collapse=collapse, model=model, **filters)
+    _print_hits(ws, searcher, hits, fmt, show, time.perf_counter() - start)
 
 
 @click.command()
@@ -168,9 +163,7 @@ def similar(name: str, mode: str, k: int, collapse: bool, show: bool, category: 
 @FORMAT
 def duplicates(min_size: int, package: str | None, db: Path | None, fmt: str) -> None:
     """Groups of structurally identical blocks (names and literals abstracted)."""
-    from nnrag.search import duplicate_groups
-
-    groups = duplicate_groups(store_at(db), min_size=min_size, package=package)
+    groups = workspace(db).duplicates(min_size=min_size, package=package)
     if fmt == "json":
         emit_json([{"fingerprint": g[0]["fingerprint"], "size": len(g),
                      "members": [{"qualname": r["qualname"], "package": r["package"]} for r in g]}

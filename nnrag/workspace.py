@@ -1,0 +1,392 @@
+"""One nnrag home (index database and run store) and everything you can do with it.
+
+:func:`open_workspace` is the Python face of the ``nnrag`` command line: each CLI command
+parses its options, makes one or two :class:`Workspace` calls and formats what they return.
+The workspace opens the index once and keeps one warm :class:`~nnrag.search.Searcher` per
+embedding model, so a notebook or a service answers many calls without reloading; writes
+(indexing, validation, embedding, mutation, training) drop the searchers so the next query
+sees them. Heavy stages are imported inside the methods that use them: opening a
+workspace costs no torch, LibCST or FAISS import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nnrag.config import default_db_path, nnrag_home
+from nnrag.exceptions import NnragError
+
+if TYPE_CHECKING:
+    from nnrag.extract import Emitted
+    from nnrag.generate import Backend, GenerateConfig, GenerateReport
+    from nnrag.index import IndexReport, Store
+    from nnrag.ladder import Outcome
+    from nnrag.mutate import MutationReport, Target
+    from nnrag.search import Embedder, EmbedReport, Filters, Hit, Searcher
+    from nnrag.train import BatchReport, Engine, RunStore, TrainSpec
+
+Progress = Callable[[int, int], None]  # (done, total)
+
+__all__ = [
+    "Block", "ExportResult", "MutateResult", "PackageStats", "Progress", "Workspace",
+    "open_workspace", "search_filters",
+]
+
+
+@dataclass(frozen=True)
+class Block:
+    """An indexed block and its latest validation (``rung`` -1: never validated)."""
+
+    id: int
+    qualname: str
+    name: str
+    module: str
+    package: str
+    path: str
+    lineno: int
+    end_lineno: int
+    hash: str
+    rung: int
+    rung_name: str
+    cause: str | None
+    failed_rung: int | None
+    error_type: str | None
+    error_message: str | None
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Where :meth:`Workspace.export` wrote its files and how many blocks."""
+
+    outdir: Path
+    count: int
+
+
+@dataclass(frozen=True)
+class PackageStats:
+    """Counts for one indexed package; ``rungs`` counts a block at every rung it reached."""
+
+    name: str
+    version: str | None
+    root: str
+    modules: int
+    definitions: int
+    blocks: int
+    files: dict[str, int]
+    validated: int
+    rungs: dict[str, int]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ``nnrag stats --format json`` entry (everything but the name, its key there)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "name"}
+
+
+@dataclass(frozen=True)
+class MutateResult:
+    """A mutation run, the index names of its valid mutants and the files written."""
+
+    report: MutationReport
+    indexed: tuple[str, ...] = ()
+    files: tuple[Path, ...] = ()
+
+
+def search_filters(*, category: str | None = None, min_rung: str | int = "none",
+                   package: str | None = None, max_params: int | None = None,
+                   proven: bool = False) -> Filters:
+    """Check search filters (a bad category or rung is a clear error) and bundle them."""
+    from nnrag.index import rung_number
+    from nnrag.search import Filters
+
+    return Filters(category, rung_number(min_rung), package, max_params, proven)
+
+
+class Workspace:
+    """An index database and a run store, with the pipeline's operations as methods.
+
+    Create one with :func:`open_workspace`. The index opens on first use (it must exist,
+    except for :meth:`index`, which creates it); :meth:`close` or ``with`` releases it.
+    """
+
+    def __init__(self, home: Path, db: Path, runs: Path) -> None:
+        self.home, self.db, self.runs = home, db, runs
+        self._store: Store | None = None
+        self._searchers: dict[str | None, Searcher] = {}
+
+    def __repr__(self) -> str:
+        return f"Workspace(home={str(self.home)!r}, db={str(self.db)!r}, runs={str(self.runs)!r})"
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._searchers.clear()
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    # -- the stores
+    def open(self, *, create: bool = False) -> Workspace:
+        """Open the index now: a missing one (unless ``create``) is an error here, not later."""
+        if self._store is None:
+            from nnrag.index import Store
+
+            self._store = Store(self.db, create=create)
+        return self
+
+    @property
+    def store(self) -> Store:
+        """The index database (opened on first use; missing: :class:`IndexMissingError`)."""
+        store = self.open()._store
+        assert store is not None
+        return store
+
+    def _changed(self) -> None:
+        """The index was written: searchers hold a stale view of it."""
+        self._searchers.clear()
+
+    def run_store(self) -> RunStore:
+        """The run store of :meth:`train` (created on first use)."""
+        from nnrag.train import RunStore
+
+        return RunStore(self.runs)
+
+    # -- index and extract
+    def index(self, path: str | Path | None = None, *, package: str | None = None,
+              prefix: str | None = None, jobs: int = 2, max_file_mb: float = 2.0,
+              progress: Progress | None = None) -> IndexReport:
+        """Index the ``.py`` files under ``path``, or of the installed ``package``.
+
+        With a path, ``package`` names the tree in the index (default: from ``prefix``, the
+        dotted name of the folder itself, or the folder's name). Unchanged files are skipped.
+        """
+        from nnrag.exceptions import ScanError
+        from nnrag.index import index_package, index_path, locate_package
+
+        if path is None and package is None:
+            raise NnragError("give a path to index or an installed package name")
+        if path is not None and not Path(path).exists():  # fail before creating a database
+            raise ScanError(f"path does not exist: {path}")
+        if path is None:
+            locate_package(str(package))
+        store = self.open(create=True).store
+        kwargs: dict[str, Any] = dict(
+            progress=(lambda d, t, _p: progress(d, t)) if progress else None,
+            jobs=jobs, max_bytes=int(max_file_mb * 1e6),
+        )
+        try:
+            if path is None:
+                return index_package(store, str(package), **kwargs)
+            return index_path(store, path, prefix=prefix, package=package, **kwargs)
+        finally:
+            self._changed()
+
+    def extract(self, name: str) -> Emitted:
+        """``name`` (short or qualified) as one scope-closed, self-contained module."""
+        from nnrag.extract import extract
+
+        return extract(self.store, name)
+
+    def resolve(self, name: str, *, blocks_only: bool = True) -> str:
+        """The qualified name ``name`` refers to (unknown or ambiguous: a clear error)."""
+        from nnrag.extract import ClosureBuilder
+
+        return str(ClosureBuilder(self.store).find(name, blocks_only=blocks_only)["qualname"])
+
+    def blocks(self, pattern: str | None = None, *, min_rung: str | int = "none",
+               package: str | None = None) -> list[Block]:
+        """Indexed blocks (glob ``pattern`` over qualified or short names) with their rung."""
+        from nnrag.extract import block_rows
+        from nnrag.index import rung_number
+
+        rows = block_rows(self.store, min_rung=rung_number(min_rung), pattern=pattern,
+                          package=package)
+        names = [f.name for f in fields(Block)]
+        return [Block(**{k: r[k] for k in names}) for r in rows]
+
+    def export(self, outdir: str | Path, *, min_rung: str | int = "none",
+               progress: Progress | None = None) -> ExportResult:
+        """One ``.py`` per block plus ``manifest.json`` in ``outdir`` (replaced atomically)."""
+        from nnrag.extract import export
+        from nnrag.index import rung_number
+
+        result = export(self.store, outdir, min_rung=rung_number(min_rung), progress=progress)
+        return ExportResult(Path(result["outdir"]), result["count"])
+
+    def stats(self) -> dict[str, PackageStats]:
+        """Counts per indexed package: modules, definitions, blocks, files, rungs reached."""
+        from nnrag.extract import stats
+
+        names = [f.name for f in fields(PackageStats)]
+        return {name: PackageStats(**{k: p[k] for k in names if k != "name"}, name=name)
+                for name, p in stats(self.store)["packages"].items()}
+
+    # -- the validation ladder
+    def validate(self, names: Sequence[str] = (), *, all_blocks: bool = False, jobs: int = 1,
+                 timeout: float = 60.0, memory_mb: int = 4096, max_rung: str | int = "backward",
+                 force: bool = False, progress: Progress | None = None) -> list[Outcome]:
+        """Climb parse .. ``max_rung`` for ``names`` (or every block) in the sandbox.
+
+        Results are cached by closure hash; ``force`` re-runs them. Outcomes keep input order.
+        """
+        from nnrag.index import rung_number
+        from nnrag.ladder import validate
+        from nnrag.sandbox import Limits
+
+        if not names and not all_blocks:
+            raise NnragError("give block names to validate, or all_blocks=True")
+        try:
+            return validate(
+                self.store, names, all_blocks=all_blocks, jobs=jobs, force=force,
+                limits=Limits(wall_s=timeout, memory_mb=memory_mb), max_rung=rung_number(max_rung),
+                progress=(lambda d, t, _o: progress(d, t)) if progress else None,
+            )
+        finally:
+            self._changed()
+
+    # -- search
+    def searcher(self, model: str | None = None) -> Searcher:
+        """The workspace's searcher for embedding ``model`` (kept warm between calls)."""
+        if model not in self._searchers:
+            from nnrag.search import Searcher
+
+            self._searchers[model] = Searcher(self.store, model=model)
+        return self._searchers[model]
+
+    def search(self, text: str | None = None, *, code: str | None = None, k: int = 10,
+               mode: str = "hybrid", collapse: bool = False, model: str | None = None,
+               **filters: Any) -> list[Hit]:
+        """Blocks ranked for words (``text``) or code (``code``).
+
+        ``filters``: ``category``, ``min_rung``, ``package``, ``max_params``, ``proven``
+        (see :func:`search_filters`). ``collapse`` folds structural duplicates into one hit.
+        """
+        searcher = self.searcher(model)
+        return searcher.search(text, code=code, mode=mode, k=k, filters=search_filters(**filters),
+                               collapse=collapse)
+
+    def similar(self, name: str, k: int = 10, *, mode: str = "hybrid", collapse: bool = False,
+                model: str | None = None, **filters: Any) -> list[Hit]:
+        """Blocks most like the indexed block ``name`` (itself excluded)."""
+        from nnrag.extract import ClosureBuilder
+
+        row = ClosureBuilder(self.store).find(name, blocks_only=True)
+        return self.searcher(model).similar(row["id"], mode=mode, k=k,
+                                            filters=search_filters(**filters), collapse=collapse)
+
+    def duplicates(self, *, min_size: int = 2,
+                   package: str | None = None) -> list[list[dict[str, Any]]]:
+        """Groups of structurally identical blocks (names and literals abstracted)."""
+        from nnrag.search import duplicate_groups
+
+        return duplicate_groups(self.store, min_size=min_size, package=package)
+
+    def embedder(self, model: str | None = None) -> Embedder:
+        """The embedding model ``model`` names (``None``: the default, ``"hashing"``: no model)."""
+        from nnrag.search import get_embedder
+
+        return get_embedder(model)
+
+    def embed(self, model: str | Embedder | None = None, *, batch_size: int = 64,
+              progress: Progress | None = None) -> EmbedReport:
+        """Embed every block not embedded yet with ``model`` (incremental and resumable)."""
+        from nnrag.index import sync_catalog
+        from nnrag.search import VectorIndex, embed_blocks
+
+        store = self.store
+        sync_catalog(store)
+        embedder = self.embedder(model) if model is None or isinstance(model, str) else model
+        try:
+            report = embed_blocks(store, embedder, progress=progress, batch=batch_size)
+            VectorIndex(store, embedder.name).load()
+        finally:
+            self._changed()
+        return report
+
+    # -- pipelines
+    def load_target(self, target: str, *, block: str | None = None) -> Target:
+        """A model file, a corpus model name or an indexed block, ready to mutate."""
+        from nnrag.mutate import load_target
+
+        return load_target(target, db=self.db, block=block)
+
+    def mutate(self, target: str | Target, n: int = 50, *, kinds: Sequence[str] | None = None,
+               seed: int = 0, max_params: int | None = None, dataset: str | None = None,
+               block: str | None = None, jobs: int = 2, out_dir: str | Path | None = None,
+               index: bool = True, progress: Progress | None = None) -> MutateResult:
+        """Up to ``n`` valid shape-preserving mutants of ``target``, validated in the sandbox.
+
+        Shapes come from ``dataset`` (default: the target's kind, digits or MNIST-1D). Valid
+        mutants go to ``out_dir`` as files and, with ``index``, into the index with lineage.
+        """
+        from nnrag.mutate import KINDS, Mutator, write_files, write_index
+        from nnrag.train.datasets import dataset_info
+
+        tgt = self.load_target(target, block=block) if isinstance(target, str) else target
+        info = dataset_info(dataset or tgt.default_dataset())
+        mutator = Mutator(tgt, in_shape=(64, *info.in_shape), num_classes=info.num_classes,
+                          kinds=KINDS if kinds is None else tuple(kinds), seed=seed, max_params=max_params,
+                          jobs=jobs)
+        report = mutator.run(n, progress)
+        files = write_files(report, Path(out_dir)) if out_dir else []
+        indexed: list[str] = []
+        if index and report.valid:
+            indexed = write_index(report, self.db, self.home)
+            self._changed()
+        return MutateResult(report, tuple(indexed), tuple(files))
+
+    def engine(self, *, workers: int = 1, executor: str = "local",
+               address: str | None = None) -> Engine:
+        """The training engine over this workspace's run store and index."""
+        from nnrag.train import Engine, make_executor
+
+        return Engine(self.run_store(), make_executor(executor, workers, address),
+                      index_db=self.db)
+
+    def train(self, specs: TrainSpec | Sequence[TrainSpec | dict[str, Any]], *, workers: int = 1,
+              executor: str = "local", address: str | None = None,
+              progress: Callable[[dict[str, Any]], None] | None = None) -> BatchReport:
+        """Train ``specs`` (parsed or plain dicts) in sandboxes; twins reuse stored results."""
+        from nnrag.train import TrainSpec, parse_spec
+
+        items = [specs] if isinstance(specs, TrainSpec) else list(specs)
+        parsed = [s if isinstance(s, TrainSpec) else parse_spec(s) for s in items]
+        try:
+            return self.engine(workers=workers, executor=executor, address=address).train(
+                parsed, progress)
+        finally:
+            self._changed()
+
+    def generate(self, config: GenerateConfig, backend: Backend,
+                 progress: Callable[[dict[str, Any]], None] | None = None) -> GenerateReport:
+        """Prompt ``backend`` for models per ``config``; probe, repair and train them.
+
+        The run store and the index default to this workspace's; the caller owns (and
+        closes) the backend.
+        """
+        from nnrag.generate import Generator
+
+        config = replace(config, runs_db=config.runs_db or self.runs,
+                         index_db=config.index_db or self.db)
+        try:
+            return Generator(backend, config, progress).run()
+        finally:
+            self._changed()
+
+
+def open_workspace(home: str | Path | None = None, *, db: str | Path | None = None,
+                   runs: str | Path | None = None) -> Workspace:
+    """The workspace at ``home`` (default ``$NNRAG_HOME``, else ``~/.nnrag``).
+
+    ``db`` defaults to ``home/index.db`` (with no ``home``: ``$NNRAG_DB`` if set, as the
+    CLI does) and ``runs`` to ``home/runs.db``. Nothing is opened or created yet.
+    """
+    base = Path(home).expanduser() if home is not None else nnrag_home()
+    index_db = Path(db) if db is not None else (
+        base / "index.db" if home is not None else default_db_path())
+    return Workspace(base, index_db, Path(runs) if runs is not None else base / "runs.db")
