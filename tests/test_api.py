@@ -83,20 +83,25 @@ def test_lazy_reexports_are_the_real_classes() -> None:
     assert not private, private
 
 
-def _quick_start() -> str:
-    text = DOCS.read_text(encoding="utf-8")
-    section = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+README = ROOT / "README.md"
+
+
+def _quick_start(doc: Path, heading: str) -> str:
+    text = doc.read_text(encoding="utf-8")
+    section = text.split(heading, 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
-    assert blocks, "docs/api.md has no ```python block under '## Quick start'"
+    assert blocks, f"{doc.name} has no ```python block under {heading!r}"
     return "\n".join(blocks)
 
 
-def test_the_documented_quick_start_runs(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-c", _quick_start()], capture_output=True, text=True,
-                          cwd=tmp_path, env=_env(NNRAG_HOME=str(tmp_path / "home")), timeout=300,
-                          check=False)
+@pytest.mark.parametrize(("doc", "heading"), [(DOCS, "## Quick start"),
+                                              (README, "## Python quick-start")])
+def test_the_documented_quick_start_runs(tmp_path: Path, doc: Path, heading: str) -> None:
+    proc = subprocess.run([sys.executable, "-c", _quick_start(doc, heading)], capture_output=True,
+                          text=True, cwd=tmp_path, env=_env(NNRAG_HOME=str(tmp_path / "home")),
+                          timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr
-    assert f"{SE} backward" in proc.stdout
+    assert "backward" in proc.stdout
     assert "class SqueezeExcite" in proc.stdout
 
 
