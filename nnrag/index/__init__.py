@@ -16,6 +16,7 @@ from nnrag.index._concepts import ConceptMatcher
 from nnrag.index._fingerprint import fingerprint
 from nnrag.index._indexer import index_package, index_path, locate_package, mark_blocks
 from nnrag.index._model import Definition, FileProblem, FileScan, ImportBinding, IndexReport
+from nnrag.index._rows import BlockFacts, BlockMetric, CatalogEntry, DefinitionRow, PackageCounts
 from nnrag.index._scan import dotted, normalised_hash, resolve_relative, scan_source
 from nnrag.index._store import RUNGS, SCHEMA_VERSION, Store, rung_number
 from nnrag.index._symbols import Binding, SymbolTable
@@ -24,7 +25,7 @@ from nnrag.index._words import split_identifier
 
 __all__ = [
     "CATALOG_VERSION", "CATEGORIES", "GENERATION_KEY", "RUNGS", "SCHEMA_VERSION", "Binding",
-    "CatalogReport", "ConceptMatcher", "Definition", "FileProblem", "FileScan", "ImportBinding",
+    "BlockFacts", "BlockMetric", "CatalogEntry", "CatalogReport", "DefinitionRow", "PackageCounts", "ConceptMatcher", "Definition", "FileProblem", "FileScan", "ImportBinding",
     "IndexReport", "Store", "SymbolTable", "dotted", "ensure_catalog", "fingerprint", "index_package",
     "index_path", "locate_package", "mark_blocks", "normalised_hash", "query_text",
     "resolve_relative", "rung_number", "scan_source", "split_identifier", "sync_catalog", "words_of",
