@@ -8,6 +8,7 @@ needs no numpy.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from nnrag.index._queries import Queries
 from nnrag.index._rows import BlockFacts, CatalogEntry
@@ -70,7 +71,7 @@ class SearchTables(Queries):
         )
         return [BlockFacts(*row) for row in rows]
 
-    def fingerprint_rows(self) -> list[dict[str, object]]:
+    def fingerprint_rows(self) -> list[dict[str, Any]]:
         """``fingerprint, qualname, package, category`` of every block, grouped by fingerprint."""
         return self._rows(
             "SELECT i.fingerprint, d.qualname, m.package, i.category FROM block_info i"
