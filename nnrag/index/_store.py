@@ -291,6 +291,13 @@ class Store(CodeQueries, SearchTables):
                  metric.params),
             )
 
+    def forget_validations(self, causes: list[str]) -> int:
+        """Drop cached validation results with one of ``causes``, so they are run again."""
+        with self.transaction():
+            marks = ",".join("?" * len(causes))
+            return self._conn.execute(
+                f"DELETE FROM validations WHERE cause IN ({marks})", causes).rowcount
+
     def link_validation(self, qualname: str, def_hash: str, closure_hash: str) -> None:
         with self.transaction():
             self._conn.execute(
