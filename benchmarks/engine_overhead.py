@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     # 1. overhead: a short trial and a ~10 s one (resnet20, several epochs)
     rows = []
     for label, model, epochs in (("short", "mlp", 1), ("10s", "resnet20", 6)):
-        engine = Engine(RunStore(work / f"{label}.db"), LocalExecutor(1), write_back=False)
+        engine = Engine(RunStore(work / f"{label}.db"), LocalExecutor(1))  # no write-back
         inproc = [in_process(model, epochs, None) for _ in range(args.repeat)]
         # each engine run uses another seed, so none is answered by deduplication
         # the first call starts the pooled sandbox workers (Python + torch); later calls reuse them
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     # 2. throughput with 2 workers
     models = ["mlp", "lenet5", "resnet8", "resnet20", "mobilenetv2_small", "mlp_mixer_tiny",
               "densenet_small", "squeezenet_small", "vgg11_small", "convnext_narrow"]
-    engine = Engine(RunStore(work / "throughput.db"), LocalExecutor(2), write_back=False)
+    engine = Engine(RunStore(work / "throughput.db"), LocalExecutor(2))
     specs = [TrainSpec.model_validate(_spec(m, 2, None)) for m in models]
     t0 = time.perf_counter()
     report = engine.train(specs)

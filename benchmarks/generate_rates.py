@@ -43,7 +43,7 @@ def acc(value: float | None) -> str:
 
 def dedup_timing(programs: list[str], repeats: int = 5) -> dict[str, float]:
     """Milliseconds per program for the MD5 and the fingerprint (best of ``repeats``)."""
-    from nnrag.train.engine import code_fingerprint, normalised_md5
+    from nnrag.index import code_fingerprint, normalised_md5
 
     out: dict[str, float] = {"programs": len(programs)}
     for name, fn in (("md5_ms", normalised_md5), ("fingerprint_ms", code_fingerprint)):

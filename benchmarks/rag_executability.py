@@ -175,10 +175,8 @@ def index_all(store: Any, roots: dict[str, Path], jobs: int) -> dict[str, dict[s
 
 
 def block_names(store: Any, pkg: str) -> list[str]:
-    rows = store.rows(
-        "SELECT DISTINCT d.qualname FROM definitions d JOIN modules m ON m.name = d.module"
-        " WHERE d.is_block = 1 AND m.package = ? ORDER BY d.qualname", (pkg,))
-    return [r["qualname"] for r in rows]
+    rows = store.blocks_with_validation()  # ordered by qualname
+    return list(dict.fromkeys(r["qualname"] for r in rows if r["package"] == pkg))
 
 
 def parse_sample(spec: str | None, packages: list[str]) -> dict[str, int | None]:
@@ -471,10 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     retry = [c.strip() for c in args.retry.split(",") if c.strip()]
     if retry:
-        with store.transaction():
-            gone = store.conn.execute(
-                f"DELETE FROM validations WHERE cause IN ({','.join('?' * len(retry))})", retry
-            ).rowcount
+        gone = store.forget_validations(retry)
         log(f"[validate] dropped {gone} cached results with cause in {retry}")
     builder = ClosureBuilder(store)
     targets = select_targets(store, packages, args, builder)

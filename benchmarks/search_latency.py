@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             index_package(store, "torch", jobs=2)
 
     reindex()
-    blocks = store.conn.execute("SELECT count(*) FROM definitions WHERE is_block=1").fetchone()[0]
+    blocks = store.block_count()
     log(f"[index] {blocks} blocks in total")
 
     t0 = time.perf_counter()

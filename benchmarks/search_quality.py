@@ -92,10 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     queries = json.loads(Path(args.queries).read_text())["queries"]
     store, embedder, report = prepare(args, PACKAGES)
-    blocks = store.conn.execute("SELECT count(*) FROM block_info").fetchone()[0]
-    packages = [r[0] for r in store.conn.execute(  # what the index holds, not what was asked
-        "SELECT DISTINCT m.package FROM block_info i JOIN definitions d ON d.id = i.definition_id"
-        " JOIN modules m ON m.name = d.module ORDER BY m.package")]
+    blocks = store.catalog_size()
+    # what the index holds, not what was asked
+    packages = sorted({facts.package for facts in store.block_facts()})
     results = evaluate(store, embedder, queries, args.modes.split(","))
     print(f"\n{len(queries)} queries over {blocks} blocks ({', '.join(packages)}); "
           f"model {embedder.name}\n")

@@ -57,7 +57,7 @@ def zoo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def zoo_db_copy(zoo_db: Path, tmp_path: Path) -> Path:
     """A private, writable copy of the session's zoo index."""
     with Store(zoo_db) as store:  # fold the WAL into the main file before copying it
-        store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        store.checkpoint()
     target = tmp_path / "zoo.db"
     shutil.copyfile(zoo_db, target)
     return target

@@ -113,7 +113,7 @@ def test_index_bad_input(cli: Cli, bad_tree: Path, tmp_path: Path) -> None:
     assert (syntax["line"], syntax["column"]) == (2, 7)
     assert all(p["message"] for p in summary["problems"])
     with Store(db, create=False) as store:
-        assert [r["qualname"] for r in store.rows("SELECT qualname FROM definitions")] == [
+        assert [r["qualname"] for r in store._rows("SELECT qualname FROM definitions")] == [
             "good.ok"
         ]
 
@@ -195,9 +195,9 @@ def test_index_installed_package(cli: Cli, tmp_path: Path) -> None:
     assert Path(summary["root"]) == Path(next(iter(spec.submodule_search_locations))).resolve()
     assert summary["scanned"] >= 2 and summary["definitions"] > 0 and summary["blocks"] == 0
     with Store(db, create=False) as store:
-        names = {r["name"] for r in store.rows("SELECT name FROM modules")}
+        names = {r["name"] for r in store._rows("SELECT name FROM modules")}
         assert {"iniconfig", "iniconfig.exceptions"} <= names
-        assert store.rows("SELECT 1 FROM definitions WHERE qualname='iniconfig.IniConfig'")
+        assert store._rows("SELECT 1 FROM definitions WHERE qualname='iniconfig.IniConfig'")
         assert store.packages()[0]["version"]
 
 

@@ -24,10 +24,11 @@ def demo(home: Path | None, workers: int, epochs: int) -> None:
     from nnrag.examples import ZOO, corpus_dir
     from nnrag.index import index_path
     from nnrag.ladder import validate as do_validate
-    from nnrag.train.engine import Engine
+    from nnrag.train.events import TrialDeduplicated, TrialDone
     from nnrag.train.executors import LocalExecutor
     from nnrag.train.runstore import RunStore
     from nnrag.train.spec import parse_spec
+    from nnrag.train.wiring import indexed_engine
 
     base = home or nnrag_home() / "demo"
     store = store_at(base / "index.db", create=True)
@@ -46,20 +47,20 @@ def demo(home: Path | None, workers: int, epochs: int) -> None:
                          "hyperparameters": {"lr": 0.05, "momentum": 0.9, "batch_size": 64},
                          "budget": {"epochs": epochs, "wall_s": 300}}) for m in DEMO_MODELS]
     runs = RunStore(base / "runs.db")
-    engine = Engine(runs, LocalExecutor(workers), index_db=store.path)
+    engine = indexed_engine(runs, LocalExecutor(workers), store.path)
 
-    def show(event: dict[str, Any]) -> None:
-        if event["event"] == "done":
-            err.print(f"  {event['name']}: {event['outcome']} in {event.get('duration_s') or 0:.1f}s")
-        elif event["event"] == "duplicate":
-            err.print(f"  {event['name']}: already trained (run {event['of']}), result reused")
+    def show(event: Any) -> None:
+        if isinstance(event, TrialDone):
+            err.print(f"  {event.name}: {event.outcome} in {event.duration_s or 0:.1f}s")
+        elif isinstance(event, TrialDeduplicated):
+            err.print(f"  {event.name}: already trained (run {event.of}), result reused")
 
     out.print(f"train {len(specs)} corpus models on digits, {epochs} epochs each, "
               f"{workers} sandboxed workers:")
     report = engine.train(specs, show)
     table = Table("#", "model", "test accuracy", "params", "seconds", box=None)
     for n, r in enumerate(runs.leaderboard("digits", 10), 1):
-        table.add_row(str(n), r["name"], f"{r['best']:.4f}", str(r["params"]), f"{r['duration_s']:.1f}")
+        table.add_row(str(n), r.name, f"{r.best:.4f}", str(r.params), f"{r.duration_s:.1f}")
     out.print("leaderboard (digits, chance 0.10):")
     out.print(table)
     out.print(f"{report.trained} trained, {report.deduplicated} reused; runs in {runs.path}, "

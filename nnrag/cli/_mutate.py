@@ -53,12 +53,12 @@ def mutate(target: str, n: int, kinds: str, seed: int, max_params: int | None, o
     _print(report, indexed, files, trained)
 
 
-def _train(report: Any, indexed: list[str], dataset: str, epochs: int, db: Path | None) -> list[dict[str, Any]]:
+def _train(report: Any, indexed: list[str], dataset: str, epochs: int, db: Path | None) -> list[Any]:
     from nnrag.config import nnrag_home
-    from nnrag.train.engine import Engine
     from nnrag.train.executors import LocalExecutor
     from nnrag.train.runstore import RunStore
     from nnrag.train.spec import parse_spec
+    from nnrag.train.wiring import indexed_engine
 
     specs = []
     for mutant, name in zip(report.valid, indexed or [None] * len(report.valid), strict=True):
@@ -66,11 +66,11 @@ def _train(report: Any, indexed: list[str], dataset: str, epochs: int, db: Path 
                                  if report.target.block is None or name is None else {"block": name})
         specs.append(parse_spec({"model": model, "dataset": dataset, "budget": {"epochs": epochs}}))
     runs = RunStore(nnrag_home() / "runs.db")
-    result = Engine(runs, LocalExecutor(2), index_db=db).train(specs)
+    result = indexed_engine(runs, LocalExecutor(2), db).train(specs)
     return [runs.get(i) for i in result.run_ids]
 
 
-def _as_json(report: Any, indexed: list[str], files: list[Path], trained: list[dict[str, Any]]) -> dict[str, Any]:
+def _as_json(report: Any, indexed: list[str], files: list[Path], trained: list[Any]) -> dict[str, Any]:
     return {
         "target": report.target.origin, "params": report.params, "flops": report.flops,
         "traced": report.traced, "trace_error": report.trace_error, "disabled": report.disabled,
@@ -80,11 +80,11 @@ def _as_json(report: Any, indexed: list[str], files: list[Path], trained: list[d
         "mutants": [{"md5": m.md5, "kind": m.kind, "description": m.description, "valid": m.valid,
                      "rung": m.rung, "params": m.params, "flops": m.flops, "error": m.error}
                     for m in report.mutants],
-        "trained": [{"name": r["name"], "outcome": r["outcome"], "best": r["best"]} for r in trained],
+        "trained": [r.to_dict(("name", "outcome", "best")) for r in trained],
     }
 
 
-def _print(report: Any, indexed: list[str], files: list[Path], trained: list[dict[str, Any]]) -> None:
+def _print(report: Any, indexed: list[str], files: list[Path], trained: list[Any]) -> None:
     if not report.traced:
         err.print(f"torch.fx could not trace {report.target.label} ({report.trace_error}); "
                   f"disabled: {', '.join(report.disabled)}")
@@ -104,5 +104,5 @@ def _print(report: Any, indexed: list[str], files: list[Path], trained: list[dic
     if files:
         out.print(f"wrote {len(files)} files to {files[0].parent}")
     for r in trained:
-        best = "" if r["best"] is None else f"{r['best']:.4f}"
-        out.print(f"trained {r['name']}: {r['outcome']} {best}")
+        best = "" if r.best is None else f"{r.best:.4f}"
+        out.print(f"trained {r.name}: {r.outcome} {best}")

@@ -5,7 +5,6 @@ Formatting only, the work is in :mod:`nnrag.train`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -34,26 +33,28 @@ def _runs(path: Path | None) -> Any:
 def _printer() -> Any:
     """Per-epoch and per-run progress lines on stderr (stdout stays clean for --format json)."""
 
-    def show(event: dict[str, Any]) -> None:
-        if event["event"] == "epoch":
-            metrics = ", ".join(f"{k} {v:.4f}" for k, v in event.items()
-                                if k not in ("run", "event", "epoch") and isinstance(v, float))
-            err.print(f"run {event['run']} epoch {event['epoch']}: {metrics}")
-        elif event["event"] == "done":
-            extra = f" ({event['error']})" if event.get("error") else ""
-            err.print(f"run {event['run']} {event['name']}: {event['outcome']} in "
-                      f"{event.get('duration_s') or 0:.1f}s{extra}")
-        elif event["event"] == "duplicate":
-            err.print(f"run {event['run']} {event['name']}: duplicate of run {event['of']}, not trained")
+    from nnrag.train.events import TrialDeduplicated, TrialDone, TrialEpoch
+
+    def show(event: Any) -> None:
+        if isinstance(event, TrialEpoch):
+            metrics = ", ".join(f"{k} {v:.4f}" for k, v in event.metrics.items()
+                                if k not in ("run", "event") and isinstance(v, float))
+            err.print(f"run {event.run} epoch {event.epoch}: {metrics}")
+        elif isinstance(event, TrialDone):
+            extra = f" ({event.error})" if event.error else ""
+            err.print(f"run {event.run} {event.name}: {event.outcome} in "
+                      f"{event.duration_s or 0:.1f}s{extra}")
+        elif isinstance(event, TrialDeduplicated):
+            err.print(f"run {event.run} {event.name}: duplicate of run {event.of}, not trained")
 
     return show
 
 
 def _engine(runs: Any, workers: int, executor: str, address: str | None, index_db: Path | None) -> Any:
-    from nnrag.train.engine import Engine
     from nnrag.train.executors import make_executor
+    from nnrag.train.wiring import indexed_engine
 
-    return Engine(runs, make_executor(executor, workers, address), index_db=index_db)
+    return indexed_engine(runs, make_executor(executor, workers, address), index_db)
 
 
 def _report(report: Any, runs: Any, fmt: str) -> None:
@@ -61,21 +62,21 @@ def _report(report: Any, runs: Any, fmt: str) -> None:
     if fmt == "json":
         emit_json({"trained": report.trained, "deduplicated": report.deduplicated,
                     "outcomes": report.outcomes,
-                    "runs": [{k: r[k] for k in ("id", "name", "dataset", "outcome", "best", "params",
-                                                "duration_s", "duplicate_of", "error")} for r in rows]})
+                    "runs": [r.to_dict(("id", "name", "dataset", "outcome", "best", "params",
+                                        "duration_s", "duplicate_of", "error")) for r in rows]})
         return
     _run_table(rows)
     out.print(f"{report.trained} trained, {report.deduplicated} deduplicated (not re-trained); "
               + ", ".join(f"{k}: {v}" for k, v in sorted(report.outcomes.items())))
 
 
-def _run_table(rows: list[dict[str, Any]]) -> None:
+def _run_table(rows: list[Any]) -> None:
     table = Table("run", "model", "dataset", "outcome", "best", "params", "seconds", "note", box=None)
     for r in rows:
-        note = f"duplicate of {r['duplicate_of']}" if r.get("duplicate_of") else (r.get("error") or "")[:60]
-        table.add_row(str(r["id"]), r["name"], r["dataset"], r["outcome"] or r["status"],
-                      "" if r["best"] is None else f"{r['best']:.4f}", str(r["params"] or ""),
-                      "" if r["duration_s"] is None else f"{r['duration_s']:.1f}", note)
+        note = f"duplicate of {r.duplicate_of}" if r.duplicate_of else (r.error or "")[:60]
+        table.add_row(str(r.id), r.name, r.dataset, r.outcome or r.status,
+                      "" if r.best is None else f"{r.best:.4f}", str(r.params or ""),
+                      "" if r.duration_s is None else f"{r.duration_s:.1f}", note)
     out.print(table)
 
 
@@ -119,9 +120,11 @@ def resume(workers: int, executor: str, address: str | None, runs_db: Path | Non
 @FORMAT
 def runs(limit: int, runs_db: Path | None, fmt: str) -> None:
     """List recent runs."""
+    from nnrag.train.runstore import LISTING_FIELDS
+
     rows = _runs(runs_db).runs(limit)
     if fmt == "json":
-        emit_json(rows)
+        emit_json([r.to_dict(LISTING_FIELDS) for r in rows])
         return
     _run_table(rows)
 
@@ -134,19 +137,18 @@ def show(run_id: int, runs_db: Path | None, fmt: str) -> None:
     """One run: spec, outcome, per-epoch metrics, error and traceback."""
     run = _runs(runs_db).get(run_id)
     if fmt == "json":
-        run["spec"] = json.loads(run["spec"])
-        emit_json(run)
+        emit_json({**run.to_dict(), "spec": run.spec_dict})
         return
-    out.print(f"run {run['id']} {run['name']} on {run['dataset']}: {run['status']} / {run['outcome']}")
+    out.print(f"run {run.id} {run.name} on {run.dataset}: {run.status} / {run.outcome}")
     for key in ("best", "params", "flops", "duration_s", "duplicate_of", "indexed_as", "versions"):
-        if run.get(key) is not None:
-            out.print(f"  {key}: {run[key]}")
+        if getattr(run, key) is not None:
+            out.print(f"  {key}: {getattr(run, key)}")
     table = Table("epoch", "metric", "value", box=None)
-    for e in run["epochs"]:
-        table.add_row(str(e["epoch"]), e["metric"], f"{e['value']:.4f}")
+    for e in run.epochs:
+        table.add_row(str(e.epoch), e.metric, f"{e.value:.4f}")
     out.print(table)
-    if run.get("traceback"):
-        out.print(run["traceback"], markup=False, highlight=False)
+    if run.traceback:
+        out.print(run.traceback, markup=False, highlight=False)
 
 
 @click.command()
@@ -156,15 +158,17 @@ def show(run_id: int, runs_db: Path | None, fmt: str) -> None:
 @FORMAT
 def leaderboard(dataset: str | None, limit: int, runs_db: Path | None, fmt: str) -> None:
     """Best finished runs, by their metric."""
+    from nnrag.train.runstore import LEADERBOARD_FIELDS
+
     rows = _runs(runs_db).leaderboard(dataset, limit)
     if fmt == "json":
-        emit_json(rows)
+        emit_json([r.to_dict(LEADERBOARD_FIELDS) for r in rows])
         return
     table = Table("#", "model", "dataset", "best", "params", "MFLOPs", "seconds", "run", box=None)
     for n, r in enumerate(rows, 1):
-        table.add_row(str(n), r["name"], r["dataset"], f"{r['best']:.4f}", str(r["params"]),
-                      "" if r["flops"] is None else f"{r['flops'] / 1e6:.2f}",
-                      f"{r['duration_s']:.1f}", str(r["id"]))
+        table.add_row(str(n), r.name, r.dataset, f"{r.best:.4f}", str(r.params),
+                      "" if r.flops is None else f"{r.flops / 1e6:.2f}",
+                      f"{r.duration_s:.1f}", str(r.id))
     out.print(table)
 
 

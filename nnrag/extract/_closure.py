@@ -82,16 +82,16 @@ class ClosureBuilder:
     # -- name lookup for users
     def find(self, name: str, *, blocks_only: bool = False) -> dict[str, Any]:
         """One definition by qualified or simple name; ambiguity lists the candidates."""
-        where = " AND is_block=1" if blocks_only else ""
-        rows = self.store.rows(f"SELECT * FROM definitions WHERE qualname=?{where}", (name,))
+        rows = self.store.definitions_named(name, qualified=True, blocks_only=blocks_only)
         if not rows:
-            rows = self.store.rows(f"SELECT * FROM definitions WHERE name=?{where}", (name,))
+            rows = self.store.definitions_named(name, qualified=False, blocks_only=blocks_only)
         if not rows and "." in name:  # qualified through a re-export: ``timm.layers.Mlp``
             module, _, attr = name.rpartition(".")
             if self.table.in_tree(module):
                 binding = self.table.resolve(module, attr)
-                if binding.kind == "definition":
-                    rows = self.store.rows("SELECT * FROM definitions WHERE id=?", (binding.def_id,))
+                if binding.kind == "definition" and binding.def_id is not None:
+                    found = self.store.definition(binding.def_id)
+                    rows = [found] if found else []
         if not rows:
             raise NameNotFoundError(
                 f"no indexed definition named {name!r}; list them with `nnrag blocks --pattern '*{name.split('.')[-1]}*'`"
@@ -118,7 +118,10 @@ class ClosureBuilder:
 
     def row(self, def_id: int) -> dict[str, Any]:
         if def_id not in self._rows:
-            self._rows[def_id] = self.store.rows("SELECT * FROM definitions WHERE id=?", (def_id,))[0]
+            row = self.store.definition(def_id)
+            if row is None:
+                raise IndexError(f"no definition {def_id} in {self.store.path}")
+            self._rows[def_id] = row
         return self._rows[def_id]
 
     def analysis(self, def_id: int) -> Analysis:

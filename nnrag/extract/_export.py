@@ -23,14 +23,7 @@ from nnrag.index import RUNGS, Store
 def block_rows(store: Store, *, min_rung: int = 0, pattern: str | None = None,
                package: str | None = None) -> list[dict[str, Any]]:
     """Blocks with their latest validation (rung -1 when never validated)."""
-    rows = store.rows(
-        "SELECT d.id, d.qualname, d.name, d.module, d.lineno, d.end_lineno, d.hash, m.package, m.path,"
-        " coalesce(v.rung, -1) AS rung, v.cause, v.failed_rung, v.error_type, v.error_message"
-        " FROM definitions d JOIN modules m ON m.name = d.module"
-        " LEFT JOIN block_validation b ON b.qualname = d.qualname AND b.def_hash = d.hash"
-        " LEFT JOIN validations v ON v.closure_hash = b.closure_hash"
-        " WHERE d.is_block = 1 ORDER BY d.qualname"
-    )
+    rows = store.blocks_with_validation()
     out = []
     for r in rows:
         if min_rung > 0 and r["rung"] < min_rung:
@@ -88,18 +81,12 @@ def stats(store: Store) -> dict[str, Any]:
     out: dict[str, Any] = {"packages": {}}
     for p in store.packages():
         name = p["name"]
-        counts = store.rows(
-            "SELECT count(DISTINCT m.name) AS modules FROM modules m WHERE m.package=?", (name,))[0]
-        defs = store.rows(
-            "SELECT count(*) AS definitions, coalesce(sum(d.is_block), 0) AS blocks FROM definitions d"
-            " JOIN modules m ON m.name = d.module WHERE m.package=?", (name,))[0]
-        files = store.rows(
-            "SELECT status, count(*) AS n FROM files WHERE package=? GROUP BY status", (name,))
+        counts = store.package_counts(name)
         rows = block_rows(store, package=name)
         rungs = {rung: sum(1 for r in rows if r["rung"] >= i) for i, rung in enumerate(RUNGS) if i > 0}
         out["packages"][name] = {
-            "version": p["version"], "root": p["root"], **counts, **defs,
-            "files": {f["status"]: f["n"] for f in files},
+            "version": p["version"], "root": p["root"], "modules": counts.modules,
+            "definitions": counts.definitions, "blocks": counts.blocks, "files": dict(counts.files),
             "validated": sum(1 for r in rows if r["rung"] >= 0), "rungs": rungs,
         }
     return out

@@ -209,7 +209,7 @@ class Generator:
         return spec
 
     def _dedup(self, cand: Candidate) -> None:
-        from nnrag.train.engine import code_fingerprint, normalised_md5
+        from nnrag.index import code_fingerprint, normalised_md5
 
         assert cand.code is not None
         cand.copy_of = cand.duplicate_of = None
@@ -322,30 +322,31 @@ class Generator:
     def _train(self, cands: list[Candidate]) -> None:
         if not cands:
             return
-        from nnrag.train.engine import Engine
+        from nnrag.train.events import TrainEvent
         from nnrag.train.executors import LocalExecutor
         from nnrag.train.runstore import RunStore
+        from nnrag.train.wiring import indexed_engine
 
         runs = RunStore(self.runs_db)
-        engine = Engine(runs, LocalExecutor(self.config.workers), index_db=self.index_db)
+        engine = indexed_engine(runs, LocalExecutor(self.config.workers), self.index_db)
         specs = [self._specs[c.index] for c in cands]
 
-        def relay(event: dict[str, Any]) -> None:
-            self.progress({**event, "event": "train_" + event["event"]})
+        def relay(event: TrainEvent) -> None:
+            self.progress({**event.to_dict(), "event": "train_" + event.kind})
 
         batch = engine.train(specs, relay)
         self.report.reused = batch.deduplicated
         for cand, run_id in zip(cands, batch.run_ids, strict=True):
             row = runs.get(run_id)
-            cand.run_id, cand.outcome, cand.best = run_id, row["outcome"], row["best"]
-            cand.indexed_as = row.get("indexed_as")
-            cand.status = "trained" if row["outcome"] == "ok" else f"train_{row['outcome']}"
-            if row["outcome"] != "ok":
-                cand.error = row.get("error")
-            if row.get("duplicate_of"):
-                cand.notes.append(f"already trained as run {row['duplicate_of']}: result reused")
-                twin = runs.get(row["duplicate_of"])
-                cand.indexed_as = cand.indexed_as or twin.get("indexed_as")
+            cand.run_id, cand.outcome, cand.best = run_id, row.outcome, row.best
+            cand.indexed_as = row.indexed_as
+            cand.status = "trained" if row.outcome == "ok" else f"train_{row.outcome}"
+            if row.outcome != "ok":
+                cand.error = row.error
+            if row.duplicate_of:
+                cand.notes.append(f"already trained as run {row.duplicate_of}: result reused")
+                twin = runs.get(row.duplicate_of)
+                cand.indexed_as = cand.indexed_as or twin.indexed_as
         runs.close()
         self._record_provenance(cands)
 
@@ -386,7 +387,7 @@ class Generator:
 
 def reference_keys(refs: list[Reference]) -> dict[str, str]:
     """Normalised MD5 and fingerprint of every reference, as shown and as written, to its name."""
-    from nnrag.train.engine import code_fingerprint, normalised_md5
+    from nnrag.index import code_fingerprint, normalised_md5
 
     keys: dict[str, str] = {}
     for ref in refs:

@@ -56,10 +56,10 @@ def run_references(runs_db: Path, dataset: str, limit: int = 20) -> list[Referen
     try:
         refs = []
         for row in runs.leaderboard(dataset, limit):
-            code = runs.get(row["id"]).get("code")
+            code = row.code
             if code and "class Net" in code:
-                refs.append(Reference(row["name"], family_of(row["name"]), compact_code(code),
-                                      f"run:{row['id']}", row["best"], full_code=code))
+                refs.append(Reference(row.name, family_of(row.name), compact_code(code),
+                                      f"run:{row.id}", row.best, full_code=code))
         return refs
     finally:
         runs.close()
@@ -68,7 +68,7 @@ def run_references(runs_db: Path, dataset: str, limit: int = 20) -> list[Referen
 def ranked_references(dataset_kind: str, dataset: str, runs_db: Path | None,
                       corpus: Path | None = None) -> list[Reference]:
     """Every usable reference, best for the task first, one entry per distinct code."""
-    from nnrag.train.engine import normalised_md5
+    from nnrag.index import normalised_md5
 
     ranked: list[Reference] = []
     seen: set[str] = set()

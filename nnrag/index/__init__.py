@@ -13,19 +13,28 @@ from nnrag.index._catalog import (
 )
 from nnrag.index._categories import CATEGORIES
 from nnrag.index._concepts import ConceptMatcher
-from nnrag.index._fingerprint import fingerprint
+from nnrag.index._fingerprint import code_fingerprint, fingerprint
 from nnrag.index._indexer import index_package, index_path, locate_package, mark_blocks
 from nnrag.index._model import Definition, FileProblem, FileScan, ImportBinding, IndexReport
-from nnrag.index._scan import dotted, normalised_hash, resolve_relative, scan_source
+from nnrag.index._rows import BlockFacts, BlockMetric, CatalogEntry, DefinitionRow, PackageCounts
+from nnrag.index._scan import (
+    dotted,
+    normalised_hash,
+    normalised_md5,
+    resolve_relative,
+    scan_source,
+)
 from nnrag.index._store import RUNGS, SCHEMA_VERSION, Store, rung_number
 from nnrag.index._symbols import Binding, SymbolTable
 from nnrag.index._text import query_text, words_of
 from nnrag.index._words import split_identifier
 
 __all__ = [
-    "CATALOG_VERSION", "CATEGORIES", "GENERATION_KEY", "RUNGS", "SCHEMA_VERSION", "Binding",
-    "CatalogReport", "ConceptMatcher", "Definition", "FileProblem", "FileScan", "ImportBinding",
-    "IndexReport", "Store", "SymbolTable", "dotted", "ensure_catalog", "fingerprint", "index_package",
-    "index_path", "locate_package", "mark_blocks", "normalised_hash", "query_text",
-    "resolve_relative", "rung_number", "scan_source", "split_identifier", "sync_catalog", "words_of",
+    "Binding", "BlockFacts", "BlockMetric", "CATALOG_VERSION", "CATEGORIES", "CatalogEntry",
+    "CatalogReport", "ConceptMatcher", "Definition", "DefinitionRow", "FileProblem", "FileScan",
+    "GENERATION_KEY", "ImportBinding", "IndexReport", "PackageCounts", "RUNGS",
+    "SCHEMA_VERSION", "Store", "SymbolTable", "code_fingerprint", "dotted", "ensure_catalog",
+    "fingerprint", "index_package", "index_path", "locate_package", "mark_blocks",
+    "normalised_hash", "normalised_md5", "query_text", "resolve_relative", "rung_number",
+    "scan_source", "split_identifier", "sync_catalog", "words_of",
 ]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from nnrag.index._categories import categorize
 from nnrag.index._fingerprint import fingerprint
+from nnrag.index._rows import CatalogEntry, DefinitionRow
 from nnrag.index._store import Store
 from nnrag.index._text import block_text
 from nnrag.logging import get_logger
@@ -37,24 +38,18 @@ def sync_catalog(store: Store, progress: Callable[[int, int], None] | None = Non
     """Bring ``block_info`` and ``block_fts`` in line with ``definitions.is_block``."""
     if store.get_meta("catalog_version") != CATALOG_VERSION:
         with store.transaction():
-            store.conn.execute("DELETE FROM block_info")
-            store.conn.execute("DELETE FROM block_fts")
+            store.clear_catalog()
             store.set_meta("catalog_version", CATALOG_VERSION)
-    current = {
-        r[0]: r[1] for r in store.conn.execute("SELECT id, hash FROM definitions WHERE is_block=1")
-    }
-    known = {
-        r[0]: r[1] for r in store.conn.execute("SELECT definition_id, hash FROM block_info")
-    }
+    current = store.block_hashes()
+    known = store.catalog_hashes()
     stale = [i for i, h in known.items() if current.get(i) != h]
     new = [i for i, h in current.items() if known.get(i) != h]
     if not stale and not new:
         return CatalogReport(0, 0, len(current))
     with store.transaction():
-        store.conn.executemany("DELETE FROM block_info WHERE definition_id=?", [(i,) for i in stale])
-        store.conn.executemany("DELETE FROM block_fts WHERE rowid=?", [(i,) for i in stale])
+        store.drop_catalog(stale)
         for n, start in enumerate(range(0, len(new), 500)):
-            _add(store, new[start : start + 500])
+            store.add_catalog([_entry(row) for row in store.block_definitions(new[start : start + 500])])
             if progress:
                 progress(min(len(new), (n + 1) * 500), len(new))
         generation = int(store.get_meta(GENERATION_KEY) or 0) + 1
@@ -66,36 +61,18 @@ def sync_catalog(store: Store, progress: Callable[[int, int], None] | None = Non
 def ensure_catalog(store: Store) -> None:
     """Cheap check before a read: sync if the catalog lags the blocks (an index built before
     search existed, or an interrupted sync)."""
-    n_blocks = store.conn.execute("SELECT count(*) FROM definitions WHERE is_block=1").fetchone()[0]
-    n_info = store.conn.execute("SELECT count(*) FROM block_info").fetchone()[0]
-    if n_blocks != n_info:
+    if store.block_count() != store.catalog_size():
         sync_catalog(store)
 
 
-def _add(store: Store, ids: list[int]) -> None:
-    marks = ",".join("?" * len(ids))
-    rows = store.rows(
-        f"SELECT id, name, qualname, source, docstring, bases, hash FROM definitions"
-        f" WHERE id IN ({marks})",
-        ids,
-    )
-    info, fts = [], []
-    for row in rows:
-        text = block_text(row)
-        try:
-            bases = json.loads(row["bases"] or "[]")
-        except ValueError:
-            bases = []
-        category = categorize(row["source"], row["name"], bases)
-        info.append((row["id"], row["hash"], text.embed_hash, category,
-                     fingerprint(row["source"]), text.embed))
-        fts.append((row["id"], text.name_words, text.path_words, text.docstring,
-                    text.identifiers))
-    store.conn.executemany(
-        "INSERT OR REPLACE INTO block_info(definition_id, hash, embed_hash, category,"
-        " fingerprint, embed_text) VALUES (?,?,?,?,?,?)",
-        info,
-    )
-    store.conn.executemany(
-        "INSERT INTO block_fts(rowid, name, path, docstring, identifiers) VALUES (?,?,?,?,?)", fts
-    )
+def _entry(row: DefinitionRow) -> CatalogEntry:
+    """A block's category, fingerprint and search texts, from its ``definitions`` row."""
+    text = block_text(row)
+    try:
+        bases = json.loads(row["bases"] or "[]")
+    except ValueError:
+        bases = []
+    return CatalogEntry(row["id"], row["hash"], text.embed_hash,
+                        categorize(row["source"], row["name"], bases), fingerprint(row["source"]),
+                        text.embed, text.name_words, text.path_words, text.docstring,
+                        text.identifiers)

@@ -289,3 +289,9 @@ def fingerprint(source: str, *, keep_literals: bool = False) -> str:
     normaliser = _Normaliser(tree, keep_literals)
     normaliser.rename(tree, normaliser.module)
     return hashlib.sha1(_dump(tree).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def code_fingerprint(code: str) -> str:
+    """The structural identity of a whole model for training deduplication: constants kept,
+    so a different depth or width is a different model."""
+    return fingerprint(code, keep_literals=True)

@@ -175,7 +175,7 @@ def index_path(
         # Files scanned by an older scanner are rescanned, not skipped; forgetting their
         # hashes (instead of a flag set at the end) keeps this true across interruptions.
         with store.transaction():
-            store.conn.execute("UPDATE files SET sha1 = NULL WHERE package = ?", (package,))
+            store.forget_file_hashes(package)
             store.set_meta(version_key, SCANNER_VERSION)
     known = store.file_hashes(package)
     known_problems = store.file_problems(package)
@@ -245,11 +245,8 @@ def index_path(
     if changed or store.get_meta("blocks_dirty") == "1":
         mark_blocks(store)
     sync_catalog(store)  # categories, fingerprints, FTS5: only changed blocks are touched
-    counts = store.rows(
-        "SELECT count(*) AS n, sum(d.is_block) AS b FROM definitions d JOIN modules m ON m.name = d.module"
-        " WHERE m.package = ?", (package,)
-    )[0]
-    report.definitions, report.blocks = counts["n"] or 0, counts["b"] or 0
+    counts = store.package_counts(package)
+    report.definitions, report.blocks = counts.definitions, counts.blocks
     logger.info("indexed %s: %d scanned, %d unchanged, %d problems", package, report.scanned, report.unchanged, report.failed)
     return report
 

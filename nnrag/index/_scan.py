@@ -33,6 +33,15 @@ def normalised_hash(source: str) -> str:
     return hashlib.sha1(canonical.encode("utf-8")).hexdigest()
 
 
+def normalised_md5(code: str) -> str:
+    """MD5 of the code with all whitespace runs collapsed (formatting does not matter).
+
+    The run store's and the trained blocks' text identity; unlike :func:`normalised_hash` it
+    needs no parse, so unparsable model code has one too.
+    """
+    return hashlib.md5(re.sub(r"\s+", " ", code).strip().encode()).hexdigest()
+
+
 def resolve_relative(module: str, is_package: bool, level: int, target: str | None) -> str:
     """Absolute module of ``from <'.' * level><target> import ...`` inside ``module``.
 

@@ -1,7 +1,9 @@
 """The SQLite store behind the index: versioned schema, WAL, one short transaction per change.
 
 Only :mod:`nnrag.index` writes the code tables (packages, files, modules, definitions,
-imports); :mod:`nnrag.rag` writes validation results through :meth:`Store.save_validation`.
+imports); the ladder writes validation results through :meth:`Store.save_validation`, and
+training writes metrics back through :meth:`Store.record_block_metric`. No SQL lives outside
+this class and its query mixins (:mod:`._queries`, :mod:`._search_tables`).
 """
 
 from __future__ import annotations
@@ -9,15 +11,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from nnrag.exceptions import IndexMissingError, SchemaVersionError, StoreError
 from nnrag.index._model import FileScan
+from nnrag.index._queries import CodeQueries
+from nnrag.index._rows import BlockMetric
+from nnrag.index._search_tables import SearchTables
 
 SCHEMA_VERSION = 4  # 2: block_info, block_fts, embeddings (search); 3: block_metrics; 4: block_provenance
 
@@ -85,7 +86,7 @@ def rung_number(name_or_number: str | int) -> int:
     raise StoreError(f"unknown rung {name_or_number!r}; use one of {', '.join(RUNGS[1:])} or 1-6")
 
 
-class Store:
+class Store(CodeQueries, SearchTables):
     """A handle on one index database."""
 
     def __init__(self, path: str | Path, *, create: bool = True) -> None:
@@ -105,12 +106,11 @@ class Store:
             conn.execute("PRAGMA foreign_keys=ON")
         except (sqlite3.DatabaseError, OSError) as exc:
             raise StoreError(f"cannot open index database {self.path}: {exc}") from exc
-        self.db = sqlite_utils.Database(conn)
-        self.conn = conn
+        self._conn = conn
         self._migrate()
 
     def close(self) -> None:
-        self.conn.close()
+        self._conn.close()
 
     def __enter__(self) -> Store:
         return self
@@ -133,77 +133,65 @@ class Store:
                 with self.transaction():
                     for statement in _SCHEMA.split(";"):
                         if statement.strip():
-                            self.conn.execute(statement)
+                            self._conn.execute(statement)
                     self.set_meta("schema_version", str(SCHEMA_VERSION))
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not a usable nnrag index: {exc}") from exc
 
     def _has_tables(self) -> bool:
-        return self.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table'").fetchone() is not None
+        return self._conn.execute("SELECT 1 FROM sqlite_master WHERE type='table'").fetchone() is not None
 
     def _schema_version(self) -> int:
-        has_meta = self.conn.execute(
+        has_meta = self._conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
         ).fetchone()
         if not has_meta:
             return 0
-        row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         return int(row[0]) if row else 0
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """One atomic unit: an interrupted run leaves either all of it or none of it."""
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        else:
-            self.conn.execute("COMMIT")
-
     def set_meta(self, key: str, value: str) -> None:
-        self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+        self._conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
     def get_meta(self, key: str) -> str | None:
-        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return row[0] if row else None
 
     # -- writes (call inside ``transaction()``)
     def upsert_package(self, name: str, root: str, version: str | None) -> None:
-        self.conn.execute(
+        self._conn.execute(
             "INSERT OR REPLACE INTO packages(name, root, version, indexed_at) VALUES (?,?,?,?)",
             (name, root, version, time.time()),
         )
 
     def file_hashes(self, package: str) -> dict[str, str | None]:
-        rows = self.conn.execute("SELECT path, sha1 FROM files WHERE package=?", (package,))
+        rows = self._conn.execute("SELECT path, sha1 FROM files WHERE package=?", (package,))
         return {path: sha for path, sha in rows}
 
     def file_problems(self, package: str) -> dict[str, tuple[str, str]]:
         """``{path: (status, error)}`` of the files of ``package`` that could not be indexed."""
-        rows = self.conn.execute(
+        rows = self._conn.execute(
             "SELECT path, status, error FROM files WHERE package=? AND status != 'ok'", (package,)
         )
         return {path: (status, error or "") for path, status, error in rows}
 
     def delete_file(self, path: str) -> None:
-        row = self.conn.execute("SELECT module FROM files WHERE path=?", (path,)).fetchone()
+        row = self._conn.execute("SELECT module FROM files WHERE path=?", (path,)).fetchone()
         if row and row[0]:
             self._delete_module(row[0], path)
-        self.conn.execute("DELETE FROM files WHERE path=?", (path,))
+        self._conn.execute("DELETE FROM files WHERE path=?", (path,))
 
     def _delete_module(self, module: str, path: str) -> None:
-        owner = self.conn.execute("SELECT path FROM modules WHERE name=?", (module,)).fetchone()
+        owner = self._conn.execute("SELECT path FROM modules WHERE name=?", (module,)).fetchone()
         if owner and owner[0] != path:
             return  # another file now provides this module name
-        self.conn.execute("DELETE FROM definitions WHERE module=?", (module,))
-        self.conn.execute("DELETE FROM imports WHERE module=?", (module,))
-        self.conn.execute("DELETE FROM modules WHERE name=?", (module,))
+        self._conn.execute("DELETE FROM definitions WHERE module=?", (module,))
+        self._conn.execute("DELETE FROM imports WHERE module=?", (module,))
+        self._conn.execute("DELETE FROM modules WHERE name=?", (module,))
 
     def record_problem(self, path: str, package: str, sha1: str | None, status: str, error: str) -> None:
         self.delete_file(path)
-        self.conn.execute(
+        self._conn.execute(
             "INSERT INTO files(path, package, module, sha1, size, status, error) VALUES (?,?,?,?,?,?,?)",
             (path, package, None, sha1, None, status, error),
         )
@@ -211,11 +199,11 @@ class Store:
     def save_scan(self, path: str, package: str, sha1: str, size: int, scan: FileScan) -> None:
         self.delete_file(path)
         self._delete_module(scan.module, path)
-        self.conn.execute(
+        self._conn.execute(
             "INSERT INTO files(path, package, module, sha1, size, status, error) VALUES (?,?,?,?,?,?,?)",
             (path, package, scan.module, sha1, size, "ok", None),
         )
-        self.conn.execute(
+        self._conn.execute(
             "INSERT OR REPLACE INTO modules(name, package, path, is_package, future_annotations,"
             " all_names, docstring) VALUES (?,?,?,?,?,?,?)",
             (
@@ -224,7 +212,7 @@ class Store:
                 scan.docstring,
             ),
         )
-        self.conn.executemany(
+        self._conn.executemany(
             "INSERT INTO definitions(module, name, qualname, kind, lineno, end_lineno, source, hash,"
             " guard, stmt_index, bases, is_abstract, has_forward, docstring)"
             " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -237,7 +225,7 @@ class Store:
                 for d in scan.definitions
             ],
         )
-        self.conn.executemany(
+        self._conn.executemany(
             "INSERT INTO imports(module, local_name, target_module, target_name, level, lineno,"
             " guard, stmt_index) VALUES (?,?,?,?,?,?,?,?)",
             [
@@ -248,21 +236,21 @@ class Store:
         )
 
     def set_blocks(self, block_ids: set[int]) -> None:
-        self.conn.execute("UPDATE definitions SET is_block=0 WHERE is_block=1")
-        self.conn.executemany("UPDATE definitions SET is_block=1 WHERE id=?", [(i,) for i in block_ids])
+        self._conn.execute("UPDATE definitions SET is_block=0 WHERE is_block=1")
+        self._conn.executemany("UPDATE definitions SET is_block=1 WHERE id=?", [(i,) for i in block_ids])
 
-    # -- reads
-    def rows(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[dict[str, Any]]:
-        cur = self.conn.execute(sql, params)
-        cols = [c[0] for c in cur.description]
-        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+    def forget_file_hashes(self, package: str) -> None:
+        """Make every file of ``package`` look changed, so the next run rescans it."""
+        self._conn.execute("UPDATE files SET sha1 = NULL WHERE package = ?", (package,))
 
-    def packages(self) -> list[dict[str, Any]]:
-        return self.rows("SELECT * FROM packages ORDER BY name")
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the database file (before copying the file)."""
+        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
+    # -- results written back by the ladder and by training (each its own transaction)
     def save_validation(self, qualname: str, def_hash: str, closure_hash: str, result: dict[str, Any]) -> None:
         with self.transaction():
-            self.conn.execute(
+            self._conn.execute(
                 "INSERT OR REPLACE INTO validations(closure_hash, rung, rung_name, failed_rung,"
                 " error_type, error_message, cause, detail, validated_at) VALUES (?,?,?,?,?,?,?,?,?)",
                 (
@@ -271,7 +259,7 @@ class Store:
                     json.dumps(result, sort_keys=True, default=str), time.time(),
                 ),
             )
-            self.conn.execute(
+            self._conn.execute(
                 "INSERT OR REPLACE INTO block_validation(qualname, def_hash, closure_hash) VALUES (?,?,?)",
                 (qualname, def_hash, closure_hash),
             )
@@ -279,23 +267,40 @@ class Store:
     def record_provenance(self, qualname: str, source: str, detail: dict[str, Any]) -> None:
         """How a written-back block was made (``source`` e.g. ``generate``): prompt, parents, LLM."""
         with self.transaction():
-            self.conn.execute(
+            self._conn.execute(
                 "INSERT OR REPLACE INTO block_provenance(qualname, source, detail, recorded_at)"
                 " VALUES (?,?,?,strftime('%s','now'))",
                 (qualname, source, json.dumps(detail, sort_keys=True)),
             )
 
     def provenance(self, qualname: str) -> dict[str, Any] | None:
-        rows = self.rows("SELECT source, detail FROM block_provenance WHERE qualname=?", (qualname,))
+        rows = self._rows("SELECT source, detail FROM block_provenance WHERE qualname=?", (qualname,))
         return {"source": rows[0]["source"], **json.loads(rows[0]["detail"])} if rows else None
 
     def cached_validation(self, closure_hash: str) -> dict[str, Any] | None:
-        rows = self.rows("SELECT detail FROM validations WHERE closure_hash=?", (closure_hash,))
+        rows = self._rows("SELECT detail FROM validations WHERE closure_hash=?", (closure_hash,))
         return json.loads(rows[0]["detail"]) if rows else None
+
+    def record_block_metric(self, metric: BlockMetric) -> None:
+        """A trained block's result, replacing an earlier one on the same dataset and metric."""
+        with self.transaction():
+            self._conn.execute(
+                "INSERT OR REPLACE INTO block_metrics(qualname, dataset, metric, value, run_id,"
+                " params, recorded_at) VALUES (?,?,?,?,?,?,strftime('%s','now'))",
+                (metric.qualname, metric.dataset, metric.metric, metric.value, metric.run_id,
+                 metric.params),
+            )
+
+    def forget_validations(self, causes: list[str]) -> int:
+        """Drop cached validation results with one of ``causes``, so they are run again."""
+        with self.transaction():
+            marks = ",".join("?" * len(causes))
+            return self._conn.execute(
+                f"DELETE FROM validations WHERE cause IN ({marks})", causes).rowcount
 
     def link_validation(self, qualname: str, def_hash: str, closure_hash: str) -> None:
         with self.transaction():
-            self.conn.execute(
+            self._conn.execute(
                 "INSERT OR REPLACE INTO block_validation(qualname, def_hash, closure_hash) VALUES (?,?,?)",
                 (qualname, def_hash, closure_hash),
             )

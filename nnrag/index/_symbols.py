@@ -77,19 +77,16 @@ class SymbolTable:
     """An in-memory view of the store's modules, definitions and imports."""
 
     def __init__(self, store: Store) -> None:
-        self.modules: dict[str, dict[str, Any]] = {m["name"]: m for m in store.rows("SELECT * FROM modules")}
+        self.modules: dict[str, dict[str, Any]] = {m["name"]: m for m in store.modules()}
         self.defs: dict[int, dict[str, Any]] = {}
         self.defs_by_name: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        for d in store.rows(
-            "SELECT id, module, name, qualname, kind, guard, stmt_index, bases, is_abstract, has_forward,"
-            " hash, lineno, end_lineno FROM definitions"
-        ):
+        for d in store.definition_heads():
             d["bases"] = json.loads(d["bases"] or "[]")
             self.defs[d["id"]] = d
             self.defs_by_name.setdefault((d["module"], d["name"]), []).append(d)
         self.imports: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.star_imports: dict[str, list[dict[str, Any]]] = {}
-        for i in store.rows("SELECT * FROM imports ORDER BY module, stmt_index"):
+        for i in store.imports():
             if i["local_name"] == "*":
                 self.star_imports.setdefault(i["module"], []).append(i)
             else:

@@ -84,10 +84,7 @@ def validate(
     builder = builder or ClosureBuilder(store)
     limits = limits or Limits(wall_s=60.0, memory_mb=4096)
     packages = {p["name"]: p for p in store.packages()}
-    if all_blocks:
-        rows = store.rows("SELECT * FROM definitions WHERE is_block=1 ORDER BY qualname")
-    else:
-        rows = [builder.find(n) for n in names]
+    rows = store.block_definitions() if all_blocks else [builder.find(n) for n in names]
     outcomes: list[Outcome | None] = [None] * len(rows)
     pending: list[tuple[int, dict[str, Any], Emitted, str]] = []
     done = 0

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nnrag.exceptions import NnragError
+from nnrag.index import code_fingerprint, normalised_md5
 from nnrag.logging import get_logger
 from nnrag.mutate._analyse import analyse
 from nnrag.mutate._edits import activation_edits, layer_edits, norm_edits, residual_edits
@@ -24,7 +25,6 @@ from nnrag.mutate._plan import Plan, Planner
 from nnrag.mutate._sites import collect_sites, instrument, rewrite_sites
 from nnrag.mutate._target import MutationTargetError, Target
 from nnrag.sandbox import Limits, run_function, run_many
-from nnrag.train.engine import code_fingerprint, normalised_md5
 
 log = get_logger(__name__)
 KINDS = ("width", "depth", "activation", "norm", "residual")

@@ -45,7 +45,6 @@ class LexicalIndex:
         self.path = store.path.with_name(f"{store.path.name}.bm25.npz")
         self.rebuilt = False
         self._stems: dict[str, str | None] = {}
-        self._scratch = False
         self.terms: dict[str, int] = {}
         self.rowids = np.zeros(0, dtype=np.int64)
         self.indptr = np.zeros(1, dtype=np.int64)
@@ -55,7 +54,7 @@ class LexicalIndex:
 
     # -- building and loading
     def _state(self) -> dict[str, Any]:
-        rows = self.store.conn.execute("SELECT count(*) FROM block_fts").fetchone()[0]
+        rows = self.store.fts_size()
         return {"format": FORMAT, "catalog": CATALOG_VERSION, "weights": list(self.weights),
                 "generation": self.store.get_meta(GENERATION_KEY) or "0", "rows": int(rows)}
 
@@ -76,24 +75,20 @@ class LexicalIndex:
 
     def build(self, state: dict[str, Any] | None = None) -> None:
         state = state or self._state()
-        conn = self.store.conn
-        conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.nnrag_fts_instance"
-                     " USING fts5vocab(main, 'block_fts', 'instance')")
         weight = dict(zip(COLUMNS, self.weights, strict=True))
         terms: list[str] = []
         term_ids: list[int] = []
         rows: list[int] = []
         cols: list[float] = []
         last = None
-        for term, doc, col in conn.execute("SELECT term, doc, col FROM temp.nnrag_fts_instance"):
+        for term, doc, col in self.store.fts_postings():
             if term != last:
                 terms.append(term)
                 last = term
             term_ids.append(len(terms) - 1)
             rows.append(doc)
             cols.append(weight[col])
-        rowids = np.array(sorted(r[0] for r in conn.execute("SELECT rowid FROM block_fts")),
-                          dtype=np.int64)
+        rowids = np.array(sorted(self.store.fts_rowids()), dtype=np.int64)
         t = np.array(term_ids, dtype=np.int64)
         d = np.searchsorted(rowids, np.array(rows, dtype=np.int64))
         w = np.array(cols, dtype=np.float64)
@@ -125,20 +120,7 @@ class LexicalIndex:
         """Each word as FTS5's porter tokenizer indexes it (one token per word, or none)."""
         todo = [w for w in dict.fromkeys(words) if w not in self._stems]
         if todo:
-            conn = self.store.conn
-            if not self._scratch:
-                conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.nnrag_qwords"
-                             " USING fts5(word, tokenize = 'porter unicode61')")
-                conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.nnrag_qwords_i"
-                             " USING fts5vocab(temp, 'nnrag_qwords', 'instance')")
-                self._scratch = True
-            conn.execute("DELETE FROM temp.nnrag_qwords")
-            conn.executemany("INSERT INTO temp.nnrag_qwords(rowid, word) VALUES (?, ?)",
-                             list(enumerate(todo)))
-            found: dict[int, list[str]] = {}
-            for doc, term in conn.execute("SELECT doc, term FROM temp.nnrag_qwords_i"):
-                found.setdefault(doc, []).append(term)
-            conn.execute("DELETE FROM temp.nnrag_qwords")
+            found = self.store.porter_tokens(todo)
             for i, word in enumerate(todo):
                 tokens = found.get(i, [])
                 self._stems[word] = tokens[0] if len(tokens) == 1 else None

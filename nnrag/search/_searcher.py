@@ -22,6 +22,7 @@ from nnrag.exceptions import NnragError, OptionalDependencyError
 from nnrag.index import (
     CATEGORIES,
     RUNGS,
+    BlockFacts,
     ConceptMatcher,
     Store,
     ensure_catalog,
@@ -112,35 +113,23 @@ class Searcher:
         self.meta = self._load_meta()
 
     # -- facts per block
-    def _load_meta(self) -> dict[int, dict[str, Any]]:
-        rows = self.store.rows(
-            "SELECT d.id, d.qualname, d.name, m.package, i.category, i.fingerprint,"
-            " coalesce(v.rung, -1) AS rung,"
-            " coalesce(json_extract(v.detail, '$.param_count'), t.params) AS params,"
-            " t.value AS proven, t.dataset AS proven_on, t.metric AS proven_metric"
-            " FROM block_info i JOIN definitions d ON d.id = i.definition_id"
-            " JOIN modules m ON m.name = d.module"
-            " LEFT JOIN block_validation b ON b.qualname = d.qualname AND b.def_hash = d.hash"
-            " LEFT JOIN validations v ON v.closure_hash = b.closure_hash"
-            " LEFT JOIN (SELECT qualname, dataset, metric, max(value) AS value, params"
-            "  FROM block_metrics GROUP BY qualname) t ON t.qualname = d.qualname"
-        )
-        return {r["id"]: r for r in rows}
+    def _load_meta(self) -> dict[int, BlockFacts]:
+        return {r.id: r for r in self.store.block_facts()}
 
     def _keep(self, def_id: int, filters: Filters) -> bool:
         m = self.meta.get(def_id)
         if m is None:
             return False
-        if filters.category and m["category"] != filters.category:
+        if filters.category and m.category != filters.category:
             return False
-        if filters.package and m["package"] != filters.package:
+        if filters.package and m.package != filters.package:
             return False
-        if filters.min_rung > 0 and m["rung"] < filters.min_rung:
+        if filters.min_rung > 0 and m.rung < filters.min_rung:
             return False
-        if filters.proven and m["proven"] is None:
+        if filters.proven and m.proven is None:
             return False
         limit = filters.max_params
-        return limit is None or (m["params"] is not None and m["params"] <= limit)
+        return limit is None or (m.params is not None and m.params <= limit)
 
     # -- retrievers
     def lexical(self, text: str, filters: Filters = Filters(), limit: int = POOL) -> list[tuple[int, float]]:
@@ -223,19 +212,17 @@ class Searcher:
         """Blocks like an indexed one (itself excluded), by its stored vector and its words."""
         if mode not in MODES:
             raise QueryError(f"unknown mode {mode!r}; use one of: {', '.join(MODES)}")
-        row = self.store.conn.execute(
-            "SELECT embed_text FROM block_info WHERE definition_id=?", (definition_id,)
-        ).fetchone()
-        if row is None:
+        text = self.store.embed_text(definition_id)
+        if text is None:
             raise QueryError(f"definition {definition_id} is not a block in the search catalog")
         mode = self._usable_mode(mode)
         lists: dict[str, list[tuple[int, float]]] = {}
         if mode in ("lexical", "hybrid"):
-            lists["lexical"] = [h for h in self.lexical(row[0], filters, POOL + 1) if h[0] != definition_id]
+            lists["lexical"] = [h for h in self.lexical(text, filters, POOL + 1) if h[0] != definition_id]
         if mode in ("dense", "hybrid"):
             vec = vector_for(self.store, definition_id, self.model_name)
             if vec is None:
-                vec = self.embedder.embed([row[0]])[0]
+                vec = self.embedder.embed([text])[0]
             lists["dense"] = self.dense_vector(vec, filters, POOL, exclude=definition_id)
         return self._rank(lists, k, collapse)
 
@@ -279,7 +266,7 @@ class Searcher:
                 for r, (i, _) in enumerate(ranked, 1):
                     fused[i] = fused.get(i, 0.0) + 1.0 / (RRF_K + r)
                     via.setdefault(i, {})[source] = r
-            order = sorted(fused, key=lambda i: (-fused[i], self.meta[i]["qualname"]))
+            order = sorted(fused, key=lambda i: (-fused[i], self.meta[i].qualname))
             scored = [(i, fused[i], via[i]) for i in order]
         return self._hits(scored, k, collapse)
 
@@ -289,9 +276,9 @@ class Searcher:
         copies: dict[str, list[str]] = {}
         seen: dict[str, int] = {}
         for i, s, via in scored:
-            fp = self.meta[i]["fingerprint"]
+            fp = self.meta[i].fingerprint
             if collapse and fp in seen:
-                copies[fp].append(self.meta[i]["qualname"])
+                copies[fp].append(self.meta[i].qualname)
                 continue
             if len(kept) >= k:
                 if not collapse:
@@ -303,11 +290,11 @@ class Searcher:
         out = []
         for rank, (i, s, via) in enumerate(kept, 1):
             m = self.meta[i]
-            dups = tuple(copies.get(m["fingerprint"], ())) if collapse else ()
-            trained = (f"{m['proven_metric']} {m['proven']:.3f} on {m['proven_on']}"
-                       if m["proven"] is not None else None)
-            out.append(Hit(rank, s, i, m["qualname"], m["name"], m["package"], m["category"],
-                           int(m["rung"]), m["params"], via, dups, trained))
+            dups = tuple(copies.get(m.fingerprint, ())) if collapse else ()
+            trained = (f"{m.proven_metric} {m.proven:.3f} on {m.proven_on}"
+                       if m.proven is not None else None)
+            out.append(Hit(rank, s, i, m.qualname, m.name, m.package, m.category,
+                           int(m.rung), m.params, via, dups, trained))
         return out
 
 
@@ -329,11 +316,7 @@ def duplicate_groups(store: Store, *, min_size: int = 2,
                      package: str | None = None) -> list[list[dict[str, Any]]]:
     """Blocks sharing a structural fingerprint, biggest groups first."""
     ensure_catalog(store)
-    rows = store.rows(
-        "SELECT i.fingerprint, d.qualname, m.package, i.category FROM block_info i"
-        " JOIN definitions d ON d.id = i.definition_id JOIN modules m ON m.name = d.module"
-        " ORDER BY i.fingerprint, d.qualname"
-    )
+    rows = store.fingerprint_rows()
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault(r["fingerprint"], []).append(r)

@@ -49,13 +49,7 @@ class EmbedReport:
 
 def missing_texts(store: Store, model: str) -> list[tuple[str, str]]:
     """``(embed_hash, text)`` of blocks whose vector for ``model`` is not cached yet."""
-    rows = store.conn.execute(
-        "SELECT DISTINCT b.embed_hash, b.embed_text FROM block_info b LEFT JOIN embeddings e"
-        " ON e.embed_hash = b.embed_hash AND e.model = ? WHERE e.embed_hash IS NULL"
-        " ORDER BY b.embed_hash",
-        (model,),
-    )
-    return list(rows)
+    return store.missing_embeddings(model)
 
 
 def embed_blocks(
@@ -66,7 +60,7 @@ def embed_blocks(
 ) -> EmbedReport:
     """Embed every block without a cached vector; each batch is its own transaction."""
     todo = missing_texts(store, embedder.name)
-    total = store.conn.execute("SELECT count(DISTINCT embed_hash) FROM block_info").fetchone()[0]
+    total = store.embed_hash_count()
     start = time.perf_counter()
     done = 0
     if progress:
@@ -74,11 +68,8 @@ def embed_blocks(
     for i in range(0, len(todo), batch):
         chunk = todo[i : i + batch]
         vectors = embedder.embed([text for _, text in chunk])
-        with store.transaction():
-            store.conn.executemany(
-                "INSERT OR REPLACE INTO embeddings(embed_hash, model, vector) VALUES (?,?,?)",
-                [(h, embedder.name, v.astype(np.float32).tobytes()) for (h, _), v in zip(chunk, vectors, strict=True)],
-            )
+        store.save_embeddings(embedder.name, [(h, v.astype(np.float32).tobytes())
+                                              for (h, _), v in zip(chunk, vectors, strict=True)])
         done += len(chunk)
         if progress:
             progress(done, len(todo))
@@ -88,11 +79,7 @@ def embed_blocks(
 
 def block_vectors(store: Store, model: str) -> tuple[np.ndarray, np.ndarray]:
     """``(definition ids, vectors)`` of every block with a cached vector for ``model``."""
-    rows = store.conn.execute(
-        "SELECT b.definition_id, e.vector FROM block_info b JOIN embeddings e"
-        " ON e.embed_hash = b.embed_hash AND e.model = ? ORDER BY b.definition_id",
-        (model,),
-    ).fetchall()
+    rows = store.block_vectors(model)
     if not rows:
         return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
     ids = np.array([r[0] for r in rows], dtype=np.int64)
@@ -101,12 +88,8 @@ def block_vectors(store: Store, model: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def vector_for(store: Store, definition_id: int, model: str) -> np.ndarray | None:
-    row = store.conn.execute(
-        "SELECT e.vector FROM block_info b JOIN embeddings e ON e.embed_hash = b.embed_hash"
-        " AND e.model = ? WHERE b.definition_id = ?",
-        (model, definition_id),
-    ).fetchone()
-    return np.frombuffer(row[0], dtype=np.float32).copy() if row else None
+    raw = store.block_vector(definition_id, model)
+    return np.frombuffer(raw, dtype=np.float32).copy() if raw is not None else None
 
 
 class VectorIndex:
@@ -124,12 +107,7 @@ class VectorIndex:
 
     def stored_count(self) -> int:
         """Blocks with a cached vector for this model (what the index should hold)."""
-        row = self.store.conn.execute(
-            "SELECT count(*) FROM block_info b JOIN embeddings e ON e.embed_hash = b.embed_hash"
-            " AND e.model = ?",
-            (self.model,),
-        ).fetchone()
-        return int(row[0])
+        return self.store.vector_count(self.model)
 
     def _state(self) -> dict[str, Any]:
         generation = self.store.get_meta(GENERATION_KEY) or "0"

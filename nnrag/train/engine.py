@@ -3,34 +3,35 @@
 It is the run store's only writer. Before training, a trial's code is compared with every
 finished run of the same spec by the MD5 of its whitespace-normalised text and by its
 structural fingerprint (renamed variables, comments and formatting do not matter); a twin
-returns the stored result. Successful models are written back into the block index as
-``trained.<name>_<md5>`` modules with their metrics, so retrieval can prefer proven blocks.
+returns the stored result.
+
+The engine knows nothing of the block index: how a ``block:`` reference becomes code (the
+``resolver``) and where a successful model goes (the ``on_trained`` sink) are given by the
+caller. :mod:`nnrag.train.wiring` has the standard pair, which extracts blocks from the
+index and writes trained models back into it, so retrieval can prefer proven blocks.
 """
 
 from __future__ import annotations
 
 import atexit
-import hashlib
 import json
-import re
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from nnrag.config import nnrag_home
+from nnrag.index import code_fingerprint, normalised_md5
 from nnrag.logging import get_logger
 from nnrag.sandbox import Limits, SandboxResult
 from nnrag.train.contract import check_source
+from nnrag.train.events import Progress, TrialDeduplicated, TrialDone, TrialEpoch
 from nnrag.train.executors import Executor, LocalExecutor
-from nnrag.train.runstore import RunStore
+from nnrag.train.runstore import RunRecord, RunStore
 from nnrag.train.spec import SpecError, TrainSpec
 
 logger = get_logger(__name__)
-
-Progress = Callable[[dict[str, Any]], None]
 
 
 @dataclass
@@ -46,19 +47,24 @@ class BatchReport:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
 
 
-def normalised_md5(code: str) -> str:
-    """MD5 of the code with all whitespace runs collapsed (formatting does not matter)."""
-    return hashlib.md5(re.sub(r"\s+", " ", code).strip().encode()).hexdigest()
+@dataclass(frozen=True)
+class Trained:
+    """A successful run, as the write-back sink gets it."""
+
+    record: RunRecord  # as finished: outcome, best, params
+    spec: TrainSpec
+    code: str  # the module that was trained
+    block: str | None  # the class trained, when the code is an extracted block
 
 
-def code_fingerprint(code: str) -> str:
-    from nnrag.index import fingerprint
+# How a spec's model becomes ``(module code, block class name or None)``.
+Resolver = Callable[[TrainSpec], tuple[str, str | None]]
+# Where a successful model goes; returns the qualified name it was indexed as, if any.
+OnTrained = Callable[[Trained], str | None]
 
-    return fingerprint(code, keep_literals=True)  # a different depth is a different model
 
-
-def resolve_code(spec: TrainSpec, index_db: Path | None = None) -> tuple[str, str | None]:
-    """``(module code, block name or None)`` for the spec's model reference."""
+def local_code(spec: TrainSpec) -> tuple[str, str | None]:
+    """The default resolver: inline code and files; a block reference needs a real one."""
     ref = spec.model
     if ref.code is not None:
         return ref.code, None
@@ -67,23 +73,21 @@ def resolve_code(spec: TrainSpec, index_db: Path | None = None) -> tuple[str, st
             return Path(ref.file).read_text(encoding="utf-8"), None
         except (OSError, UnicodeDecodeError) as exc:
             raise SpecError(f"model.file: cannot read {ref.file}: {exc}") from exc
-    from nnrag.config import default_db_path
-    from nnrag.extract import extract
-    from nnrag.index import Store
-
-    emitted = extract(Store(index_db or default_db_path(), create=False), str(ref.block))
-    return emitted.code, emitted.name
+    raise SpecError(
+        f"model.block {ref.block!r}: this engine has no block resolver; build it with"
+        " resolver=nnrag.train.wiring.index_resolver(db) to train indexed blocks"
+    )
 
 
 class Engine:
     """Runs training specs through an executor and records everything in a run store."""
 
     def __init__(self, runs: RunStore, executor: Executor | None = None, *,
-                 index_db: Path | None = None, write_back: bool = True) -> None:
+                 resolver: Resolver | None = None, on_trained: OnTrained | None = None) -> None:
         self.runs = runs
         self.executor = executor or LocalExecutor(1)
-        self.index_db = index_db
-        self.write_back = write_back
+        self.resolver = resolver or local_code
+        self.on_trained = on_trained  # None: successful models are only recorded
         self._scratch_dir: Path | None = None
 
     def train(self, specs: Sequence[TrainSpec], progress: Progress | None = None) -> BatchReport:
@@ -92,15 +96,15 @@ class Engine:
         in_batch: dict[tuple[str, str], int] = {}  # (spec key, md5 or fingerprint) -> run
         twins: list[tuple[int, int, TrainSpec]] = []  # (run, first run of its kind, spec)
         for spec in specs:
-            code, block = resolve_code(spec, self.index_db)
+            code, block = self.resolver(spec)
             check_source(code, block=block)
             md5, fp = normalised_md5(code), code_fingerprint(code)
             name = spec.model.label
             run_id = self.runs.create(name, spec.dataset, spec.model_dump(), spec.key(), md5, fp, code)
             report.run_ids.append(run_id)
             twin = self.runs.finished_twin(spec.key(), md5, fp)
-            if twin is not None and twin["id"] != run_id:
-                self._answer_from(twin["id"], run_id, spec, report, progress)
+            if twin is not None and twin.id != run_id:
+                self._answer_from(twin.id, run_id, spec, report, progress)
                 continue
             first = in_batch.get((spec.key(), md5)) or in_batch.get((spec.key(), fp))
             if first is not None:  # the same model twice in one batch: train it once
@@ -119,12 +123,12 @@ class Engine:
         report = BatchReport()
         todo = []
         for row in self.runs.orphans(stale_after_s):
-            spec = TrainSpec.model_validate(json.loads(row["spec"]))
-            self.runs.requeue(row["id"])
-            report.run_ids.append(row["id"])
+            spec = TrainSpec.model_validate(row.spec_dict)
+            self.runs.requeue(row.id)
+            report.run_ids.append(row.id)
             block = spec.model.block.rsplit(".", 1)[-1] if spec.model.block else None
-            todo.append((row["id"], spec, {"code": row["code"], "block": block,
-                                           "module_name": f"nnrag_model_{row['id']}"}))
+            todo.append((row.id, spec, {"code": row.code, "block": block,
+                                        "module_name": f"nnrag_model_{row.id}"}))
         self._execute(todo, report, progress)
         return report
 
@@ -133,17 +137,17 @@ class Engine:
         """Record run ``run_id`` as a duplicate of the finished run ``twin_id``: copy, count, tell."""
         stored = self.runs.get(twin_id)
         epochs: dict[int, dict[str, Any]] = {}
-        for e in stored["epochs"]:
-            epochs.setdefault(e["epoch"], {"epoch": e["epoch"]})[e["metric"]] = e["value"]
-        result = {k: stored[k] for k in ("outcome", "error", "traceback", "params", "flops", "duration_s")}
+        for e in stored.epochs:
+            epochs.setdefault(e.epoch, {"epoch": e.epoch})[e.metric] = e.value
+        result = stored.to_dict(("outcome", "error", "traceback", "params", "flops", "duration_s"))
         result["epochs"] = [epochs[k] for k in sorted(epochs)]
-        result["versions"] = json.loads(stored["versions"] or "{}")
+        result["versions"] = json.loads(stored.versions or "{}")
         self.runs.start(run_id)
         self.runs.finish(run_id, result, spec.metric, duplicate_of=twin_id)
         report.deduplicated += 1
-        report.count(stored["outcome"])
+        report.count(cast(str, stored.outcome))  # a finished run has one
         if progress:
-            progress({"run": run_id, "name": spec.model.label, "event": "duplicate", "of": twin_id})
+            progress(TrialDeduplicated(run_id, spec.model.label, twin_id))
 
     def _execute(self, todo: list[tuple[int, TrainSpec, dict[str, Any]]], report: BatchReport,
                  progress: Progress | None) -> None:
@@ -173,7 +177,8 @@ class Engine:
                     row = json.loads(line)
                     self.runs.add_epoch(run_id, row["epoch"], row)
                     if progress:
-                        progress({"run": run_id, "event": "epoch", **row})
+                        progress(TrialEpoch(run_id, row["epoch"],
+                                            {k: v for k, v in row.items() if k != "epoch"}))
                 seen[run_id] = len(lines)
             self.runs.beat(sorted(running))
 
@@ -185,11 +190,11 @@ class Engine:
             running.discard(run_id)
             report.trained += 1
             report.count(value["outcome"])
-            if value["outcome"] == "ok" and self.write_back:
+            if value["outcome"] == "ok" and self.on_trained is not None:
                 self._write_back(run_id, spec, extra["code"], extra["block"])
             if progress:
-                progress({"run": run_id, "event": "done", "name": spec.model.label, **{
-                    k: value.get(k) for k in ("outcome", "error", "duration_s", "params")}})
+                progress(TrialDone(run_id, spec.model.label, value.get("outcome"), value.get("error"),
+                                   value.get("duration_s"), value.get("params")))
 
         try:
             self.executor.run(payloads, limits, done, tick, scratch)
@@ -206,34 +211,12 @@ class Engine:
         return self._scratch_dir
 
     def _write_back(self, run_id: int, spec: TrainSpec, code: str, block: str | None) -> None:
-        """Store the trained model as an indexed block, with its metrics beside it."""
-        from nnrag.config import default_db_path
-        from nnrag.index import Store, index_path
-
+        """Hand the trained model to the sink; record where it was indexed."""
+        assert self.on_trained is not None
         try:
-            db = self.index_db or default_db_path()
-            folder = nnrag_home() / "trained"
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "__init__.py").touch()
-            slug = re.sub(r"\W+", "_", spec.model.label).strip("_").lower() or "model"
-            module = f"{slug}_{normalised_md5(code)[:8]}"
-            target = folder / f"{module}.py"
-            if not target.exists():
-                tmp = target.with_suffix(".tmp")
-                tmp.write_text(code, encoding="utf-8")
-                tmp.replace(target)
-            store = Store(db)
-            index_path(store, folder, prefix="trained", package="trained")
-            run = self.runs.get(run_id)
-            qualname = f"trained.{module}.{block or 'Net'}"
-            with store.transaction():
-                store.conn.execute(
-                    "INSERT OR REPLACE INTO block_metrics(qualname, dataset, metric, value, run_id,"
-                    " params, recorded_at) VALUES (?,?,?,?,?,?,strftime('%s','now'))",
-                    (qualname, spec.dataset, spec.metric, run["best"], run_id, run["params"]),
-                )
-            store.close()
-            self.runs.mark_indexed(run_id, qualname)
+            qualname = self.on_trained(Trained(self.runs.get(run_id), spec, code, block))
+            if qualname:
+                self.runs.mark_indexed(run_id, qualname)
         except Exception as exc:  # write-back is a bonus: never lose the run over it
             logger.warning("write-back of run %d failed: %s", run_id, exc)
 

@@ -4,7 +4,8 @@ One writer (the orchestrator) and any number of readers: WAL, a busy timeout, an
 short transaction per state change, so killing the engine at any moment loses no finished
 run and leaves nothing half-written. Schema changes are numbered migrations applied in
 order inside a transaction; a database newer than this code is refused, not guessed at.
-A heartbeat column lets ``resume`` find runs whose worker (or engine) died.
+A heartbeat column lets ``resume`` find runs whose worker (or engine) died. Reads come back
+as frozen :class:`RunRecord` values; no SQL (and no connection) leaves this module.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
-
-import sqlite_utils
 
 from nnrag.exceptions import SchemaVersionError, StoreError
 
@@ -47,6 +48,65 @@ MIGRATIONS: tuple[str, ...] = (
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 STALE_AFTER_S = 60.0  # a running trial without a heartbeat for this long is orphaned
+# What ``nnrag runs`` and ``nnrag leaderboard`` show of a run (and emit as JSON).
+LISTING_FIELDS = ("id", "name", "dataset", "status", "outcome", "best", "params", "duration_s",
+                  "duplicate_of", "error")
+LEADERBOARD_FIELDS = ("id", "name", "dataset", "best", "params", "flops", "duration_s")
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One metric of one epoch of a run."""
+
+    epoch: int
+    metric: str
+    value: float | None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One row of ``runs``; ``epochs`` is filled by :meth:`RunStore.get` only.
+
+    ``spec`` and ``versions`` stay the JSON text the store holds (``spec_dict`` parses it).
+    """
+
+    id: int
+    name: str
+    dataset: str
+    spec: str
+    spec_key: str
+    code_md5: str
+    fingerprint: str
+    status: str
+    outcome: str | None
+    error: str | None
+    created: float
+    started: float | None
+    finished: float | None
+    heartbeat: float | None
+    params: int | None
+    duration_s: float | None
+    best: float | None
+    flops: int | None = None
+    versions: str | None = None
+    traceback: str | None = None
+    code: str | None = None
+    duplicate_of: int | None = None
+    indexed_as: str | None = None
+    epochs: tuple[EpochRecord, ...] = ()
+
+    @property
+    def spec_dict(self) -> dict[str, Any]:
+        return dict(json.loads(self.spec))
+
+    def to_dict(self, keys: Sequence[str] | None = None) -> dict[str, Any]:
+        """The record as plain data (epochs as dicts), or only ``keys`` of it: the JSON form."""
+        data = asdict(self)
+        data["epochs"] = [asdict(e) for e in self.epochs]
+        return data if keys is None else {k: data[k] for k in keys}
+
+
+_COLUMNS = tuple(f.name for f in fields(RunRecord) if f.name != "epochs")
 
 
 class RunStore:
@@ -56,21 +116,20 @@ class RunStore:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA busy_timeout=30000")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA busy_timeout=30000")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
         except (sqlite3.DatabaseError, OSError) as exc:
             raise StoreError(f"cannot open run store {self.path}: {exc}") from exc
-        self.db = sqlite_utils.Database(self.conn)  # reads go through sqlite-utils
         self._migrate(upgrade_to)
 
     def close(self) -> None:
-        self.conn.close()
+        self._conn.close()
 
     @property
     def version(self) -> int:
-        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
 
     def _migrate(self, target: int) -> None:
         try:
@@ -83,25 +142,25 @@ class RunStore:
                 f"({SCHEMA_VERSION}); upgrade nnrag or use another --runs file"
             )
         for version in range(current + 1, target + 1):
-            self.conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute("BEGIN IMMEDIATE")
             try:
                 for statement in MIGRATIONS[version - 1].split(";"):
                     if statement.strip():
-                        self.conn.execute(statement)
-                self.conn.execute(f"PRAGMA user_version={version}")
+                        self._conn.execute(statement)
+                self._conn.execute(f"PRAGMA user_version={version}")
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                self._conn.execute("ROLLBACK")
                 raise
-            self.conn.execute("COMMIT")
+            self._conn.execute("COMMIT")
 
     def _write(self, sql: str, params: tuple[Any, ...] = ()) -> int:
-        self.conn.execute("BEGIN IMMEDIATE")
+        self._conn.execute("BEGIN IMMEDIATE")
         try:
-            cur = self.conn.execute(sql, params)
+            cur = self._conn.execute(sql, params)
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            self._conn.execute("ROLLBACK")
             raise
-        self.conn.execute("COMMIT")
+        self._conn.execute("COMMIT")
         return int(cur.lastrowid or 0)
 
     # -- writes (the orchestrator only)
@@ -124,17 +183,17 @@ class RunStore:
             self._write(f"UPDATE runs SET heartbeat=? WHERE id IN ({marks})", (time.time(), *run_ids))
 
     def add_epoch(self, run_id: int, epoch: int, metrics: dict[str, float]) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
+        self._conn.execute("BEGIN IMMEDIATE")
         try:
-            self.conn.executemany(
+            self._conn.executemany(
                 "INSERT OR REPLACE INTO epochs(run_id, epoch, metric, value) VALUES (?,?,?,?)",
                 [(run_id, epoch, k, float(v)) for k, v in metrics.items() if k != "epoch"],
             )
-            self.conn.execute("UPDATE runs SET heartbeat=? WHERE id=?", (time.time(), run_id))
+            self._conn.execute("UPDATE runs SET heartbeat=? WHERE id=?", (time.time(), run_id))
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            self._conn.execute("ROLLBACK")
             raise
-        self.conn.execute("COMMIT")
+        self._conn.execute("COMMIT")
 
     def finish(self, run_id: int, result: dict[str, Any], metric: str,
                duplicate_of: int | None = None) -> None:
@@ -142,15 +201,15 @@ class RunStore:
         epochs = result.get("epochs") or []
         values = [e.get(metric) for e in epochs if isinstance(e.get(metric), int | float)]
         best = max(values) if values else None
-        self.conn.execute("BEGIN IMMEDIATE")
+        self._conn.execute("BEGIN IMMEDIATE")
         try:
-            self.conn.execute("DELETE FROM epochs WHERE run_id=?", (run_id,))
-            self.conn.executemany(
+            self._conn.execute("DELETE FROM epochs WHERE run_id=?", (run_id,))
+            self._conn.executemany(
                 "INSERT INTO epochs(run_id, epoch, metric, value) VALUES (?,?,?,?)",
                 [(run_id, e["epoch"], k, float(v)) for e in epochs for k, v in e.items()
                  if k != "epoch" and isinstance(v, int | float)],
             )
-            self.conn.execute(
+            self._conn.execute(
                 "UPDATE runs SET status='done', outcome=?, error=?, traceback=?, finished=?,"
                 " params=?, flops=?, duration_s=?, best=?, versions=?, duplicate_of=? WHERE id=?",
                 (result.get("outcome"), result.get("error"), result.get("traceback"), time.time(),
@@ -158,9 +217,9 @@ class RunStore:
                  json.dumps(result.get("versions") or {}), duplicate_of, run_id),
             )
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            self._conn.execute("ROLLBACK")
             raise
-        self.conn.execute("COMMIT")
+        self._conn.execute("COMMIT")
 
     def mark_indexed(self, run_id: int, qualname: str) -> None:
         self._write("UPDATE runs SET indexed_as=? WHERE id=?", (qualname, run_id))
@@ -169,49 +228,46 @@ class RunStore:
         self._write("UPDATE runs SET status='queued', started=NULL, heartbeat=NULL WHERE id=?", (run_id,))
 
     # -- reads
-    def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-        return list(self.db.query(sql, params))
+    def _records(self, where: str, params: tuple[Any, ...] = ()) -> list[RunRecord]:
+        cur = self._conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM runs WHERE {where}", params)
+        return [RunRecord(*row) for row in cur.fetchall()]
 
-    def get(self, run_id: int) -> dict[str, Any]:
-        rows = self.rows("SELECT * FROM runs WHERE id=?", (run_id,))
+    def get(self, run_id: int) -> RunRecord:
+        """One run with its per-epoch metrics."""
+        rows = self._records("id=?", (run_id,))
         if not rows:
             raise StoreError(f"no run {run_id} in {self.path}; list them with `nnrag runs`")
-        run = rows[0]
-        run["epochs"] = self.rows(
+        epochs = self._conn.execute(
             "SELECT epoch, metric, value FROM epochs WHERE run_id=? ORDER BY epoch, metric", (run_id,)
         )
-        return run
+        return replace(rows[0], epochs=tuple(EpochRecord(*e) for e in epochs))
 
-    def runs(self, limit: int = 100) -> list[dict[str, Any]]:
-        return self.rows(
-            "SELECT id, name, dataset, status, outcome, best, params, duration_s, duplicate_of,"
-            " error FROM runs ORDER BY id DESC LIMIT ?", (limit,)
-        )
+    def runs(self, limit: int = 100) -> list[RunRecord]:
+        """The latest runs, newest first."""
+        return self._records("1 ORDER BY id DESC LIMIT ?", (limit,))
 
-    def finished_twin(self, spec_key: str, code_md5: str, fingerprint: str) -> dict[str, Any] | None:
+    def finished_twin(self, spec_key: str, code_md5: str, fingerprint: str) -> RunRecord | None:
         """A finished, non-duplicate run of the same spec whose code is the same (text or structure)."""
-        rows = self.rows(
-            "SELECT * FROM runs WHERE status='done' AND duplicate_of IS NULL AND spec_key=?"
-            " AND (code_md5=? OR fingerprint=?) ORDER BY id LIMIT 1",
+        rows = self._records(
+            "status='done' AND duplicate_of IS NULL AND spec_key=? AND (code_md5=? OR fingerprint=?)"
+            " ORDER BY id LIMIT 1",
             (spec_key, code_md5, fingerprint),
         )
         return rows[0] if rows else None
 
-    def orphans(self, stale_after_s: float = STALE_AFTER_S) -> list[dict[str, Any]]:
+    def orphans(self, stale_after_s: float = STALE_AFTER_S) -> list[RunRecord]:
         """Runs left queued or running by an engine (or worker) that is gone."""
         cutoff = time.time() - stale_after_s
-        return self.rows(
-            "SELECT * FROM runs WHERE status='queued' OR (status='running' AND"
-            " coalesce(heartbeat, 0) < ?) ORDER BY id", (cutoff,)
+        return self._records(
+            "status='queued' OR (status='running' AND coalesce(heartbeat, 0) < ?) ORDER BY id",
+            (cutoff,),
         )
 
-    def leaderboard(self, dataset: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+    def leaderboard(self, dataset: str | None = None, limit: int = 20) -> list[RunRecord]:
+        """Finished, successful, non-duplicate runs, best metric first."""
         where = "status='done' AND outcome='ok' AND duplicate_of IS NULL"
         params: tuple[Any, ...] = ()
         if dataset:
             where += " AND dataset=?"
             params = (dataset,)
-        return self.rows(
-            f"SELECT id, name, dataset, best, params, flops, duration_s FROM runs WHERE {where}"
-            f" ORDER BY best DESC, duration_s ASC LIMIT ?", (*params, limit)
-        )
+        return self._records(f"{where} ORDER BY best DESC, duration_s ASC LIMIT ?", (*params, limit))

@@ -98,6 +98,6 @@ def test_extracted_state_dict_matches_original(
 
 
 def test_every_zoo_block_is_covered(zoo_store: Store) -> None:
-    blocks = {r["qualname"] for r in zoo_store.rows("SELECT qualname FROM definitions WHERE is_block=1")}
+    blocks = {r["qualname"] for r in zoo_store.block_definitions()}
     # Blocks without width arguments (HardSwish, PatchEmbed, vit.Block) are covered by the ladder tests.
     assert set(BUILDERS) <= blocks

@@ -111,7 +111,7 @@ def test_pipeline_end_to_end_on_recorded_answers(replay: object, zoo_db_copy: Pa
     assert (prov["references"] == c0.references and prov["spliced"] == c0.spliced
             and "Reference" in prov["prompt"])
     runs = RunStore(tmp_path / "runs.db")
-    assert [r["outcome"] for r in runs.runs()] == ["ok", "ok"]
+    assert [r.outcome for r in runs.runs()] == ["ok", "ok"]
     assert {e["event"] for e in events} >= {"prompt", "generated", "probe", "train_done"}
     json.dumps(report.as_dict(full=True))
 

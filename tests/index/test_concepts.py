@@ -134,7 +134,7 @@ def test_a_description_finds_the_block_densely_through_its_family(store: Store) 
     emb = HashingEmbedder(256)  # the words of the family's description, none of its name
     query = emb.embed(["squeezes each channel to a scalar, then reweight the channels"])[0]
     hits = Searcher(store, embedder=emb).dense_vector(query, limit=3)
-    assert store.conn.execute("SELECT name FROM definitions WHERE id=?",
+    assert store._conn.execute("SELECT name FROM definitions WHERE id=?",
                               (hits[0][0],)).fetchone()[0] == "SqueezeExcite"
 
 

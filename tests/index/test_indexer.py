@@ -20,28 +20,28 @@ WriteTree = Callable[..., Path]
 
 
 def modules(store: Store) -> dict[str, dict]:
-    return {m["name"]: m for m in store.rows("SELECT * FROM modules")}
+    return {m["name"]: m for m in store._rows("SELECT * FROM modules")}
 
 
 def definitions(store: Store) -> dict[str, dict]:
-    return {d["qualname"]: d for d in store.rows("SELECT * FROM definitions")}
+    return {d["qualname"]: d for d in store._rows("SELECT * FROM definitions")}
 
 
 def blocks(store: Store) -> set[str]:
-    return {r["qualname"] for r in store.rows("SELECT qualname FROM definitions WHERE is_block=1")}
+    return {r["qualname"] for r in store._rows("SELECT qualname FROM definitions WHERE is_block=1")}
 
 
 def assert_consistent(store: Store) -> None:
     """No half-written files: ok files <-> modules, and nothing hangs off a missing module."""
     ok = {
         (r["path"], r["module"])
-        for r in store.rows("SELECT path, module FROM files WHERE status='ok'")
+        for r in store._rows("SELECT path, module FROM files WHERE status='ok'")
     }
-    mods = {(r["path"], r["name"]) for r in store.rows("SELECT path, name FROM modules")}
+    mods = {(r["path"], r["name"]) for r in store._rows("SELECT path, name FROM modules")}
     assert ok == mods
-    assert store.rows("SELECT path FROM files WHERE status != 'ok' AND module IS NOT NULL") == []
+    assert store._rows("SELECT path FROM files WHERE status != 'ok' AND module IS NOT NULL") == []
     for table in ("definitions", "imports"):
-        orphans = store.rows(
+        orphans = store._rows(
             f"SELECT t.module FROM {table} t LEFT JOIN modules m ON m.name = t.module WHERE m.name IS NULL"
         )
         assert orphans == [], table
@@ -147,7 +147,7 @@ def test_imports_are_stored_with_resolved_targets(store: Store, write_tree: Writ
         root="pkg",
     )
     index_path(store, root)
-    rows = store.rows("SELECT module, local_name, target_module, target_name, level FROM imports")
+    rows = store._rows("SELECT module, local_name, target_module, target_name, level FROM imports")
     got = {
         (r["module"], r["local_name"], r["target_module"], r["target_name"], r["level"])
         for r in rows
@@ -388,7 +388,7 @@ def test_incremental_reindex(store: Store, zoo_tree: Path, scan_calls: list[str]
     assert (deleted.scanned, deleted.unchanged, deleted.removed) == (0, 9, 1)
     assert "zoo.layers.mlp" not in modules(store)
     assert not [q for q in definitions(store) if q.startswith("zoo.layers.mlp.")]
-    assert store.rows("SELECT * FROM files WHERE path LIKE '%mlp.py'") == []
+    assert store._rows("SELECT * FROM files WHERE path LIKE '%mlp.py'") == []
 
     scan_calls.clear()
     (zoo_tree / "layers" / "gate.py").write_text(
@@ -454,7 +454,7 @@ def test_interrupted_index_is_consistent_and_completed_next_run(
     with pytest.raises(exc_type):
         index_path(store, zoo_tree)
     assert_consistent(store)
-    saved = store.rows("SELECT count(*) AS n FROM files")[0]["n"]
+    saved = store._rows("SELECT count(*) AS n FROM files")[0]["n"]
     assert saved == 4  # two whole batches, nothing of the third
     assert store.get_meta("blocks_dirty") == "1"
 
@@ -476,7 +476,7 @@ def test_parallel_scan_matches_serial(tmp_path: Path, write_tree: WriteTree) -> 
         b = index_path(parallel, root, jobs=2)
         assert (a.scanned, a.definitions) == (b.scanned, b.definitions) == (70, 140)
         key = "SELECT qualname, hash, lineno, end_lineno FROM definitions ORDER BY qualname"
-        assert serial.rows(key) == parallel.rows(key)
+        assert serial._rows(key) == parallel._rows(key)
 
 
 # -- bad files ------------------------------------------------------------------------------
@@ -509,7 +509,7 @@ def test_bad_files_are_reported_and_the_rest_indexed(store: Store, tmp_path: Pat
     assert report.failed == 7 and report.scanned == 1
     assert "good.ok" in definitions(store)
     statuses = {
-        Path(r["path"]).name: r["status"] for r in store.rows("SELECT path, status FROM files")
+        Path(r["path"]).name: r["status"] for r in store._rows("SELECT path, status FROM files")
     }
     assert statuses["good.py"] == "ok" and statuses["syntax.py"] == "syntax_error"
     assert_consistent(store)

@@ -15,9 +15,9 @@ def test_schema_version_recorded_and_wal_on(tmp_path: Path) -> None:
     db = tmp_path / "sub" / "index.db"
     with Store(db) as store:
         assert store.get_meta("schema_version") == str(SCHEMA_VERSION)
-        assert store.conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
+        assert store._conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
         tables = {
-            r["name"] for r in store.rows("SELECT name FROM sqlite_master WHERE type='table'")
+            r["name"] for r in store._rows("SELECT name FROM sqlite_master WHERE type='table'")
         }
     assert {"meta", "packages", "files", "modules", "definitions", "imports"} <= tables
     assert db.exists()
@@ -68,23 +68,23 @@ def test_save_scan_replaces_and_delete_file_removes(store: Store) -> None:
     with store.transaction():
         store.save_scan("/src/pkg/mod.py", "pkg", "sha-1", 10, scan)
     assert store.file_hashes("pkg") == {"/src/pkg/mod.py": "sha-1"}
-    assert [r["qualname"] for r in store.rows("SELECT qualname FROM definitions ORDER BY id")] == [
+    assert [r["qualname"] for r in store._rows("SELECT qualname FROM definitions ORDER BY id")] == [
         "pkg.mod.A",
         "pkg.mod.B",
     ]
-    assert len(store.rows("SELECT * FROM imports")) == 1
+    assert len(store._rows("SELECT * FROM imports")) == 1
 
     rescan = scan_source("class C:\n    pass\n", "pkg.mod")
     with store.transaction():
         store.save_scan("/src/pkg/mod.py", "pkg", "sha-2", 10, rescan)
-    assert [r["qualname"] for r in store.rows("SELECT qualname FROM definitions")] == ["pkg.mod.C"]
-    assert store.rows("SELECT * FROM imports") == []
-    assert len(store.rows("SELECT * FROM modules")) == 1
+    assert [r["qualname"] for r in store._rows("SELECT qualname FROM definitions")] == ["pkg.mod.C"]
+    assert store._rows("SELECT * FROM imports") == []
+    assert len(store._rows("SELECT * FROM modules")) == 1
 
     with store.transaction():
         store.delete_file("/src/pkg/mod.py")
     for table in ("files", "modules", "definitions", "imports"):
-        assert store.rows(f"SELECT * FROM {table}") == []
+        assert store._rows(f"SELECT * FROM {table}") == []
 
 
 def test_record_problem_replaces_module_and_is_listed(store: Store) -> None:
@@ -93,8 +93,8 @@ def test_record_problem_replaces_module_and_is_listed(store: Store) -> None:
         store.record_problem(
             "/src/pkg/mod.py", "pkg", "sha-2", "syntax_error", "bad (line 1, column 2)"
         )
-    assert store.rows("SELECT * FROM modules") == []
-    assert store.rows("SELECT * FROM definitions") == []
+    assert store._rows("SELECT * FROM modules") == []
+    assert store._rows("SELECT * FROM definitions") == []
     assert store.file_problems("pkg") == {
         "/src/pkg/mod.py": ("syntax_error", "bad (line 1, column 2)")
     }

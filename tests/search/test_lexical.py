@@ -31,7 +31,7 @@ def store(tree: Path, tmp_path: Path) -> Store:
 
 def sqlite_bm25(store: Store, words: list[str]) -> list[tuple[int, float]]:
     match = " OR ".join(f'"{w}"' for w in words)
-    rows = store.conn.execute(
+    rows = store._conn.execute(
         "SELECT rowid, -bm25(block_fts, ?, ?, ?, ?) FROM block_fts WHERE block_fts MATCH ?"
         " ORDER BY 2 DESC, rowid", (*BM25_WEIGHTS, match)).fetchall()
     return [(int(i), float(s)) for i, s in rows]

@@ -80,7 +80,7 @@ def test_query_by_code_finds_the_structural_twin(store: Store) -> None:
 
 
 def test_similar_excludes_the_block_itself(store: Store) -> None:
-    row = store.rows("SELECT id FROM definitions WHERE name='RMSNorm'")[0]
+    row = store.definitions_named("RMSNorm", qualified=False)[0]
     hits = Searcher(store, embedder=EMB).similar(row["id"], k=3)
     assert "RMSNorm" not in names(hits) and hits[0].name == "T5LayerNorm"
 

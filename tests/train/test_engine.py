@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from nnrag.train.engine import Engine, code_fingerprint, normalised_md5
+from nnrag.index import code_fingerprint, normalised_md5
+from nnrag.train.engine import Engine
 from nnrag.train.executors import LocalExecutor
 from nnrag.train.runstore import MIGRATIONS, SCHEMA_VERSION, RunStore
 from nnrag.train.spec import SpecError, TrainSpec, load_spec, parse_spec
+from nnrag.train.wiring import indexed_engine
 
 pytestmark = pytest.mark.sandbox
 
@@ -74,27 +76,27 @@ def _no_pooled_workers_left() -> Iterator[None]:
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Engine:
-    return Engine(RunStore(tmp_path / "runs.db"), LocalExecutor(2), index_db=tmp_path / "index.db")
+    return indexed_engine(RunStore(tmp_path / "runs.db"), LocalExecutor(2), tmp_path / "index.db")
 
 
-def test_trains_and_records_epochs(engine: Engine) -> None:
+def test_trains_and_records_epochs(engine: Engine, tmp_path: Path) -> None:
     report = engine.train([spec(GOOD)])
     run = engine.runs.get(report.run_ids[0])
-    assert run["outcome"] == "ok" and run["params"] == 64 * 10 + 10
-    metrics = {(e["epoch"], e["metric"]) for e in run["epochs"]}
+    assert run.outcome == "ok" and run.params == 64 * 10 + 10
+    metrics = {(e.epoch, e.metric) for e in run.epochs}
     assert {(1, "accuracy"), (2, "accuracy"), (1, "test_loss")} <= metrics
-    assert run["best"] > 0.5  # a linear model on digits learns quickly
-    assert json.loads(run["versions"])["torch"]
-    assert run["indexed_as"] == f"trained.m_{normalised_md5(GOOD)[:8]}.Net"
+    assert run.best > 0.5  # a linear model on digits learns quickly
+    assert json.loads(run.versions)["torch"]
+    assert run.indexed_as == f"trained.m_{normalised_md5(GOOD)[:8]}.Net"
     # written back: retrieval can ask for proven blocks only, and shows their result
     from nnrag.index import Store
     from nnrag.search._searcher import Filters, Searcher
 
-    hits = Searcher(Store(engine.index_db), model="hashing").search(
+    hits = Searcher(Store(tmp_path / "index.db"), model="hashing").search(
         "net linear", mode="lexical", filters=Filters(proven=True)
     )
-    assert [h.qualname for h in hits] == [run["indexed_as"]]
-    assert hits[0].trained == f"accuracy {run['best']:.3f} on digits"
+    assert [h.qualname for h in hits] == [run.indexed_as]
+    assert hits[0].trained == f"accuracy {run.best:.3f} on digits"
 
 
 OUTCOMES = [
@@ -111,10 +113,10 @@ def test_every_failure_is_an_outcome_not_a_crash(engine: Engine) -> None:
     specs = [spec(bad(body), name=name, budget={"epochs": 1, "wall_s": 8, "memory_mb": 1024})
              for name, body, _ in OUTCOMES]
     report = engine.train(specs)
-    got = {engine.runs.get(i)["name"]: engine.runs.get(i) for i in report.run_ids}
+    got = {engine.runs.get(i).name: engine.runs.get(i) for i in report.run_ids}
     for name, _, outcome in OUTCOMES:
-        assert got[name]["outcome"] == outcome, (name, got[name]["error"])
-    assert "broken block" in got["raises"]["traceback"]
+        assert got[name].outcome == outcome, (name, got[name].error)
+    assert "broken block" in got["raises"].traceback
     assert report.trained == len(OUTCOMES)
 
 
@@ -130,7 +132,7 @@ def test_reformatted_duplicates_are_not_retrained(engine: Engine) -> None:
     assert (again.trained, again.deduplicated) == (0, 1)
     first = engine.runs.get(report.run_ids[0])
     copy = engine.runs.get(again.run_ids[0])
-    assert copy["duplicate_of"] == first["id"] and copy["best"] == first["best"]
+    assert copy.duplicate_of == first.id and copy.best == first.best
     other_data = engine.train([spec(GOOD, seed=1)])  # another spec: trained again
     assert other_data.trained == 1
 
@@ -142,7 +144,7 @@ def test_resume_reruns_orphans(engine: Engine) -> None:
     engine.runs.start(run_id)  # an engine that died mid-trial: running, heartbeat goes stale
     assert engine.resume(stale_after_s=60).run_ids == []
     report = engine.resume(stale_after_s=0)
-    assert report.run_ids == [run_id] and engine.runs.get(run_id)["outcome"] == "ok"
+    assert report.run_ids == [run_id] and engine.runs.get(run_id).outcome == "ok"
 
 
 @pytest.mark.parametrize(
@@ -177,15 +179,15 @@ def test_spec_files(tmp_path: Path) -> None:
 def test_run_store_migrates_an_older_schema(tmp_path: Path) -> None:
     old = RunStore(tmp_path / "r.db", upgrade_to=1)
     assert old.version == 1
-    old.conn.execute(
+    old._conn.execute(
         "INSERT INTO runs(name, dataset, spec, spec_key, code_md5, fingerprint, status, created)"
         " VALUES ('x', 'digits', '{}', 'k', 'm', 'f', 'done', 0)"
     )
     old.close()
     new = RunStore(tmp_path / "r.db")
     assert new.version == SCHEMA_VERSION == len(MIGRATIONS)
-    assert new.get(1)["name"] == "x" and new.get(1)["flops"] is None
-    new.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    assert new.get(1).name == "x" and new.get(1).flops is None
+    new._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     new.close()
     from nnrag.exceptions import SchemaVersionError
 
@@ -203,22 +205,22 @@ def test_killed_writer_leaves_the_store_intact(tmp_path: Path) -> None:
 
     def writer() -> None:
         st = RunStore(path)
-        st.conn.execute("BEGIN IMMEDIATE")
-        st.conn.executemany("INSERT INTO epochs VALUES (?,?,?,?)", [(run_id, e, "accuracy", 0.5) for e in range(1000)])
+        st._conn.execute("BEGIN IMMEDIATE")
+        st._conn.executemany("INSERT INTO epochs VALUES (?,?,?,?)", [(run_id, e, "accuracy", 0.5) for e in range(1000)])
         time.sleep(30)  # killed here, mid-transaction
 
     proc = mp.get_context("fork").Process(target=writer)
     proc.start()
     time.sleep(1.0)
     reader = RunStore(path)  # a concurrent reader is not blocked by the open write
-    assert reader.get(run_id)["epochs"] == []
+    assert reader.get(run_id).epochs == ()
     proc.kill()
     proc.join()
     after = RunStore(path)
-    assert after.get(run_id)["epochs"] == []
+    assert after.get(run_id).epochs == ()
     assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     after.finish(run_id, {"outcome": "ok", "epochs": [{"epoch": 1, "accuracy": 0.9}]}, "accuracy")
-    assert after.get(run_id)["best"] == pytest.approx(0.9)
+    assert after.get(run_id).best == pytest.approx(0.9)
 
 
 def test_cli_train_runs_show_leaderboard(cli, tmp_path: Path) -> None:  # noqa: ANN001
@@ -256,9 +258,9 @@ def test_ray_backend_in_local_mode(tmp_path: Path) -> None:
     except Exception as exc:  # no Ray runtime on this machine (shm, ports): not our code
         pytest.skip(f"a local Ray instance cannot start here: {exc}")
     try:
-        engine = Engine(RunStore(tmp_path / "runs.db"), ray_exec, write_back=False)
+        engine = Engine(RunStore(tmp_path / "runs.db"), ray_exec)
         report = engine.train([spec(GOOD), spec(bad(OUTCOMES[3][1]), name="raises")])
-        outcomes = sorted(engine.runs.get(i)["outcome"] for i in report.run_ids)
+        outcomes = sorted(engine.runs.get(i).outcome for i in report.run_ids)
         assert outcomes == ["error", "ok"]
     finally:
         ray_exec.shutdown()
@@ -295,13 +297,13 @@ def test_plain_block_from_the_index_trains_with_defaults(tmp_path: Path) -> None
     (tmp_path / "tree" / "blocks.py").write_text(BLOCK_TREE)
     db = tmp_path / "index.db"
     index_path(Store(db), tmp_path / "tree", prefix="", package="tree")
-    engine = Engine(RunStore(tmp_path / "runs.db"), LocalExecutor(1), index_db=db)
+    engine = indexed_engine(RunStore(tmp_path / "runs.db"), LocalExecutor(1), db)
     s = parse_spec({"model": {"block": "TinyCNN"}, "dataset": "digits", "limit": 300,
                     "hyperparameters": {"lr": 0.1}, "budget": {"epochs": 2, "wall_s": 30}})
     run = engine.runs.get(engine.train([s]).run_ids[0])
-    assert run["outcome"] == "ok", run["error"]
-    assert run["params"] == 16 * 1 * 9 + 16 + 16 * 10 + 10  # conv + the added linear head
-    assert run["indexed_as"].endswith(".TinyCNN")
+    assert run.outcome == "ok", run.error
+    assert run.params == 16 * 1 * 9 + 16 + 16 * 10 + 10  # conv + the added linear head
+    assert run.indexed_as.endswith(".TinyCNN")
 
 
 def test_metric_and_transform_registries() -> None:
@@ -346,3 +348,64 @@ def test_block_net_uses_the_main_output_and_model_building_functions() -> None:
         net = BlockNet(build, (2, 1, 8, 8), (10,), {}, torch.device("cpu"))
         assert isinstance(net.head, nn.Identity)
         assert net(torch.zeros(3, 1, 8, 8)).shape == (3, 10)
+
+
+def test_an_engine_without_a_resolver_refuses_a_block_reference(tmp_path: Path) -> None:
+    engine = Engine(RunStore(tmp_path / "runs.db"))
+    s = parse_spec({"model": {"block": "zoo.layers.mlp.Mlp"}, "dataset": "digits"})
+    with pytest.raises(SpecError, match="no block resolver.*index_resolver"):
+        engine.train([s])
+    assert engine.runs.runs() == []  # refused before anything was recorded
+
+
+def test_injected_resolver_and_sink_see_the_trained_run(tmp_path: Path) -> None:
+    from nnrag.train.engine import Trained
+    from nnrag.train.events import TrialDone, TrialEpoch
+
+    asked: list[str | None] = []
+    got: list[Trained] = []
+
+    def resolver(s: TrainSpec) -> tuple[str, str | None]:
+        asked.append(s.model.block)
+        return BLOCK_TREE, "TinyCNN"
+
+    def sink(trained: Trained) -> str:
+        got.append(trained)
+        return "custom.place.Net"
+
+    engine = Engine(RunStore(tmp_path / "runs.db"), LocalExecutor(1), resolver=resolver,
+                    on_trained=sink)
+    s = parse_spec({"model": {"block": "somewhere.TinyCNN"}, "dataset": "digits", "limit": 300,
+                    "hyperparameters": {"lr": 0.1}, "budget": {"epochs": 1, "wall_s": 30}})
+    events: list[object] = []
+    run_id = engine.train([s], events.append).run_ids[0]
+    assert asked == ["somewhere.TinyCNN"]
+    run = engine.runs.get(run_id)
+    assert run.outcome == "ok", run.error
+    (trained,) = got
+    assert trained.record.id == run_id and trained.record.outcome == "ok"
+    assert trained.record.best is not None and trained.code == BLOCK_TREE
+    assert trained.block == "TinyCNN" and trained.spec == s
+    assert engine.runs.get(run_id).indexed_as == "custom.place.Net"
+    assert [type(e) for e in events] == [TrialEpoch, TrialDone]
+    done = events[-1]
+    assert isinstance(done, TrialDone) and done.to_dict()["event"] == "done"
+    assert not (tmp_path / "index.db").exists()  # nothing touched the index
+
+
+def test_run_records_are_frozen_and_keep_their_json_form(tmp_path: Path) -> None:
+    import dataclasses
+
+    runs = RunStore(tmp_path / "runs.db")
+    s = spec(GOOD)
+    run_id = runs.create("m", "digits", s.model_dump(), s.key(), "md5", "fp", GOOD)
+    runs.finish(run_id, {"outcome": "ok", "params": 5,
+                         "epochs": [{"epoch": 1, "accuracy": 0.5}]}, "accuracy")
+    run = runs.get(run_id)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        run.best = 1.0  # type: ignore[misc]
+    data = run.to_dict()
+    assert data["epochs"] == [{"epoch": 1, "metric": "accuracy", "value": 0.5}]
+    assert run.spec_dict["dataset"] == "digits" and data["best"] == 0.5
+    assert run.to_dict(("id", "best")) == {"id": run_id, "best": 0.5}
+    assert [r.id for r in runs.leaderboard("digits")] == [run_id]
