@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from nnrag.mutate import MutationReport, Target
     from nnrag.search import Embedder, EmbedReport, Filters, Hit, Searcher
     from nnrag.train import BatchReport, Engine, RunStore, TrainSpec
+    from nnrag.train import Progress as TrainProgress
 
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -343,14 +344,13 @@ class Workspace:
     def engine(self, *, workers: int = 1, executor: str = "local",
                address: str | None = None) -> Engine:
         """The training engine over this workspace's run store and index."""
-        from nnrag.train import Engine, make_executor
+        from nnrag.train import indexed_engine, make_executor
 
-        return Engine(self.run_store(), make_executor(executor, workers, address),
-                      index_db=self.db)
+        return indexed_engine(self.run_store(), make_executor(executor, workers, address), self.db)
 
     def train(self, specs: TrainSpec | Sequence[TrainSpec | dict[str, Any]], *, workers: int = 1,
               executor: str = "local", address: str | None = None,
-              progress: Callable[[dict[str, Any]], None] | None = None) -> BatchReport:
+              progress: TrainProgress | None = None) -> BatchReport:
         """Train ``specs`` (parsed or plain dicts) in sandboxes; twins reuse stored results."""
         from nnrag.train import TrainSpec, parse_spec
 
@@ -359,6 +359,14 @@ class Workspace:
         try:
             return self.engine(workers=workers, executor=executor, address=address).train(
                 parsed, progress)
+        finally:
+            self._changed()
+
+    def resume(self, *, workers: int = 1, executor: str = "local", address: str | None = None,
+               progress: TrainProgress | None = None) -> BatchReport:
+        """Re-run every run a killed engine or worker left unfinished, with the same spec."""
+        try:
+            return self.engine(workers=workers, executor=executor, address=address).resume(progress)
         finally:
             self._changed()
 

@@ -19,7 +19,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from nnrag.config import default_db_path
 from nnrag.exceptions import NnragError
 
 if TYPE_CHECKING:
@@ -36,12 +35,6 @@ DB = click.option(
     "--db", type=click.Path(dir_okay=False, path_type=Path), default=None,
     help="Index database (default: $NNRAG_DB or $NNRAG_HOME/index.db, NNRAG_HOME=~/.nnrag).",
 )
-
-
-def store_at(db: Path | None, *, create: bool = False) -> Any:
-    from nnrag.index import Store
-
-    return Store(db or default_db_path(), create=create)
 
 
 def workspace(db: Path | None = None, runs: Path | None = None) -> Workspace:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
 
 from nnrag.cli._common import DB, FORMAT, emit_json, err, out, progress, workspace
+
+if TYPE_CHECKING:
+    from nnrag.workspace import Workspace
 
 
 def _kinds(value: str) -> tuple[str, ...]:
@@ -46,27 +49,26 @@ def mutate(target: str, n: int, kinds: str, seed: int, max_params: int | None, o
                            dataset=train_on or dataset, jobs=jobs, out_dir=out_dir,
                            index=not no_index, progress=update)
     report, indexed, files = result.report, list(result.indexed), list(result.files)
-    trained = _train(report, indexed, train_on, epochs, db) if train_on and report.valid else []
+    trained = _train(ws, report, indexed, train_on, epochs) if train_on and report.valid else []
     if fmt == "json":
         emit_json(_as_json(report, indexed, files, trained))
         return
     _print(report, indexed, files, trained)
 
 
-def _train(report: Any, indexed: list[str], dataset: str, epochs: int, db: Path | None) -> list[Any]:
-    from nnrag.config import nnrag_home
-    from nnrag.train.executors import LocalExecutor
-    from nnrag.train.runstore import RunStore
-    from nnrag.train.spec import parse_spec
-    from nnrag.train.wiring import indexed_engine
+def _train(ws: Workspace, report: Any, indexed: list[str], dataset: str,
+           epochs: int) -> list[Any]:
+    from nnrag.train import parse_spec
 
+    names: list[str | None] = list(indexed) if indexed else [None] * len(report.valid)
     specs = []
-    for mutant, name in zip(report.valid, indexed or [None] * len(report.valid), strict=True):
-        model: dict[str, Any] = ({"code": mutant.source, "name": f"{report.target.label}-{mutant.kind}-{mutant.md5[:8]}"}
-                                 if report.target.block is None or name is None else {"block": name})
+    for mutant, name in zip(report.valid, names, strict=True):
+        model: dict[str, Any] = (
+            {"code": mutant.source, "name": f"{report.target.label}-{mutant.kind}-{mutant.md5[:8]}"}
+            if report.target.block is None or name is None else {"block": name})
         specs.append(parse_spec({"model": model, "dataset": dataset, "budget": {"epochs": epochs}}))
-    runs = RunStore(nnrag_home() / "runs.db")
-    result = indexed_engine(runs, LocalExecutor(2), db).train(specs)
+    result = ws.train(specs, workers=2)
+    runs = ws.run_store()
     return [runs.get(i) for i in result.run_ids]
 
 

@@ -1,17 +1,20 @@
 """Training commands of the ``nnrag`` CLI: train, runs, show, resume, leaderboard, datasets.
 
-Formatting only, the work is in :mod:`nnrag.train`.
+Formatting only, over :class:`nnrag.Workspace`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
 
-from nnrag.cli._common import FORMAT, emit_json, err, options, out
+if TYPE_CHECKING:
+    from nnrag.train import RunStore
+
+from nnrag.cli._common import FORMAT, emit_json, err, options, out, workspace
 
 RUNS = click.option("--runs", "runs_db", type=click.Path(dir_okay=False, path_type=Path), default=None,
                     help="Run store (default: $NNRAG_HOME/runs.db).")
@@ -22,12 +25,8 @@ EXECUTOR = [
 ]
 
 
-def _runs(path: Path | None) -> Any:
-    from nnrag.config import nnrag_home
-    from nnrag.train.runstore import RunStore
-
-    return RunStore(path or nnrag_home() / "runs.db")
-
+def _runs(path: Path | None) -> RunStore:
+    return workspace(runs=path).run_store()
 
 
 def _printer() -> Any:
@@ -48,13 +47,6 @@ def _printer() -> Any:
             err.print(f"run {event.run} {event.name}: duplicate of run {event.of}, not trained")
 
     return show
-
-
-def _engine(runs: Any, workers: int, executor: str, address: str | None, index_db: Path | None) -> Any:
-    from nnrag.train.executors import make_executor
-    from nnrag.train.wiring import indexed_engine
-
-    return indexed_engine(runs, make_executor(executor, workers, address), index_db)
 
 
 def _report(report: Any, runs: Any, fmt: str) -> None:
@@ -93,9 +85,10 @@ def train(spec_file: Path, workers: int, executor: str, address: str | None, run
     from nnrag.train.spec import load_spec
 
     specs = load_spec(spec_file)
-    runs = _runs(runs_db)
-    report = _engine(runs, workers, executor, address, db).train(specs, _printer())
-    _report(report, runs, fmt)
+    ws = workspace(db, runs_db)
+    report = ws.train(specs, workers=workers, executor=executor, address=address,
+                      progress=_printer())
+    _report(report, ws.run_store(), fmt)
 
 
 @click.command()
@@ -106,12 +99,12 @@ def train(spec_file: Path, workers: int, executor: str, address: str | None, run
 def resume(workers: int, executor: str, address: str | None, runs_db: Path | None, db: Path | None,
            fmt: str) -> None:
     """Re-run every run left unfinished by a killed engine or worker, with the same spec."""
-    runs = _runs(runs_db)
-    report = _engine(runs, workers, executor, address, db).resume(_printer())
+    ws = workspace(db, runs_db)
+    report = ws.resume(workers=workers, executor=executor, address=address, progress=_printer())
     if not report.run_ids and fmt == "table":
         out.print("nothing to resume")
         return
-    _report(report, runs, fmt)
+    _report(report, ws.run_store(), fmt)
 
 
 @click.command()
