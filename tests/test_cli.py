@@ -28,7 +28,7 @@ Cli = Callable[..., Any]  # the ``cli`` fixture of conftest.py
 
 SUBCOMMANDS = ["index", "extract", "validate", "blocks", "export", "stats", "demo", "mutate"]
 try:  # validate/demo need the sandbox, which may still be under construction
-    import nnrag.sandbox._runner  # noqa: F401
+    import nnrag.sandbox  # noqa: F401
 
     HAS_SANDBOX = True
 except Exception:  # pragma: no cover - depends on the state of the tree
@@ -361,7 +361,7 @@ def test_export(cli: Cli, zoo_db_copy: Path, tmp_path: Path) -> None:
 # -- sandbox-backed commands ----------------------------------------------------------------
 
 
-@pytest.mark.skipif(not HAS_SANDBOX, reason="nnrag.sandbox._runner is not available yet")
+@pytest.mark.skipif(not HAS_SANDBOX, reason="nnrag.sandbox is not available yet")
 def test_validate_one_block_json(cli: Cli, zoo_db_copy: Path) -> None:
     result = check(
         cli("validate", "zoo.layers.mlp.Mlp", "--db", zoo_db_copy, "--format", "json", timeout=300),
@@ -379,7 +379,7 @@ def test_validate_one_block_json(cli: Cli, zoo_db_copy: Path) -> None:
 
 
 @pytest.mark.sandbox
-@pytest.mark.skipif(not HAS_SANDBOX, reason="nnrag.sandbox._runner is not available yet")
+@pytest.mark.skipif(not HAS_SANDBOX, reason="nnrag.sandbox is not available yet")
 def test_demo(cli: Cli, nnrag_home: Path) -> None:
     """Indexes corpus + zoo, validates zoo blocks, trains six corpus models on digits."""
     result = check(cli("demo", "--epochs", "1", timeout=600), 0)
@@ -397,6 +397,6 @@ def test_demo(cli: Cli, nnrag_home: Path) -> None:
 
 def test_validate_needs_names(cli: Cli, zoo_db_copy: Path) -> None:
     if not HAS_SANDBOX:
-        pytest.skip("nnrag.sandbox._runner is not available yet")
+        pytest.skip("nnrag.sandbox is not available yet")
     result = check(cli("validate", "--db", zoo_db_copy), 2)
     assert "--all" in result.stderr

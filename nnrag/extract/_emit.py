@@ -156,8 +156,8 @@ def emit(closure: Closure, packages: dict[str, dict[str, Any]]) -> Emitted:
 
     runtime: set[str] = set()
     guarded: set[str] = set()
-    for key, imps in closure.externals.items():
-        local = closure.names[key]
+    for symbol, imps in closure.externals.items():
+        local = closure.names[symbol]
         for imp in imps:
             renamed = ExternalImport(imp.module, imp.name, local, imp.type_checking)
             (guarded if imp.type_checking else runtime).add(renamed.statement())

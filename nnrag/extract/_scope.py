@@ -8,7 +8,7 @@ lambdas have their own scopes, ``global``/``nonlocal`` are honoured.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import libcst as cst
@@ -73,7 +73,7 @@ def analyse(source: str, future_annotations: bool = False, *, chains: bool = Fal
     rebinding = set(bound) if _is_plain_assignment(tree) else set()
     rebound: set[str] = set()
     if rebinding:  # ``X += ...`` reads X without an access node of its own
-        for small in tree.body[0].body:  # type: ignore[attr-defined]
+        for small in tree.body[0].body:  # type: ignore[attr-defined,union-attr]
             if isinstance(small, cst.AugAssign):
                 rebound.update(n.value for n in _names_in(small.target))
     grouped: dict[tuple[str, tuple[str, ...], bool, bool], list[tuple[cst.CSTNode, ...]]] = {}
@@ -108,7 +108,8 @@ def analyse(source: str, future_annotations: bool = False, *, chains: bool = Fal
     for name in _global_declarations(tree):
         if name in bound or any(k[0] == name for k in grouped):
             continue
-        sites = [a.node for a in global_scope.assignments[name]] if global_scope else []  # type: ignore[index]
+        sites = ([a.node for a in global_scope.assignments[name]]  # type: ignore[attr-defined]
+                 if global_scope else [])
         grouped[(name, (name,), False, False)] = [(n,) for n in sites if isinstance(n, cst.Name)]
     # Each distinct chain is one Ref; shorter prefixes are resolved by the closure.
     for key in [k for k in grouped if k[0] in rebinding]:  # ``X = f(X)``: X is the old X
@@ -122,7 +123,7 @@ def analyse(source: str, future_annotations: bool = False, *, chains: bool = Fal
     }
     for name in bound:  # the binding sites themselves (class/def names, assignment targets)
         for assignment in global_scope.assignments[name]:  # type: ignore[union-attr]
-            target = assignment.node
+            target = assignment.node  # type: ignore[union-attr]  # global scopes hold Assignments
             if isinstance(target, cst.ClassDef | cst.FunctionDef):
                 self_nodes.setdefault(name, []).append(target.name)
             elif isinstance(target, cst.Name):
@@ -202,7 +203,7 @@ def _names_in(node: cst.BaseExpression) -> list[cst.Name]:
 
 
 def _chain(
-    node: cst.Name, parents: dict[cst.CSTNode, cst.CSTNode]
+    node: cst.Name, parents: Mapping[cst.CSTNode, cst.CSTNode]
 ) -> tuple[tuple[str, ...], tuple[cst.CSTNode, ...]]:
     """The longest ``a.b.c`` attribute chain that starts at ``node``, and its node per depth."""
     chain = [node.value]

@@ -129,7 +129,7 @@ def _scan_job(args: tuple[str, bytes, str, bool]) -> FileScan | FileProblem:
 
 @lru_cache(maxsize=1)
 def _distributions() -> dict[str, list[str]]:
-    return importlib.metadata.packages_distributions()
+    return dict(importlib.metadata.packages_distributions())
 
 
 def package_version(root: Path, prefix: str) -> str | None:
@@ -238,8 +238,8 @@ def index_path(
         if pool:
             pool.shutdown(cancel_futures=True)
     with store.transaction():
-        for path in removed:
-            store.delete_file(path)
+        for gone in removed:
+            store.delete_file(gone)
         store.upsert_package(package, str(root_path), package_version(root_path, prefix))
     report.removed = len(removed)
     if changed or store.get_meta("blocks_dirty") == "1":

@@ -112,7 +112,8 @@ class _Scanner:
         self._index = 0
 
     # -- walking module-level statements, descending into if/try/with but not def/class
-    def walk(self, body: Sequence[cst.BaseStatement], guard: str) -> None:
+    def walk(self, body: Sequence[cst.BaseStatement] | Sequence[cst.BaseSmallStatement],
+             guard: str) -> None:
         for stmt in body:
             self._index += 1
             if (

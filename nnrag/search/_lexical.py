@@ -159,7 +159,7 @@ def _save(path: Path, **arrays: np.ndarray) -> None:
     """Write via a temporary file in the same folder, then rename: never a half file."""
     def write(tmp: str) -> None:
         with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+            np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds badly
 
     try:
         _atomic(path, write)

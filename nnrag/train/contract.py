@@ -14,6 +14,7 @@ import importlib.util
 import inspect
 import math
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -139,6 +140,7 @@ _CHANNELS = ("in_chans", "in_channels", "in_ch", "input_channels", "channels", "
 
 def _build_block(block_cls: Any, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> nn.Module:
     """Construct with the shape arguments it names; defaults for the rest."""
+    params: Mapping[str, inspect.Parameter]
     try:
         params = inspect.signature(block_cls).parameters
     except (TypeError, ValueError):
@@ -171,7 +173,7 @@ def build_model(module: ModuleType, in_shape: tuple[int, ...], out_shape: tuple[
             if not callable(getattr(model, method, None)):  # borrow the defaults
                 setattr(model, method, getattr(DefaultTraining, method).__get__(model))
         if not hasattr(model, "device"):
-            model.device = device
+            model.device = device  # type: ignore[assignment]  # the contract's attribute
         return model
     cls = getattr(module, block, None)
     is_module_class = isinstance(cls, type) and issubclass(cls, nn.Module)

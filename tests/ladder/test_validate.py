@@ -8,7 +8,7 @@ from nnrag.extract._emit import Emitted
 from nnrag.index import Store, index_path
 from nnrag.ladder import validate
 from nnrag.ladder._validate import _shared_imports
-from nnrag.sandbox._runner import Limits, run_function
+from nnrag.sandbox import Limits, run_function
 
 
 def _emitted(*imports: str) -> Emitted:

@@ -69,7 +69,7 @@ def spec(code: str, **kw: object) -> TrainSpec:
 def _no_pooled_workers_left() -> Iterator[None]:
     """Engines keep sandbox workers for the next call; other tests count our children."""
     yield
-    from nnrag.sandbox._runner import shutdown_pool
+    from nnrag.sandbox import shutdown_pool
 
     shutdown_pool()
 
@@ -90,7 +90,7 @@ def test_trains_and_records_epochs(engine: Engine, tmp_path: Path) -> None:
     assert run.indexed_as == f"trained.m_{normalised_md5(GOOD)[:8]}.Net"
     # written back: retrieval can ask for proven blocks only, and shows their result
     from nnrag.index import Store
-    from nnrag.search._searcher import Filters, Searcher
+    from nnrag.search import Filters, Searcher
 
     hits = Searcher(Store(tmp_path / "index.db"), model="hashing").search(
         "net linear", mode="lexical", filters=Filters(proven=True)
