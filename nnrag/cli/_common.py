@@ -27,10 +27,12 @@ if TYPE_CHECKING:
 # Piped output is read by people and tools alike: do not squeeze tables into 80 columns.
 # Markup off by default: block names, errors and notes contain brackets ("[at x.py:3]",
 # "nnrag[search]"); the few styled lines pass markup=True and escape what they interpolate.
-out = Console(highlight=False, soft_wrap=True, markup=False, width=None if sys.stdout.isatty() else 200)
+out = Console(highlight=False, soft_wrap=True, markup=False,
+              width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
-FORMAT = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+FORMAT = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+                      show_default=True)
 DB = click.option(
     "--db", type=click.Path(dir_okay=False, path_type=Path), default=None,
     help="Index database (default: $NNRAG_DB or $NNRAG_HOME/index.db, NNRAG_HOME=~/.nnrag).",
@@ -54,7 +56,8 @@ def progress(label: str, enabled: bool = True) -> Iterator[Callable[[int, int], 
         last = [time.monotonic()]
 
         def log(done: int, total: int) -> None:
-            if time.monotonic() - last[0] >= 10 or (done == total and done > 0 and time.monotonic() - start >= 10):
+            if (time.monotonic() - last[0] >= 10
+                    or (done == total and done > 0 and time.monotonic() - start >= 10)):
                 last[0] = time.monotonic()
                 err.print(f"{label}: {done}/{total} ({time.monotonic() - start:.0f}s)")
 

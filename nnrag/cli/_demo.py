@@ -18,7 +18,8 @@ DEMO_MODELS = ("mlp", "lenet5", "resnet8", "resnet20", "mobilenetv2_small", "mlp
 @click.option("--workers", default=2, show_default=True, help="Trials in parallel.")
 @click.option("--epochs", default=3, show_default=True)
 def demo(home: Path | None, workers: int, epochs: int) -> None:
-    """Index the seed corpus and the example zoo, validate the zoo, train corpus models on digits."""
+    """Index the seed corpus and the example zoo, validate the zoo, train corpus models on
+    digits."""
     import nnrag
     from nnrag.config import nnrag_home
     from nnrag.examples import ZOO, corpus_dir

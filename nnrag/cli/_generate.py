@@ -20,7 +20,8 @@ def _progress(fmt: str) -> Any:
     def show(event: dict[str, Any]) -> None:
         kind = event["event"]
         if kind == "generated":
-            extra = f" ({event['error']})" if event.get("error") and event["status"] != "unique" else ""
+            extra = (f" ({event['error']})" if event.get("error") and event["status"] != "unique"
+                     else "")
             err.print(f"[{event['index'] + 1}/{event['n']}] {event['status']}{extra}"[:300])
         elif kind == "probe":
             what = "executable" if event["ok"] else f"not executable: {event.get('error')}"
@@ -29,7 +30,8 @@ def _progress(fmt: str) -> Any:
             err.print(f"  train run {event['run']} {event['name']}: {event['outcome']} in "
                       f"{event.get('duration_s') or 0:.1f}s")
         elif kind == "train_duplicate":
-            err.print(f"  train run {event['run']} {event['name']}: duplicate of run {event['of']}, not trained")
+            err.print(f"  train run {event['run']} {event['name']}: "
+                      f"duplicate of run {event['of']}, not trained")
 
     return show
 
@@ -41,24 +43,32 @@ def _fmt(v: float | None) -> str:
 @click.command()
 @click.option("--task", default="image-classification", show_default=True,
               type=click.Choice(["image-classification", "signal-classification"]))
-@click.option("--dataset", default="digits", show_default=True, help="A registered dataset (nnrag datasets).")
-@click.option("--n", "n", default=20, show_default=True, type=click.IntRange(1, 100_000), help="Prompts to send.")
+@click.option("--dataset", default="digits", show_default=True,
+              help="A registered dataset (nnrag datasets).")
+@click.option("--n", "n", default=20, show_default=True, type=click.IntRange(1, 100_000),
+              help="Prompts to send.")
 @click.option("--shots", default=1, show_default=True, type=click.IntRange(0, 16),
               help="Reference implementations per prompt (run store and corpus).")
 @click.option("--blocks", default=0, show_default=True, type=click.IntRange(0, 32),
               help="Blocks retrieved from the index per prompt (spliced in when used by name).")
 @click.option("--backend", default="transformers", show_default=True,
               help="transformers | llama-cpp | openai | replay")
-@click.option("--model", default=None, help="Model id, folder or .gguf (default: embedded Gemma 3 270M).")
+@click.option("--model", default=None,
+              help="Model id, folder or .gguf (default: embedded Gemma 3 270M).")
 @click.option("--adapter", default=None, help="LoRA adapter folder (peft; transformers backend).")
-@click.option("--base-url", default=None, help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1.")
-@click.option("--style", default="auto", show_default=True, type=click.Choice(["auto", "completion", "chat"]),
+@click.option("--base-url", default=None,
+              help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1.")
+@click.option("--style", default="auto", show_default=True,
+              type=click.Choice(["auto", "completion", "chat"]),
               help="Prompt style: completion for base models, chat for instruct models.")
-@click.option("--dtype", default="auto", show_default=True, type=click.Choice(["auto", "bf16", "fp32", "8bit", "4bit"]))
-@click.option("--context", default=None, type=int, help="Context length to assume (default: the model's).")
+@click.option("--dtype", default="auto", show_default=True,
+              type=click.Choice(["auto", "bf16", "fp32", "8bit", "4bit"]))
+@click.option("--context", default=None, type=int,
+              help="Context length to assume (default: the model's).")
 @click.option("--threads", default=None, type=int, help="CPU threads for the model.")
 @click.option("--epochs", default=1, show_default=True, type=click.IntRange(1, 10_000))
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 256), help="Sandboxes in parallel.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 256),
+              help="Sandboxes in parallel.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0))
 @click.option("--temperature", default=0.8, show_default=True, type=float)
 @click.option("--top-p", default=0.95, show_default=True, type=float)
@@ -67,34 +77,43 @@ def _fmt(v: float | None) -> str:
               help="Repair prompts after an execution failure.")
 @click.option("--constrained/--no-constrained", default=True, show_default=True,
               help="Constrain the spec to its JSON schema where the backend can.")
-@click.option("--train/--no-train", default=True, show_default=True, help="Train executable models.")
-@click.option("--limit", default=None, type=click.IntRange(1), help="Train on the first N samples only.")
+@click.option("--train/--no-train", default=True, show_default=True,
+              help="Train executable models.")
+@click.option("--limit", default=None, type=click.IntRange(1),
+              help="Train on the first N samples only.")
 @click.option("--runs", "runs_db", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Run store (default: $NNRAG_HOME/runs.db).")
 @click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Block index for retrieval and write-back (default: $NNRAG_DB or $NNRAG_HOME/index.db).")
+              help="Block index for retrieval and write-back "
+                   "(default: $NNRAG_DB or $NNRAG_HOME/index.db).")
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write every candidate (prompt, answers, code, spec, sampling) as JSON lines.")
+              help="Write every candidate (prompt, answers, code, spec, sampling) "
+                   "as JSON lines.")
 @FORMAT
-def generate(task: str, dataset: str, n: int, shots: int, blocks: int, backend: str, model: str | None,
-             adapter: str | None, base_url: str | None, style: str, dtype: str, context: int | None,
-             threads: int | None, epochs: int, workers: int, seed: int, temperature: float, top_p: float,
-             max_new_tokens: int, repairs: int, constrained: bool, train: bool, limit: int | None,
-             runs_db: Path | None, db: Path | None, save: Path | None, fmt: str) -> None:
-    """Generate architectures and training specs with an LLM, grounded in references and blocks."""
+def generate(task: str, dataset: str, n: int, shots: int, blocks: int, backend: str,
+             model: str | None, adapter: str | None, base_url: str | None, style: str, dtype: str,
+             context: int | None, threads: int | None, epochs: int, workers: int, seed: int,
+             temperature: float, top_p: float, max_new_tokens: int, repairs: int,
+             constrained: bool, train: bool, limit: int | None, runs_db: Path | None,
+             db: Path | None, save: Path | None, fmt: str) -> None:
+    """Generate architectures and training specs with an LLM, grounded in references and
+    blocks."""
     from nnrag.generate import BackendConfig, GenerateConfig, make_backend
     from nnrag.generate.pipeline import task_text
 
     task_text(task, dataset)  # unknown task or dataset: fail before loading a model
-    config = GenerateConfig(task=task, dataset=dataset, n=n, shots=shots, blocks=blocks, epochs=epochs,
-                            workers=workers, seed=seed, temperature=temperature, top_p=top_p,
-                            max_new_tokens=max_new_tokens, repairs=repairs, constrained=constrained,
-                            train=train, limit=limit, runs_db=runs_db, index_db=db)
-    llm = make_backend(BackendConfig(backend=backend, model=model, adapter=adapter, base_url=base_url,
-                                     style=style, dtype=dtype, context=context, threads=threads))
+    config = GenerateConfig(task=task, dataset=dataset, n=n, shots=shots, blocks=blocks,
+                            epochs=epochs, workers=workers, seed=seed, temperature=temperature,
+                            top_p=top_p, max_new_tokens=max_new_tokens, repairs=repairs,
+                            constrained=constrained, train=train, limit=limit, runs_db=runs_db,
+                            index_db=db)
+    llm = make_backend(BackendConfig(backend=backend, model=model, adapter=adapter,
+                                     base_url=base_url, style=style, dtype=dtype, context=context,
+                                     threads=threads))
     info = llm.describe()
     err.print(f"backend {info['backend']}: {info['model']} ({info['style']} prompts, context "
-              f"{info['context_length']}, constrained spec: {'yes' if info['constrained'] and constrained else 'no'})")
+              f"{info['context_length']}, constrained spec: "
+              f"{'yes' if info['constrained'] and constrained else 'no'})")
     try:
         report = workspace(db, runs_db).generate(config, llm, _progress(fmt))
     finally:
@@ -115,13 +134,16 @@ def generate(task: str, dataset: str, n: int, shots: int, blocks: int, backend: 
     out.print(table)
     summary = Table("prompts sent", "parsed", "schema-valid", "unique", "executable", "trained",
                     "best accuracy", "mean accuracy", "repairs used", box=None)
-    summary.add_row(str(report.prompts_sent), str(report.parsed), str(report.schema_valid), str(report.unique),
-                    str(report.executable), str(report.trained), _fmt(report.best_accuracy),
-                    _fmt(report.mean_accuracy), str(report.repairs_used))
+    summary.add_row(str(report.prompts_sent), str(report.parsed), str(report.schema_valid),
+                    str(report.unique), str(report.executable), str(report.trained),
+                    _fmt(report.best_accuracy), _fmt(report.mean_accuracy),
+                    str(report.repairs_used))
     out.print(summary)
     out.print(f"{n} generations in {report.seconds:.1f}s ({report.generation_s:.1f}s in the LLM, "
-              f"{report.completion_tokens} tokens); mean prompt {report.mean_prompt_tokens:.0f} tokens; "
-              f"{report.reprompts_used} re-prompts, {report.repaired} repaired, {report.autofixed} auto-fixed, "
+              f"{report.completion_tokens} tokens); mean prompt "
+              f"{report.mean_prompt_tokens:.0f} tokens; "
+              f"{report.reprompts_used} re-prompts, {report.repaired} repaired, "
+              f"{report.autofixed} auto-fixed, "
               f"{report.reused} reused from the run store")
     for note in report.notes:
         out.print(f"note: {note}")

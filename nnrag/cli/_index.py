@@ -16,18 +16,22 @@ from nnrag.cli._common import DB, FORMAT, emit_json, err, out, progress, workspa
 
 @click.command()
 @click.argument("path", required=False, type=click.Path(path_type=Path))
-@click.option("--package", "package", help="Index an installed package (located without importing it).")
+@click.option("--package", "package",
+              help="Index an installed package (located without importing it).")
 @DB
 @click.option("--jobs", default=2, show_default=True, help="Parser processes.")
-@click.option("--max-file-mb", default=2.0, show_default=True, help="Skip larger (generated) files.")
+@click.option("--max-file-mb", default=2.0, show_default=True,
+              help="Skip larger (generated) files.")
 @FORMAT
-def index(path: Path | None, package: str | None, db: Path | None, jobs: int, max_file_mb: float, fmt: str) -> None:
+def index(path: Path | None, package: str | None, db: Path | None, jobs: int, max_file_mb: float,
+          fmt: str) -> None:
     """Index the .py files of PATH (a repository or package folder) or of --package NAME."""
     if (path is None) == (package is None):
         raise click.UsageError("give exactly one of PATH or --package NAME")
     ws = workspace(db)
     with progress("indexing", fmt == "table") as update:
-        report = ws.index(path, package=package, jobs=jobs, max_file_mb=max_file_mb, progress=update)
+        report = ws.index(path, package=package, jobs=jobs, max_file_mb=max_file_mb,
+                          progress=update)
     summary = {
         "package": report.package, "root": report.root, "db": str(ws.db), "scanned": report.scanned,
         "unchanged": report.unchanged, "removed": report.removed, "definitions": report.definitions,
@@ -39,7 +43,8 @@ def index(path: Path | None, package: str | None, db: Path | None, jobs: int, ma
     else:
         for p in report.problems:
             where = f":{p.line}:{p.column}" if p.line else ""
-            err.print(f"[yellow]skipped[/] {escape(f'{p.path}{where}: {p.kind}: {p.message}')}", markup=True)
+            err.print(f"[yellow]skipped[/] {escape(f'{p.path}{where}: {p.kind}: {p.message}')}",
+                      markup=True)
         out.print(
             f"indexed {report.package} into {ws.db}: {report.scanned} files scanned, "
             f"{report.unchanged} unchanged, {report.removed} removed, {report.failed} failed; "
@@ -50,7 +55,8 @@ def index(path: Path | None, package: str | None, db: Path | None, jobs: int, ma
 
 @click.command()
 @click.argument("name")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE instead of stdout.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to FILE instead of stdout.")
 @DB
 @FORMAT
 def extract(name: str, output: Path | None, db: Path | None, fmt: str) -> None:
@@ -67,7 +73,8 @@ def extract(name: str, output: Path | None, db: Path | None, fmt: str) -> None:
         emit_json({**asdict(emitted), "output": str(output) if output else None})
         return
     if output:
-        err.print(f"wrote {output} ({len(emitted.definitions)} definitions, {len(emitted.imports)} imports)")
+        err.print(f"wrote {output} ({len(emitted.definitions)} definitions, "
+                  f"{len(emitted.imports)} imports)")
     else:
         click.echo(emitted.code, nl=False)
     for gap in emitted.gaps:
@@ -80,7 +87,8 @@ def extract(name: str, output: Path | None, db: Path | None, fmt: str) -> None:
 @click.option("--jobs", default=1, show_default=True, help="Sandbox workers in parallel.")
 @click.option("--timeout", default=60.0, show_default=True, help="Wall-clock seconds per block.")
 @click.option("--memory-mb", default=4096, show_default=True, help="Memory a block may allocate.")
-@click.option("--max-rung", default="backward", show_default=True, help="Stop climbing at this rung.")
+@click.option("--max-rung", default="backward", show_default=True,
+              help="Stop climbing at this rung.")
 @click.option("--force", is_flag=True, help="Ignore cached results.")
 @DB
 @FORMAT
@@ -94,7 +102,8 @@ def validate(names: tuple[str, ...], all_blocks: bool, jobs: int, timeout: float
     ws = workspace(db)
     with progress("validating", fmt == "table") as update:
         outcomes = ws.validate(names, all_blocks=all_blocks, jobs=jobs, timeout=timeout,
-                               memory_mb=memory_mb, max_rung=max_rung, force=force, progress=update)
+                               memory_mb=memory_mb, max_rung=max_rung, force=force,
+                               progress=update)
     if fmt == "json":
         emit_json([{**o.__dict__, "rung_name": o.rung_name} for o in outcomes])
         return
@@ -102,19 +111,23 @@ def validate(names: tuple[str, ...], all_blocks: bool, jobs: int, timeout: float
     for o in outcomes:
         colour = "green" if o.rung == 6 else "yellow" if o.rung >= 3 else "red"
         error = f"{o.error_type}: {o.error_message}"[:90] if o.error_type else ""
-        table.add_row(o.qualname, Text(o.rung_name, style=colour), o.cause or "", error, "yes" if o.cached else "")
+        table.add_row(o.qualname, Text(o.rung_name, style=colour), o.cause or "", error,
+                      "yes" if o.cached else "")
     out.print(table)
     counts = {r: sum(1 for o in outcomes if o.rung >= i) for i, r in enumerate(RUNGS) if i >= 3}
-    out.print(f"{len(outcomes)} blocks; reached " + ", ".join(f"{r}: {n}" for r, n in counts.items()))
+    out.print(f"{len(outcomes)} blocks; reached "
+              + ", ".join(f"{r}: {n}" for r, n in counts.items()))
 
 
 @click.command()
 @click.option("--pattern", help="Glob over qualified or simple names, e.g. '*Attention*'.")
-@click.option("--min-rung", default="none", show_default=True, help="Only blocks validated at least this far.")
+@click.option("--min-rung", default="none", show_default=True,
+              help="Only blocks validated at least this far.")
 @click.option("--package", help="Only this package.")
 @DB
 @FORMAT
-def blocks(pattern: str | None, min_rung: str, package: str | None, db: Path | None, fmt: str) -> None:
+def blocks(pattern: str | None, min_rung: str, package: str | None, db: Path | None,
+           fmt: str) -> None:
     """List indexed blocks with their validation rung."""
     rows = workspace(db).blocks(pattern, min_rung=min_rung, package=package)
     if fmt == "json":
@@ -124,7 +137,8 @@ def blocks(pattern: str | None, min_rung: str, package: str | None, db: Path | N
         return
     table = Table("block", "package", "lines", "rung", "cause", box=None)
     for r in rows:
-        table.add_row(r.qualname, r.package, f"{r.lineno}-{r.end_lineno}", r.rung_name, r.cause or "")
+        table.add_row(r.qualname, r.package, f"{r.lineno}-{r.end_lineno}", r.rung_name,
+                      r.cause or "")
     out.print(table)
     out.print(f"{len(rows)} blocks")
 

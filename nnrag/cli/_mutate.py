@@ -29,9 +29,11 @@ def _kinds(value: str) -> tuple[str, ...]:
               help="Also write each valid mutant to DIR/<name>.py.")
 @click.option("--train", "train_on", default=None, metavar="DATASET",
               help="Train the valid mutants on DATASET with the execution engine.")
-@click.option("--epochs", default=1, show_default=True, help="Epochs per trained mutant (with --train).")
+@click.option("--epochs", default=1, show_default=True,
+              help="Epochs per trained mutant (with --train).")
 @click.option("--dataset", default=None,
-              help="Input/output shapes come from this dataset (default: the --train one, else digits, "
+              help="Input/output shapes come from this dataset "
+                   "(default: the --train one, else digits, "
                    "or mnist1d for models whose INPUT_KINDS is signal only).")
 @click.option("--block", default=None, help="Mutate this class of a model file instead of its Net.")
 @click.option("--jobs", default=2, show_default=True, help="Sandboxed workers validating mutants.")
@@ -64,7 +66,8 @@ def _train(ws: Workspace, report: Any, indexed: list[str], dataset: str,
     specs = []
     for mutant, name in zip(report.valid, names, strict=True):
         model: dict[str, Any] = (
-            {"code": mutant.source, "name": f"{report.target.label}-{mutant.kind}-{mutant.md5[:8]}"}
+            {"code": mutant.source,
+             "name": f"{report.target.label}-{mutant.kind}-{mutant.md5[:8]}"}
             if report.target.block is None or name is None else {"block": name})
         specs.append(parse_spec({"model": model, "dataset": dataset, "budget": {"epochs": epochs}}))
     result = ws.train(specs, workers=2)
@@ -72,12 +75,14 @@ def _train(ws: Workspace, report: Any, indexed: list[str], dataset: str,
     return [runs.get(i) for i in result.run_ids]
 
 
-def _as_json(report: Any, indexed: list[str], files: list[Path], trained: list[Any]) -> dict[str, Any]:
+def _as_json(report: Any, indexed: list[str], files: list[Path],
+             trained: list[Any]) -> dict[str, Any]:
     return {
         "target": report.target.origin, "params": report.params, "flops": report.flops,
         "traced": report.traced, "trace_error": report.trace_error, "disabled": report.disabled,
         "proposed": report.proposed, "rejected_by_plan": report.rejected_by_plan,
-        "duplicates": report.duplicates, "validated": len(report.mutants), "valid": len(report.valid),
+        "duplicates": report.duplicates, "validated": len(report.mutants),
+        "valid": len(report.valid),
         "seconds": round(report.seconds, 2), "indexed": indexed, "files": [str(f) for f in files],
         "mutants": [{"md5": m.md5, "kind": m.kind, "description": m.description, "valid": m.valid,
                      "rung": m.rung, "params": m.params, "flops": m.flops, "error": m.error}
@@ -93,10 +98,11 @@ def _print(report: Any, indexed: list[str], files: list[Path], trained: list[Any
     table = Table("hash", "kind", "params", "delta", "MACs delta", "validated", "change", box=None)
     for m in report.mutants:
         delta = "" if m.params is None else f"{(m.params - report.params) / report.params:+.1%}"
-        macs = "" if not (m.flops and report.flops) else f"{(m.flops - report.flops) / report.flops:+.1%}"
+        macs = ("" if not (m.flops and report.flops)
+                else f"{(m.flops - report.flops) / report.flops:+.1%}")
         status = "yes" if m.valid else f"no ({m.rung}: {(m.error or '')[:60]})"
-        table.add_row(m.md5[:8], m.kind, "" if m.params is None else f"{m.params:,}", delta, macs, status,
-                      m.description[:64])
+        table.add_row(m.md5[:8], m.kind, "" if m.params is None else f"{m.params:,}", delta, macs,
+                      status, m.description[:64])
     out.print(table)
     out.print(f"{report.target.label}: {report.params:,} params; {len(report.valid)} valid of "
               f"{len(report.mutants)} validated ({report.duplicates} duplicates skipped, "

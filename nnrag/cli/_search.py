@@ -22,15 +22,20 @@ MODEL = click.option(
 )
 FILTERS = [
     click.option("--category", help="Only this category (see `nnrag query --help`)."),
-    click.option("--min-rung", default="none", show_default=True, help="Only blocks validated at least this far."),
+    click.option("--min-rung", default="none", show_default=True,
+                 help="Only blocks validated at least this far."),
     click.option("--package", help="Only this package."),
-    click.option("--max-params", type=int, help="Only blocks with at most this many parameters (validated ones)."),
-    click.option("--proven", is_flag=True, help="Only blocks trained by `nnrag train` (with their best metric)."),
+    click.option("--max-params", type=int,
+                 help="Only blocks with at most this many parameters (validated ones)."),
+    click.option("--proven", is_flag=True,
+                 help="Only blocks trained by `nnrag train` (with their best metric)."),
 ]
 SEARCH = [
-    click.option("--mode", type=click.Choice(["hybrid", "dense", "lexical"]), default="hybrid", show_default=True),
+    click.option("--mode", type=click.Choice(["hybrid", "dense", "lexical"]), default="hybrid",
+                 show_default=True),
     click.option("-k", "--top", "k", default=10, show_default=True, help="Number of hits."),
-    click.option("--collapse", is_flag=True, help="Fold structural duplicates into the best-ranked copy."),
+    click.option("--collapse", is_flag=True,
+                 help="Fold structural duplicates into the best-ranked copy."),
     click.option("--show", is_flag=True, help="Print the scope-closed code of each hit."),
 ]
 
@@ -56,7 +61,8 @@ def _warm(ws: Any, model: str | None, mode: str) -> Any:
     return searcher
 
 
-def _print_hits(ws: Any, searcher: Any, hits: list[Any], fmt: str, show: bool, seconds: float) -> None:
+def _print_hits(ws: Any, searcher: Any, hits: list[Any], fmt: str, show: bool,
+                seconds: float) -> None:
     for note in searcher.notes:
         err.print(f"note: {note}")
     code: dict[str, str] = {}
@@ -67,12 +73,12 @@ def _print_hits(ws: Any, searcher: Any, hits: list[Any], fmt: str, show: bool, s
         emit_json([{**h.as_dict(), **({"code": code[h.qualname]} if show else {})} for h in hits])
         return
     trained = any(h.trained for h in hits)
-    table = Table("#", "score", "block", "package", "category", "rung", *(["trained"] if trained else []),
-                  box=None)
+    table = Table("#", "score", "block", "package", "category", "rung",
+                  *(["trained"] if trained else []), box=None)
     for h in hits:
         extra = f" (+{len(h.duplicates)} copies)" if h.duplicates else ""
-        table.add_row(str(h.rank), f"{h.score:.3f}", h.qualname + extra, h.package, h.category, h.rung_name,
-                      *([h.trained or ""] if trained else []))
+        table.add_row(str(h.rank), f"{h.score:.3f}", h.qualname + extra, h.package, h.category,
+                      h.rung_name, *([h.trained or ""] if trained else []))
     out.print(table)
     out.print(f"{len(hits)} hits in {seconds * 1000:.0f} ms")
     for h in hits if show else []:
@@ -171,7 +177,8 @@ def duplicates(min_size: int, package: str | None, db: Path | None, fmt: str) ->
         return
     table = Table("group", "size", "category", "members", box=None)
     for n, g in enumerate(groups, 1):
-        names = ", ".join(r["qualname"] for r in g[:4]) + (f", ... (+{len(g) - 4})" if len(g) > 4 else "")
+        names = (", ".join(r["qualname"] for r in g[:4])
+                 + (f", ... (+{len(g) - 4})" if len(g) > 4 else ""))
         table.add_row(str(n), str(len(g)), g[0]["category"], names)
     out.print(table)
     copies = sum(len(g) - 1 for g in groups)

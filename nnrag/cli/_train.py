@@ -16,12 +16,14 @@ if TYPE_CHECKING:
 
 from nnrag.cli._common import FORMAT, emit_json, err, options, out, workspace
 
-RUNS = click.option("--runs", "runs_db", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                    help="Run store (default: $NNRAG_HOME/runs.db).")
+RUNS = click.option("--runs", "runs_db", type=click.Path(dir_okay=False, path_type=Path),
+                    default=None, help="Run store (default: $NNRAG_HOME/runs.db).")
 EXECUTOR = [
     click.option("--workers", default=1, show_default=True, help="Trials in parallel."),
-    click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True),
-    click.option("--address", default=None, help="Ray cluster address (default: a local Ray instance)."),
+    click.option("--executor", type=click.Choice(["local", "ray"]), default="local",
+                 show_default=True),
+    click.option("--address", default=None,
+                 help="Ray cluster address (default: a local Ray instance)."),
 ]
 
 
@@ -63,7 +65,8 @@ def _report(report: Any, runs: Any, fmt: str) -> None:
 
 
 def _run_table(rows: list[Any]) -> None:
-    table = Table("run", "model", "dataset", "outcome", "best", "params", "seconds", "note", box=None)
+    table = Table("run", "model", "dataset", "outcome", "best", "params", "seconds", "note",
+                  box=None)
     for r in rows:
         note = f"duplicate of {r.duplicate_of}" if r.duplicate_of else (r.error or "")[:60]
         table.add_row(str(r.id), r.name, r.dataset, r.outcome or r.status,
@@ -77,7 +80,8 @@ def _run_table(rows: list[Any]) -> None:
 @options(EXECUTOR)
 @RUNS
 @click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Block index for 'block:' models and write-back (default: $NNRAG_DB or $NNRAG_HOME/index.db).")
+              help="Block index for 'block:' models and write-back "
+                   "(default: $NNRAG_DB or $NNRAG_HOME/index.db).")
 @FORMAT
 def train(spec_file: Path, workers: int, executor: str, address: str | None, runs_db: Path | None,
           db: Path | None, fmt: str) -> None:
@@ -183,6 +187,7 @@ def datasets(pattern: str, fmt: str) -> None:
         return
     table = Table("dataset", "kind", "shape", "classes", "chance", "available", box=None)
     for r in rows:
-        table.add_row(r["name"], r["kind"], "x".join(map(str, r["in_shape"])), str(r["num_classes"]),
-                      f"{r['chance']:.3f}", "yes" if r["available"] else "no (see --format json)")
+        table.add_row(r["name"], r["kind"], "x".join(map(str, r["in_shape"])),
+                      str(r["num_classes"]), f"{r['chance']:.3f}",
+                      "yes" if r["available"] else "no (see --format json)")
     out.print(table)
