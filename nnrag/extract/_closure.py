@@ -30,7 +30,8 @@ class ExternalImport:
 
     def statement(self) -> str:
         if self.name is None:
-            if self.local == self.module.split(".")[0] and "." in self.module or self.local == self.module:
+            if (self.local == self.module.split(".")[0] and "." in self.module
+                    or self.local == self.module):
                 return f"import {self.module}"
             return f"import {self.module} as {self.local}"
         suffix = f" as {self.local}" if self.local != self.name else ""
@@ -94,7 +95,8 @@ class ClosureBuilder:
                     rows = [found] if found else []
         if not rows:
             raise NameNotFoundError(
-                f"no indexed definition named {name!r}; list them with `nnrag blocks --pattern '*{name.split('.')[-1]}*'`"
+                f"no indexed definition named {name!r}; "
+                f"list them with `nnrag blocks --pattern '*{name.split('.')[-1]}*'`"
             )
         # One statement may bind the name several times (guards): pick the binding the
         # module itself resolves to.
@@ -166,8 +168,10 @@ class ClosureBuilder:
                     continue
                 if binding.type_checking:
                     if binding.kind == "external":
-                        imp = ExternalImport(binding.import_module, binding.import_name, ref.name, True)
-                        externals.setdefault(f"ext:{imp.module}:{imp.name}:{ref.name}", set()).add(imp)
+                        imp = ExternalImport(binding.import_module, binding.import_name, ref.name,
+                                             True)
+                        externals.setdefault(f"ext:{imp.module}:{imp.name}:{ref.name}",
+                                             set()).add(imp)
                         node.external_locals[i] = f"ext:{imp.module}:{imp.name}:{ref.name}"
                     continue
                 if binding.kind == "definition" and binding.def_id is not None:
@@ -192,12 +196,15 @@ class ClosureBuilder:
                     node.replace[(i, depth)] = -1  # marker: replace chain prefix by the local
                 else:
                     what = ".".join(ref.chain[:depth])
-                    reason = binding.reason or ("an in-tree module used as a value" if binding.kind == "module" else "")
+                    reason = binding.reason or ("an in-tree module used as a value"
+                                                if binding.kind == "module" else "")
                     gaps.append(f"{row['qualname']}: cannot resolve '{what}' ({reason})")
         for node in nodes.values():
             gaps.extend(self._local_tree_imports(node))
-        future = any(self.table.modules.get(n.row["module"], {}).get("future_annotations") for n in nodes.values())
-        closure = Closure(nodes[def_id], nodes, order, externals, {}, sorted(set(gaps)), future, self.table.modules)
+        future = any(self.table.modules.get(n.row["module"], {}).get("future_annotations")
+                     for n in nodes.values())
+        closure = Closure(nodes[def_id], nodes, order, externals, {}, sorted(set(gaps)), future,
+                          self.table.modules)
         closure.names = self._assign_names(closure)
         return closure
 
@@ -222,20 +229,23 @@ class ClosureBuilder:
                 target = resolve_relative(module, is_package, len(imp.relative),
                                           dotted(imp.module) if imp.module else None)
                 if table.in_tree(target) or imp.relative:
-                    found.append(f"{node.row['qualname']}: local import from '{target or '.'}' is not inlined")
+                    found.append(f"{node.row['qualname']}: local import from '{target or '.'}' "
+                                 "is not inlined")
 
             def visit_Import(self, imp: cst.Import) -> None:
                 for alias in imp.names:
                     name = dotted(alias.name) or ""
                     if table.in_tree(name):
-                        found.append(f"{node.row['qualname']}: local import of '{name}' is not inlined")
+                        found.append(f"{node.row['qualname']}: local import of '{name}' "
+                                     "is not inlined")
 
         for stmt in node.analysis.tree.body:
             if isinstance(stmt, cst.FunctionDef | cst.ClassDef):
                 stmt.visit(_Visitor())
         return found
 
-    def _depend_on_previous(self, node: Node, name: str, nodes: dict[int, Node], queue: list[int]) -> bool:
+    def _depend_on_previous(self, node: Node, name: str, nodes: dict[int, Node],
+                            queue: list[int]) -> bool:
         """Make the earlier module-level binding of ``name`` an import-time dependency."""
         previous = self._previous_binding(node.row, name)
         if previous is None:

@@ -41,7 +41,8 @@ class _Rename(cst.CSTTransformer):
         new = self.mapping.get(id(original_node))
         return updated_node.with_changes(value=new) if new else updated_node
 
-    def leave_Attribute(self, original_node: cst.Attribute, updated_node: cst.Attribute) -> cst.BaseExpression:
+    def leave_Attribute(self, original_node: cst.Attribute,
+                        updated_node: cst.Attribute) -> cst.BaseExpression:
         new = self.mapping.get(id(original_node))
         return cst.Name(new) if new else updated_node
 
@@ -79,7 +80,8 @@ def _rewrite(closure: Closure, node: Node, bound_names: dict[str, str]) -> str:
     return code.lstrip("\n").rstrip() + "\n"
 
 
-def _order(closure: Closure, groups: dict[tuple[str, int, int], list[Node]]) -> list[tuple[str, int, int]]:
+def _order(closure: Closure,
+           groups: dict[tuple[str, int, int], list[Node]]) -> list[tuple[str, int, int]]:
     """Dependencies first; siblings in source order (module, line); the target last."""
     key_of = {n.def_id: _statement_key(n) for n in closure.nodes.values()}
     keys = list(dict.fromkeys(key_of[i] for i in closure.order))
@@ -140,7 +142,8 @@ def _merge_imports(statements: set[str]) -> list[str]:
         if s.startswith("from "):
             module, _, names = s[5:].partition(" import ")
             froms.setdefault(module, []).append(names)
-    return plain + [f"from {m} import {', '.join(sorted(set(n)))}" for m, n in sorted(froms.items())]
+    return plain + [f"from {m} import {', '.join(sorted(set(n)))}"
+                    for m, n in sorted(froms.items())]
 
 
 def emit(closure: Closure, packages: dict[str, dict[str, Any]]) -> Emitted:
@@ -185,13 +188,14 @@ def emit(closure: Closure, packages: dict[str, dict[str, Any]]) -> Emitted:
     ]
     for key in ordered:
         m = groups[key][0].row
-        header.append(f"#   {m['qualname']}  {_relative_path(closure, m['module'])}:{m['lineno']}-{m['end_lineno']}")
+        header.append(f"#   {m['qualname']}  {_relative_path(closure, m['module'])}:"
+                      f"{m['lineno']}-{m['end_lineno']}")
     for gap in closure.gaps:
         header.append(f"# unresolved: {gap}")
     code = "\n".join(header) + "\n\n" + body
     imports = tuple(sorted(runtime | guarded))
-    return Emitted(row["qualname"], closure.names[def_symbol(closure, target.def_id)], code, closure_hash,
-                   definitions, imports, tuple(closure.gaps), row["hash"])
+    return Emitted(row["qualname"], closure.names[def_symbol(closure, target.def_id)], code,
+                   closure_hash, definitions, imports, tuple(closure.gaps), row["hash"])
 
 
 def extract(store: Store, name: str, builder: ClosureBuilder | None = None) -> Emitted:

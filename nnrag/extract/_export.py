@@ -30,7 +30,8 @@ def block_rows(store: Store, *, min_rung: int = 0, pattern: str | None = None,
             continue
         if package and r["package"] != package:
             continue
-        if pattern and not (fnmatch.fnmatchcase(r["qualname"], pattern) or fnmatch.fnmatchcase(r["name"], pattern)):
+        if pattern and not (fnmatch.fnmatchcase(r["qualname"], pattern)
+                            or fnmatch.fnmatchcase(r["name"], pattern)):
             continue
         r["rung_name"] = RUNGS[r["rung"]] if r["rung"] >= 0 else "unvalidated"
         out.append(r)
@@ -52,7 +53,8 @@ def export(store: Store, outdir: str | Path, *, min_rung: int = 0,
             filename = f"{r['qualname']}.py"
             (tmp / filename).write_text(e.code, encoding="utf-8")
             entries.append({
-                "name": e.name, "qualname": r["qualname"], "file": filename, "package": r["package"],
+                "name": e.name, "qualname": r["qualname"], "file": filename,
+                "package": r["package"],
                 "source": {"path": r["path"], "lines": [r["lineno"], r["end_lineno"]]},
                 "hash": r["hash"], "closure_hash": e.closure_hash, "rung": r["rung_name"],
                 "dependencies": list(e.definitions[1:]), "imports": list(e.imports),
@@ -83,7 +85,8 @@ def stats(store: Store) -> dict[str, Any]:
         name = p["name"]
         counts = store.package_counts(name)
         rows = block_rows(store, package=name)
-        rungs = {rung: sum(1 for r in rows if r["rung"] >= i) for i, rung in enumerate(RUNGS) if i > 0}
+        rungs = {rung: sum(1 for r in rows if r["rung"] >= i)
+                 for i, rung in enumerate(RUNGS) if i > 0}
         out["packages"][name] = {
             "version": p["version"], "root": p["root"], "modules": counts.modules,
             "definitions": counts.definitions, "blocks": counts.blocks, "files": dict(counts.files),

@@ -104,7 +104,8 @@ def analyse(source: str, future_annotations: bool = False, *, chains: bool = Fal
             chain, nodes = _chain(node, parents)
             key = (node.value, chain, not _in_function(access.scope), bool(access.is_annotation))
             grouped.setdefault(key, []).append(nodes)
-    # Module-level names declared ``global`` and only assigned (``counter += 1``) have no access at all.
+    # Module-level names declared ``global`` and only assigned (``counter += 1``) have no
+    # access at all.
     for name in _global_declarations(tree):
         if name in bound or any(k[0] == name for k in grouped):
             continue
@@ -162,7 +163,8 @@ def _own_bindings(tree: cst.Module) -> tuple[str, ...]:
             elif isinstance(stmt, cst.If):
                 walk(stmt.body.body)
                 if stmt.orelse is not None:
-                    walk([stmt.orelse] if isinstance(stmt.orelse, cst.If) else stmt.orelse.body.body)
+                    walk([stmt.orelse] if isinstance(stmt.orelse, cst.If)
+                         else stmt.orelse.body.body)
             elif isinstance(stmt, cst.Try | cst.With):
                 walk(stmt.body.body)
                 for part in (*getattr(stmt, "handlers", ()), getattr(stmt, "orelse", None),
