@@ -49,7 +49,8 @@ def sync_catalog(store: Store, progress: Callable[[int, int], None] | None = Non
     with store.transaction():
         store.drop_catalog(stale)
         for n, start in enumerate(range(0, len(new), 500)):
-            store.add_catalog([_entry(row) for row in store.block_definitions(new[start : start + 500])])
+            store.add_catalog([_entry(row)
+                               for row in store.block_definitions(new[start : start + 500])])
             if progress:
                 progress(min(len(new), (n + 1) * 500), len(new))
         generation = int(store.get_meta(GENERATION_KEY) or 0) + 1

@@ -78,7 +78,8 @@ def parse_concepts(text: str) -> tuple[Concept, ...]:
 @lru_cache(maxsize=1)
 def concepts() -> tuple[Concept, ...]:
     """The packaged glossary."""
-    return parse_concepts(resources.files("nnrag.index").joinpath("concepts.yaml").read_text("utf-8"))
+    return parse_concepts(
+        resources.files("nnrag.index").joinpath("concepts.yaml").read_text("utf-8"))
 
 
 @lru_cache(maxsize=8)

@@ -55,7 +55,8 @@ def _walk(root: Path, report: IndexReport) -> Iterator[Path]:
         key = (st.st_dev, st.st_ino)
         if key in seen:
             report.problems.append(
-                FileProblem(dirpath, "symlink_loop", "directory already visited through a symlink; skipped")
+                FileProblem(dirpath, "symlink_loop",
+                            "directory already visited through a symlink; skipped")
             )
             dirnames[:] = []
             continue
@@ -83,7 +84,9 @@ def _read(path: Path, max_bytes: int) -> bytes | FileProblem:
             return FileProblem(str(path), "unreadable", "not a regular file; skipped")
         size = st.st_size
         if size > max_bytes:
-            return FileProblem(str(path), "too_large", f"{size / 1e6:.1f} MB exceeds the {max_bytes / 1e6:.1f} MB limit; skipped")
+            return FileProblem(str(path), "too_large",
+                               f"{size / 1e6:.1f} MB exceeds the {max_bytes / 1e6:.1f} MB limit; "
+                               "skipped")
         data = path.read_bytes()
     except OSError as exc:  # ELOOP for self-referencing symlinks, EACCES, ...
         kind = "symlink_loop" if exc.errno == 40 else "unreadable"
@@ -117,7 +120,8 @@ def _scan_bytes(path: str, data: bytes, module: str, is_package: bool) -> FileSc
         return scan_source(text, module, is_package)
     except cst.ParserSyntaxError as exc:
         if python_error is not None and python_error.lineno:
-            return FileProblem(path, "syntax_error", python_error.msg, python_error.lineno, python_error.offset)
+            return FileProblem(path, "syntax_error", python_error.msg, python_error.lineno,
+                               python_error.offset)
         return FileProblem(path, "syntax_error", exc.message, exc.raw_line, exc.raw_column + 1)
     except RecursionError:
         return FileProblem(path, "syntax_error", "nesting too deep to parse")
@@ -187,7 +191,8 @@ def index_path(
             key.encode("utf-8")
         except UnicodeEncodeError:  # the store (and most terminals) need text file names
             shown = key.encode("utf-8", "backslashreplace").decode("utf-8")
-            report.problems.append(FileProblem(shown, "unreadable", "file name is not valid UTF-8; skipped"))
+            report.problems.append(FileProblem(shown, "unreadable",
+                                               "file name is not valid UTF-8; skipped"))
             continue
         seen_paths.add(key)
         data = _read(path, max_bytes)
@@ -247,7 +252,8 @@ def index_path(
     sync_catalog(store)  # categories, fingerprints, FTS5: only changed blocks are touched
     counts = store.package_counts(package)
     report.definitions, report.blocks = counts.definitions, counts.blocks
-    logger.info("indexed %s: %d scanned, %d unchanged, %d problems", package, report.scanned, report.unchanged, report.failed)
+    logger.info("indexed %s: %d scanned, %d unchanged, %d problems", package, report.scanned,
+                report.unchanged, report.failed)
     return report
 
 
@@ -280,7 +286,8 @@ def locate_package(name: str) -> tuple[Path, str]:
     top, *rest = name.split(".")
     spec = importlib.machinery.PathFinder.find_spec(top)
     if spec is None or not spec.submodule_search_locations:
-        raise ScanError(f"no installed package named {top!r} (is it installed in this environment?)")
+        raise ScanError(f"no installed package named {top!r} "
+                        "(is it installed in this environment?)")
     path = Path(next(iter(spec.submodule_search_locations)))
     for part in rest:
         path = path / part

@@ -63,7 +63,8 @@ class FileProblem:
     """A file that could not be indexed; counted in the summary, never fatal."""
 
     path: str
-    kind: str  # "syntax_error" | "decode_error" | "binary" | "too_large" | "unreadable" | "symlink_loop"
+    # "syntax_error" | "decode_error" | "binary" | "too_large" | "unreadable" | "symlink_loop"
+    kind: str
     message: str
     line: int | None = None
     column: int | None = None

@@ -78,7 +78,8 @@ def dotted(node: cst.BaseExpression) -> str | None:
 def _docstring(body: Sequence[cst.CSTNode]) -> str | None:
     if body and isinstance(body[0], cst.SimpleStatementLine):
         first = body[0].body[0] if body[0].body else None
-        if isinstance(first, cst.Expr) and isinstance(first.value, cst.SimpleString | cst.ConcatenatedString):
+        if (isinstance(first, cst.Expr)
+                and isinstance(first.value, cst.SimpleString | cst.ConcatenatedString)):
             value = first.value.evaluated_value
             return value if isinstance(value, str) else None
     return None
@@ -92,8 +93,10 @@ def _is_type_checking(test: cst.BaseExpression) -> bool:
 def _handler_catches_import_error(handler: cst.ExceptHandler) -> bool:
     if handler.type is None:
         return True
-    names = [dotted(e.value) for e in handler.type.elements] if isinstance(handler.type, cst.Tuple) else [dotted(handler.type)]
-    return any(n and n.split(".")[-1] in {"ImportError", "ModuleNotFoundError", "Exception"} for n in names)
+    names = ([dotted(e.value) for e in handler.type.elements]
+             if isinstance(handler.type, cst.Tuple) else [dotted(handler.type)])
+    return any(n and n.split(".")[-1] in {"ImportError", "ModuleNotFoundError", "Exception"}
+               for n in names)
 
 
 class _Scanner:
@@ -136,7 +139,8 @@ class _Scanner:
                 inner = guard or "try"
                 self.walk(stmt.body.body, inner)
                 for handler in stmt.handlers:
-                    fallback = "except" if _handler_catches_import_error(handler) else (guard or "except")
+                    fallback = ("except" if _handler_catches_import_error(handler)
+                                else (guard or "except"))
                     self.walk(handler.body.body, guard or fallback)
                 if stmt.orelse:
                     self.walk(stmt.orelse.body.body, guard or "try")
@@ -185,7 +189,8 @@ class _Scanner:
         elif isinstance(orelse, cst.Else):
             self.walk(orelse.body.body, guard or "else")
 
-    def _small(self, line: cst.SimpleStatementLine, small: cst.BaseSmallStatement, guard: str) -> None:
+    def _small(self, line: cst.SimpleStatementLine, small: cst.BaseSmallStatement,
+               guard: str) -> None:
         if isinstance(small, cst.Import):
             for alias in small.names:
                 full = dotted(alias.name) or ""
@@ -206,12 +211,14 @@ class _Scanner:
                 self._import("*", target_module, "*", level, line, guard)
                 return
             for alias in small.names:
-                name = alias.name.value if isinstance(alias.name, cst.Name) else dotted(alias.name) or ""
+                name = (alias.name.value if isinstance(alias.name, cst.Name)
+                        else dotted(alias.name) or "")
                 local = alias.asname.name.value if alias.asname else name  # type: ignore[union-attr]
                 self._import(local, target_module, name, level, line, guard)
         elif isinstance(small, cst.Assign | cst.AnnAssign | cst.AugAssign):
             targets: list[cst.BaseExpression] = (
-                [t.target for t in small.targets] if isinstance(small, cst.Assign) else [small.target]
+                [t.target for t in small.targets] if isinstance(small, cst.Assign)
+                else [small.target]
             )
             names = [n for t in targets for n in _target_names(t)]
             if names == ["__all__"] and isinstance(small, cst.Assign | cst.AnnAssign):
@@ -259,13 +266,15 @@ class _Scanner:
         start = self.text.count("\n", 0, pos) + 1
         if match:
             self._cursor = match.end()
-        leading = "".join(self.tree.code_for_node(line) for line in getattr(node, "leading_lines", ()))
+        leading = "".join(self.tree.code_for_node(line)
+                          for line in getattr(node, "leading_lines", ()))
         self._located[id(node)] = (start, start + code.count("\n"), leading + code + "\n")
         return self._located[id(node)]
 
     def _add_class(self, node: cst.ClassDef, guard: str) -> None:
         bases = tuple(d for a in node.bases if (d := dotted(a.value)))
-        metaclass = [dotted(k.value) for k in node.keywords if k.keyword and k.keyword.value == "metaclass"]
+        metaclass = [dotted(k.value) for k in node.keywords
+                     if k.keyword and k.keyword.value == "metaclass"]
         methods = [s for s in node.body.body if isinstance(s, cst.FunctionDef)]
         abstract = any(
             (dotted(d.decorator) or "").split(".")[-1] in {"abstractmethod", "abstractproperty"}
@@ -275,10 +284,13 @@ class _Scanner:
         )
         has_forward = any(m.name.value == "forward" for m in methods) or any(
             isinstance(s, cst.SimpleStatementLine)
-            and any(isinstance(x, cst.Assign) and "forward" in [n for t in x.targets for n in _target_names(t.target)] for x in s.body)
+            and any(isinstance(x, cst.Assign)
+                    and "forward" in [n for t in x.targets for n in _target_names(t.target)]
+                    for x in s.body)
             for s in node.body.body
         )
-        self._add(node, node.name.value, "class", guard, bases, abstract, has_forward, _docstring(node.body.body))
+        self._add(node, node.name.value, "class", guard, bases, abstract, has_forward,
+                  _docstring(node.body.body))
 
     def _add(
         self, node: cst.CSTNode, name: str, kind: str, guard: str, bases: tuple[str, ...] = (),
