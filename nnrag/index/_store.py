@@ -20,7 +20,8 @@ from nnrag.index._queries import CodeQueries
 from nnrag.index._rows import BlockMetric
 from nnrag.index._search_tables import SearchTables
 
-SCHEMA_VERSION = 4  # 2: block_info, block_fts, embeddings (search); 3: block_metrics; 4: block_provenance
+# 2: block_info, block_fts, embeddings (search); 3: block_metrics; 4: block_provenance
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -123,7 +124,8 @@ class Store(CodeQueries, SearchTables):
         try:
             version = self._schema_version()
             if version == 0 and not self._create and self._has_tables():
-                raise StoreError(f"{self.path} is an SQLite database but not an nnrag index; give another --db")
+                raise StoreError(f"{self.path} is an SQLite database but not an nnrag index; "
+                                 "give another --db")
             if version > SCHEMA_VERSION:
                 raise SchemaVersionError(
                     f"{self.path} has schema version {version}, newer than this nnrag "
@@ -139,7 +141,8 @@ class Store(CodeQueries, SearchTables):
             raise StoreError(f"{self.path} is not a usable nnrag index: {exc}") from exc
 
     def _has_tables(self) -> bool:
-        return self._conn.execute("SELECT 1 FROM sqlite_master WHERE type='table'").fetchone() is not None
+        return (self._conn.execute("SELECT 1 FROM sqlite_master WHERE type='table'").fetchone()
+                is not None)
 
     def _schema_version(self) -> int:
         has_meta = self._conn.execute(
@@ -189,10 +192,12 @@ class Store(CodeQueries, SearchTables):
         self._conn.execute("DELETE FROM imports WHERE module=?", (module,))
         self._conn.execute("DELETE FROM modules WHERE name=?", (module,))
 
-    def record_problem(self, path: str, package: str, sha1: str | None, status: str, error: str) -> None:
+    def record_problem(self, path: str, package: str, sha1: str | None, status: str,
+                       error: str) -> None:
         self.delete_file(path)
         self._conn.execute(
-            "INSERT INTO files(path, package, module, sha1, size, status, error) VALUES (?,?,?,?,?,?,?)",
+            "INSERT INTO files(path, package, module, sha1, size, status, error)"
+            " VALUES (?,?,?,?,?,?,?)",
             (path, package, None, sha1, None, status, error),
         )
 
@@ -200,7 +205,8 @@ class Store(CodeQueries, SearchTables):
         self.delete_file(path)
         self._delete_module(scan.module, path)
         self._conn.execute(
-            "INSERT INTO files(path, package, module, sha1, size, status, error) VALUES (?,?,?,?,?,?,?)",
+            "INSERT INTO files(path, package, module, sha1, size, status, error)"
+            " VALUES (?,?,?,?,?,?,?)",
             (path, package, scan.module, sha1, size, "ok", None),
         )
         self._conn.execute(
@@ -213,8 +219,8 @@ class Store(CodeQueries, SearchTables):
             ),
         )
         self._conn.executemany(
-            "INSERT INTO definitions(module, name, qualname, kind, lineno, end_lineno, source, hash,"
-            " guard, stmt_index, bases, is_abstract, has_forward, docstring)"
+            "INSERT INTO definitions(module, name, qualname, kind, lineno, end_lineno, source,"
+            " hash, guard, stmt_index, bases, is_abstract, has_forward, docstring)"
             " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [
                 (
@@ -237,7 +243,8 @@ class Store(CodeQueries, SearchTables):
 
     def set_blocks(self, block_ids: set[int]) -> None:
         self._conn.execute("UPDATE definitions SET is_block=0 WHERE is_block=1")
-        self._conn.executemany("UPDATE definitions SET is_block=1 WHERE id=?", [(i,) for i in block_ids])
+        self._conn.executemany("UPDATE definitions SET is_block=1 WHERE id=?",
+                               [(i,) for i in block_ids])
 
     def forget_file_hashes(self, package: str) -> None:
         """Make every file of ``package`` look changed, so the next run rescans it."""
@@ -248,11 +255,13 @@ class Store(CodeQueries, SearchTables):
         self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # -- results written back by the ladder and by training (each its own transaction)
-    def save_validation(self, qualname: str, def_hash: str, closure_hash: str, result: dict[str, Any]) -> None:
+    def save_validation(self, qualname: str, def_hash: str, closure_hash: str,
+                        result: dict[str, Any]) -> None:
         with self.transaction():
             self._conn.execute(
                 "INSERT OR REPLACE INTO validations(closure_hash, rung, rung_name, failed_rung,"
-                " error_type, error_message, cause, detail, validated_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                " error_type, error_message, cause, detail, validated_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?)",
                 (
                     closure_hash, result["rung"], RUNGS[result["rung"]], result.get("failed_rung"),
                     result.get("error_type"), result.get("error_message"), result.get("cause"),
@@ -260,12 +269,14 @@ class Store(CodeQueries, SearchTables):
                 ),
             )
             self._conn.execute(
-                "INSERT OR REPLACE INTO block_validation(qualname, def_hash, closure_hash) VALUES (?,?,?)",
+                "INSERT OR REPLACE INTO block_validation(qualname, def_hash, closure_hash)"
+                " VALUES (?,?,?)",
                 (qualname, def_hash, closure_hash),
             )
 
     def record_provenance(self, qualname: str, source: str, detail: dict[str, Any]) -> None:
-        """How a written-back block was made (``source`` e.g. ``generate``): prompt, parents, LLM."""
+        """How a written-back block was made (``source`` e.g. ``generate``): prompt, parents,
+        LLM."""
         with self.transaction():
             self._conn.execute(
                 "INSERT OR REPLACE INTO block_provenance(qualname, source, detail, recorded_at)"
@@ -274,7 +285,8 @@ class Store(CodeQueries, SearchTables):
             )
 
     def provenance(self, qualname: str) -> dict[str, Any] | None:
-        rows = self._rows("SELECT source, detail FROM block_provenance WHERE qualname=?", (qualname,))
+        rows = self._rows("SELECT source, detail FROM block_provenance WHERE qualname=?",
+                          (qualname,))
         return {"source": rows[0]["source"], **json.loads(rows[0]["detail"])} if rows else None
 
     def cached_validation(self, closure_hash: str) -> dict[str, Any] | None:
@@ -301,6 +313,7 @@ class Store(CodeQueries, SearchTables):
     def link_validation(self, qualname: str, def_hash: str, closure_hash: str) -> None:
         with self.transaction():
             self._conn.execute(
-                "INSERT OR REPLACE INTO block_validation(qualname, def_hash, closure_hash) VALUES (?,?,?)",
+                "INSERT OR REPLACE INTO block_validation(qualname, def_hash, closure_hash)"
+                " VALUES (?,?,?)",
                 (qualname, def_hash, closure_hash),
             )

@@ -18,7 +18,8 @@ from typing import Any
 
 from nnrag.index._store import Store
 
-_BUILTINS = frozenset(dir(builtins)) | {"__file__", "__name__", "__doc__", "__spec__", "__package__"}
+_BUILTINS = frozenset(dir(builtins)) | {"__file__", "__name__", "__doc__", "__spec__",
+                                        "__package__"}
 
 
 
@@ -47,7 +48,8 @@ def _rank(guard: str, in_tree: bool, available: bool, stmt_index: int) -> tuple[
 def _available(module: str) -> bool:
     """Is the top-level package of ``module`` installed? Looked up without importing it."""
     top = module.split(".")[0]
-    return bool(top) and (top in sys.builtin_module_names or importlib.machinery.PathFinder.find_spec(top) is not None)
+    return bool(top) and (top in sys.builtin_module_names
+                          or importlib.machinery.PathFinder.find_spec(top) is not None)
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,8 @@ class Binding:
     module: str = ""  # defining module (definition), the module itself (module), or import source
     name: str = ""  # definition name, or the imported attribute for externals
     def_id: int | None = None
-    import_module: str = ""  # external: ``from import_module import name`` / ``import import_module``
+    # external: ``from import_module import name`` / ``import import_module``
+    import_module: str = ""
     import_name: str | None = None
     type_checking: bool = False
     reason: str = ""
@@ -161,7 +164,8 @@ class SymbolTable:
             return Binding("module", f"{target}.{attr}")
         if not target:
             return Binding("unresolved", reason=f"relative import above the indexed root: {attr}")
-        return Binding("external", import_module=target, import_name=attr, object_path=f"{target}.{attr}")
+        return Binding("external", import_module=target, import_name=attr,
+                       object_path=f"{target}.{attr}")
 
     def _public_names(self, module: str) -> set[str]:
         info = self.modules[module]

@@ -46,7 +46,8 @@ ABBREVIATIONS = {
     "fpn": "feature pyramid network", "rpn": "region proposal network",
     "roi": "region of interest", "nms": "non maximum suppression", "conv": "convolution",
     "norm": "normalization", "std": "standardized", "rms": "root mean square",
-    "mb": "mobile inverted bottleneck", "dwconv": "depthwise convolution", "lstm": "long short term memory",
+    "mb": "mobile inverted bottleneck", "dwconv": "depthwise convolution",
+    "lstm": "long short term memory",
 }
 
 
