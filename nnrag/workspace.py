@@ -331,8 +331,8 @@ class Workspace:
         tgt = self.load_target(target, block=block) if isinstance(target, str) else target
         info = dataset_info(dataset or tgt.default_dataset())
         mutator = Mutator(tgt, in_shape=(64, *info.in_shape), num_classes=info.num_classes,
-                          kinds=KINDS if kinds is None else tuple(kinds), seed=seed, max_params=max_params,
-                          jobs=jobs)
+                          kinds=KINDS if kinds is None else tuple(kinds), seed=seed,
+                          max_params=max_params, jobs=jobs)
         report = mutator.run(n, progress)
         files = write_files(report, Path(out_dir)) if out_dir else []
         indexed: list[str] = []

@@ -321,7 +321,8 @@ def _climb(payload: dict[str, Any]) -> dict[str, Any]:
         return _fail(out, 5, special[0], classify(special[0], "forward"), _message(special[0]))
     genuine = [e for e in fwd_errors if not is_shape_error(e)]
     blamed = genuine[0] if genuine else fwd_errors[0]
-    return _fail(out, 5, blamed, "genuine_error" if genuine else "shape_inference", _message(blamed))
+    return _fail(out, 5, blamed, "genuine_error" if genuine else "shape_inference",
+                 _message(blamed))
 
 
 def _clear(out: dict[str, Any]) -> dict[str, Any]:

@@ -200,7 +200,8 @@ def param_candidates(
             classes = [c for c in classes if c.__name__ == detail] or classes
         if isinstance(detail, list):
             classes = [c for c in detail if isinstance(c, type)]
-        cfgs = [cfg for c in classes[:3] for cfg in build_configs(c, depth, namespace, infer=init_candidates)]
+        cfgs = [cfg for c in classes[:3]
+                for cfg in build_configs(c, depth, namespace, infer=init_candidates)]
         subs = [sub for cfg in cfgs[:1] for sub in sub_configs(cfg, owner.__name__)[:2]]
         return None, [*cfgs[:1], *subs, *cfgs[1:]]
     if kind == "module" and detail is not None:

@@ -62,7 +62,8 @@ def multiscale_inputs(
 KERNEL_NAMES = frozenset({"sampling_locations", "attention_weights"})
 
 
-def kernel_inputs(x: torch.Tensor, names: set[str], heads: int = 2, points: int = 2) -> tuple[torch.Tensor, dict[str, Any]] | None:
+def kernel_inputs(x: torch.Tensor, names: set[str], heads: int = 2,
+                  points: int = 2) -> tuple[torch.Tensor, dict[str, Any]] | None:
     """The raw deformable-attention kernel (``value, spatial shapes, ..., sampling_locations,
     attention_weights``): ``value`` is split per head ``[B, L, heads, d]``, and the sampling
     grid and weights must agree with it on batch, heads, levels and points."""

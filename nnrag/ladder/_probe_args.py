@@ -108,7 +108,8 @@ def _container(p: inspect.Parameter, x: torch.Tensor, side: int = 8) -> Any:
     text = _ann_text(p)
     if _SIZE_ANN.search(text):
         return x.shape
-    named = (_SIDE.match(p.name) and len(p.name) > 2) or _LENGTH.match(p.name)  # a bare ``h`` is a hidden state
+    # a bare ``h`` is a hidden state
+    named = (_SIDE.match(p.name) and len(p.name) > 2) or _LENGTH.match(p.name)
     if text == "int" or (named and not text):
         return side if _SIDE.match(p.name) or x.dim() < 3 else x.shape[1]
     if _LIST_ANN.match(text):
@@ -142,7 +143,8 @@ def forward_params(module: nn.Module) -> list[inspect.Parameter]:
     comment = _type_comment(module.forward)
     if comment is None or len(comment) != len(params):
         return params
-    return [p.replace(annotation=t) if p.annotation is _EMPTY else p for p, t in zip(params, comment, strict=True)]
+    return [p.replace(annotation=t) if p.annotation is _EMPTY else p
+            for p, t in zip(params, comment, strict=True)]
 
 
 _TYPE_COMMENT = re.compile(r"^\s*#\s*type:\s*\((.*)\)\s*->", re.M)

@@ -101,7 +101,8 @@ def validate(
             emitted = emit(builder.build(row["id"]), packages)
         except Exception as exc:  # an emission bug must not stop a 2,000-block run
             logger.warning("cannot emit %s: %s", row["qualname"], exc)
-            record(i, Outcome(row["qualname"], 0, "parse", "resolver_gap", type(exc).__name__, str(exc)[:2000], False))
+            record(i, Outcome(row["qualname"], 0, "parse", "resolver_gap", type(exc).__name__,
+                              str(exc)[:2000], False))
             continue
         key = cache_key(emitted, max_rung)
         cached = None if force else store.cached_validation(key)

@@ -117,7 +117,8 @@ def _child(task: dict[str, Any], scratch: str, out_dir: str, nproc: int) -> None
 
 
 def _wait(pid: int, wall_s: float) -> tuple[bool, int, Any]:
-    """Wait for ``pid`` up to ``wall_s``; kill its process group; return (timed_out, status, rusage)."""
+    """Wait for ``pid`` up to ``wall_s``; kill its process group; return (timed_out, status,
+    rusage)."""
     timed_out = False
     try:
         pidfd = os.pidfd_open(pid)

@@ -76,7 +76,8 @@ class SentenceTransformerEmbedder(Embedder):
             ) from exc
         self.batch_size = batch_size
         self.name = model_name(model)
-        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        get_dim = (getattr(self.model, "get_embedding_dimension", None)
+                   or self.model.get_sentence_embedding_dimension)
         self.dim = int(get_dim())
 
         self._direct = self._check_direct()

@@ -98,7 +98,8 @@ class LexicalIndex:
         lengths = np.bincount(d, minlength=len(rowids)).astype(np.int32)
         # one entry per (term, block): the instances come sorted by term then block
         key = t * max(1, len(rowids)) + d
-        starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, dtype=np.int64)
+        starts = (np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key)
+                  else np.zeros(0, dtype=np.int64))
         freqs = np.add.reduceat(w, starts) if len(key) else np.zeros(0)
         docs = d[starts].astype(np.int32)
         indptr = np.searchsorted(t[starts], np.arange(len(terms) + 1)).astype(np.int64)
@@ -152,7 +153,8 @@ class LexicalIndex:
             keep = np.argpartition(-scores, limit - 1)[:limit]
             positions, scores = positions[keep], scores[keep]
         order = np.lexsort((positions, -scores))
-        return [(int(self.rowids[p]), float(s)) for p, s in zip(positions[order], scores[order], strict=True)]
+        return [(int(self.rowids[p]), float(s))
+                for p, s in zip(positions[order], scores[order], strict=True)]
 
 
 def _save(path: Path, **arrays: np.ndarray) -> None:

@@ -132,7 +132,8 @@ class Searcher:
         return limit is None or (m.params is not None and m.params <= limit)
 
     # -- retrievers
-    def lexical(self, text: str, filters: Filters = Filters(), limit: int = POOL) -> list[tuple[int, float]]:
+    def lexical(self, text: str, filters: Filters = Filters(),
+                limit: int = POOL) -> list[tuple[int, float]]:
         terms = _fts_terms(text)
         if not terms:
             return []
@@ -165,7 +166,8 @@ class Searcher:
                      limit: int = POOL, exclude: int | None = None) -> list[tuple[int, float]]:
         index = self.vectors()
         k = index.count if _active(filters) else limit + 1
-        hits = [(i, s) for i, s in index.search(vector, k) if i != exclude and self._keep(i, filters)]
+        hits = [(i, s) for i, s in index.search(vector, k)
+                if i != exclude and self._keep(i, filters)]
         return hits[:limit]
 
     def warm(self, mode: str = "hybrid") -> float:
@@ -218,7 +220,8 @@ class Searcher:
         mode = self._usable_mode(mode)
         lists: dict[str, list[tuple[int, float]]] = {}
         if mode in ("lexical", "hybrid"):
-            lists["lexical"] = [h for h in self.lexical(text, filters, POOL + 1) if h[0] != definition_id]
+            lists["lexical"] = [h for h in self.lexical(text, filters, POOL + 1)
+                                if h[0] != definition_id]
         if mode in ("dense", "hybrid"):
             vec = vector_for(self.store, definition_id, self.model_name)
             if vec is None:
@@ -232,13 +235,16 @@ class Searcher:
         if not self._dense_ready():
             if mode == "dense":
                 raise OptionalDependencyError(
-                    "dense search needs the search extra: pip install 'nnrag[search]' -c constraints.txt"
+                    "dense search needs the search extra: "
+                    "pip install 'nnrag[search]' -c constraints.txt"
                 )
-            self.notes.append("dense search is off (install nnrag[search] to enable it): lexical only")
+            self.notes.append("dense search is off (install nnrag[search] to enable it): "
+                              "lexical only")
             return "lexical"
         count = VectorIndex(self.store, self.model_name).stored_count()
         if count == 0:
-            msg = f"no block vectors for {self.model_name} yet: run `nnrag embed` to enable dense search"
+            msg = (f"no block vectors for {self.model_name} yet: "
+                   "run `nnrag embed` to enable dense search")
             if mode == "dense":
                 raise QueryError(msg)
             self.notes.append(msg + " (lexical only for now)")

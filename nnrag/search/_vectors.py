@@ -151,7 +151,8 @@ class VectorIndex:
         self.rebuilt = True
         _atomic(self.path, lambda tmp: faiss.write_index(index, tmp))
         _atomic(self.manifest_path,
-                lambda tmp: Path(tmp).write_text(json.dumps({**state, "kind": type(inner).__name__})))
+                lambda tmp: Path(tmp).write_text(
+                    json.dumps({**state, "kind": type(inner).__name__})))
 
     def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         """``(definition id, cosine)`` of the ``k`` nearest blocks."""

@@ -40,7 +40,8 @@ _WANTS_SCALAR = re.compile(
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # A config that lacks a field the block reads, or leaves a required one unset (None).
 _CFG_LACKS = re.compile(r"'(\w*(?:Config|Cfg))' object has no attribute '(\w+)'")
-_CFG_UNSET = re.compile(r"`(\w+)` (?:config|argument|attribute) (?:needs|has) to be (?:specified|set)")
+_CFG_UNSET = re.compile(r"`(\w+)` (?:config|argument|attribute) "
+                        r"(?:needs|has) to be (?:specified|set)")
 SEQ_LEN = 4  # stages for a per-stage list argument (depths, dims, drop-path rates, ...)
 Kwargs = dict[str, Any]
 INIT_REPAIRS = Registry(
@@ -201,7 +202,8 @@ def _dataclass_field(
             value = kwargs.get(owner, params[owner].default)
             if not dataclasses.is_dataclass(value) or isinstance(value, type):
                 continue
-            if field not in {f.name for f in dataclasses.fields(value)} or getattr(value, field) is not None:
+            if (field not in {f.name for f in dataclasses.fields(value)}
+                    or getattr(value, field) is not None):
                 continue
             try:
                 new = dataclasses.replace(value, **{field: _scalar_for(field)})

@@ -151,7 +151,8 @@ class Registry:
             return result
         return default
 
-    def apply(self, *args: Any, record: bool = True, **kwargs: Any) -> builtins.list[tuple[str, Any]]:
+    def apply(self, *args: Any, record: bool = True,
+              **kwargs: Any) -> builtins.list[tuple[str, Any]]:
         """Every rule's non-None result, as ``(name, result)`` in order."""
         out = []
         for rule in self:

@@ -307,7 +307,8 @@ def _grow(m: re.Match[str], shape: Shape) -> Iterator[Shape]:
 
 @_rule(
     "model_input_size",
-    r"Input (?:height|image height|sequence length) \((\d+)\) doesn't match model(?: configuration)? \((\d+)\)",
+    r"Input (?:height|image height|sequence length) \((\d+)\) "
+    r"doesn't match model(?: configuration)? \((\d+)\)",
     order=140,
     example="transformers ViTPatchEmbeddings",
     doc="'Input height (32) doesn't match model (224)': the configured size",
