@@ -254,12 +254,18 @@ def test_no_import_cycles(edges: list[Edge]) -> None:
 
 
 def private_violations(edges: list[Edge]) -> list[tuple[Edge, str]]:
+    """Imports of a stage's ``_private`` modules from outside that stage.
+
+    The owner is the stage (``nnrag.ladder``), not the innermost package: a stage's
+    subpackages (``nnrag.ladder.rules``, ``nnrag.generate.backends``) organise its inside,
+    and the stage's own modules may use their private parts; the rest of nnrag may not.
+    """
     found = []
     for e in edges:
         parts = e.target.split(".")
         for i, part in enumerate(parts[1:], 1):
             if part.startswith("_") and not part.startswith("__"):
-                owner = ".".join(parts[:i])
+                owner = ".".join(parts[:min(i, 2)])
                 if not (e.source == owner or e.source.startswith(owner + ".")):
                     found.append((e, f"imports private module {'.'.join(parts[:i + 1])} from "
                                      f"outside {owner}; import the public name from {owner}"))
@@ -298,9 +304,11 @@ def test_the_checker_flags_upward_sibling_and_private_edges() -> None:
     assert [e for e, _ in stage_violations(bad + good)] == bad
     private = [_edge("nnrag.search._searcher", "nnrag.index._store"),
                _edge("nnrag.workspace", "nnrag.train._trial"),
-               _edge("nnrag.generate.pipeline", "nnrag.generate.backends._x")]
+               _edge("nnrag.mutate._engine", "nnrag.generate.backends._x"),
+               _edge("nnrag.cli._index", "nnrag.ladder.rules._shapes")]
     fine = [_edge("nnrag.index", "nnrag.index._store"), _edge("nnrag.cli", "nnrag._version"),
-            _edge("nnrag.generate.backends.hf", "nnrag.generate.backends._x")]
+            _edge("nnrag.generate.backends.hf", "nnrag.generate.backends._x"),
+            _edge("nnrag.ladder._adapt", "nnrag.ladder.rules._shapes")]
     assert [e for e, _ in private_violations(private + fine)] == private
 
 
