@@ -265,10 +265,10 @@ def test_train_records_runs(ws: Workspace) -> None:
     from nnrag.train import parse_spec
 
     events: list[str] = []
-    report = ws.train([spec], progress=lambda e: events.append(e["event"]))
+    report = ws.train([spec], progress=lambda e: events.append(e.kind))
     assert report.trained == 1 and "done" in events
     run = ws.run_store().get(report.run_ids[0])
-    assert run["name"] == "tiny" and run["outcome"] is not None
+    assert run.name == "tiny" and run.outcome is not None
     twin = ws.train(parse_spec(spec))
     assert twin.deduplicated == 1  # the same model is not trained twice
 

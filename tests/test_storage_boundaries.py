@@ -16,11 +16,11 @@ import nnrag
 PACKAGE = Path(nnrag.__file__).parent
 # The store classes themselves: the only modules that may run SQL on a store's connection.
 STORES = {"index/_store.py", "index/_queries.py", "index/_search_tables.py", "train/runstore.py"}
-RAW = {"rows", "_rows", "conn", "_conn", "db", "_db", "execute", "executemany"}
+RAW = {"rows", "_rows", "conn", "_conn", "execute", "executemany"}
 
 
 def raw_uses(source: str, name: str) -> list[str]:
-    """``x.rows(...)``, ``x.conn``, ``x.execute(...)``, ``x.db`` ... in ``source``, except on
+    """``x.rows(...)``, ``x.conn``, ``x.execute(...)`` ... in ``source``, except on
     a connection the module opened itself (assigned from ``sqlite3.connect(...)``) and a
     class's own attributes (``self._rows`` of a cache is not the store's)."""
     tree = ast.parse(source)
