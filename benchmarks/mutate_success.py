@@ -30,8 +30,9 @@ TORCHVISION = {  # one per family; the input size each needs (fixed-size ViTs ne
     "alexnet.alexnet": 64, "convnext.convnext_tiny": 64, "densenet.densenet121": 64,
     "efficientnet.efficientnet_b0": 64, "googlenet.googlenet": 64, "inception.inception_v3": 299,
     "mnasnet.mnasnet0_5": 64, "mobilenetv2.mobilenet_v2": 64, "mobilenetv3.mobilenet_v3_small": 64,
-    "regnet.regnet_x_400mf": 64, "regnet.regnet_y_400mf": 64, "resnet.resnet18": 64, "resnet.resnet50": 64,
-    "resnet.resnext50_32x4d": 64, "shufflenetv2.shufflenet_v2_x0_5": 64, "squeezenet.squeezenet1_0": 64,
+    "regnet.regnet_x_400mf": 64, "regnet.regnet_y_400mf": 64, "resnet.resnet18": 64,
+    "resnet.resnet50": 64, "resnet.resnext50_32x4d": 64, "shufflenetv2.shufflenet_v2_x0_5": 64,
+    "squeezenet.squeezenet1_0": 64,
     "swin_transformer.swin_t": 64, "vgg.vgg11": 64, "vision_transformer.vit_b_16": 224,
     "maxvit.maxvit_t": 224,
 }
@@ -39,7 +40,8 @@ TORCHVISION = {  # one per family; the input size each needs (fixed-size ViTs ne
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--db", default=str(HERE / "_work" / "bench.db"), help="index holding torchvision")
+    ap.add_argument("--db", default=str(HERE / "_work" / "bench.db"),
+                    help="index holding torchvision")
     ap.add_argument("--n", type=int, default=10, help="valid mutants wanted per model")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
@@ -52,9 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.only != "torchvision":
         for name in corpus:  # signal-only models read MNIST-1D-shaped input
             kinds = input_kinds((HERE.parent / "corpus" / f"{name}.py").read_text())
-            jobs.append(("corpus", name, (64, 1, 40) if kinds and "image" not in kinds else (64, 1, 8, 8)))
+            jobs.append(("corpus", name,
+                         (64, 1, 40) if kinds and "image" not in kinds else (64, 1, 8, 8)))
     if args.only != "corpus":
-        jobs += [("torchvision", f"torchvision.models.{n}", (4, 3, s, s)) for n, s in TORCHVISION.items()]
+        jobs += [("torchvision", f"torchvision.models.{n}", (4, 3, s, s))
+                 for n, s in TORCHVISION.items()]
     if args.models:
         wanted = set(args.models.split(","))
         jobs = [j for j in jobs if j[1] in wanted]
@@ -64,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         row = {"group": group, "model": name, "input": list(shape)}
         try:
             target = load_target(name, db=Path(args.db))
-            report = Mutator(target, in_shape=shape, num_classes=10, seed=args.seed, jobs=args.jobs).run(args.n)
+            report = Mutator(target, in_shape=shape, num_classes=10, seed=args.seed,
+                             jobs=args.jobs).run(args.n)
             row.update(traced=report.traced, valid=len(report.valid), validated=len(report.mutants),
                        params=report.params,
                        kinds={k: [sum(1 for m in report.valid if m.kind == k),
@@ -76,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         row["seconds"] = round(time.perf_counter() - t0, 1)
         rows.append(row)
         print(f"{group:12s} {name:48s} traced={row['traced']!s:5s} valid {row['valid']:3d}/"
-              f"{row['validated']:3d} {row['seconds']:6.1f}s {row.get('error', '')[:90]}", flush=True)
+              f"{row['validated']:3d} {row['seconds']:6.1f}s {row.get('error', '')[:90]}",
+              flush=True)
     summary = {}
     for group in ("corpus", "torchvision", "all"):
         sel = [r for r in rows if group in ("all", r["group"])]
@@ -88,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             "models": len(sel), "recorded": sum(1 for r in sel if r["traced"] is not None),
             "fx_traceable": len(traced),
             "with_n_valid": sum(1 for r in traced if r["valid"] >= args.n),
-            "share_with_n_valid_of_traceable": round(sum(1 for r in traced if r["valid"] >= args.n) / max(1, len(traced)), 3),
+            "share_with_n_valid_of_traceable": round(
+                sum(1 for r in traced if r["valid"] >= args.n) / max(1, len(traced)), 3),
             "validated": sum(r["validated"] for r in sel), "valid": valid,
             "share_valid_of_validated": round(valid / max(1, sum(r["validated"] for r in sel)), 3),
             "seconds_per_valid_mutant": round(sum(r["seconds"] for r in sel) / max(1, valid), 2),
@@ -100,8 +107,10 @@ def main(argv: list[str] | None = None) -> int:
             kinds[k][0] += v
             kinds[k][1] += n
     summary["kinds"] = {k: {"valid": v, "validated": n} for k, (v, n) in sorted(kinds.items())}
-    print("\nper kind (valid / validated): " + ", ".join(f"{k} {v}/{n}" for k, (v, n) in sorted(kinds.items())))
-    print(f"\n| set | models | fx-traceable | >= {args.n} unique valid | valid / validated | s per valid mutant |")
+    print("\nper kind (valid / validated): "
+          + ", ".join(f"{k} {v}/{n}" for k, (v, n) in sorted(kinds.items())))
+    print(f"\n| set | models | fx-traceable | >= {args.n} unique valid | valid / validated "
+          "| s per valid mutant |")
     print("|---|---:|---:|---:|---:|---:|")
     for group, s in summary.items():
         if group == "kinds":
@@ -110,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
               f"({s['share_with_n_valid_of_traceable']:.0%}) | {s['valid']} / {s['validated']} "
               f"({s['share_valid_of_validated']:.0%}) | {s['seconds_per_valid_mutant']} |")
     if args.json:
-        Path(args.json).write_text(json.dumps({"config": vars(args), "rows": rows, "summary": summary}, indent=1))
+        Path(args.json).write_text(json.dumps({"config": vars(args), "rows": rows,
+                                               "summary": summary}, indent=1))
     return 0
 
 

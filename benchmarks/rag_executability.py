@@ -133,7 +133,8 @@ def obtain_sources(args: argparse.Namespace, packages: list[str]) -> dict[str, P
         else:
             pkg_dir = _unpack(_wheel(Path(args.dl), pkg), pkg, WORK / "unpacked")
         if pkg == "transformers":
-            roots[pkg] = transformers_tree(pkg_dir, src_dir / "transformers_models", args.init_files)
+            roots[pkg] = transformers_tree(pkg_dir, src_dir / "transformers_models",
+                                           args.init_files)
         else:
             roots[pkg] = pkg_dir
     return roots
@@ -220,7 +221,8 @@ def select_targets(store: Any, packages: list[str], args: argparse.Namespace,
 
 
 def validate_all(store: Any, targets: dict[str, list[str]], args: argparse.Namespace,
-                 builder: Any, on_package: Any = None) -> tuple[dict[str, list[Any]], dict[str, float]]:
+                 builder: Any,
+                 on_package: Any = None) -> tuple[dict[str, list[Any]], dict[str, float]]:
     from nnrag.ladder import validate
     from nnrag.sandbox import Limits
 
@@ -244,7 +246,8 @@ def validate_all(store: Any, targets: dict[str, list[str]], args: argparse.Names
             now = time.perf_counter()
             if done % 100 == 0 or done == total or now - state["last"] > 60:
                 state["last"] = now
-                log(f"[validate] {pkg}: {done}/{total} ({state['before'] + done}/{grand_total} overall), "
+                log(f"[validate] {pkg}: {done}/{total} "
+                    f"({state['before'] + done}/{grand_total} overall), "
                     f"{state['rung5']} at forward+, {now - t0:.0f}s ({now - t_all:.0f}s total)")
 
         log(f"[validate] {pkg}: {len(names)} targets, jobs={args.jobs}, timeout={args.timeout}s")
@@ -284,7 +287,8 @@ def summarise(outcomes: list[Any]) -> dict[str, Any]:
     }
 
 
-def cause_tables(outcomes: list[Any]) -> tuple[dict[str, dict[str, int]], dict[str, list[list[Any]]]]:
+def cause_tables(
+        outcomes: list[Any]) -> tuple[dict[str, dict[str, int]], dict[str, list[list[Any]]]]:
     table: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     messages: dict[str, Counter[str]] = defaultdict(Counter)
     examples: dict[tuple[str, str], str] = {}
@@ -321,7 +325,8 @@ def render_text(report: dict[str, Any]) -> str:
             f"(module top level ran in-process)."]
     out.append(f"nnrag: {ov['reached']['import']}/{ov['targets']} = {ov['percent']['import']:.1f}% "
                f"import (sandboxed), {ov['reached']['forward']}/{ov['targets']} = "
-               f"{ov['percent']['forward']:.1f}% forward, {ov['reached']['backward']}/{ov['targets']}"
+               f"{ov['percent']['forward']:.1f}% forward, "
+               f"{ov['reached']['backward']}/{ov['targets']}"
                f" = {ov['percent']['backward']:.1f}% backward.")
     out.append("Targets: rung 3 >= 95%, rung 5 >= 80% over >= 2,000 targets -> "
                f"import {'MET' if ov['percent']['import'] >= 95 else 'not met'}, "
@@ -339,7 +344,8 @@ def render_text(report: dict[str, Any]) -> str:
     out += ["", "Timings (wall seconds)", f"{'package':<13}{'files':>7}{'index_s':>9}"
             f"{'targets':>9}{'validate_s':>12}{'s/block':>9}"]
     for name, t in report["timings"].items():
-        n = (report["overall"] if name == "overall" else report["packages"].get(name, {})).get("targets", 0)
+        n = (report["overall"] if name == "overall"
+             else report["packages"].get(name, {})).get("targets", 0)
         out.append(f"{name:<13}{t.get('files', 0):>7}{t['index_s']:>9.1f}{n:>9}"
                    f"{t['validate_s']:>12.1f}{t['validate_s'] / max(1, n):>9.2f}")
     return "\n".join(out)
@@ -348,7 +354,8 @@ def render_text(report: dict[str, Any]) -> str:
 def render_markdown(report: dict[str, Any]) -> str:
     cfg = report["config"]
     lines = [
-        f"Executability over real sources ({', '.join(f'{p} {v}' for p, v in report['versions'].items())}); "
+        f"Executability over real sources "
+        f"({', '.join(f'{p} {v}' for p, v in report['versions'].items())}); "
         f"{cfg['jobs']} jobs, {cfg['timeout']} s per block, sample: {cfg['sample'] or 'all blocks'}"
         + (f" (seed {cfg['seed']})" if cfg["sample"] else "") + ".",
         "",
@@ -364,7 +371,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     ref = 100.0 * REFERENCE[0] / REFERENCE[1]
     ov = report["overall"]
     lines += ["", f"NN-RAG reference: {REFERENCE[0]} of {REFERENCE[1]:,} targets ({ref:.1f}%) "
-              f"executable (top level ran in-process); nnrag: {ov['percent']['import']:.1f}% import "
+              f"executable (top level ran in-process); "
+              f"nnrag: {ov['percent']['import']:.1f}% import "
               f"(sandboxed), {ov['percent']['forward']:.1f}% forward, "
               f"{ov['percent']['backward']:.1f}% backward over {ov['targets']:,} targets.", "",
               "| cause | " + " | ".join(RUNG_NAMES[1:]) + " | total |",
@@ -417,8 +425,8 @@ def build_report(args: argparse.Namespace, targets: dict[str, list[str]],
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--src", help="folder holding timm/, torchvision/, transformers/ package folders "
-                    "(default: pip download the pinned wheels)")
+    ap.add_argument("--src", help="folder holding timm/, torchvision/, transformers/ "
+                    "package folders (default: pip download the pinned wheels)")
     ap.add_argument("--dl", default=str(WORK / "dl"), help="wheel download folder")
     ap.add_argument("--db", default=str(WORK / "bench.db"), help="index database")
     ap.add_argument("--packages", default=",".join(ORDER))

@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--init-files", default="none")
     ap.add_argument("--json")
     ap.add_argument("--no-index", action="store_true",
-                    help="time --db as it is (no re-index; the no-op figure is then a catalog check)")
+                    help="time --db as it is "
+                         "(no re-index; the no-op figure is then a catalog check)")
     args = ap.parse_args(argv)
 
     from nnrag.index import Store, index_package, sync_catalog
@@ -90,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
                 t = time.perf_counter()
                 searcher.search(q, mode=mode, k=10)
                 times.append((time.perf_counter() - t) * 1000)
-        lat[mode] = {"p50_ms": round(statistics.median(times), 1), "p95_ms": round(pct(times, 0.95), 1),
-                     "n": len(times)}
+        lat[mode] = {"p50_ms": round(statistics.median(times), 1),
+                     "p95_ms": round(pct(times, 0.95), 1), "n": len(times)}
     cold: dict[str, float] = {}
     env = {**os.environ, "NNRAG_PROGRESS": "0"}
     for mode in ("lexical", "hybrid"):

@@ -52,7 +52,8 @@ def prepare(args: argparse.Namespace, packages: list[str]) -> Any:
     return store, embedder, report
 
 
-def evaluate(store: Any, embedder: Any, queries: list[dict[str, Any]], modes: list[str]) -> dict[str, Any]:
+def evaluate(store: Any, embedder: Any, queries: list[dict[str, Any]],
+             modes: list[str]) -> dict[str, Any]:
     from nnrag.search import Searcher
 
     searcher = Searcher(store, embedder=embedder)
@@ -78,7 +79,8 @@ def evaluate(store: Any, embedder: Any, queries: list[dict[str, Any]], modes: li
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--src", help="folder holding timm/, torchvision/, transformers/ (default: pip download)")
+    ap.add_argument("--src", help="folder holding timm/, torchvision/, transformers/ "
+                    "(default: pip download)")
     ap.add_argument("--dl", default=str(HERE / "_work" / "dl"))
     ap.add_argument("--db", default=str(HERE / "_work" / "search.db"))
     ap.add_argument("--queries", default=str(HERE / "queries" / "query_set.json"))

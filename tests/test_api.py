@@ -118,7 +118,8 @@ def test_every_workspace_method_is_documented() -> None:
 def test_open_workspace_paths(tmp_path: Path, nnrag_home: Path,
                               monkeypatch: pytest.MonkeyPatch) -> None:
     ws = open_workspace()
-    assert (ws.home, ws.db, ws.runs) == (nnrag_home, nnrag_home / "index.db", nnrag_home / "runs.db")
+    assert (ws.home, ws.db, ws.runs) == (nnrag_home, nnrag_home / "index.db",
+                                         nnrag_home / "runs.db")
     monkeypatch.setenv("NNRAG_DB", str(tmp_path / "env.db"))
     assert open_workspace().db == tmp_path / "env.db"  # as the CLI resolves it
     ws = open_workspace(tmp_path / "h", runs=tmp_path / "r.db")
@@ -261,7 +262,8 @@ def test_mutate(ws: Workspace, tmp_path: Path) -> None:
 @pytest.mark.sandbox
 def test_train_records_runs(ws: Workspace) -> None:
     spec = {"model": {"code": NET, "name": "tiny"}, "dataset": "digits", "limit": 300,
-            "budget": {"epochs": 1, "wall_s": 60, "memory_mb": 1024}, "hyperparameters": {"lr": 0.1}}
+            "budget": {"epochs": 1, "wall_s": 60, "memory_mb": 1024},
+            "hyperparameters": {"lr": 0.1}}
     from nnrag.train import parse_spec
 
     events: list[str] = []

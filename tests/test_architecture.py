@@ -299,8 +299,10 @@ def _edge(source: str, target: str) -> Edge:
 def test_the_checker_flags_upward_sibling_and_private_edges() -> None:
     bad = [_edge("nnrag.index._store", "nnrag.search"), _edge("nnrag.train.engine", "nnrag.ladder"),
            _edge("nnrag.config", "nnrag.index"), _edge("nnrag.generate.pipeline", "nnrag.mutate")]
-    good = [_edge("nnrag.cli._index", "nnrag.workspace"), _edge("nnrag.train.engine", "nnrag.extract"),
-            _edge("nnrag.sandbox._worker", "nnrag.exceptions"), _edge("nnrag.index", "nnrag.index._store")]
+    good = [_edge("nnrag.cli._index", "nnrag.workspace"),
+            _edge("nnrag.train.engine", "nnrag.extract"),
+            _edge("nnrag.sandbox._worker", "nnrag.exceptions"),
+            _edge("nnrag.index", "nnrag.index._store")]
     assert [e for e, _ in stage_violations(bad + good)] == bad
     private = [_edge("nnrag.search._searcher", "nnrag.index._store"),
                _edge("nnrag.workspace", "nnrag.train._trial"),

@@ -386,7 +386,8 @@ def test_demo(cli: Cli, nnrag_home: Path) -> None:
     assert "10 blocks" in result.stdout  # the zoo
     assert result.stdout.count(" backward") == 4, result.stdout
     board = result.stdout.split("leaderboard")[1]
-    rows = [r for r in (line.split() for line in board.splitlines()) if len(r) == 5 and r[0].isdigit()]
+    rows = [r for r in (line.split() for line in board.splitlines())
+            if len(r) == 5 and r[0].isdigit()]
     assert len(rows) == 6 and "6 trained" in result.stdout, result.stdout
     accuracies = [float(r[2]) for r in rows]
     assert max(accuracies) > 0.5  # one epoch is enough to leave chance (0.10) far behind

@@ -25,7 +25,8 @@ def raw_uses(source: str, name: str) -> list[str]:
     class's own attributes (``self._rows`` of a cache is not the store's)."""
     tree = ast.parse(source)
     own = {ast.unparse(t) for node in ast.walk(tree) if isinstance(node, ast.Assign)
-           and isinstance(node.value, ast.Call) and ast.unparse(node.value.func) == "sqlite3.connect"
+           and isinstance(node.value, ast.Call)
+           and ast.unparse(node.value.func) == "sqlite3.connect"
            for t in node.targets}
     found = []
     for node in ast.walk(tree):

@@ -122,7 +122,8 @@ def main(argv: list[str]) -> int:
     print(f"\n{'package':<13} {'queries':>8} {'labels':>7} {'distinct names':>15}")
     for pkg in PACKAGES:
         print(
-            f"{pkg:<13} {queries_per_pkg[pkg]:>8} {labels_per_pkg[pkg]:>7} {len(names_per_pkg[pkg]):>15}"
+            f"{pkg:<13} {queries_per_pkg[pkg]:>8} {labels_per_pkg[pkg]:>7} "
+            f"{len(names_per_pkg[pkg]):>15}"
         )
     total_labels = sum(labels_per_pkg.values())
     total_names = sum(len(names) for names in names_per_pkg.values())

@@ -18,5 +18,5 @@ from nnrag.generate.backends import (
 )
 from nnrag.generate.pipeline import Candidate, GenerateConfig, GenerateReport, Generator, generate
 
-__all__ = ["BACKENDS", "Backend", "BackendConfig", "Candidate", "Completion", "GenerateConfig", "GenerateReport",
-           "Generator", "Prompt", "Sampling", "generate", "make_backend"]
+__all__ = ["BACKENDS", "Backend", "BackendConfig", "Candidate", "Completion", "GenerateConfig",
+           "GenerateReport", "Generator", "Prompt", "Sampling", "generate", "make_backend"]

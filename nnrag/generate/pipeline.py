@@ -61,15 +61,18 @@ def task_text(task: str, dataset: str) -> tuple[TaskText, Any]:
     info = dataset_info(dataset)  # UnknownDatasetError lists close names
     wanted = "image" if task == "image-classification" else "signal"
     if info.kind != wanted:
-        raise NnragError(f"{dataset} is a {info.kind} dataset; use --task {info.kind}-classification")
+        raise NnragError(f"{dataset} is a {info.kind} dataset; "
+                         f"use --task {info.kind}-classification")
     shape = "(batch, " + ", ".join(map(str, info.in_shape)) + ")"
-    return TaskText(task, dataset, info.description.rstrip(".") + ".", shape, info.num_classes), info
+    return (TaskText(task, dataset, info.description.rstrip(".") + ".", shape, info.num_classes),
+            info)
 
 
 class Generator:
     """Runs the pipeline with one loaded backend (reuse it for several configs)."""
 
-    def __init__(self, backend: Backend, config: GenerateConfig, progress: Progress | None = None) -> None:
+    def __init__(self, backend: Backend, config: GenerateConfig,
+                 progress: Progress | None = None) -> None:
         self.backend = backend
         self.config = config
         self.progress = progress or (lambda event: None)
@@ -84,7 +87,8 @@ class Generator:
     def _sample(self, cand: Candidate, prompt: Any, max_new: int, stop: tuple[str, ...], salt: int,
                 schema: dict[str, Any] | None = None, kind: str = "architecture") -> Completion:
         cfg = self.config
-        sampling = Sampling(cfg.temperature, cfg.top_p, max_new, cfg.seed * 100_003 + cand.index * 101 + salt, stop)
+        sampling = Sampling(cfg.temperature, cfg.top_p, max_new,
+                            cfg.seed * 100_003 + cand.index * 101 + salt, stop)
         completion = self.backend.generate(prompt, sampling, schema)
         cand.generations.append({"kind": kind, **completion.record()})
         self.report.prompts_sent += 1
@@ -116,7 +120,8 @@ class Generator:
         refs = pick_references(ranked, cfg.shots, cand.index)
         key = tuple(r.name for r in refs)
         if key not in self._blocks_cache:
-            self._blocks_cache[key] = retrieve_blocks(self.index_db, self.task.task, refs, cfg.blocks)
+            self._blocks_cache[key] = retrieve_blocks(self.index_db, self.task.task, refs,
+                                                      cfg.blocks)
         blocks, notes = self._blocks_cache[key]
         for note in notes:
             if note not in self.report.notes:
@@ -125,8 +130,10 @@ class Generator:
         self._fitted[cand.index] = fitted
         cand.references = [r.source for r in fitted.references]
         cand.blocks = [b.qualname for b in fitted.blocks]
-        cand.prompt_tokens, cand.cuts, cand.prompt = fitted.tokens, list(fitted.cuts), fitted.prompt.flat()
-        self.progress({"event": "prompt", "index": cand.index, "tokens": fitted.tokens, "cuts": fitted.cuts})
+        cand.prompt_tokens, cand.cuts, cand.prompt = (fitted.tokens, list(fitted.cuts),
+                                                      fitted.prompt.flat())
+        self.progress({"event": "prompt", "index": cand.index, "tokens": fitted.tokens,
+                       "cuts": fitted.cuts})
         answer = self._sample(cand, fitted.prompt, cfg.max_new_tokens, self._stop(), 0)
         code = self._code_from(cand, answer.text, fitted.code_prefix)
         if code is None:
@@ -138,8 +145,10 @@ class Generator:
             cand.reprompts += 1
             self.report.reprompts_used += 1
             cand.notes.append(f"re-prompted: {problem}")
-            prompt, prefix = repair_prompt(self.backend, self.task, fitted, code, problem, cfg.max_new_tokens)
-            answer = self._sample(cand, prompt, cfg.max_new_tokens, self._stop(), 10 + cand.reprompts, kind="reprompt")
+            prompt, prefix = repair_prompt(self.backend, self.task, fitted, code, problem,
+                                           cfg.max_new_tokens)
+            answer = self._sample(cand, prompt, cfg.max_new_tokens, self._stop(),
+                                  10 + cand.reprompts, kind="reprompt")
             code = self._code_from(cand, answer.text, prefix) or code
             problem = structural_problem(code)
         cand.code = code
@@ -164,7 +173,8 @@ class Generator:
         if spliced:
             cand.spliced = sorted(set(cand.spliced) | set(spliced))
             cand.notes.append("spliced " + ", ".join(spliced))
-        code, notes = copy_reference_definitions(code, [(r.source, r.full_code or r.code) for r in fitted.references])
+        code, notes = copy_reference_definitions(
+            code, [(r.source, r.full_code or r.code) for r in fitted.references])
         if notes:
             cand.add_notes(notes)
             self._autofixed.add(cand.index)
@@ -172,15 +182,16 @@ class Generator:
 
     def _spec(self, cand: Candidate, fitted: Fitted, text: str, code: str) -> TrainSpec | None:
         """The answer's spec, else one spec call (constrained where the backend can)."""
-        data, why = extract_spec(text) if self.backend.style == "chat" else (None, "completion answers hold code only")
+        data, why = (extract_spec(text) if self.backend.style == "chat"
+                     else (None, "completion answers hold code only"))
         spec = self._validated(cand, data, code)
         if spec is not None:
             return spec
         schema = spec_schema() if self.config.constrained and self.backend.supports_schema else None
         try:
             prompt = spec_prompt(self.backend, self.task, fitted, code)
-            answer = self._sample(cand, prompt, self.config.spec_max_new_tokens, self._stop() if schema is None else (),
-                                  20, schema, kind="spec")
+            answer = self._sample(cand, prompt, self.config.spec_max_new_tokens,
+                                  self._stop() if schema is None else (), 20, schema, kind="spec")
         except ContextOverflowError as exc:
             cand.error = str(exc)
             return None
@@ -191,14 +202,15 @@ class Generator:
             return None
         return self._validated(cand, data, code)
 
-    def _validated(self, cand: Candidate, data: dict[str, Any] | None, code: str) -> TrainSpec | None:
+    def _validated(self, cand: Candidate, data: dict[str, Any] | None,
+                   code: str) -> TrainSpec | None:
         if data is None:
             return None
         cfg = self.config
         try:
             spec, notes = build_spec(data, code=code, name=f"gen{cand.index}", dataset=cfg.dataset,
-                                     epochs=cfg.epochs, seed=cfg.seed, wall_s=cfg.wall_s, limit=cfg.limit,
-                                     supported=supported_names(code))
+                                     epochs=cfg.epochs, seed=cfg.seed, wall_s=cfg.wall_s,
+                                     limit=cfg.limit, supported=supported_names(code))
         except SpecError as exc:
             cand.error = f"spec: {exc}"
             return None
@@ -237,19 +249,23 @@ class Generator:
             spec = self._specs[c.index]
             payloads.append({"code": c.code, "module_name": f"nnrag_candidate_{c.index}",
                              "in_shape": [spec.hyperparameters.batch_size, *self.info.in_shape],
-                             "num_classes": self.info.num_classes, "prm": spec.hyperparameters.prm()})
-        results = run_many(PROBE_ENTRY, payloads, limits=Limits(wall_s=self.config.probe_wall_s, memory_mb=2048),
+                             "num_classes": self.info.num_classes,
+                             "prm": spec.hyperparameters.prm()})
+        results = run_many(PROBE_ENTRY, payloads,
+                           limits=Limits(wall_s=self.config.probe_wall_s, memory_mb=2048),
                            jobs=max(1, self.config.workers), keep_workers=True)
         for c, result in zip(cands, results, strict=True):
             if result.ok and isinstance(result.value, dict):
                 c.probe = result.value
             else:
                 c.probe = {"ok": False, "stage": result.status, "seconds": result.duration_s,
-                           "error": f"{result.error_type}: {result.error_message}" if result.error_type else result.status,
+                           "error": (f"{result.error_type}: {result.error_message}"
+                                     if result.error_type else result.status),
                            "traceback": (result.traceback or "")[-2500:]}
             c.executable = bool(c.probe.get("ok"))
             c.status = "executable" if c.executable else "not_executable"
-            c.error = None if c.executable else c.probe.get("error")  # a repaired model has no error left
+            # a repaired model has no error left
+            c.error = None if c.executable else c.probe.get("error")
             self.progress({"event": "probe", "index": c.index, "ok": c.executable, "error": c.error,
                            "repairs": c.repairs})
 
@@ -261,19 +277,21 @@ class Generator:
         cand.repairs += 1
         self.report.repairs_used += 1
         try:
-            prompt, prefix = repair_prompt(self.backend, self.task, fitted_by_index[cand.index], cand.code, error,
-                                           cfg.max_new_tokens)
+            prompt, prefix = repair_prompt(self.backend, self.task, fitted_by_index[cand.index],
+                                           cand.code, error, cfg.max_new_tokens)
         except ContextOverflowError as exc:
             cand.notes.append(f"repair skipped: {exc}")
             return False
-        answer = self._sample(cand, prompt, cfg.max_new_tokens, self._stop(), 30 + cand.repairs, kind="repair")
+        answer = self._sample(cand, prompt, cfg.max_new_tokens, self._stop(), 30 + cand.repairs,
+                              kind="repair")
         code = self._code_from(cand, answer.text, prefix)
         if code is None or structural_problem(code):
             cand.notes.append(f"repair {cand.repairs} gave no usable code")
             return False
         cand.code = code = self._close_names(cand, code, fitted_by_index[cand.index])
         spec = self._specs[cand.index]
-        self._specs[cand.index] = spec.model_copy(update={"model": spec.model.model_copy(update={"code": code})})
+        self._specs[cand.index] = spec.model_copy(
+            update={"model": spec.model.model_copy(update={"code": code})})
         for key in (cand.md5, cand.fingerprint):
             if key is not None and self._seen.get(key) == cand.index:
                 del self._seen[key]
@@ -284,8 +302,9 @@ class Generator:
     def run(self) -> GenerateReport:
         cfg = self.config
         start = time.perf_counter()
-        self.report = GenerateReport(self.backend.describe(), {k: str(v) if isinstance(v, Path) else v
-                                                               for k, v in asdict(cfg).items()})
+        self.report = GenerateReport(self.backend.describe(),
+                                     {k: str(v) if isinstance(v, Path) else v
+                                      for k, v in asdict(cfg).items()})
         self._specs: dict[int, TrainSpec] = {}
         self._seen: dict[str, int] = {}
         self._dedup_s: list[float] = []
@@ -361,10 +380,12 @@ class Generator:
                 for c in written:
                     store.record_provenance(str(c.indexed_as), "generate", {
                         "prompt": c.prompt, "references": c.references, "blocks": c.blocks,
-                        "spliced": c.spliced, "backend": self.report.backend, "generations": c.generations,
-                        "run_id": c.run_id, "task": self.config.task, "dataset": self.config.dataset,
+                        "spliced": c.spliced, "backend": self.report.backend,
+                        "generations": c.generations, "run_id": c.run_id,
+                        "task": self.config.task, "dataset": self.config.dataset,
                         "notes": c.notes, "repairs": c.repairs})
-        except NnragError as exc:  # a bonus, like the engine's write-back: never lose the runs over it
+        except NnragError as exc:
+            # a bonus, like the engine's write-back: never lose the runs over it
             logger.warning("recording provenance failed: %s", exc)
 
     def _tally(self, seconds: float) -> None:
@@ -372,7 +393,8 @@ class Generator:
         cands = r.candidates
         r.parsed = sum(c.parsed for c in cands)
         r.schema_valid = sum(c.schema_valid for c in cands)
-        r.unique = sum(c.schema_valid and c.duplicate_of is None and c.copy_of is None for c in cands)
+        r.unique = sum(c.schema_valid and c.duplicate_of is None and c.copy_of is None
+                       for c in cands)
         r.reference_copies = sum(c.copy_of is not None for c in cands)
         r.executable = sum(c.executable for c in cands)
         r.trained = sum(c.outcome == "ok" for c in cands)
@@ -381,7 +403,8 @@ class Generator:
         r.mean_accuracy = sum(scores) / len(scores) if scores else None
         r.autofixed = len(self._autofixed)
         r.mean_prompt_tokens = (sum(c.prompt_tokens for c in cands) / len(cands)) if cands else 0.0
-        r.dedup_ms_per_program = 1000 * sum(self._dedup_s) / len(self._dedup_s) if self._dedup_s else 0.0
+        r.dedup_ms_per_program = (1000 * sum(self._dedup_s) / len(self._dedup_s)
+                                  if self._dedup_s else 0.0)
         r.seconds = seconds
 
 
@@ -396,7 +419,8 @@ def reference_keys(refs: list[Reference]) -> dict[str, str]:
     return keys
 
 
-def generate(backend: Backend, config: GenerateConfig, progress: Progress | None = None) -> GenerateReport:
+def generate(backend: Backend, config: GenerateConfig,
+             progress: Progress | None = None) -> GenerateReport:
     """Run the pipeline once (see :class:`Generator`)."""
     return Generator(backend, config, progress).run()
 

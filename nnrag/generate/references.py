@@ -41,8 +41,8 @@ def corpus_references(kind: str, corpus: Path | None = None) -> list[Reference]:
     for path in sorted(folder.glob("*.py")):
         code = path.read_text(encoding="utf-8")
         if kind in input_kinds(code):
-            refs.append(Reference(path.stem, family_of(path.stem), compact_code(code), f"corpus:{path.name}",
-                                  full_code=code))
+            refs.append(Reference(path.stem, family_of(path.stem), compact_code(code),
+                                  f"corpus:{path.name}", full_code=code))
     return refs
 
 
@@ -136,7 +136,8 @@ def block_summary(code: str, name: str) -> str:
     return f"class {name}(nn.Module): ..."
 
 
-def retrieve_blocks(db: Path, task: str, refs: list[Reference], k: int) -> tuple[list[BlockRef], list[str]]:
+def retrieve_blocks(db: Path, task: str, refs: list[Reference],
+                    k: int) -> tuple[list[BlockRef], list[str]]:
     """``k`` blocks for the task from the index at ``db``; notes say why fewer came back."""
     if k <= 0:
         return [], []
@@ -154,14 +155,16 @@ def retrieve_blocks(db: Path, task: str, refs: list[Reference], k: int) -> tuple
         blocks: list[BlockRef] = []
         for query in [q for q in queries if q.strip()]:
             try:
-                hits = searcher.search(query, mode="lexical", k=4 * k, filters=Filters(), collapse=True)
+                hits = searcher.search(query, mode="lexical", k=4 * k, filters=Filters(),
+                                       collapse=True)
             except NnragError as exc:
                 notes.append(f"block search {query!r} failed: {exc}")
                 continue
             for hit in hits:
                 if len(blocks) >= k:
                     break
-                if hit.qualname in seen or hit.package == "trained" or hit.category == "architecture":
+                if (hit.qualname in seen or hit.package == "trained"
+                        or hit.category == "architecture"):
                     continue
                 seen.add(hit.qualname)
                 try:
@@ -169,8 +172,8 @@ def retrieve_blocks(db: Path, task: str, refs: list[Reference], k: int) -> tuple
                 except NnragError as exc:
                     logger.info("block %s not extractable: %s", hit.qualname, exc)
                     continue
-                blocks.append(BlockRef(emitted.name, hit.qualname, block_summary(emitted.code, emitted.name),
-                                       emitted.code))
+                blocks.append(BlockRef(emitted.name, hit.qualname,
+                                       block_summary(emitted.code, emitted.name), emitted.code))
         if len(blocks) < k:
             notes.append(f"{len(blocks)} of {k} blocks retrieved from {db}")
     return blocks, notes

@@ -13,7 +13,7 @@ from nnrag.mutate._sites import MutationSourceError, collect_sites, instrument, 
 from nnrag.mutate._target import MutationTargetError, Target, load_target
 
 __all__ = [
-    "KINDS", "Mutant", "MutationError", "MutationReport", "MutationSourceError", "MutationTargetError",
-    "Mutator", "Target", "collect_sites", "instrument", "load_target", "record_target", "rewrite_sites",
-    "write_files", "write_index",
+    "KINDS", "Mutant", "MutationError", "MutationReport", "MutationSourceError",
+    "MutationTargetError", "Mutator", "Target", "collect_sites", "instrument", "load_target",
+    "record_target", "rewrite_sites", "write_files", "write_index",
 ]

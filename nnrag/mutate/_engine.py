@@ -97,7 +97,8 @@ class Mutator:
                  jobs: int = 2, limits: Limits = LIMITS) -> None:
         unknown = set(kinds) - set(KINDS)
         if unknown:
-            raise MutationTargetError(f"unknown mutation kind(s) {sorted(unknown)}; use {', '.join(KINDS)}")
+            raise MutationTargetError(f"unknown mutation kind(s) {sorted(unknown)}; "
+                                      f"use {', '.join(KINDS)}")
         self.target, self.kinds, self.seed = target, kinds, seed
         self.in_shape, self.num_classes = in_shape, num_classes
         self.max_params, self.jobs, self.limits = max_params, jobs, limits
@@ -109,8 +110,8 @@ class Mutator:
         cons = analyse(record)
         disabled = [] if cons.traced else [
             "residual edits (need the fx graph)",
-            "width constraints (width plans follow only what the code derives from shared literals; "
-            "the sandbox judges each one)",
+            "width constraints (width plans follow only what the code derives from shared "
+            "literals; the sandbox judges each one)",
         ]
         report = MutationReport(self.target, record["params"], record["flops"], record["out_shape"],
                                 cons.traced, record.get("trace_error"), disabled)
@@ -139,8 +140,10 @@ class Mutator:
                 batch.append(item)
             if not batch:
                 break
-            results = run_many("nnrag.mutate._record:check", [{**base, "source": b[2]} for b in batch],
-                               limits=self.limits, jobs=self.jobs, preload=_PRELOAD, keep_workers=True)
+            results = run_many("nnrag.mutate._record:check",
+                               [{**base, "source": b[2]} for b in batch],
+                               limits=self.limits, jobs=self.jobs, preload=_PRELOAD,
+                               keep_workers=True)
             for (kind, desc, code, plan), res in zip(batch, results, strict=True):
                 mutant = self._mutant(kind, desc, code, plan, res)
                 report.mutants.append(mutant)
@@ -154,22 +157,28 @@ class Mutator:
     def _mutant(self, kind: str, desc: str, code: str, plan: Plan | None, res: Any) -> Mutant:
         value = res.value if res.ok else {}
         ok = bool(value.get("ok"))
-        error = value.get("error") if res.ok else f"{res.status}: {res.error_type}: {res.error_message}"
+        error = (value.get("error") if res.ok
+                 else f"{res.status}: {res.error_type}: {res.error_message}")
         params = value.get("params")
-        if ok and self.max_params is not None and params is not None and params > self.max_params:
+        if (ok and self.max_params is not None and params is not None
+                and params > self.max_params):
             ok, error = False, f"{params:,} parameters > --max-params {self.max_params:,}"
-        return Mutant(kind, desc, code, normalised_md5(code), dict(plan.predicted) if plan and plan.predicted else None,
-                      ok, value.get("rung", "none"), params, value.get("flops"), error, value.get("ports"))
+        return Mutant(kind, desc, code, normalised_md5(code),
+                      dict(plan.predicted) if plan and plan.predicted else None,
+                      ok, value.get("rung", "none"), params, value.get("flops"), error,
+                      value.get("ports"))
 
     def _proposals(self, record: dict[str, Any], cons: Constraints,
                    report: MutationReport) -> Iterator[tuple[str, str, str, Plan | None]]:
         rng = random.Random(self.seed)
         source = self.target.source
-        planner = self._planner = Planner(collect_sites(source), cons, rng, record.get("geometry", ()))
+        planner = self._planner = Planner(collect_sites(source), cons, rng,
+                                          record.get("geometry", ()))
         structural: dict[str, list[tuple[str, str, str]]] = {
             "activation": list(activation_edits(source)) if "activation" in self.kinds else [],
             "norm": list(norm_edits(source)) if "norm" in self.kinds else [],
-            "residual": list(residual_edits(source, record, [r["line"] for r in cons.residuals if r["line"]]))
+            "residual": list(residual_edits(source, record,
+                                            [r["line"] for r in cons.residuals if r["line"]]))
             if "residual" in self.kinds and cons.traced else [],
             "depth": list(layer_edits(source)) if "depth" in self.kinds else [],
         }
@@ -184,7 +193,8 @@ class Mutator:
             if item is None:
                 misses[kind] += 1
                 report.rejected_by_plan += 1
-                if misses[kind] >= 60 or (kind not in ("width", "depth") and not structural[kind]):
+                if (misses[kind] >= 60
+                        or (kind not in ("width", "depth") and not structural[kind])):
                     kinds.remove(kind)
                 continue
             misses[kind] = 0
@@ -194,7 +204,8 @@ class Mutator:
               source: str, rng: random.Random) -> tuple[str, str, str, Plan | None] | None:
         if kind == "width":
             plan = planner.width()
-            return None if plan is None else ("width", plan.description, rewrite_sites(source, dict(plan.changes)), plan)
+            return None if plan is None else ("width", plan.description,
+                                              rewrite_sites(source, dict(plan.changes)), plan)
         if kind == "depth" and (not structural["depth"] or rng.random() < 0.5):
             plan = planner.depth()
             if plan is not None:

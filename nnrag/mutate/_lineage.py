@@ -45,8 +45,9 @@ def write_index(report: MutationReport, db: Path, home: Path) -> list[str]:
         for mutant in report.valid:
             child = f"mutants.{mutant_module(report, mutant)}.{report.target.block or 'Net'}"
             store.record_provenance(child, "mutate", {
-                "parent": report.target.origin, "kind": mutant.kind, "description": mutant.description,
-                "params": mutant.params, "parent_params": report.params, "recorded_at": time.time(),
+                "parent": report.target.origin, "kind": mutant.kind,
+                "description": mutant.description, "params": mutant.params,
+                "parent_params": report.params, "recorded_at": time.time(),
             })
             names.append(child)
         return names

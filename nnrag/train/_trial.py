@@ -32,7 +32,8 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
     torch.manual_seed(spec.seed)
     start = time.perf_counter()
     result: dict[str, Any] = {"outcome": "error", "epochs": [], "params": None, "flops": None,
-                              "versions": {"torch": torch.__version__, "python": platform.python_version()}}
+                              "versions": {"torch": torch.__version__,
+                                           "python": platform.python_version()}}
     try:
         data = load_dataset(spec.dataset, seed=spec.seed, limit=spec.limit)
         info = data.info
@@ -44,13 +45,15 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
         bs = spec.hyperparameters.batch_size
         in_shape = (bs, *train_x.shape[1:])
         device = torch.device("cpu")
-        model = build_model(module, in_shape, (info.num_classes,), prm, device, payload.get("block"))
+        model = build_model(module, in_shape, (info.num_classes,), prm, device,
+                            payload.get("block"))
         result["params"] = sum(p.numel() for p in model.parameters())
         result["flops"] = estimate_flops(model, train_x[:1])
         model.train_setup(prm)  # type: ignore[operator]  # the contract's methods
         gen = torch.Generator().manual_seed(spec.seed)
         loader = torch.utils.data.DataLoader(
-            torch.utils.data.TensorDataset(train_x, train_y), batch_size=bs, shuffle=True, generator=gen
+            torch.utils.data.TensorDataset(train_x, train_y), batch_size=bs, shuffle=True,
+            generator=gen
         )
         metric = metric_fn(spec.metric)
         scheduler = _scheduler(model, spec)
@@ -65,7 +68,8 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
             if progress is not None:
                 with progress.open("a") as f:
                     f.write(json.dumps(row) + "\n")
-            if not all(math.isfinite(v) for k, v in row.items() if isinstance(v, float)) or not _finite(model):
+            if (not all(math.isfinite(v) for k, v in row.items() if isinstance(v, float))
+                    or not _finite(model)):
                 result["outcome"] = "nan"
                 result["error"] = f"non-finite loss or weights after epoch {epoch}"
                 break
@@ -133,4 +137,5 @@ def _scheduler(model: Any, spec: Any) -> Any:
         return None
     if kind == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=spec.budget.epochs)
-    return torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, spec.budget.epochs // 3), gamma=0.1)
+    return torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, spec.budget.epochs // 3),
+                                           gamma=0.1)

@@ -36,7 +36,8 @@ def check_source(code: str, *, block: str | None = None) -> None:
     try:
         tree = ast.parse(code)
     except SyntaxError as exc:
-        raise ContractError(f"model code does not parse: line {exc.lineno}, column {exc.offset}: {exc.msg}") from None
+        raise ContractError(f"model code does not parse: line {exc.lineno}, "
+                            f"column {exc.offset}: {exc.msg}") from None
     names = {n.name for n in tree.body if isinstance(n, ast.ClassDef | ast.FunctionDef)}
     wanted = block or "Net"
     if wanted not in names:
@@ -52,7 +53,8 @@ def input_kinds(code: str) -> frozenset[str]:
     except SyntaxError:
         return frozenset()
     for node in tree.body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "INPUT_KINDS" for t in node.targets):
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "INPUT_KINDS"
+                                                for t in node.targets):
             try:
                 return frozenset(str(k) for k in ast.literal_eval(node.value))
             except (ValueError, TypeError, SyntaxError):
@@ -138,7 +140,8 @@ _CLASSES = ("num_classes", "n_classes", "classes", "out_features", "num_labels")
 _CHANNELS = ("in_chans", "in_channels", "in_ch", "input_channels", "channels", "in_chs")
 
 
-def _build_block(block_cls: Any, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> nn.Module:
+def _build_block(block_cls: Any, in_shape: tuple[int, ...],
+                 out_shape: tuple[int, ...]) -> nn.Module:
     """Construct with the shape arguments it names; defaults for the rest."""
     params: Mapping[str, inspect.Parameter]
     try:
@@ -153,11 +156,13 @@ def _build_block(block_cls: Any, in_shape: tuple[int, ...], out_shape: tuple[int
             kwargs[name] = in_shape[1]
         elif name in ("img_size", "image_size", "input_size") and len(in_shape) == 4:
             kwargs[name] = in_shape[2]
-        elif p.default is inspect.Parameter.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+        elif (p.default is inspect.Parameter.empty
+              and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)):
             raise ContractError(f"{block_cls.__name__}() needs {name!r}; wrap it in a contract Net")
     built = block_cls(**kwargs)
     if not isinstance(built, nn.Module):
-        raise ContractError(f"{block_cls.__name__}() returned {type(built).__name__}, not an nn.Module")
+        raise ContractError(f"{block_cls.__name__}() returned {type(built).__name__}, "
+                            "not an nn.Module")
     return built
 
 
@@ -178,7 +183,8 @@ def build_model(module: ModuleType, in_shape: tuple[int, ...], out_shape: tuple[
     cls = getattr(module, block, None)
     is_module_class = isinstance(cls, type) and issubclass(cls, nn.Module)
     if not is_module_class and not inspect.isfunction(cls):
-        raise ContractError(f"{block!r} is neither an nn.Module class nor a model-building function")
+        raise ContractError(f"{block!r} is neither an nn.Module class "
+                            "nor a model-building function")
     return BlockNet(cls, in_shape, out_shape, prm, device)
 
 

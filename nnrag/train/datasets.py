@@ -357,7 +357,8 @@ def _idx_source(name: str, subdirs: tuple[str, ...], hint: str) -> tuple[Loader,
     def locate(root: Path | None) -> list[Path]:
         dirs = [base / sub for base in _search_dirs(root) for sub in subdirs]
         for d in dirs:
-            found = [next((p for p in (d / f, d / f"{f}.gz") if p.is_file()), None) for f in _IDX_FILES]  # fmt: skip
+            found = [next((p for p in (d / f, d / f"{f}.gz") if p.is_file()), None)
+                     for f in _IDX_FILES]  # fmt: skip
             if all(found):
                 return [p for p in found if p is not None]
         raise DatasetUnavailableError(

@@ -100,7 +100,8 @@ class Engine:
             check_source(code, block=block)
             md5, fp = normalised_md5(code), code_fingerprint(code)
             name = spec.model.label
-            run_id = self.runs.create(name, spec.dataset, spec.model_dump(), spec.key(), md5, fp, code)
+            run_id = self.runs.create(name, spec.dataset, spec.model_dump(), spec.key(), md5, fp,
+                                      code)
             report.run_ids.append(run_id)
             twin = self.runs.finished_twin(spec.key(), md5, fp)
             if twin is not None and twin.id != run_id:
@@ -134,7 +135,8 @@ class Engine:
 
     def _answer_from(self, twin_id: int, run_id: int, spec: TrainSpec, report: BatchReport,
                      progress: Progress | None) -> None:
-        """Record run ``run_id`` as a duplicate of the finished run ``twin_id``: copy, count, tell."""
+        """Record run ``run_id`` as a duplicate of the finished run ``twin_id``: copy, count,
+        tell."""
         stored = self.runs.get(twin_id)
         epochs: dict[int, dict[str, Any]] = {}
         for e in stored.epochs:
@@ -193,8 +195,9 @@ class Engine:
             if value["outcome"] == "ok" and self.on_trained is not None:
                 self._write_back(run_id, spec, extra["code"], extra["block"])
             if progress:
-                progress(TrialDone(run_id, spec.model.label, value.get("outcome"), value.get("error"),
-                                   value.get("duration_s"), value.get("params")))
+                progress(TrialDone(run_id, spec.model.label, value.get("outcome"),
+                                   value.get("error"), value.get("duration_s"),
+                                   value.get("params")))
 
         try:
             self.executor.run(payloads, limits, done, tick, scratch)

@@ -36,7 +36,8 @@ class Registry:
         self.kind = kind
         self._entries: dict[str, Entry] = {}
 
-    def register(self, name: str, description: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def register(self, name: str,
+                 description: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         def add(fn: Callable[..., Any]) -> Callable[..., Any]:
             doc = description or (fn.__doc__ or "").strip().split("\n")[0]
             self._entries[name] = Entry(name, fn, doc, f"{fn.__module__}.{fn.__qualname__}")

@@ -175,12 +175,14 @@ class RunStore:
 
     def start(self, run_id: int) -> None:
         now = time.time()
-        self._write("UPDATE runs SET status='running', started=?, heartbeat=? WHERE id=?", (now, now, run_id))
+        self._write("UPDATE runs SET status='running', started=?, heartbeat=? WHERE id=?",
+                    (now, now, run_id))
 
     def beat(self, run_ids: list[int]) -> None:
         if run_ids:
             marks = ",".join("?" * len(run_ids))
-            self._write(f"UPDATE runs SET heartbeat=? WHERE id IN ({marks})", (time.time(), *run_ids))
+            self._write(f"UPDATE runs SET heartbeat=? WHERE id IN ({marks})",
+                        (time.time(), *run_ids))
 
     def add_epoch(self, run_id: int, epoch: int, metrics: dict[str, float]) -> None:
         self._conn.execute("BEGIN IMMEDIATE")
@@ -225,7 +227,8 @@ class RunStore:
         self._write("UPDATE runs SET indexed_as=? WHERE id=?", (qualname, run_id))
 
     def requeue(self, run_id: int) -> None:
-        self._write("UPDATE runs SET status='queued', started=NULL, heartbeat=NULL WHERE id=?", (run_id,))
+        self._write("UPDATE runs SET status='queued', started=NULL, heartbeat=NULL WHERE id=?",
+                    (run_id,))
 
     # -- reads
     def _records(self, where: str, params: tuple[Any, ...] = ()) -> list[RunRecord]:
@@ -238,7 +241,8 @@ class RunStore:
         if not rows:
             raise StoreError(f"no run {run_id} in {self.path}; list them with `nnrag runs`")
         epochs = self._conn.execute(
-            "SELECT epoch, metric, value FROM epochs WHERE run_id=? ORDER BY epoch, metric", (run_id,)
+            "SELECT epoch, metric, value FROM epochs WHERE run_id=? ORDER BY epoch, metric",
+            (run_id,),
         )
         return replace(rows[0], epochs=tuple(EpochRecord(*e) for e in epochs))
 
@@ -247,9 +251,11 @@ class RunStore:
         return self._records("1 ORDER BY id DESC LIMIT ?", (limit,))
 
     def finished_twin(self, spec_key: str, code_md5: str, fingerprint: str) -> RunRecord | None:
-        """A finished, non-duplicate run of the same spec whose code is the same (text or structure)."""
+        """A finished, non-duplicate run of the same spec whose code is the same (text or
+        structure)."""
         rows = self._records(
-            "status='done' AND duplicate_of IS NULL AND spec_key=? AND (code_md5=? OR fingerprint=?)"
+            "status='done' AND duplicate_of IS NULL AND spec_key=?"
+            " AND (code_md5=? OR fingerprint=?)"
             " ORDER BY id LIMIT 1",
             (spec_key, code_md5, fingerprint),
         )
@@ -270,4 +276,5 @@ class RunStore:
         if dataset:
             where += " AND dataset=?"
             params = (dataset,)
-        return self._records(f"{where} ORDER BY best DESC, duration_s ASC LIMIT ?", (*params, limit))
+        return self._records(f"{where} ORDER BY best DESC, duration_s ASC LIMIT ?",
+                             (*params, limit))

@@ -31,13 +31,15 @@ class ModelRef(_Strict):
     file: str | None = None
     block: str | None = None
     code: str | None = None
-    name: str | None = Field(None, description="display name; defaults to the file stem or block name")
+    name: str | None = Field(None,
+                             description="display name; defaults to the file stem or block name")
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelRef:
         given = [k for k in ("file", "block", "code") if getattr(self, k)]
         if len(given) != 1:
-            raise ValueError(f"give exactly one of file, block, code (got {', '.join(given) or 'none'})")
+            raise ValueError("give exactly one of file, block, code "
+                             f"(got {', '.join(given) or 'none'})")
         return self
 
     @property
@@ -108,7 +110,8 @@ class TrainSpec(_Strict):
 def parse_spec(data: Any, source: str = "spec") -> TrainSpec:
     """Validate a mapping; errors list every bad field as ``a.b.c: message``."""
     if not isinstance(data, dict):
-        raise SpecError(f"{source}: a spec is a mapping with at least 'model', got {type(data).__name__}")
+        raise SpecError(f"{source}: a spec is a mapping with at least 'model', "
+                        f"got {type(data).__name__}")
     try:
         return TrainSpec.model_validate(data)
     except NnragError as exc:  # unknown dataset / metric / transform, raised by a validator
@@ -133,13 +136,15 @@ def load_spec(path: str | Path) -> list[TrainSpec]:
     try:
         data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
-        raise SpecError(f"{p}: not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {exc}") from exc
+        raise SpecError(f"{p}: not valid {'JSON' if p.suffix == '.json' else 'YAML'}: "
+                        f"{exc}") from exc
     items = data if isinstance(data, list) else [data]
     specs = []
     for i, item in enumerate(items):
         spec = parse_spec(item, f"{p}" + (f"[{i}]" if isinstance(data, list) else ""))
         if spec.model.file and not Path(spec.model.file).is_absolute():
-            ref = spec.model.model_copy(update={"file": str((p.parent / spec.model.file).resolve())})
+            ref = spec.model.model_copy(
+                update={"file": str((p.parent / spec.model.file).resolve())})
             spec = spec.model_copy(update={"model": ref})
         specs.append(spec)
     return specs

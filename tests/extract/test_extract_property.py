@@ -66,18 +66,23 @@ def shapes(module: torch.nn.Module) -> dict[str, tuple[int, ...]]:
 
 
 BUILDERS = {
-    "zoo.layers.conv.ConvNormAct": lambda d: dict(in_chs=d["a"], out_chs=d["b"], kernel_size=d["k"]),
+    "zoo.layers.conv.ConvNormAct": lambda d: dict(in_chs=d["a"], out_chs=d["b"],
+                                                  kernel_size=d["k"]),
     "zoo.layers.conv.SqueezeExcite": lambda d: dict(channels=d["a"]),
     "zoo.layers.mlp.Mlp": lambda d: dict(in_features=d["a"], hidden_features=d["b"]),
     "zoo.layers.attention.Attention": lambda d: dict(dim=d["heads"] * d["k"], num_heads=d["heads"]),
-    "zoo.models.resnet.BasicBlock": lambda d: dict(inplanes=d["a"], planes=d["b"], use_se=d["flag"]),
-    "zoo.models.resnet.ResNetTiny": lambda d: dict(in_chans=d["k"], num_classes=d["b"], widths=(d["a"], d["b"])),
-    "zoo.models.vit.TinyViT": lambda d: dict(in_chans=d["k"], embed_dim=d["heads"] * 8, num_heads=d["heads"], depth=1),
+    "zoo.models.resnet.BasicBlock": lambda d: dict(inplanes=d["a"], planes=d["b"],
+                                                   use_se=d["flag"]),
+    "zoo.models.resnet.ResNetTiny": lambda d: dict(in_chans=d["k"], num_classes=d["b"],
+                                                   widths=(d["a"], d["b"])),
+    "zoo.models.vit.TinyViT": lambda d: dict(in_chans=d["k"], embed_dim=d["heads"] * 8,
+                                             num_heads=d["heads"], depth=1),
 }
 
 
 @pytest.mark.parametrize("qualname", sorted(BUILDERS))
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=8, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     a=st.integers(1, 48), b=st.integers(1, 48), k=st.sampled_from([1, 3, 5]),
     heads=st.integers(1, 4), flag=st.booleans(),
@@ -99,5 +104,6 @@ def test_extracted_state_dict_matches_original(
 
 def test_every_zoo_block_is_covered(zoo_store: Store) -> None:
     blocks = {r["qualname"] for r in zoo_store.block_definitions()}
-    # Blocks without width arguments (HardSwish, PatchEmbed, vit.Block) are covered by the ladder tests.
+    # Blocks without width arguments (HardSwish, PatchEmbed, vit.Block) are covered by the
+    # ladder tests.
     assert set(BUILDERS) <= blocks

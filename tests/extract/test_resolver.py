@@ -129,7 +129,8 @@ CASES: list[tuple[str, dict[str, str], str, str]] = [
     (
         "decorator_and_base_class_in_another_module",
         {
-            "deco.py": "REGISTRY = {}\n\ndef register(cls):\n    REGISTRY[cls.__name__] = cls\n    return cls\n",
+            "deco.py": "REGISTRY = {}\n\ndef register(cls):\n"
+                       "    REGISTRY[cls.__name__] = cls\n    return cls\n",
             "base.py": "class Base:\n    kind = 'base'\n",
             "user.py": """
                 from .base import Base
@@ -482,7 +483,8 @@ CASES: list[tuple[str, dict[str, str], str, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("files", "target", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(("files", "target", "expected"), [c[1:] for c in CASES],
+                         ids=[c[0] for c in CASES])
 def test_before_after(tmp_path: Path, files: dict[str, str], target: str, expected: str) -> None:
     store = build(tmp_path, files)
     emitted = extract(store, target)
@@ -499,7 +501,8 @@ def test_name_missing_from_an_installed_in_tree_package_stays_an_import(tmp_path
     root = tmp_path / "email"
     root.mkdir()
     (root / "__init__.py").write_text("")
-    (root / "user.py").write_text("from . import message_from_string\n\ndef f(s):\n    return message_from_string(s)\n")
+    (root / "user.py").write_text("from . import message_from_string\n\n"
+                                  "def f(s):\n    return message_from_string(s)\n")
     store = Store(tmp_path / "index.db")
     index_path(store, root)
     emitted = extract(store, "email.user.f")
@@ -515,7 +518,8 @@ def test_output_is_byte_identical_across_runs(tmp_path: Path) -> None:
 
 
 def test_ambiguous_simple_name_lists_candidates(tmp_path: Path) -> None:
-    store = build(tmp_path, {"x.py": "def helper():\n    pass\n", "y.py": "def helper():\n    pass\n"})
+    store = build(tmp_path, {"x.py": "def helper():\n    pass\n",
+                             "y.py": "def helper():\n    pass\n"})
     with pytest.raises(AmbiguousNameError) as info:
         extract(store, "helper")
     assert info.value.candidates == ["pkg.x.helper", "pkg.y.helper"]
@@ -538,7 +542,8 @@ def test_unresolvable_name_is_reported_as_gap(tmp_path: Path) -> None:
 def test_local_import_from_the_tree_is_reported(tmp_path: Path) -> None:
     store = build(tmp_path, {
         "helpers.py": "def double(x):\n    return 2 * x\n",
-        "user.py": "def f(x):\n    from .helpers import double\n    import json\n    return double(x)\n",
+        "user.py": "def f(x):\n    from .helpers import double\n    import json\n"
+                   "    return double(x)\n",
     })
     emitted = extract(store, "pkg.user.f")
     assert emitted.gaps == ("pkg.user.f: local import from 'pkg.helpers' is not inlined",)

@@ -34,7 +34,7 @@ CASES: list[tuple[str, list[str], str, str]] = [
 
             def forward(self, x):
                 return F.scaled_dot_product_attention(self.q(x), self.k(x), self.v(x))
-        """, "attention"),
+        """, "attention"),  # noqa: E501
     ("Mixer", ["nn.MultiheadAttention"], """
         class Mixer(nn.MultiheadAttention):
             def forward(self, x):
@@ -382,7 +382,7 @@ CASES: list[tuple[str, list[str], str, str]] = [
                     return x
                 keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1 - self.drop_prob)
                 return x * keep / (1 - self.drop_prob)
-        """, "utility"),
+        """, "utility"),  # noqa: E501
     ("ToChannelsLast", ["nn.Module"], """
         class ToChannelsLast(nn.Module):
             def forward(self, x):

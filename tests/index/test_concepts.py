@@ -154,4 +154,5 @@ def test_abbreviated_names_are_spelled_out_for_bm25() -> None:
     row = {"name": "ClassAttn", "qualname": "pkg.ClassAttn", "docstring": "",
            "source": "class ClassAttn(nn.Module):\n    def forward(self, x):\n        return x\n"}
     assert block_text(row).name_words.split() == ["classattn", "class", "attn", "attention"]
-    assert spelled_out(["dw", "conv", "block"]) == ["dw", "depthwise", "conv", "convolution", "block"]
+    assert spelled_out(["dw", "conv", "block"]) == [
+        "dw", "depthwise", "conv", "convolution", "block"]

@@ -106,14 +106,16 @@ SAME = {
 DIFFERENT = {
     "F.relu -> F.gelu": BASE.replace("F.relu", "F.gelu"),
     "an extra layer": BASE.replace(
-        "self.drop = nn.Dropout(drop)", "self.drop = nn.Dropout(drop)\n        self.norm = nn.LayerNorm(dim)"
+        "self.drop = nn.Dropout(drop)",
+        "self.drop = nn.Dropout(drop)\n        self.norm = nn.LayerNorm(dim)"
     ).replace("y = self.drop(y)", "y = self.norm(self.drop(y))"),
     "no input check (control flow)": BASE.replace("if x.ndim != 3:", "while x.ndim != 3:"),
     "+ -> - between branches": BASE.replace("self.scale + self._skip", "self.scale - self._skip"),
     "another external class": BASE.replace("nn.Dropout(drop)", "nn.AlphaDropout(drop)"),
     "another base class": BASE.replace("class Mlp(nn.Module)", "class Mlp(nn.Sequential)"),
     "a renamed method (the interface)": BASE.replace("def forward(", "def forward_features("),
-    "an external keyword": BASE.replace("nn.Linear(hidden, dim)", "nn.Linear(hidden, dim, bias=False)"),
+    "an external keyword": BASE.replace("nn.Linear(hidden, dim)",
+                                        "nn.Linear(hidden, dim, bias=False)"),
     "an option string": BASE.replace("F.relu(self.fc1(x))", 'ACT2FN["relu"](self.fc1(x))')
     .replace("self.fc2(y) * self.scale", 'ACT2FN["relu"](self.fc2(y)) * self.scale'),
     "swapped operands": BASE.replace("nn.Linear(dim, hidden)", "nn.Linear(hidden, dim)"),
@@ -146,7 +148,8 @@ def test_einsum_patterns_matter_but_prose_does_not() -> None:
 
 def test_scopes_are_respected() -> None:
     """``g`` reads a global ``x`` that merely shares its name with ``f``'s local ``x``."""
-    a = "class A:\n    def f(self):\n        x = 1\n        return x\n\n    def g(self):\n        return x\n"
+    a = ("class A:\n    def f(self):\n        x = 1\n        return x\n\n"
+         "    def g(self):\n        return x\n")
     renamed_local = a.replace("x = 1\n        return x", "y = 1\n        return y")
     assert fingerprint(renamed_local) == fingerprint(a)
     other_global = a.replace("def g(self):\n        return x", "def g(self):\n        return w")

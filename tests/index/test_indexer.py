@@ -42,7 +42,8 @@ def assert_consistent(store: Store) -> None:
     assert store._rows("SELECT path FROM files WHERE status != 'ok' AND module IS NOT NULL") == []
     for table in ("definitions", "imports"):
         orphans = store._rows(
-            f"SELECT t.module FROM {table} t LEFT JOIN modules m ON m.name = t.module WHERE m.name IS NULL"
+            f"SELECT t.module FROM {table} t LEFT JOIN modules m ON m.name = t.module "
+            "WHERE m.name IS NULL"
         )
         assert orphans == [], table
 
@@ -141,7 +142,8 @@ def test_imports_are_stored_with_resolved_targets(store: Store, write_tree: Writ
             "__init__.py": "",
             "x.py": "y = 1\n",
             "sub/__init__.py": "from ..x import y as z\n",
-            "sub/mod.py": "from ..x import y as z\nfrom . import sibling\nimport torch.nn.functional as F\n",
+            "sub/mod.py": "from ..x import y as z\nfrom . import sibling\n"
+                          "import torch.nn.functional as F\n",
             "sub/sibling.py": "",
         },
         root="pkg",
@@ -333,7 +335,8 @@ def test_blocks_follow_a_base_class_that_changes(store: Store, write_tree: Write
     index_path(store, root)
     assert blocks(store) == set()
     (root / "base.py").write_text(
-        "from torch import nn\n\nclass Base(nn.Module):\n    def forward(self, x):\n        return x\n"
+        "from torch import nn\n\nclass Base(nn.Module):\n"
+        "    def forward(self, x):\n        return x\n"
     )
     report = index_path(store, root)
     assert report.scanned == 1 and report.unchanged == 1
@@ -392,7 +395,8 @@ def test_incremental_reindex(store: Store, zoo_tree: Path, scan_calls: list[str]
 
     scan_calls.clear()
     (zoo_tree / "layers" / "gate.py").write_text(
-        "from torch import nn\n\n\nclass Gate(nn.Module):\n    def forward(self, x):\n        return x.sigmoid() * x\n"
+        "from torch import nn\n\n\nclass Gate(nn.Module):\n"
+        "    def forward(self, x):\n        return x.sigmoid() * x\n"
     )
     added = index_path(store, zoo_tree)
     assert (added.scanned, added.unchanged, added.removed) == (1, 9, 0)

@@ -156,7 +156,8 @@ def test_self_contained_try_and_if_are_kept_whole() -> None:
         ("X", "assign", "", 7, 10),
         ("X", "assign", "", 7, 10),
     ]
-    assert scan.definitions[0].source.startswith("try:") and "except ImportError" in scan.definitions[0].source
+    assert (scan.definitions[0].source.startswith("try:")
+            and "except ImportError" in scan.definitions[0].source)
     assert [i.local_name for i in scan.imports] == ["os"]  # the guarded import lives in the unit
 
 

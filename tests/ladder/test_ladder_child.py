@@ -78,7 +78,7 @@ class Attention(nn.Module):
         q, k, v = qkv.unbind(0)
         x = F.scaled_dot_product_attention(q, k, v)
         return self.proj(x.transpose(1, 2).reshape(B, N, C))
-"""
+"""  # noqa: E501
 
 
 def test_attention_block_needs_dim_and_heads() -> None:

@@ -99,7 +99,8 @@ class _Cfg:
 
 def test_config_field_repair_table() -> None:
     cfg = _Cfg()
-    fixed = repair(object, {"config": cfg}, AttributeError("'_CfgConfig' object has no attribute 'x'"))
+    fixed = repair(object, {"config": cfg},
+                   AttributeError("'_CfgConfig' object has no attribute 'x'"))
     assert fixed is None  # another class's message: not ours to change
     fixed = repair(type("A", (), {}), {"config": cfg},
                    AttributeError("'Holder' object has no attribute 'dropout_rate'"))
@@ -186,7 +187,8 @@ def test_mutually_exclusive_inputs_drop_the_derived_one() -> None:
 
     x = torch.zeros(2, 8, dtype=torch.long)
     probe = Probe((x,), {"decoder_input_ids": x, "decoder_inputs_embeds": torch.zeros(2, 8, 4)}, "")
-    exc = ValueError("You cannot specify both decoder_input_ids and decoder_inputs_embeds at the same time")
+    exc = ValueError("You cannot specify both decoder_input_ids and decoder_inputs_embeds "
+                     "at the same time")
     (fixed,) = adapt(probe, exc)
     assert set(fixed.kwargs) == {"decoder_input_ids"}
     assert adapt(Probe((x,), {}, ""), exc) == []  # nothing to drop
@@ -273,7 +275,7 @@ class WindowBlock(nn.Module):
 
     def forward(self, x):
         return self.bias(self.proj(x))
-"""
+"""  # noqa: E501
 
 
 def test_unset_sizes_of_a_dataclass_config_are_filled_one_at_a_time() -> None:
@@ -322,12 +324,14 @@ def test_list_annotations_from_type_comments_and_secondary_parameters(target: st
     ("message", "before", "after"),
     [
         # ``x.view(B, heads, -1, 49)``: attention over a fixed 7x7 grid
-        ("shape '[2, 8, -1, 49]' is invalid for input of size 524288", (2, 16, 32, 32), (2, 16, 7, 7)),
+        ("shape '[2, 8, -1, 49]' is invalid for input of size 524288", (2, 16, 32, 32),
+         (2, 16, 7, 7)),
         # ``x.view(B, 14, 14, C)`` on tokens: 196 of them
         ("shape '[2, 14, 14, 64]' is invalid for input of size 1024", (2, 16, 64), (2, 196, 64)),
     ],
 )
-def test_views_onto_a_fixed_grid_suggest_its_size(message: str, before: tuple, after: tuple) -> None:
+def test_views_onto_a_fixed_grid_suggest_its_size(message: str, before: tuple,
+                                                  after: tuple) -> None:
     from nnrag.ladder._adapt import candidate_shapes
 
     assert after in candidate_shapes(message, before)
@@ -336,7 +340,8 @@ def test_views_onto_a_fixed_grid_suggest_its_size(message: str, before: tuple, a
 def test_views_onto_no_square_grid_suggest_nothing() -> None:
     from nnrag.ladder._adapt import candidate_shapes
 
-    assert candidate_shapes("shape '[2, 8, -1, 50]' is invalid for input of size 524288", (2, 16, 32, 32)) == []
+    assert candidate_shapes("shape '[2, 8, -1, 50]' is invalid for input of size 524288",
+                            (2, 16, 32, 32)) == []
 
 
 class PerLayerConfig:

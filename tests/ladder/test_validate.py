@@ -16,7 +16,8 @@ def _emitted(*imports: str) -> Emitted:
 
 
 def test_shared_imports_are_the_common_external_modules() -> None:
-    blocks = [_emitted("import torch", "from transformers.utils import x", "import numpy as np")] * 4
+    blocks = [_emitted("import torch", "from transformers.utils import x",
+                       "import numpy as np")] * 4
     blocks += [_emitted("import rare_pkg")]
     assert _shared_imports(blocks) == ["?numpy", "?transformers.utils"]
 
@@ -36,7 +37,8 @@ def test_results_are_cached_by_closure_and_rerun_when_code_changes(tmp_path: Pat
     layer = root / "layer.py"
     layer.write_text(
         "import torch.nn as nn\n\n\nclass Scale(nn.Module):\n"
-        "    def __init__(self, dim):\n        super().__init__()\n        self.lin = nn.Linear(dim, dim)\n\n"
+        "    def __init__(self, dim):\n        super().__init__()\n"
+        "        self.lin = nn.Linear(dim, dim)\n\n"
         "    def forward(self, x):\n        return self.lin(x) * 2\n"
     )
     store = Store(tmp_path / "index.db")

@@ -61,7 +61,8 @@ def test_limit_keeps_the_best(store: Store) -> None:
 
 def test_stems_come_from_the_fts5_tokenizer(store: Store) -> None:
     index = LexicalIndex(store, BM25_WEIGHTS)
-    assert index.stems(["pooling", "pooled", "attention", "zzz"]) == ["pool", "pool", "attent", "zzz"]
+    assert index.stems(["pooling", "pooled", "attention", "zzz"]) == [
+        "pool", "pool", "attent", "zzz"]
 
 
 def test_arrays_follow_the_catalog(store: Store, tree: Path) -> None:
@@ -75,7 +76,8 @@ def test_arrays_follow_the_catalog(store: Store, tree: Path) -> None:
     Searcher(store)
     stale = LexicalIndex(store, BM25_WEIGHTS).load()
     assert stale.rebuilt and len(stale.rowids) == 5
-    assert stale.top(_fts_terms("squeeze excitation"), 10) == sqlite_bm25(store, _fts_terms("squeeze excitation"))
+    assert stale.top(_fts_terms("squeeze excitation"), 10) == sqlite_bm25(
+        store, _fts_terms("squeeze excitation"))
 
     first.path.write_bytes(b"not an npz file")  # corrupt: detected and rebuilt
     assert LexicalIndex(store, BM25_WEIGHTS).load().rebuilt

@@ -61,7 +61,8 @@ def test_split_identifier(ident: str, words: list[str]) -> None:
         ("label smoothing cross entropy loss", "LabelSmoothingLoss"),
     ],
 )
-def test_known_query_ranks_the_block_first(store: Store, mode: str, query: str, expected: str) -> None:
+def test_known_query_ranks_the_block_first(store: Store, mode: str, query: str,
+                                           expected: str) -> None:
     hits = Searcher(store, embedder=EMB).search(query, mode=mode, k=5)
     assert hits and hits[0].name == expected, names(hits)
 
@@ -104,7 +105,8 @@ def test_collapse_folds_duplicates(store: Store) -> None:
     assert len(first.duplicates) == 1
     assert len({h.name for h in folded} & {"RMSNorm", "T5LayerNorm"}) == 1
     groups = duplicate_groups(store)
-    assert [sorted(r["qualname"].split(".")[-1] for r in g) for g in groups] == [["RMSNorm", "T5LayerNorm"]]
+    assert [sorted(r["qualname"].split(".")[-1] for r in g) for g in groups] == [
+        ["RMSNorm", "T5LayerNorm"]]
 
 
 @pytest.mark.parametrize(
@@ -175,7 +177,8 @@ def test_vector_index_follows_the_store(store: Store, tree: Path) -> None:
     assert VectorIndex(store, EMB.name).load().count == 5
 
 
-def test_without_the_search_extra_hybrid_falls_back(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_the_search_extra_hybrid_falls_back(store: Store,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("nnrag.search._searcher.dense_available", lambda: False)
     s = Searcher(store)
     hits = s.search("squeeze excitation", k=3)
@@ -218,7 +221,8 @@ def test_cli_query_similar_duplicates(cli, tree: Path, tmp_path: Path) -> None: 
 
     db = tmp_path / "cli.db"
     assert cli("index", tree, "--db", db).returncode == 0
-    lexical = cli("query", "squeeze excitation", "--db", db, "--model", "hashing", "--format", "json")
+    lexical = cli("query", "squeeze excitation", "--db", db, "--model", "hashing",
+                  "--format", "json")
     assert lexical.returncode == 0, lexical
     assert json.loads(lexical.stdout)[0]["name"] == "SqueezeExcite"
     assert "nnrag embed" in lexical.stderr  # hybrid asked, no vectors yet: says how

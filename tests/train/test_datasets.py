@@ -144,7 +144,8 @@ def test_digits_load_split_and_determinism() -> None:
     assert torch.bincount(data.test.tensors[1]).min() >= 35
 
     again = D.load_dataset("digits", seed=0)
-    for a, b in zip(data.train.tensors + data.test.tensors, again.train.tensors + again.test.tensors, strict=True):  # fmt: skip
+    for a, b in zip(data.train.tensors + data.test.tensors,
+                    again.train.tensors + again.test.tensors, strict=True):  # fmt: skip
         assert torch.equal(a, b)
     other = D.load_dataset("digits", seed=1)
     assert not torch.equal(other.train.tensors[0], x)
@@ -187,7 +188,8 @@ def test_mnist1d_generates_caches_and_keeps_global_rng(
     second = D.load_dataset("mnist1d", seed=7)  # canonical split: the seed does not matter
     t_second = time.perf_counter() - t0
     assert t_second < t_first / 5, (t_first, t_second)
-    assert torch.equal(second.train.tensors[0], x) and torch.equal(second.test.tensors[1], first.test.tensors[1])  # fmt: skip
+    assert (torch.equal(second.train.tensors[0], x)
+            and torch.equal(second.test.tensors[1], first.test.tensors[1]))  # fmt: skip
 
     # a damaged cache is regenerated, not fatal (a fake generator keeps this fast)
     def fake_make_dataset(args: object) -> dict[str, np.ndarray]:
@@ -225,8 +227,10 @@ def test_animal_shape_mnist() -> None:
     assert torch.bincount(y).tolist() == [800] * 10  # the package is 1,000 per class
     assert data.info.chance == pytest.approx(0.1)
     assert len(set(y[:100].tolist())) > 5  # the split shuffles the class-sorted source
-    assert torch.equal(D.load_dataset("animal-shape-mnist", seed=0).test.tensors[0], data.test.tensors[0])  # fmt: skip
-    assert not torch.equal(D.load_dataset("animal-shape-mnist", seed=1).test.tensors[1], data.test.tensors[1])  # fmt: skip
+    assert torch.equal(D.load_dataset("animal-shape-mnist", seed=0).test.tensors[0],
+                       data.test.tensors[0])  # fmt: skip
+    assert not torch.equal(D.load_dataset("animal-shape-mnist", seed=1).test.tensors[1],
+                           data.test.tensors[1])  # fmt: skip
 
 
 def test_numpy_only_unpickler_refuses_code() -> None:

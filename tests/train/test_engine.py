@@ -53,7 +53,8 @@ class Net(nn.Module):
 
 def bad(body: str) -> str:
     """GOOD with ``forward`` replaced by ``body``."""
-    head, _, tail = GOOD.partition("    def forward(self, x):\n        return self.fc(x.flatten(1))\n")
+    head, _, tail = GOOD.partition("    def forward(self, x):\n"
+                                   "        return self.fc(x.flatten(1))\n")
     return head + textwrap.indent(textwrap.dedent(body), "    ") + tail
 
 
@@ -101,11 +102,13 @@ def test_trains_and_records_epochs(engine: Engine, tmp_path: Path) -> None:
 
 OUTCOMES = [
     ("forever", "def forward(self, x):\n    while True:\n        pass\n", "timeout"),
-    ("bomb", "def forward(self, x):\n    keep = []\n    while True:\n        keep.append(bytearray(1 << 26))\n", "oom"),
+    ("bomb", "def forward(self, x):\n    keep = []\n    while True:\n"
+             "        keep.append(bytearray(1 << 26))\n", "oom"),
     ("nan", "def forward(self, x):\n    return self.fc(x.flatten(1)) * float('nan')\n", "nan"),
     ("raises", "def forward(self, x):\n    raise ValueError('broken block')\n", "error"),
     ("exits", "def forward(self, x):\n    import os\n    os._exit(3)\n", "error"),
-    ("socket", "def forward(self, x):\n    import socket\n    socket.create_connection(('1.1.1.1', 80), timeout=2)\n", "error"),
+    ("socket", "def forward(self, x):\n    import socket\n"
+               "    socket.create_connection(('1.1.1.1', 80), timeout=2)\n", "error"),
 ]
 
 
@@ -153,9 +156,11 @@ def test_resume_reruns_orphans(engine: Engine) -> None:
         ({"model": {}}, "model"),
         ({"model": {"file": "a.py", "code": "x"}}, "model"),
         ({"model": {"code": "x"}, "hyperparameters": {"lr": -1}}, "hyperparameters.lr"),
-        ({"model": {"code": "x"}, "hyperparameters": {"learning_rate": 0.1}}, "hyperparameters.learning_rate"),
+        ({"model": {"code": "x"}, "hyperparameters": {"learning_rate": 0.1}},
+         "hyperparameters.learning_rate"),
         ({"model": {"code": "x"}, "budget": {"epochs": 0}}, "budget.epochs"),
-        ({"model": {"code": "x"}, "hyperparameters": {"optimizer": "lion"}}, "hyperparameters.optimizer"),
+        ({"model": {"code": "x"}, "hyperparameters": {"optimizer": "lion"}},
+         "hyperparameters.optimizer"),
         ([1, 2], "mapping"),
         ({"model": {"code": "x"}, "dataset": "digit"}, "did you mean 'digits'"),
         ({"model": {"code": "x"}, "metric": "acuracy"}, "did you mean 'accuracy'"),
@@ -168,7 +173,8 @@ def test_invalid_specs_name_the_field(data: object, field: str) -> None:
 
 def test_spec_files(tmp_path: Path) -> None:
     (tmp_path / "m.py").write_text(GOOD)
-    (tmp_path / "s.yaml").write_text("- model: {file: m.py}\n  dataset: digits\n- model: {code: x}\n")
+    (tmp_path / "s.yaml").write_text("- model: {file: m.py}\n  dataset: digits\n"
+                                     "- model: {code: x}\n")
     specs = load_spec(tmp_path / "s.yaml")
     assert Path(specs[0].model.file or "").is_absolute() and len(specs) == 2
     (tmp_path / "broken.yaml").write_text("model: [unclosed")
@@ -206,7 +212,8 @@ def test_killed_writer_leaves_the_store_intact(tmp_path: Path) -> None:
     def writer() -> None:
         st = RunStore(path)
         st._conn.execute("BEGIN IMMEDIATE")
-        st._conn.executemany("INSERT INTO epochs VALUES (?,?,?,?)", [(run_id, e, "accuracy", 0.5) for e in range(1000)])
+        st._conn.executemany("INSERT INTO epochs VALUES (?,?,?,?)",
+                             [(run_id, e, "accuracy", 0.5) for e in range(1000)])
         time.sleep(30)  # killed here, mid-transaction
 
     proc = mp.get_context("fork").Process(target=writer)
