@@ -91,7 +91,14 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from nnrag.generate import BackendConfig, GenerateConfig, Generator, make_backend
+    from nnrag.generate import (
+        BackendConfig,
+        GenerateConfig,
+        Generated,
+        GenerateEvent,
+        Generator,
+        make_backend,
+    )
     from nnrag.generate.references import corpus_references
 
     model = args.model
@@ -118,10 +125,10 @@ def main() -> None:
                                     runs_db=Path(tmp) / "runs.db",
                                     index_db=args.index or Path(tmp) / "index.db")
 
-            def show(event: dict[str, Any], shots: int = shots) -> None:
-                if event["event"] == "generated":
-                    print(f"  shots {shots} [{event['index'] + 1}/{event['n']}] {event['status']}"
-                          + (f" ({event['error']})"[:160] if event.get("error") else ""),
+            def show(event: GenerateEvent, shots: int = shots) -> None:
+                if isinstance(event, Generated):
+                    print(f"  shots {shots} [{event.index + 1}/{event.n}] {event.status}"
+                          + (f" ({event.error})"[:160] if event.error else ""),
                           flush=True)
 
             report = Generator(llm, config, show).run()

@@ -22,6 +22,7 @@ from nnrag.exceptions import NnragError
 if TYPE_CHECKING:
     from nnrag.extract import Emitted
     from nnrag.generate import Backend, GenerateConfig, GenerateReport
+    from nnrag.generate.events import Progress as GenerateProgress
     from nnrag.index import IndexReport, Store
     from nnrag.ladder import Outcome
     from nnrag.mutate import MutationReport, Target
@@ -371,7 +372,7 @@ class Workspace:
             self._changed()
 
     def generate(self, config: GenerateConfig, backend: Backend,
-                 progress: Callable[[dict[str, Any]], None] | None = None) -> GenerateReport:
+                 progress: GenerateProgress | None = None) -> GenerateReport:
         """Prompt ``backend`` for models per ``config``; probe, repair and train them.
 
         The run store and the index default to this workspace's; the caller owns (and

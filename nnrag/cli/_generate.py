@@ -7,31 +7,36 @@ The work is in :meth:`Workspace.generate`; this module turns options into a back
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
 
 from nnrag.cli._common import FORMAT, emit_json, err, out, workspace
 
+if TYPE_CHECKING:
+    from nnrag.generate import GenerateEvent
 
-def _progress(fmt: str) -> Any:
-    def show(event: dict[str, Any]) -> None:
-        kind = event["event"]
-        if kind == "generated":
-            extra = (f" ({event['error']})" if event.get("error") and event["status"] != "unique"
-                     else "")
-            err.print(f"[{event['index'] + 1}/{event['n']}] {event['status']}{extra}"[:300])
-        elif kind == "probe":
-            what = "executable" if event["ok"] else f"not executable: {event.get('error')}"
-            err.print(f"  candidate {event['index']} (repairs {event['repairs']}): {what}"[:300])
-        elif kind == "train_done":
-            err.print(f"  train run {event['run']} {event['name']}: {event['outcome']} in "
-                      f"{event.get('duration_s') or 0:.1f}s")
-        elif kind == "train_duplicate":
-            err.print(f"  train run {event['run']} {event['name']}: "
-                      f"duplicate of run {event['of']}, not trained")
+
+def _progress(fmt: str) -> Callable[[GenerateEvent], None]:
+    from nnrag.generate import Generated, Probed
+    from nnrag.train import TrialDeduplicated, TrialDone
+
+    def show(event: GenerateEvent) -> None:
+        if isinstance(event, Generated):
+            extra = f" ({event.error})" if event.error and event.status != "unique" else ""
+            err.print(f"[{event.index + 1}/{event.n}] {event.status}{extra}"[:300])
+        elif isinstance(event, Probed):
+            what = "executable" if event.ok else f"not executable: {event.error}"
+            err.print(f"  candidate {event.index} (repairs {event.repairs}): {what}"[:300])
+        elif isinstance(event, TrialDone):
+            err.print(f"  train run {event.run} {event.name}: {event.outcome} in "
+                      f"{event.duration_s or 0:.1f}s")
+        elif isinstance(event, TrialDeduplicated):
+            err.print(f"  train run {event.run} {event.name}: duplicate of run {event.of}, "
+                      "not trained")
 
     return show
 

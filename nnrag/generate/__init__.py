@@ -16,7 +16,9 @@ from nnrag.generate.backends import (
            Sampling,
            make_backend,
 )
+from nnrag.generate.events import Generated, GenerateEvent, Probed, PromptFitted
 from nnrag.generate.pipeline import Candidate, GenerateConfig, GenerateReport, Generator, generate
 
 __all__ = ["BACKENDS", "Backend", "BackendConfig", "Candidate", "Completion", "GenerateConfig",
-           "GenerateReport", "Generator", "Prompt", "Sampling", "generate", "make_backend"]
+           "GenerateEvent", "GenerateReport", "Generated", "Generator", "Probed", "Prompt",
+           "PromptFitted", "Sampling", "generate", "make_backend"]

@@ -13,13 +13,13 @@ Generated code never runs in this process.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from nnrag.exceptions import ContextOverflowError, NnragError
 from nnrag.generate.backends.base import Backend, Completion, Sampling
+from nnrag.generate.events import Generated, Probed, Progress, PromptFitted
 from nnrag.generate.fixes import (
     Splice,
     copy_reference_definitions,
@@ -46,7 +46,6 @@ from nnrag.train.spec import SpecError, TrainSpec
 
 logger = get_logger(__name__)
 
-Progress = Callable[[dict[str, Any]], None]
 PROBE_ENTRY = "nnrag.generate._probe:run"
 TASKS = ("image-classification", "signal-classification")
 COMPLETION_STOPS = ("```", "\n## ", "\n### ")
@@ -132,8 +131,7 @@ class Generator:
         cand.blocks = [b.qualname for b in fitted.blocks]
         cand.prompt_tokens, cand.cuts, cand.prompt = (fitted.tokens, list(fitted.cuts),
                                                       fitted.prompt.flat())
-        self.progress({"event": "prompt", "index": cand.index, "tokens": fitted.tokens,
-                       "cuts": fitted.cuts})
+        self.progress(PromptFitted(cand.index, fitted.tokens, tuple(fitted.cuts)))
         answer = self._sample(cand, fitted.prompt, cfg.max_new_tokens, self._stop(), 0)
         code = self._code_from(cand, answer.text, fitted.code_prefix)
         if code is None:
@@ -266,8 +264,7 @@ class Generator:
             c.status = "executable" if c.executable else "not_executable"
             # a repaired model has no error left
             c.error = None if c.executable else c.probe.get("error")
-            self.progress({"event": "probe", "index": c.index, "ok": c.executable, "error": c.error,
-                           "repairs": c.repairs})
+            self.progress(Probed(c.index, c.executable, c.error, c.repairs))
 
     def _repair(self, cand: Candidate, fitted_by_index: dict[int, Fitted]) -> bool:
         """One repair prompt for a candidate that failed the probe; True if it changed."""
@@ -318,8 +315,7 @@ class Generator:
             cand = Candidate(i)
             self.report.candidates.append(cand)
             self._generate_one(cand, ranked)
-            self.progress({"event": "generated", "index": i, "n": cfg.n, "status": cand.status,
-                           "error": cand.error, "notes": cand.notes})
+            self.progress(Generated(i, cfg.n, cand.status, cand.error, tuple(cand.notes)))
         todo = [c for c in self.report.candidates if c.status == "unique"]
         if todo:
             self._probe(todo)
@@ -341,7 +337,6 @@ class Generator:
     def _train(self, cands: list[Candidate]) -> None:
         if not cands:
             return
-        from nnrag.train.events import TrainEvent
         from nnrag.train.executors import LocalExecutor
         from nnrag.train.runstore import RunStore
         from nnrag.train.wiring import indexed_engine
@@ -349,11 +344,7 @@ class Generator:
         runs = RunStore(self.runs_db)
         engine = indexed_engine(runs, LocalExecutor(self.config.workers), self.index_db)
         specs = [self._specs[c.index] for c in cands]
-
-        def relay(event: TrainEvent) -> None:
-            self.progress({**event.to_dict(), "event": "train_" + event.kind})
-
-        batch = engine.train(specs, relay)
+        batch = engine.train(specs, self.progress)
         self.report.reused = batch.deduplicated
         for cand, run_id in zip(cands, batch.run_ids, strict=True):
             row = runs.get(run_id)

@@ -9,9 +9,19 @@ from pathlib import Path
 import pytest
 
 from nnrag.exceptions import ContextOverflowError, NnragError
-from nnrag.generate import BackendConfig, GenerateConfig, Generator, make_backend
+from nnrag.generate import (
+    BackendConfig,
+    GenerateConfig,
+    Generated,
+    GenerateEvent,
+    Generator,
+    Probed,
+    PromptFitted,
+    make_backend,
+)
 from nnrag.generate.prompts import NET_PREFIX
 from nnrag.index import Store
+from nnrag.train import TrialDone
 from nnrag.train.runstore import RunStore
 
 SE_MODEL = """class Net(nn.Module):
@@ -71,10 +81,10 @@ def replay() -> object:
 @pytest.mark.sandbox
 def test_pipeline_end_to_end_on_recorded_answers(replay: object, zoo_db_copy: Path,
                                                   tmp_path: Path) -> None:
-    events: list[dict] = []
+    events: list[GenerateEvent] = []
     config = GenerateConfig(dataset="digits", n=4, shots=2, blocks=8, epochs=1, limit=300, seed=1,
                             runs_db=tmp_path / "runs.db", index_db=zoo_db_copy)
-    report = Generator(replay, config, events.append).run()  # type: ignore[arg-type]
+    report = Generator(replay, config, events.append).run()
     c0, c1, c2, c3 = report.candidates
     figures = report.figures()
     assert {k: figures[k] for k in ("prompts_sent", "parsed", "schema_valid", "unique",
@@ -112,7 +122,8 @@ def test_pipeline_end_to_end_on_recorded_answers(replay: object, zoo_db_copy: Pa
             and "Reference" in prov["prompt"])
     runs = RunStore(tmp_path / "runs.db")
     assert [r.outcome for r in runs.runs()] == ["ok", "ok"]
-    assert {e["event"] for e in events} >= {"prompt", "generated", "probe", "train_done"}
+    assert {type(e) for e in events} >= {PromptFitted, Generated, Probed, TrialDone}
+    assert all(json.dumps(e.to_dict()) for e in events)
     json.dumps(report.as_dict(full=True))
 
     # a second run with the same answers: the trained models are now references (run store
