@@ -415,7 +415,8 @@ def build_report(args: argparse.Namespace, targets: dict[str, list[str]],
              "cause": o.cause, "error_type": o.error_type,
              "error_message": (o.error_message or "")[:600], "cached": o.cached,
              "gaps": list(o.detail.get("gaps", []))[:5],
-             "init_args": o.detail.get("init_args"), "input_desc": o.detail.get("input_desc")}
+             "init_args": o.detail.get("init_args"), "input_desc": o.detail.get("input_desc"),
+             "rules_fired": list(o.rules_fired)}
             for pkg in results for o in results[pkg]
         ],
     }
