@@ -48,7 +48,7 @@ def write_trial_data(spec: TrainSpec, scratch: Path) -> TrialData:
     """Load the spec's dataset here and write what the child may see into ``scratch``.
 
     ``limit`` bounds the training and the test split alike, so a small trial is cheap to
-    evaluate too. One file serves every trial of the same dataset, seed and limit.
+    evaluate too. The engine writes one file per dataset, seed and limit in a batch.
     """
     data = load_dataset(spec.dataset, seed=spec.seed, limit=spec.limit)
     (train_x, train_y), (test_x, test_y) = data.train.tensors, data.test.tensors
@@ -56,10 +56,9 @@ def write_trial_data(spec: TrainSpec, scratch: Path) -> TrialData:
         test_x, test_y = test_x[: spec.limit], test_y[: spec.limit]
     key = hashlib.sha1(f"{spec.dataset}/{spec.seed}/{spec.limit}".encode()).hexdigest()[:16]
     name = data_name(key)
-    if not (scratch / name).exists():
-        tmp = scratch / f"{name}.tmp.npz"
-        np.savez(tmp, train_x=train_x.numpy(), train_y=train_y.numpy(), test_x=test_x.numpy())
-        tmp.replace(scratch / name)
+    tmp = scratch / f"{name}.tmp.npz"  # always rewritten: an earlier trial may have left one
+    np.savez(tmp, train_x=train_x.numpy(), train_y=train_y.numpy(), test_x=test_x.numpy())
+    tmp.replace(scratch / name)
     return TrialData(name, test_y, data.info.num_classes)
 
 

@@ -32,7 +32,7 @@ from nnrag.index import code_fingerprint, normalised_md5
 from nnrag.logging import get_logger
 from nnrag.sandbox import Limits, SandboxResult
 from nnrag.train._channel import progress_name
-from nnrag.train._scoring import TrialWatch, write_trial_data
+from nnrag.train._scoring import TrialData, TrialWatch, write_trial_data
 from nnrag.train.contract import check_source
 from nnrag.train.events import Progress, TrialDeduplicated, TrialDone, TrialEpoch
 from nnrag.train.executors import Executor, LocalExecutor
@@ -176,10 +176,12 @@ class Engine:
         if not todo:
             return
         scratch = self._scratch()
-        payloads, watches, files = [], {}, set()
+        payloads: list[dict[str, Any]] = []
+        watches: dict[int, TrialWatch] = {}
+        datas: dict[tuple[str, int, int | None], TrialData] = {}  # one file per data key
         for run_id, spec, extra in todo:  # the parent loads the data; the child gets inputs
-            data = write_trial_data(spec, scratch)
-            files.add(data.name)
+            key = (spec.dataset, spec.seed, spec.limit)
+            data = datas[key] = datas.get(key) or write_trial_data(spec, scratch)
             watches[run_id] = TrialWatch(run_id, spec, data)
             payloads.append({**extra, "spec": spec.model_dump(), "run_id": run_id,
                              "data": data.name, "progress": progress_name(run_id)})
@@ -221,8 +223,8 @@ class Engine:
                              scratch / progress_name(run_id),
                              *scratch.glob(f"logits-{run_id}-*")]:
                     path.unlink(missing_ok=True)
-            for name in files:
-                (scratch / name).unlink(missing_ok=True)
+            for data in datas.values():
+                (scratch / data.name).unlink(missing_ok=True)
 
     def _scratch(self) -> Path:
         """One scratch folder per engine: pooled sandbox workers are tied to it."""
