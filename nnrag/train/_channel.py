@@ -14,8 +14,10 @@ its epoch time) keeps a ``_self_reported`` name all the way into the run store.
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, BinaryIO, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -121,23 +123,40 @@ def parse_result(value: Any, max_epoch: int) -> ChildResult:
     return result
 
 
+def _open_regular(path: Path) -> BinaryIO | None:
+    """``path`` opened for reading if it is a plain file; None if it does not exist.
+
+    Never follows a symlink (the parent would read what the child points it at) and never
+    blocks (a FIFO in place of a progress file would hang the engine).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ChannelError(f"{path.name} is not a readable plain file: {exc.strerror}") from None
+    f = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        f.close()
+        raise ChannelError(f"{path.name} is not a plain file")
+    return f
+
+
 def read_new_lines(path: Path, offset: int) -> tuple[list[bytes], int]:
     """Complete lines appended to ``path`` since byte ``offset``, and the new offset.
 
     A line still being written (no newline yet) waits for the next call; a file or a
     pending line past the limits is a :class:`ChannelError`.
     """
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
+    f = _open_regular(path)
+    if f is None:
         return [], offset
-    except OSError as exc:
-        raise ChannelError(f"progress file unreadable: {exc}") from None
-    if size > MAX_PROGRESS_BYTES:
-        raise ChannelError(f"progress file of {size} bytes (limit {MAX_PROGRESS_BYTES})")
-    if size <= offset:
-        return [], offset
-    with path.open("rb") as f:
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        if size > MAX_PROGRESS_BYTES:
+            raise ChannelError(f"progress file of {size} bytes (limit {MAX_PROGRESS_BYTES})")
+        if size <= offset:
+            return [], offset
         f.seek(offset)
         chunk = f.read(size - offset)
     end = chunk.rfind(b"\n") + 1
@@ -153,19 +172,18 @@ def load_logits(path: Path, n_test: int, classes: int) -> np.ndarray:
     protocol error.
     """
     limit = n_test * classes * 4 + NPY_HEADER_SLACK
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise ChannelError(f"missing logits file {path.name}") from None
-    except OSError as exc:
-        raise ChannelError(f"logits file {path.name} unreadable: {exc}") from None
-    if size > limit:
-        raise ChannelError(f"logits file {path.name} of {size} bytes (limit {limit})")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except Exception as exc:  # any malformed file: truncated, pickled, an .npz, ...
-        raise ChannelError(f"logits file {path.name} is not a plain .npy array: "
-                           f"{type(exc).__name__}: {str(exc)[:200]}") from None
+    f = _open_regular(path)
+    if f is None:
+        raise ChannelError(f"missing logits file {path.name}")
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        if size > limit:
+            raise ChannelError(f"logits file {path.name} of {size} bytes (limit {limit})")
+        try:
+            array = np.load(f, allow_pickle=False)
+        except Exception as exc:  # any malformed file: truncated, pickled, an .npz, ...
+            raise ChannelError(f"logits file {path.name} is not a plain .npy array "
+                               f"({type(exc).__name__})") from None
     if not isinstance(array, np.ndarray) or array.dtype not in LOGITS_DTYPES:
         raise ChannelError(f"logits {path.name} must be float32 or float16, got "
                            f"{getattr(array, 'dtype', type(array).__name__)}")

@@ -191,6 +191,20 @@ def test_claiming_ok_without_scored_epochs_is_an_error(tmp_path: Path) -> None:
     assert value["outcome"] == "error" and "0 of 2 scored epochs" in value["error"]
 
 
+def test_symlinks_and_fifos_are_refused_without_blocking(tmp_path: Path) -> None:
+    import os
+
+    secret = tmp_path / "secret"
+    secret.write_text('{"epoch": 1, "epoch_s": 1}\n')
+    (tmp_path / "link.jsonl").symlink_to(secret)
+    os.mkfifo(tmp_path / "fifo.jsonl")
+    for name in ("link.jsonl", "fifo.jsonl"):
+        with pytest.raises(ChannelError, match="plain file"):
+            read_new_lines(tmp_path / name, 0)
+        with pytest.raises(ChannelError, match="plain file"):
+            load_logits(tmp_path / name, 2, 2)
+
+
 def test_a_half_written_line_waits_and_a_pickled_logits_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "p.jsonl"
     path.write_bytes(b'{"epoch": 1, "epo')
