@@ -256,6 +256,25 @@ def test_any_logits_file_loads_or_raises_a_channel_error(tmp_path_factory: Any,
     assert array.shape == (2, 2) and array.dtype == np.float32
 
 
+ROWS = st.one_of(st.binary(max_size=80), JSON.map(lambda v: json.dumps(v).encode()),
+                 LIKELY.map(lambda v: json.dumps(v).encode()),
+                 st.just(b'{"epoch": 1, "epoch_s": 0.1}'))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(ROWS, max_size=4), st.one_of(JSON, LIKELY))
+def test_the_watch_never_raises_on_what_a_child_writes(tmp_path_factory: Any,
+                                                       lines: list[bytes], value: Any) -> None:
+    scratch = tmp_path_factory.mktemp("w")
+    watch = _watch(scratch, epochs=2)
+    _logits(scratch, np.zeros((200, 10), np.float32))
+    (scratch / progress_name(7)).write_bytes(b"\n".join(lines) + b"\n")
+    watch.poll(scratch)
+    verdict = watch.verdict(_ok(value))
+    assert verdict["outcome"] in {"ok", "nan", "error", "oom"}
+    assert verdict["outcome"] != "ok" or len(verdict["epochs"]) == 2
+
+
 def test_the_run_store_never_stores_an_overflowing_number(tmp_path: Path) -> None:
     runs = RunStore(tmp_path / "runs.db")
     s = spec(GOOD)
