@@ -32,6 +32,7 @@ def in_process(model: str, epochs: int, limit: int | None) -> float:
     """Seconds to build and train ``model`` in this process, as the trial does."""
     import torch
 
+    from nnrag.train import TrainSpec, write_trial_data
     from nnrag.train import run_trial as run
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -41,9 +42,11 @@ def in_process(model: str, epochs: int, limit: int | None) -> float:
         os.chdir(tmp)
         try:
             torch.set_num_threads(1)
+            spec = _spec(model, epochs, limit)
+            data = write_trial_data(TrainSpec.model_validate(spec), Path(tmp))
             t0 = time.perf_counter()
-            out = run({"code": (CORPUS / f"{model}.py").read_text(),
-                       "spec": _spec(model, epochs, limit),
+            out = run({"code": (CORPUS / f"{model}.py").read_text(), "spec": spec,
+                       "data": data.name,
                        "module_name": f"inproc_{model}_{epochs}_{time.monotonic_ns()}"})
             took = time.perf_counter() - t0
         finally:

@@ -142,7 +142,7 @@ def show(run_id: int, runs_db: Path | None, fmt: str) -> None:
             out.print(f"  {key}: {getattr(run, key)}")
     table = Table("epoch", "metric", "value", box=None)
     for e in run.epochs:
-        table.add_row(str(e.epoch), e.metric, f"{e.value:.4f}")
+        table.add_row(str(e.epoch), e.metric, "" if e.value is None else f"{e.value:.4f}")
     out.print(table)
     if run.traceback:
         out.print(run.traceback, markup=False, highlight=False)

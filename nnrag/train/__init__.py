@@ -20,12 +20,14 @@ from nnrag.train.runstore import EpochRecord, RunRecord, RunStore
 from nnrag.train.spec import SpecError, TrainSpec, load_spec, parse_spec
 
 if TYPE_CHECKING:
+    from nnrag.train._scoring import TrialData, write_trial_data
     from nnrag.train.engine import BatchReport, Engine, OnTrained, Resolver, Trained, local_code
     from nnrag.train.wiring import index_resolver, index_writer, indexed_engine
 
 _LAZY = {
     **dict.fromkeys(("BatchReport", "Engine", "OnTrained", "Resolver", "Trained", "local_code"),
                     "nnrag.train.engine"),
+    **dict.fromkeys(("TrialData", "write_trial_data"), "nnrag.train._scoring"),
     **dict.fromkeys(("index_resolver", "index_writer", "indexed_engine"), "nnrag.train.wiring"),
 }
 
@@ -39,7 +41,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "BatchReport", "Engine", "EpochRecord", "Executor", "LocalExecutor", "OnTrained", "Progress",
     "RayExecutor", "Resolver", "RunRecord", "RunStore", "SpecError", "TrainEvent", "TrainSpec",
-    "Trained", "TrialDeduplicated", "TrialDone", "TrialEpoch", "estimate_flops", "index_resolver",
-    "index_writer", "indexed_engine", "load_spec", "local_code", "make_executor", "parse_spec",
-    "run_trial",
+    "Trained", "TrialData", "TrialDeduplicated", "TrialDone", "TrialEpoch", "estimate_flops",
+    "index_resolver", "index_writer", "indexed_engine", "load_spec", "local_code",
+    "make_executor", "parse_spec", "run_trial", "write_trial_data",
 ]

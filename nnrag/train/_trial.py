@@ -1,10 +1,12 @@
 """One training trial, run inside the sandbox child: ``run(payload)`` is the entry point.
 
-The orchestrator prepares the dataset cache first (the child's file system is read-only
-except its scratch folder). Each finished epoch is appended as a JSON line to the progress
-file the orchestrator polls, so progress and heartbeats survive a child that dies later.
-Outcomes are data: ``ok`` or ``nan`` here; ``error`` with the traceback for exceptions;
-the sandbox itself reports ``timeout`` and ``oom``.
+The orchestrator writes the trial's data file into scratch: training inputs and labels and
+the test *inputs*; the test labels never reach this process. After each epoch the child
+writes its test-set logits to a file and appends a JSON line (epoch, time, its own training
+loss) to the progress file the orchestrator polls; the orchestrator scores the logits, so
+no code here (or in the model) can forge a metric, and progress survives a child that dies
+later. Outcomes are data: ``ok`` or ``nan`` here; ``error`` with the traceback for
+exceptions; the sandbox itself reports ``timeout`` and ``oom``.
 """
 
 from __future__ import annotations
@@ -22,31 +24,30 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from nnrag.train.contract import build_model, load_module
-    from nnrag.train.datasets import load_dataset
-    from nnrag.train.registry import metric_fn, transform_fn
+    from nnrag.train.datasets import dataset_info
+    from nnrag.train.registry import transform_fn
     from nnrag.train.spec import TrainSpec
 
     spec = TrainSpec.model_validate(payload["spec"])
+    run_id = int(payload.get("run_id", 0))
     progress = Path(payload["progress"]) if payload.get("progress") else None
     torch.set_num_threads(1)
     torch.manual_seed(spec.seed)
     start = time.perf_counter()
-    result: dict[str, Any] = {"outcome": "error", "epochs": [], "params": None, "flops": None,
+    result: dict[str, Any] = {"outcome": "error", "epochs": 0, "params": None, "flops": None,
                               "versions": {"torch": torch.__version__,
                                            "python": platform.python_version()}}
     try:
-        data = load_dataset(spec.dataset, seed=spec.seed, limit=spec.limit)
-        info = data.info
+        train_x, train_y, test_x = _inputs(payload["data"])
         transform = transform_fn(spec.transform)
-        train_x, train_y = transform(data.train.tensors[0]), data.train.tensors[1]
-        test_x, test_y = transform(data.test.tensors[0]), data.test.tensors[1]
+        train_x, test_x = transform(train_x), transform(test_x)
         module = load_module(payload["code"], payload.get("module_name", "nnrag_model"), Path.cwd())
         prm = spec.hyperparameters.prm()
         bs = spec.hyperparameters.batch_size
         in_shape = (bs, *train_x.shape[1:])
         device = torch.device("cpu")
-        model = build_model(module, in_shape, (info.num_classes,), prm, device,
-                            payload.get("block"))
+        classes = dataset_info(spec.dataset).num_classes
+        model = build_model(module, in_shape, (classes,), prm, device, payload.get("block"))
         result["params"] = sum(p.numel() for p in model.parameters())
         result["flops"] = estimate_flops(model, train_x[:1])
         model.train_setup(prm)  # type: ignore[operator]  # the contract's methods
@@ -55,23 +56,24 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
             torch.utils.data.TensorDataset(train_x, train_y), batch_size=bs, shuffle=True,
             generator=gen
         )
-        metric = metric_fn(spec.metric)
         scheduler = _scheduler(model, spec)
         for epoch in range(1, spec.budget.epochs + 1):
             t0 = time.perf_counter()
-            model.learn(loader)  # type: ignore[operator]
+            loss = _number(model.learn(loader))  # type: ignore[operator]
             if scheduler is not None:
                 scheduler.step()
-            row = {"epoch": epoch, **evaluate(model, test_x, test_y, metric, spec.metric),
-                   "epoch_s": round(time.perf_counter() - t0, 4)}
-            result["epochs"].append(row)
+            logits = predict(model, test_x)
+            _save_logits(logits, run_id, epoch)
+            row: dict[str, Any] = {"epoch": epoch, "epoch_s": round(time.perf_counter() - t0, 4)}
+            if loss is not None:
+                row["train_loss"] = loss
+            result["epochs"] = epoch
             if progress is not None:
                 with progress.open("a") as f:
                     f.write(json.dumps(row) + "\n")
-            if (not all(math.isfinite(v) for k, v in row.items() if isinstance(v, float))
-                    or not _finite(model)):
+            if not bool(torch.isfinite(logits).all()) or not _finite(model):
                 result["outcome"] = "nan"
-                result["error"] = f"non-finite loss or weights after epoch {epoch}"
+                result["error"] = f"non-finite logits or weights after epoch {epoch}"
                 break
         else:
             result["outcome"] = "ok"
@@ -84,14 +86,46 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def evaluate(model: Any, x: Any, y: Any, metric: Any, metric_name: str) -> dict[str, float]:
+def _inputs(name: str) -> tuple[Any, Any, Any]:
+    """The parent's data file: training inputs and labels, test inputs (no test labels)."""
+    import numpy as np
+    import torch
+
+    with np.load(Path(name), allow_pickle=False) as data:
+        return (torch.from_numpy(data["train_x"]), torch.from_numpy(data["train_y"]),
+                torch.from_numpy(data["test_x"]))
+
+
+def predict(model: Any, x: Any) -> Any:
+    """Test-set logits as float32; the parent, holding the labels, scores them."""
     import torch
 
     model.eval()
     with torch.no_grad():
-        logits = torch.cat([model(x[i : i + 512]) for i in range(0, len(x), 512)])
-        loss = float(torch.nn.functional.cross_entropy(logits.float(), y))
-    return {metric_name: float(metric(logits, y)), "test_loss": loss}
+        return torch.cat([model(x[i : i + 512]) for i in range(0, len(x), 512)]).float()
+
+
+def _save_logits(logits: Any, run_id: int, epoch: int) -> None:
+    """Written whole, then renamed: the parent never reads half a file."""
+    import numpy as np
+
+    from nnrag.train._channel import logits_name
+
+    target = Path(logits_name(run_id, epoch))
+    tmp = target.with_suffix(".tmp")
+    with tmp.open("wb") as f:
+        np.save(f, logits.numpy().astype(np.float32, copy=False))
+    tmp.replace(target)
+
+
+def _number(value: Any) -> float | None:
+    """What ``learn`` returned, if it is a loss; self-reported, never ranked on."""
+    try:
+        if isinstance(value, bool) or value is None:
+            return None
+        return float(value) if isinstance(value, int | float) or value.numel() == 1 else None
+    except (AttributeError, TypeError, ValueError, RuntimeError):
+        return None
 
 
 def estimate_flops(model: Any, x: Any) -> int | None:

@@ -5,6 +5,12 @@ finished run of the same spec by the MD5 of its whitespace-normalised text and b
 structural fingerprint (renamed variables, comments and formatting do not matter); a twin
 returns the stored result.
 
+Model code is not trusted, so neither is anything a trial writes: the engine keeps the
+test labels, scores the logits each trial writes (:mod:`nnrag.train._scoring`), and parses
+every message strictly (:mod:`nnrag.train._channel`); a malformed one is that trial's
+``error``. A trial whose engine keeps dying under it is re-run by ``resume`` at most
+:data:`MAX_RERUNS` times, then ``quarantined``.
+
 The engine knows nothing of the block index: how a ``block:`` reference becomes code (the
 ``resolver``) and where a successful model goes (the ``on_trained`` sink) are given by the
 caller. :mod:`nnrag.train.wiring` has the standard pair, which extracts blocks from the
@@ -25,6 +31,8 @@ from typing import Any, cast
 from nnrag.index import code_fingerprint, normalised_md5
 from nnrag.logging import get_logger
 from nnrag.sandbox import Limits, SandboxResult
+from nnrag.train._channel import progress_name
+from nnrag.train._scoring import TrialData, TrialWatch, write_trial_data
 from nnrag.train.contract import check_source
 from nnrag.train.events import Progress, TrialDeduplicated, TrialDone, TrialEpoch
 from nnrag.train.executors import Executor, LocalExecutor
@@ -32,6 +40,11 @@ from nnrag.train.runstore import RunRecord, RunStore
 from nnrag.train.spec import SpecError, TrainSpec
 
 logger = get_logger(__name__)
+
+#: How often ``resume`` re-runs a trial that never finished (its engine or worker died)
+#: before giving up on it as ``quarantined``: a model that kills its orchestrator must not
+#: be re-run forever.
+MAX_RERUNS = 2
 
 
 @dataclass
@@ -120,10 +133,17 @@ class Engine:
         return report
 
     def resume(self, progress: Progress | None = None, stale_after_s: float = 60.0) -> BatchReport:
-        """Re-run, with the same spec and code, every run whose engine or worker died."""
+        """Re-run, with the same spec and code, every run whose engine or worker died; one
+        already started more than :data:`MAX_RERUNS` times is quarantined instead."""
         report = BatchReport()
         todo = []
         for row in self.runs.orphans(stale_after_s):
+            if row.attempts > MAX_RERUNS:
+                self.runs.quarantine(row.id, f"its trial was started {row.attempts} times and "
+                                     "never finished; not re-run again")
+                report.run_ids.append(row.id)
+                report.count("quarantined")
+                continue
             spec = TrainSpec.model_validate(row.spec_dict)
             self.runs.requeue(row.id)
             report.run_ids.append(row.id)
@@ -155,39 +175,35 @@ class Engine:
                  progress: Progress | None) -> None:
         if not todo:
             return
-        from nnrag.train.datasets import load_dataset
-
-        for dataset, seed, limit in {(s.dataset, s.seed, s.limit) for _, s, _ in todo}:
-            load_dataset(dataset, seed=seed, limit=limit)  # builds caches the sandbox only reads
         scratch = self._scratch()
-        payloads = []
-        for run_id, spec, extra in todo:
+        payloads: list[dict[str, Any]] = []
+        watches: dict[int, TrialWatch] = {}
+        datas: dict[tuple[str, int, int | None], TrialData] = {}  # one file per data key
+        for run_id, spec, extra in todo:  # the parent loads the data; the child gets inputs
+            key = (spec.dataset, spec.seed, spec.limit)
+            data = datas[key] = datas.get(key) or write_trial_data(spec, scratch)
+            watches[run_id] = TrialWatch(run_id, spec, data)
             payloads.append({**extra, "spec": spec.model_dump(), "run_id": run_id,
-                             "progress": str(scratch / f"progress-{run_id}.jsonl")})
+                             "data": data.name, "progress": progress_name(run_id)})
         limits = Limits(wall_s=max(s.budget.wall_s for _, s, _ in todo),
                         memory_mb=max(s.budget.memory_mb for _, s, _ in todo))
-        seen: dict[int, int] = {}
         running = {run_id for run_id, _, _ in todo}
         for run_id, _, _ in todo:
             self.runs.start(run_id)
 
         def tick() -> None:
             for run_id in list(running):
-                path = scratch / f"progress-{run_id}.jsonl"
-                lines = path.read_text().splitlines() if path.exists() else []
-                for line in lines[seen.get(run_id, 0):]:
-                    row = json.loads(line)
-                    self.runs.add_epoch(run_id, row["epoch"], row)
+                for row in watches[run_id].poll(scratch):
+                    self.runs.add_epoch(run_id, int(row["epoch"]), row)
                     if progress:
-                        progress(TrialEpoch(run_id, row["epoch"],
+                        progress(TrialEpoch(run_id, int(row["epoch"]),
                                             {k: v for k, v in row.items() if k != "epoch"}))
-                seen[run_id] = len(lines)
             self.runs.beat(sorted(running))
 
         def done(i: int, result: SandboxResult) -> None:
             run_id, spec, extra = todo[i]
             tick()
-            value = _outcome(result)
+            value = watches[run_id].verdict(result)
             self.runs.finish(run_id, value, spec.metric)
             running.discard(run_id)
             report.trained += 1
@@ -203,8 +219,12 @@ class Engine:
             self.executor.run(payloads, limits, done, tick, scratch)
         finally:
             for run_id, _, _ in todo:
-                for name in (f"nnrag_model_{run_id}.py", f"progress-{run_id}.jsonl"):
-                    (scratch / name).unlink(missing_ok=True)
+                for path in [scratch / f"nnrag_model_{run_id}.py",
+                             scratch / progress_name(run_id),
+                             *scratch.glob(f"logits-{run_id}-*")]:
+                    path.unlink(missing_ok=True)
+            for data in datas.values():
+                (scratch / data.name).unlink(missing_ok=True)
 
     def _scratch(self) -> Path:
         """One scratch folder per engine: pooled sandbox workers are tied to it."""
@@ -222,13 +242,3 @@ class Engine:
                 self.runs.mark_indexed(run_id, qualname)
         except Exception as exc:  # write-back is a bonus: never lose the run over it
             logger.warning("write-back of run %d failed: %s", run_id, exc)
-
-
-def _outcome(result: SandboxResult) -> dict[str, Any]:
-    """A sandbox verdict as a run outcome: ok, nan, error, timeout, oom (crash -> error)."""
-    if result.status == "ok" and isinstance(result.value, dict):
-        return result.value
-    outcome = {"timeout": "timeout", "oom": "oom"}.get(result.status, "error")
-    message = f"{result.error_type}: {result.error_message}" if result.error_type else result.status
-    return {"outcome": outcome, "error": message[:2000], "traceback": result.traceback,
-            "epochs": [], "duration_s": result.duration_s}

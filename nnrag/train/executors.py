@@ -7,6 +7,7 @@ so a trial on a Ray cluster is exactly as isolated as a local one.
 from __future__ import annotations
 
 import abc
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -43,18 +44,38 @@ class LocalExecutor(Executor):
                  on_result=on_result, on_tick=on_tick, scratch=scratch, keep_workers=True)
 
 
-def _ray_trial(payload: dict[str, Any], limits: dict[str, Any]) -> SandboxResult:
-    """Body of the Ray task: the same sandbox, started on whichever node Ray picked."""
+MAX_RETURNED_BYTES = 256 << 20
+
+
+def _ray_trial(payload: dict[str, Any], limits: dict[str, Any],
+               files: dict[str, bytes]) -> tuple[SandboxResult, dict[str, bytes]]:
+    """Body of the Ray task: the same sandbox, started on whichever node Ray picked.
+
+    ``files`` (the trial's data file) are placed in a fresh scratch folder; what the child
+    wrote there for the engine to check comes back with the result, unread.
+    """
     scratch = Path(tempfile.mkdtemp(prefix="nnrag-ray-"))
-    return run_function(ENTRY, {**payload, "progress": None}, limits=Limits(**limits),
-                        preload=PRELOAD, scratch=scratch)
+    for name, content in files.items():
+        (scratch / Path(name).name).write_bytes(content)
+    result = run_function(ENTRY, payload, limits=Limits(**limits), preload=PRELOAD,
+                          scratch=scratch)
+    back, total = {}, 0
+    run = int(payload["run_id"])  # only this run's files: a child cannot speak for another
+    for pattern in (f"progress-{run}.jsonl", f"logits-{run}-*.npy"):
+        for path in scratch.glob(pattern):
+            total += path.lstat().st_size
+            if path.is_file() and not path.is_symlink() and total <= MAX_RETURNED_BYTES:
+                back[path.name] = path.read_bytes()
+    shutil.rmtree(scratch, ignore_errors=True)
+    return result, back
 
 
 class RayExecutor(Executor):
     """Submit each trial as a Ray task with its own CPU (and GPU) reservation.
 
     ``address=None`` starts (or joins) a local Ray instance; ``"auto"`` or
-    ``"ray://host:10001"`` joins a cluster. Epoch progress comes back with the result.
+    ``"ray://host:10001"`` joins a cluster. Each task gets the trial's data file; its
+    progress and logits files come back with the result, and the engine checks them then.
     """
 
     def __init__(self, address: str | None = None, cpus_per_trial: float = 1.0,
@@ -73,16 +94,23 @@ class RayExecutor(Executor):
             on_tick: Callable[[], None] | None = None, scratch: Path | None = None) -> None:
         from dataclasses import asdict
 
-        refs = {self.remote.remote(p, asdict(limits)): i for i, p in enumerate(payloads)}
+        if scratch is None:
+            raise ValueError("the Ray executor needs the engine's scratch folder")
+        data = {name: self.ray.put({name: (scratch / name).read_bytes()})
+                for name in {p["data"] for p in payloads}}
+        refs = {self.remote.remote(p, asdict(limits), data[p["data"]]): i
+                for i, p in enumerate(payloads)}
         while refs:
             done, _ = self.ray.wait(list(refs), num_returns=1, timeout=1.0)
             for ref in done:
                 i = refs.pop(ref)
                 try:
-                    result = self.ray.get(ref)
+                    result, files = self.ray.get(ref)
                 except Exception as exc:  # the Ray task itself failed (node lost, ...)
-                    result = SandboxResult("crashed", None, type(exc).__name__, str(exc)[:2000],
-                                           None, "", "", 0.0)
+                    result, files = SandboxResult("crashed", None, type(exc).__name__,
+                                                  str(exc)[:2000], None, "", "", 0.0), {}
+                for name, content in files.items():
+                    (scratch / Path(name).name).write_bytes(content)
                 on_result(i, result)
             if on_tick is not None:
                 on_tick()

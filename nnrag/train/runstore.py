@@ -45,8 +45,13 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE runs ADD COLUMN duplicate_of INTEGER;
     ALTER TABLE runs ADD COLUMN indexed_as TEXT;
     """,
+    # 3: how often a run's trial was started, so resume can quarantine one that never ends
+    """
+    ALTER TABLE runs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+MAX_STORED_INT = 2**62  # SQLite's INTEGER overflows at 2**63; larger counts are stored NULL
 STALE_AFTER_S = 60.0  # a running trial without a heartbeat for this long is orphaned
 # What ``nnrag runs`` and ``nnrag leaderboard`` show of a run (and emit as JSON).
 LISTING_FIELDS = ("id", "name", "dataset", "status", "outcome", "best", "params", "duration_s",
@@ -93,6 +98,7 @@ class RunRecord:
     code: str | None = None
     duplicate_of: int | None = None
     indexed_as: str | None = None
+    attempts: int = 0
     epochs: tuple[EpochRecord, ...] = ()
 
     @property
@@ -175,8 +181,8 @@ class RunStore:
 
     def start(self, run_id: int) -> None:
         now = time.time()
-        self._write("UPDATE runs SET status='running', started=?, heartbeat=? WHERE id=?",
-                    (now, now, run_id))
+        self._write("UPDATE runs SET status='running', started=?, heartbeat=?,"
+                    " attempts=attempts+1 WHERE id=?", (now, now, run_id))
 
     def beat(self, run_ids: list[int]) -> None:
         if run_ids:
@@ -189,7 +195,8 @@ class RunStore:
         try:
             self._conn.executemany(
                 "INSERT OR REPLACE INTO epochs(run_id, epoch, metric, value) VALUES (?,?,?,?)",
-                [(run_id, epoch, k, float(v)) for k, v in metrics.items() if k != "epoch"],
+                [(run_id, _epoch(epoch), str(k)[:100], _real(v)) for k, v in metrics.items()
+                 if k != "epoch"],
             )
             self._conn.execute("UPDATE runs SET heartbeat=? WHERE id=?", (time.time(), run_id))
         except BaseException:
@@ -201,21 +208,22 @@ class RunStore:
                duplicate_of: int | None = None) -> None:
         """Record the outcome and every epoch row in one transaction."""
         epochs = result.get("epochs") or []
-        values = [e.get(metric) for e in epochs if isinstance(e.get(metric), int | float)]
-        best = max(values) if values else None
+        values = [_real(e.get(metric)) for e in epochs]
+        best = max((v for v in values if v is not None and v == v), default=None)
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             self._conn.execute("DELETE FROM epochs WHERE run_id=?", (run_id,))
             self._conn.executemany(
                 "INSERT INTO epochs(run_id, epoch, metric, value) VALUES (?,?,?,?)",
-                [(run_id, e["epoch"], k, float(v)) for e in epochs for k, v in e.items()
-                 if k != "epoch" and isinstance(v, int | float)],
+                [(run_id, _epoch(e["epoch"]), str(k)[:100], _real(v)) for e in epochs
+                 for k, v in e.items() if k != "epoch" and _real(v) is not None],
             )
             self._conn.execute(
                 "UPDATE runs SET status='done', outcome=?, error=?, traceback=?, finished=?,"
                 " params=?, flops=?, duration_s=?, best=?, versions=?, duplicate_of=? WHERE id=?",
                 (result.get("outcome"), result.get("error"), result.get("traceback"), time.time(),
-                 result.get("params"), result.get("flops"), result.get("duration_s"), best,
+                 _count(result.get("params")), _count(result.get("flops")),
+                 _real(result.get("duration_s")), best,
                  json.dumps(result.get("versions") or {}), duplicate_of, run_id),
             )
         except BaseException:
@@ -225,6 +233,11 @@ class RunStore:
 
     def mark_indexed(self, run_id: int, qualname: str) -> None:
         self._write("UPDATE runs SET indexed_as=? WHERE id=?", (qualname, run_id))
+
+    def quarantine(self, run_id: int, reason: str) -> None:
+        """Give up on a run whose trial never finishes: done, outcome ``quarantined``."""
+        self._write("UPDATE runs SET status='done', outcome='quarantined', error=?, finished=?"
+                    " WHERE id=?", (reason, time.time(), run_id))
 
     def requeue(self, run_id: int) -> None:
         self._write("UPDATE runs SET status='queued', started=NULL, heartbeat=NULL WHERE id=?",
@@ -278,3 +291,27 @@ class RunStore:
             params = (dataset,)
         return self._records(f"{where} ORDER BY best DESC, duration_s ASC LIMIT ?",
                              (*params, limit))
+
+
+def _count(value: Any) -> int | None:
+    """An integer the store can hold, or NULL: what reaches SQLite never overflows it."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_STORED_INT:
+        return value
+    return None
+
+
+def _real(value: Any) -> float | None:
+    """A number as REAL, or None for anything else (strings, huge ints, bools)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
+
+
+def _epoch(value: Any) -> int:
+    epoch = _count(value)
+    if epoch is None:
+        raise StoreError(f"epoch {str(value)[:40]!r} is not a storable epoch number")
+    return epoch

@@ -88,7 +88,8 @@ class TrainSpec(_Strict):
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     budget: Budget = Field(default_factory=Budget)
     seed: int = Field(0, ge=0)
-    limit: int | None = Field(None, ge=1, description="train on the first N samples only")
+    limit: int | None = Field(None, ge=1,
+                              description="train and evaluate on the first N samples of each split")
 
     @model_validator(mode="after")
     def _known_names(self) -> TrainSpec:
