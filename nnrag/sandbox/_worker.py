@@ -36,6 +36,8 @@ from nnrag.sandbox._isolation import (
     isolate_network,
     prctl,
 )
+from nnrag.sandbox._privileges import drop_privileges
+from nnrag.sandbox._seccomp import load_filter
 
 FSIZE_LIMIT = 256 * 2**20
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
@@ -53,6 +55,32 @@ def _is_oom(exc: BaseException) -> bool:
 def _virtual_size() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def harden(network: bool) -> dict[str, str]:
+    """Drop every privilege, then load the seccomp filter (which needs ``no_new_privs``
+    unless CAP_SYS_ADMIN is held, hence the order); map each layer to why it is missing."""
+    return {"capabilities": drop_privileges(), "seccomp": load_filter(network)}
+
+
+def _measure_hardening(network: bool) -> dict[str, str]:
+    """Harden a throwaway child and report what held, so that a missing layer is known (and
+    logged) once per worker instead of being rediscovered in every task."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.write(write_end, json.dumps(harden(network)).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as f:
+        data = f.read(1 << 16)
+    os.waitpid(pid, 0)
+    try:
+        return {str(k): str(v) for k, v in json.loads(data).items()}
+    except (ValueError, AttributeError):
+        return {"capabilities": "probe child failed", "seccomp": "probe child failed"}
 
 
 def _child(task: dict[str, Any], scratch: str, out_dir: str, nproc: int) -> None:
@@ -80,6 +108,7 @@ def _child(task: dict[str, Any], scratch: str, out_dir: str, nproc: int) -> None
         resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+        harden(bool(limits["network"]))  # the last step before untrusted code may run
         sys.addaudithook(Guard(scratch, bool(limits["network"])))
     except BaseException:
         os._exit(70)
@@ -256,7 +285,9 @@ def main() -> None:
         return
     nproc = _count_user_tasks() + 256
     base_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    out.write(json.dumps({"ready": True, "net": netns, "fs": fs, "pid": os.getpid()}) + "\n")
+    hardening = _measure_hardening(bool(config["network"]))
+    ready = {"ready": True, "net": netns, "fs": fs, "pid": os.getpid(), "harden": hardening}
+    out.write(json.dumps(ready) + "\n")
     warmed: set[str] = set()
     for line in sys.stdin:
         if not line.strip():
