@@ -3,9 +3,10 @@
 Run as root (containers, CI), a forked child keeps the full capability set: it could remount
 ``/`` writable, enter the host's network namespace or read any process's environment. Here
 it drops the bounding set (so no exec can bring a capability back), empties its effective,
-permitted and inheritable sets, clears ambient capabilities and sets ``no_new_privs``. The
-uid stays, so the scratch dir it owns stays writable; what the uid alone allows is bounded
-by the read-only mount namespace and the seccomp filter. Imports nothing else of ``nnrag``.
+permitted and inheritable sets, clears ambient capabilities, turns off "dumpable" and sets
+``no_new_privs``. The uid stays, so the scratch dir it owns stays writable; what the uid
+alone allows is bounded by the read-only mount namespace and the seccomp filter. Imports
+nothing else of ``nnrag``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 
 __all__ = ["drop_privileges", "status_fields"]
 
+PR_SET_DUMPABLE = 4
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
@@ -53,6 +55,10 @@ def drop_privileges() -> str:
     data = (_CapData * 2)()
     if libc.capset(ctypes.byref(header), data) != 0:
         problems.append(f"capset: {os.strerror(ctypes.get_errno())}")
+    # Not dumpable: a sibling trial of the same uid cannot open our /proc entries (cwd, fd,
+    # environ, mem), which permissions alone would allow once both hold no capabilities.
+    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        problems.append(f"dumpable: {os.strerror(ctypes.get_errno())}")
     if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         problems.append(f"no_new_privs: {os.strerror(ctypes.get_errno())}")
     return "; ".join(problems)

@@ -74,7 +74,8 @@ def _socket(family: int) -> Callable[[], tuple[bool, str]]:
 def _read(path: str) -> Callable[[], tuple[bool, str]]:
     def probe() -> tuple[bool, str]:
         with open(path, "rb") as f:
-            return False, f"read {len(f.read(4096))} bytes"
+            size = len(f.read(4096))
+        return size == 0, f"read {size} bytes"  # empty: masked (/dev/null bound over it)
 
     return probe
 
@@ -87,6 +88,13 @@ def _write(path: str) -> Callable[[], tuple[bool, str]]:
         return _refused(fd)
 
     return probe
+
+
+def _siblings() -> tuple[bool, str]:
+    """Other workers' homes (and their trials' scratch) live next to this worker's home."""
+    home = os.path.dirname(os.getcwd())
+    others = [n for n in os.listdir(os.path.dirname(home)) if n != os.path.basename(home)]
+    return not others, f"{len(others)} other entries visible"
 
 
 def _kill(pid: int) -> Callable[[], tuple[bool, str]]:
@@ -142,6 +150,8 @@ def inspect(payload: dict[str, Any]) -> dict[str, Any]:
         "open an inet socket": _socket(socket.AF_INET),
         "open a unix socket": _socket(socket.AF_UNIX),
         "read the caller's /proc/<pid>/environ": _read(f"/proc/{parent}/environ"),
+        "read /etc/shadow": _read("/etc/shadow"),
+        "list other workers' folders": _siblings,
         "signal the caller (kill)": _kill(parent),
         "enter the caller's network namespace (setns)": _setns(parent),
         "write outside scratch (ctypes open)": _write(payload["outside"]),

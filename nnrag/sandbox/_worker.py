@@ -32,6 +32,7 @@ from nnrag.sandbox._isolation import (
     PR_SET_CHILD_SUBREAPER,
     PR_SET_PDEATHSIG,
     Guard,
+    conceal,
     isolate_filesystem,
     isolate_network,
     prctl,
@@ -267,7 +268,9 @@ def main() -> None:
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     prctl(PR_SET_CHILD_SUBREAPER, 1)
     netns = "off" if config["network"] else isolate_network()
-    fs = isolate_filesystem([config["work_dir"], *config.get("writable", [])])
+    writable = [config["work_dir"], *config.get("writable", [])]
+    fs = isolate_filesystem(writable)
+    hidden = conceal(config["work_dir"], writable) if fs == "ro-mountns" else []
     if not os.access(config["work_dir"], os.W_OK):  # a half-applied mount setup
         out.write(json.dumps({"ready": False, "error": "work dir became read-only"}) + "\n")
         return
@@ -286,7 +289,8 @@ def main() -> None:
     nproc = _count_user_tasks() + 256
     base_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     hardening = _measure_hardening(bool(config["network"]))
-    ready = {"ready": True, "net": netns, "fs": fs, "pid": os.getpid(), "harden": hardening}
+    ready = {"ready": True, "net": netns, "fs": fs, "pid": os.getpid(), "harden": hardening,
+             "hidden": hidden}  # fmt: skip
     out.write(json.dumps(ready) + "\n")
     warmed: set[str] = set()
     for line in sys.stdin:

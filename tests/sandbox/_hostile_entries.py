@@ -7,9 +7,12 @@ raises ``OSError`` when the kernel refuses, as an attacker checking return codes
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import glob
 import os
 import signal
+import time
 from typing import Any
 
 SHELL_MARKER = "echo pwned > {marker}"
@@ -121,3 +124,37 @@ def fork_bomb(payload: dict[str, Any]) -> int:
             os._exit(0)
         made += 1
     return made
+
+
+def plant_secret(payload: dict[str, Any]) -> str:
+    """The victim trial: a secret in its own scratch, held there for a while."""
+    with open(f"secret-{payload['token']}", "w") as f:
+        f.write(payload["token"])
+    time.sleep(payload["hold_s"])
+    return os.getcwd()
+
+
+def hunt_secret(payload: dict[str, Any]) -> list[str]:
+    """The thief: look for the victim's file next to its own folders and through /proc."""
+    name = f"secret-{payload['token']}"
+    base = os.path.dirname(os.path.dirname(os.getcwd()))
+    deadline = time.monotonic() + payload["hunt_s"]
+    while time.monotonic() < deadline:
+        found = glob.glob(f"{base}/*/*/{name}") + glob.glob(f"/proc/*/cwd/{name}")
+        stolen = []
+        for path in found:
+            with contextlib.suppress(OSError), open(path) as f:
+                stolen.append(f.read())
+        if stolen:
+            return stolen
+        time.sleep(0.05)
+    return []
+
+
+def read_file(payload: dict[str, Any]) -> str:
+    with open(payload["path"], "rb") as f:
+        return f.read().decode(errors="replace")
+
+
+def call(payload: dict[str, Any]) -> Any:
+    return globals()[payload["fn"]](payload)

@@ -123,6 +123,22 @@ def test_native_writes_outside_scratch_are_contained(where: str) -> None:
         target.unlink(missing_ok=True)
 
 
+def test_shadow_file_is_masked() -> None:
+    result = run_function(f"{MOD}:read_file", {"path": "/etc/shadow"}, limits=FAST, preload=())
+    assert result.status == "error" or result.value == "", result
+
+
+def test_another_trials_scratch_is_out_of_reach() -> None:
+    token = uuid.uuid4().hex
+    payloads = [{"fn": "plant_secret", "token": token, "hold_s": 4.0},
+                {"fn": "hunt_secret", "token": token, "hunt_s": 3.0}]  # fmt: skip
+    victim, thief = run_many(f"{MOD}:call", payloads, limits=Limits(wall_s=10), jobs=2,
+                             preload=())  # fmt: skip
+    assert victim.status == "ok", victim
+    assert thief.status == "ok", thief
+    assert thief.value == [], thief  # neither by path nor through /proc/<pid>/cwd
+
+
 def test_check_reports_the_kernel_layers_active() -> None:
     report = check()
     assert report.contained, report
