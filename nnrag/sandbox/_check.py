@@ -89,6 +89,7 @@ def _layers(seen: dict[str, Any], caller_ns: dict[str, str]) -> tuple[LayerState
     if mnt_ok and not seen["root_read_only"]:
         mnt_ok, mnt_detail = False, "own mount namespace, but / is writable"
     net_ok, net_detail = _separate("net", ns, caller_ns)
+    ipc_ok, ipc_detail = _separate("ipc", ns, caller_ns)
     caps = status["CapEff"].strip("0") == "" and status["CapBnd"].strip("0") == ""
     limits, nnp = seen["rlimits"], status["NoNewPrivs"]
     return (
@@ -96,6 +97,7 @@ def _layers(seen: dict[str, Any], caller_ns: dict[str, str]) -> tuple[LayerState
         LayerState("pid namespace", pid_ok, pid_detail),
         LayerState("mount namespace, read-only /", mnt_ok, mnt_detail),
         LayerState("network namespace", net_ok, net_detail),
+        LayerState("ipc namespace", ipc_ok, ipc_detail),
         LayerState("no_new_privs", nnp == "1", f"NoNewPrivs {nnp}"),
         LayerState(
             "capabilities dropped", caps, f"CapEff {status['CapEff']}, CapBnd {status['CapBnd']}"

@@ -1,9 +1,11 @@
 """The walls a sandbox worker puts up around itself and its task children.
 
-Three layers, each a backstop for the others: kernel namespaces (no network, a read-only
-filesystem but for the scratch dirs), set up once by the fork server before any thread
-exists; and an audit hook (:class:`Guard`) in every task child that refuses process
-creation, network use and Python-level writes outside the scratch dir. Like
+Kernel namespaces (no network, no host IPC, a read-only filesystem but for the scratch dirs,
+with secrets and sibling workers concealed), set up once by the fork server before any
+thread exists; and an audit hook (:class:`Guard`) in every task child that refuses process
+creation, network use and Python-level writes outside the scratch dir. The task child's
+other layers (capabilities, seccomp) are in :mod:`~nnrag.sandbox._privileges` and
+:mod:`~nnrag.sandbox._seccomp`; ``docs/sandbox.md`` lists them all. Like
 :mod:`nnrag.sandbox._worker` this imports nothing from the rest of ``nnrag``.
 """
 
@@ -21,6 +23,7 @@ __all__ = [
     "Guard",
     "conceal",
     "isolate_filesystem",
+    "isolate_ipc",
     "isolate_network",
     "prctl",
 ]
@@ -28,6 +31,7 @@ __all__ = [
 CLONE_NEWNET = 0x40000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT = 0x1, 0x2, 0x4, 0x20
 MS_BIND, MS_REC, MS_PRIVATE = 0x1000, 0x4000, 1 << 18
 MNT_DETACH = 0x2
@@ -118,6 +122,14 @@ def isolate_network() -> str:
     except OSError:
         pass
     return "userns+netns"
+
+
+def isolate_ipc() -> str:
+    """Move into a fresh IPC namespace: the host's SysV shared memory, semaphores and message
+    queues (keyed by number, guarded only by uid) vanish. ``""`` or why it is missing."""
+    if _libc().unshare(CLONE_NEWIPC) == 0:
+        return ""
+    return f"unshare(CLONE_NEWIPC): {os.strerror(ctypes.get_errno())}"
 
 
 class _MountAttr(ctypes.Structure):

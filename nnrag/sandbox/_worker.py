@@ -34,6 +34,7 @@ from nnrag.sandbox._isolation import (
     Guard,
     conceal,
     isolate_filesystem,
+    isolate_ipc,
     isolate_network,
     prctl,
 )
@@ -268,6 +269,7 @@ def main() -> None:
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     prctl(PR_SET_CHILD_SUBREAPER, 1)
     netns = "off" if config["network"] else isolate_network()
+    ipc = isolate_ipc()  # after isolate_network: a user namespace it entered grants the right
     writable = [config["work_dir"], *config.get("writable", [])]
     fs = isolate_filesystem(writable)
     hidden = conceal(config["work_dir"], writable) if fs == "ro-mountns" else []
@@ -288,7 +290,7 @@ def main() -> None:
         return
     nproc = _count_user_tasks() + 256
     base_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    hardening = _measure_hardening(bool(config["network"]))
+    hardening = {**_measure_hardening(bool(config["network"])), "ipc namespace": ipc}
     ready = {"ready": True, "net": netns, "fs": fs, "pid": os.getpid(), "harden": hardening,
              "hidden": hidden}  # fmt: skip
     out.write(json.dumps(ready) + "\n")

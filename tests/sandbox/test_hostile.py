@@ -8,6 +8,7 @@ to account. The outcomes are the table in ``docs/sandbox.md``.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import subprocess
@@ -139,12 +140,27 @@ def test_another_trials_scratch_is_out_of_reach() -> None:
     assert thief.value == [], thief  # neither by path nor through /proc/<pid>/cwd
 
 
+def test_host_sysv_shared_memory_is_invisible() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    shm_id = libc.shmget(0, 4096, 0o600 | 0o1000)  # IPC_PRIVATE, IPC_CREAT
+    if shm_id < 0:
+        pytest.skip("no SysV shared memory here")
+    try:
+        result = run_function(f"{MOD}:sysv_segments", {}, limits=FAST, preload=())
+    finally:
+        libc.shmctl(shm_id, 0, None)  # IPC_RMID
+    if not {layer.name: layer for layer in check().layers}["ipc namespace"].active:
+        pytest.skip("no IPC namespace here")
+    assert result.status == "ok", result
+    assert shm_id not in result.value
+
+
 def test_check_reports_the_kernel_layers_active() -> None:
     report = check()
     assert report.contained, report
     layers = {layer.name: layer for layer in report.layers}
     for name in ("no_new_privs", "capabilities dropped", "seccomp filter", "rlimits",
-                 "audit hook"):  # fmt: skip
+                 "audit hook", "ipc namespace"):  # fmt: skip
         assert layers[name].active, layers[name]
     if namespace_links()["net"] and layers["network namespace"].detail != "":
         assert layers["network namespace"].active == ("shared" not in layers[
