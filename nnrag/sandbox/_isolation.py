@@ -1,9 +1,11 @@
 """The walls a sandbox worker puts up around itself and its task children.
 
-Three layers, each a backstop for the others: kernel namespaces (no network, a read-only
-filesystem but for the scratch dirs), set up once by the fork server before any thread
-exists; and an audit hook (:class:`Guard`) in every task child that refuses process
-creation, network use and Python-level writes outside the scratch dir. Like
+Kernel namespaces (no network, no host IPC, a read-only filesystem but for the scratch dirs,
+with secrets and sibling workers concealed), set up once by the fork server before any
+thread exists; and an audit hook (:class:`Guard`) in every task child that refuses process
+creation, network use and Python-level writes outside the scratch dir. The task child's
+other layers (capabilities, seccomp) are in :mod:`~nnrag.sandbox._privileges` and
+:mod:`~nnrag.sandbox._seccomp`; ``docs/sandbox.md`` lists them all. Like
 :mod:`nnrag.sandbox._worker` this imports nothing from the rest of ``nnrag``.
 """
 
@@ -19,7 +21,9 @@ __all__ = [
     "PR_SET_CHILD_SUBREAPER",
     "PR_SET_PDEATHSIG",
     "Guard",
+    "conceal",
     "isolate_filesystem",
+    "isolate_ipc",
     "isolate_network",
     "prctl",
 ]
@@ -27,7 +31,12 @@ __all__ = [
 CLONE_NEWNET = 0x40000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT = 0x1, 0x2, 0x4, 0x20
 MS_BIND, MS_REC, MS_PRIVATE = 0x1000, 0x4000, 1 << 18
+MNT_DETACH = 0x2
+#: Readable by uid 0 even without capabilities (their owner): masked with /dev/null instead.
+SECRET_FILES = ("/etc/shadow", "/etc/gshadow")
 AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY = -100, 0x8000, 0x1
 SYS_MOUNT_SETATTR = 442  # the same number on every architecture (new-style syscall table)
 PR_SET_PDEATHSIG = 1
@@ -115,6 +124,14 @@ def isolate_network() -> str:
     return "userns+netns"
 
 
+def isolate_ipc() -> str:
+    """Move into a fresh IPC namespace: the host's SysV shared memory, semaphores and message
+    queues (keyed by number, guarded only by uid) vanish. ``""`` or why it is missing."""
+    if _libc().unshare(CLONE_NEWIPC) == 0:
+        return ""
+    return f"unshare(CLONE_NEWIPC): {os.strerror(ctypes.get_errno())}"
+
+
 class _MountAttr(ctypes.Structure):
     _fields_ = [(n, ctypes.c_uint64) for n in ("attr_set", "attr_clr", "propagation", "userns")]
 
@@ -143,6 +160,47 @@ def isolate_filesystem(writable: list[str]) -> str:
     except OSError:
         return "none"  # the namespace is private to us, so a half-done setup harms no one
     return "ro-mountns"
+
+
+def conceal(work_dir: str, writable: list[str]) -> list[str]:
+    """In the worker's private mount namespace, hide what its tasks must not read; return what
+    was hidden.
+
+    A task child runs as the uid that owns every other worker's folder (and, as root, the
+    shadow files), so permissions alone do not keep it out: the shadow files get /dev/null
+    bound over them, and the pool's base folder (every worker's home and log) gets an empty
+    read-only tmpfs with only this worker's own home bound back in. Once per worker, so a
+    task pays nothing for it. Needs CAP_SYS_ADMIN over the mount namespace, which
+    :func:`isolate_filesystem` succeeding implies.
+    """
+    libc = _libc()
+    hidden = [
+        secret
+        for secret in SECRET_FILES
+        if os.path.isfile(secret)
+        and libc.mount(b"/dev/null", os.fsencode(secret), None, MS_BIND, None) == 0
+    ]
+    base = os.path.dirname(work_dir)
+    if any(p != work_dir and (p + os.sep).startswith(base + os.sep) for p in writable):
+        return hidden  # a caller's scratch under the base folder would vanish too
+    keep = os.open(work_dir, os.O_PATH | os.O_DIRECTORY)
+    base_b = os.fsencode(base)
+    try:
+        if libc.mount(b"tmpfs", base_b, b"tmpfs", MS_NOSUID | MS_NODEV, b"size=64k,mode=755"):
+            return hidden
+        os.mkdir(work_dir, 0o700)
+        source = f"/proc/self/fd/{keep}".encode()
+        if libc.mount(source, os.fsencode(work_dir), None, MS_BIND | MS_REC, None) != 0:
+            raise OSError(ctypes.get_errno(), "bind the work dir back")
+        flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV
+        if libc.mount(None, base_b, None, flags, None) != 0:
+            raise OSError(ctypes.get_errno(), "make the base read-only")
+    except OSError:
+        libc.umount2(base_b, MNT_DETACH)  # back to the plain read-only view
+        return hidden
+    finally:
+        os.close(keep)
+    return [*hidden, base]
 
 
 def _mount_setattr(libc: ctypes.CDLL, path: str, attr: _MountAttr) -> None:

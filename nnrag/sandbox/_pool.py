@@ -34,6 +34,22 @@ log = get_logger(__name__)
 #: ``on_result(index, result)``: called as each task finishes, in completion order.
 OnResult = Callable[[int, SandboxResult], None]
 
+#: Missing isolation layers already logged in this process: each is worth one warning, not
+#: one per worker (a batch starts many, and they all run on the same kernel).
+_WARNED: set[str] = set()
+
+
+def _warn_missing(isolation: dict[str, str], hardening: dict[str, str]) -> None:
+    missing = {name: why for name, why in hardening.items() if why}
+    if isolation.get("net") == "none":
+        missing["network namespace"] = "unshare(CLONE_NEWNET) was refused"
+    if isolation.get("fs") == "none":
+        missing["read-only mount namespace"] = "unshare(CLONE_NEWNS) or mount_setattr refused"
+    for name, why in sorted(missing.items()):
+        if name not in _WARNED:
+            _WARNED.add(name)
+            log.warning("sandbox layer %s is missing (%s); see `nnrag sandbox --check`", name, why)
+
 
 class _Batch:
     """One :meth:`WorkerPool.run`'s state: which payloads wait, which results are in."""
@@ -188,6 +204,7 @@ class WorkerPool:
                 self._retire(worker, "crashed", "SandboxError", message.get("error", "?"))
             worker.ready = True
             worker.isolation = {"net": message["net"], "fs": message["fs"]}
+            _warn_missing(worker.isolation, message.get("harden", {}))
             log.debug("sandbox worker %s ready: %s", message["pid"], worker.isolation)
         else:
             index, worker.task = worker.task, None

@@ -32,10 +32,14 @@ from nnrag.sandbox._isolation import (
     PR_SET_CHILD_SUBREAPER,
     PR_SET_PDEATHSIG,
     Guard,
+    conceal,
     isolate_filesystem,
+    isolate_ipc,
     isolate_network,
     prctl,
 )
+from nnrag.sandbox._privileges import drop_privileges
+from nnrag.sandbox._seccomp import load_filter
 
 FSIZE_LIMIT = 256 * 2**20
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
@@ -53,6 +57,32 @@ def _is_oom(exc: BaseException) -> bool:
 def _virtual_size() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def harden(network: bool) -> dict[str, str]:
+    """Drop every privilege, then load the seccomp filter (which needs ``no_new_privs``
+    unless CAP_SYS_ADMIN is held, hence the order); map each layer to why it is missing."""
+    return {"capabilities": drop_privileges(), "seccomp": load_filter(network)}
+
+
+def _measure_hardening(network: bool) -> dict[str, str]:
+    """Harden a throwaway child and report what held, so that a missing layer is known (and
+    logged) once per worker instead of being rediscovered in every task."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.write(write_end, json.dumps(harden(network)).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as f:
+        data = f.read(1 << 16)
+    os.waitpid(pid, 0)
+    try:
+        return {str(k): str(v) for k, v in json.loads(data).items()}
+    except (ValueError, AttributeError):
+        return {"capabilities": "probe child failed", "seccomp": "probe child failed"}
 
 
 def _child(task: dict[str, Any], scratch: str, out_dir: str, nproc: int) -> None:
@@ -80,6 +110,7 @@ def _child(task: dict[str, Any], scratch: str, out_dir: str, nproc: int) -> None
         resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+        harden(bool(limits["network"]))  # the last step before untrusted code may run
         sys.addaudithook(Guard(scratch, bool(limits["network"])))
     except BaseException:
         os._exit(70)
@@ -238,7 +269,10 @@ def main() -> None:
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     prctl(PR_SET_CHILD_SUBREAPER, 1)
     netns = "off" if config["network"] else isolate_network()
-    fs = isolate_filesystem([config["work_dir"], *config.get("writable", [])])
+    ipc = isolate_ipc()  # after isolate_network: a user namespace it entered grants the right
+    writable = [config["work_dir"], *config.get("writable", [])]
+    fs = isolate_filesystem(writable)
+    hidden = conceal(config["work_dir"], writable) if fs == "ro-mountns" else []
     if not os.access(config["work_dir"], os.W_OK):  # a half-applied mount setup
         out.write(json.dumps({"ready": False, "error": "work dir became read-only"}) + "\n")
         return
@@ -256,7 +290,10 @@ def main() -> None:
         return
     nproc = _count_user_tasks() + 256
     base_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    out.write(json.dumps({"ready": True, "net": netns, "fs": fs, "pid": os.getpid()}) + "\n")
+    hardening = {**_measure_hardening(bool(config["network"])), "ipc namespace": ipc}
+    ready = {"ready": True, "net": netns, "fs": fs, "pid": os.getpid(), "harden": hardening,
+             "hidden": hidden}  # fmt: skip
+    out.write(json.dumps(ready) + "\n")
     warmed: set[str] = set()
     for line in sys.stdin:
         if not line.strip():
