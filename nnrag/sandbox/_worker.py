@@ -28,6 +28,7 @@ import time
 import traceback
 from typing import Any
 
+from nnrag.sandbox._fsview import apply_covers, needed_paths
 from nnrag.sandbox._isolation import (
     PR_SET_CHILD_SUBREAPER,
     PR_SET_PDEATHSIG,
@@ -36,7 +37,9 @@ from nnrag.sandbox._isolation import (
     isolate_filesystem,
     isolate_ipc,
     isolate_network,
+    mount_scratch,
     prctl,
+    unmount_scratch,
 )
 from nnrag.sandbox._privileges import drop_privileges
 from nnrag.sandbox._seccomp import load_filter
@@ -198,11 +201,17 @@ def _read_capped(path: str, limit: int) -> str:
         return ""
 
 
-def run_task(task: dict[str, Any], work_dir: str, nproc: int, base_rss_kb: int) -> dict[str, Any]:
-    """Fork a child for ``task``, enforce the wall clock, and build the answer dict."""
+def run_task(
+    task: dict[str, Any], work_dir: str, nproc: int, base_rss_kb: int, quota: bool = False
+) -> dict[str, Any]:
+    """Fork a child for ``task``, enforce the wall clock, and build the answer dict.
+
+    With ``quota`` a scratch folder of the worker's own becomes a tmpfs of
+    ``limits["scratch_mb"]`` (a caller's shared scratch stays a plain folder)."""
     limits = task["limits"]
     own_scratch = not task.get("scratch")
     scratch = tempfile.mkdtemp(prefix="task-", dir=work_dir) if own_scratch else task["scratch"]
+    quota = own_scratch and quota and not mount_scratch(scratch, int(limits.get("scratch_mb", 1024)))
     out_dir = tempfile.mkdtemp(prefix="out-", dir=work_dir)
     start = time.monotonic()
     pid = os.fork()
@@ -243,9 +252,23 @@ def run_task(task: dict[str, Any], work_dir: str, nproc: int, base_rss_kb: int) 
             with contextlib.suppress(ValueError):
                 answer.update({k: v for k, v in json.loads(lines[-1]).items() if k != "status"})
     shutil.rmtree(out_dir, ignore_errors=True)
+    if quota:
+        unmount_scratch(scratch)  # frees every byte at once
     if own_scratch:
         shutil.rmtree(scratch, ignore_errors=True)
     return answer
+
+
+def _quota_works(work_dir: str) -> str:
+    """Mount and drop one scratch tmpfs: ``""`` if per-task quotas work here, else why."""
+    probe = tempfile.mkdtemp(prefix="quota-", dir=work_dir)
+    try:
+        why = mount_scratch(probe, 1)
+        if not why:
+            unmount_scratch(probe)
+        return why
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
 
 
 def _count_user_tasks() -> int:
@@ -272,7 +295,12 @@ def main() -> None:
     ipc = isolate_ipc()  # after isolate_network: a user namespace it entered grants the right
     writable = [config["work_dir"], *config.get("writable", [])]
     fs = isolate_filesystem(writable)
+    view: dict[str, Any] = {"covered": [], "failures": ["no private mount namespace"]}
+    if fs == "ro-mountns":
+        needed = needed_paths(config["preload"], writable)
+        view["covered"], view["failures"] = apply_covers(config.get("covers", []), needed)
     hidden = conceal(config["work_dir"], writable) if fs == "ro-mountns" else []
+    quota = _quota_works(config["work_dir"]) if fs == "ro-mountns" else "no mount namespace"
     if not os.access(config["work_dir"], os.W_OK):  # a half-applied mount setup
         out.write(json.dumps({"ready": False, "error": "work dir became read-only"}) + "\n")
         return
@@ -290,9 +318,10 @@ def main() -> None:
         return
     nproc = _count_user_tasks() + 256
     base_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    hardening = {**_measure_hardening(bool(config["network"])), "ipc namespace": ipc}
+    hardening = {**_measure_hardening(bool(config["network"])), "ipc namespace": ipc,
+                 "minimal file view": "; ".join(view["failures"]), "scratch quota": quota}
     ready = {"ready": True, "net": netns, "fs": fs, "pid": os.getpid(), "harden": hardening,
-             "hidden": hidden}  # fmt: skip
+             "hidden": [*hidden, *view["covered"]]}  # fmt: skip
     out.write(json.dumps(ready) + "\n")
     warmed: set[str] = set()
     for line in sys.stdin:
@@ -307,7 +336,7 @@ def main() -> None:
             with contextlib.suppress(Exception):
                 importlib.import_module(module)
         try:
-            answer = run_task(task, config["work_dir"], nproc, base_rss_kb)
+            answer = run_task(task, config["work_dir"], nproc, base_rss_kb, not quota)
         except Exception as exc:  # a worker-side failure is reported, not fatal
             answer = {
                 "id": task.get("id"),
