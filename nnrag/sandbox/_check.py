@@ -86,7 +86,7 @@ def _layers(seen: dict[str, Any], caller_ns: dict[str, str]) -> tuple[LayerState
         user_detail += "; capabilities are dropped instead"
     pid_ok, pid_detail = _separate("pid", ns, caller_ns)
     if not pid_ok:
-        pid_detail += "; not implemented yet: seccomp and dropped capabilities guard signals"
+        pid_detail += "; seccomp and dropped capabilities guard signals"
     mnt_ok, mnt_detail = _separate("mnt", ns, caller_ns)
     if mnt_ok and not seen["root_read_only"]:
         mnt_ok, mnt_detail = False, "own mount namespace, but / is writable"

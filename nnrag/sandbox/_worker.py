@@ -41,10 +41,14 @@ from nnrag.sandbox._isolation import (
     prctl,
     unmount_scratch,
 )
+from nnrag.sandbox._pidns import enter_pid_namespace
 from nnrag.sandbox._privileges import drop_privileges
 from nnrag.sandbox._seccomp import load_filter
 
 FSIZE_LIMIT = 256 * 2**20
+#: This fork server's pid (0 outside a worker); a task inherits it, and in its own PID
+#: namespace cannot see it otherwise.
+SERVER_PID = 0
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
 
 
@@ -75,7 +79,8 @@ def _measure_hardening(network: bool) -> dict[str, str]:
     pid = os.fork()
     if pid == 0:
         try:
-            os.write(write_end, json.dumps(harden(network)).encode())
+            pidns = enter_pid_namespace()  # the task's path: relay, init, then this child
+            os.write(write_end, json.dumps({**harden(network), "pid namespace": pidns}).encode())
         finally:
             os._exit(0)
     os.close(write_end)
@@ -85,7 +90,7 @@ def _measure_hardening(network: bool) -> dict[str, str]:
     try:
         return {str(k): str(v) for k, v in json.loads(data).items()}
     except (ValueError, AttributeError):
-        return {"capabilities": "probe child failed", "seccomp": "probe child failed"}
+        return dict.fromkeys(("capabilities", "seccomp", "pid namespace"), "probe child failed")
 
 
 def _child(task: dict[str, Any], scratch: str, out_dir: str, nproc: int) -> None:
@@ -211,11 +216,15 @@ def run_task(
     limits = task["limits"]
     own_scratch = not task.get("scratch")
     scratch = tempfile.mkdtemp(prefix="task-", dir=work_dir) if own_scratch else task["scratch"]
-    quota = own_scratch and quota and not mount_scratch(scratch, int(limits.get("scratch_mb", 1024)))
+    size_mb = int(limits.get("scratch_mb", 1024))
+    quota = own_scratch and quota and not mount_scratch(scratch, size_mb)
     out_dir = tempfile.mkdtemp(prefix="out-", dir=work_dir)
     start = time.monotonic()
     pid = os.fork()
     if pid == 0:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        with contextlib.suppress(BaseException):
+            enter_pid_namespace()  # returns in the task only; without it this is the task
         _child(task, scratch, out_dir, nproc)
     with contextlib.suppress(OSError):
         os.setpgid(pid, pid)  # also done by the child: whichever runs first wins the race
@@ -284,6 +293,8 @@ def _count_user_tasks() -> int:
 
 def main() -> None:
     """Worker entry point: ``argv[2]`` is a JSON config (preload, network, work_dir, writable)."""
+    global SERVER_PID
+    SERVER_PID = os.getpid()
     config = json.loads(sys.argv[2])
     sys.dont_write_bytecode = True
     out = os.fdopen(os.dup(1), "w", buffering=1)

@@ -177,3 +177,9 @@ def fill_scratch(payload: dict[str, Any]) -> int:
         with open(f"fill-{i}", "wb") as f:
             f.write(block)
     return payload["total_mb"]
+
+
+def own_processes(payload: dict[str, Any]) -> dict[str, Any]:
+    """This task's pid and every process its ``/proc`` lists."""
+    return {"pid": os.getpid(), "processes": sorted(int(n) for n in os.listdir("/proc")
+                                                     if n.isdigit())}  # fmt: skip

@@ -96,7 +96,8 @@ def test_signalling_the_parent_is_contained(pid: str, pidfd: bool) -> None:
 def test_entering_the_callers_network_namespace_is_contained() -> None:
     result = _attack("enter_netns", {"pid": os.getpid()})
     _assert_contained(result)
-    assert result.error_type in {"PermissionError", "OSError"}
+    # FileNotFoundError: in the task's own PID namespace the caller's pid is not in /proc.
+    assert result.error_type in {"PermissionError", "OSError", "FileNotFoundError"}
 
 
 def test_the_callers_environment_is_unreadable() -> None:
@@ -161,7 +162,7 @@ def test_check_reports_the_kernel_layers_active() -> None:
     assert report.contained, report
     layers = {layer.name: layer for layer in report.layers}
     for name in ("no_new_privs", "capabilities dropped", "seccomp filter", "rlimits",
-                 "audit hook", "ipc namespace", "minimal file view",
+                 "audit hook", "ipc namespace", "minimal file view", "pid namespace",
                  "scratch quota"):  # fmt: skip
         assert layers[name].active, layers[name]
     if namespace_links()["net"] and layers["network namespace"].detail != "":
@@ -213,3 +214,9 @@ def test_scratch_past_its_quota_is_the_tasks_error() -> None:
     fits = run_function(f"{MOD}:fill_scratch", {"total_mb": 3}, preload=(),
                         limits=Limits(wall_s=10.0, scratch_mb=4))  # fmt: skip
     assert fits.ok and fits.value == 3, fits
+
+
+def test_a_task_is_alone_in_its_own_pid_namespace() -> None:
+    """Only its init (PID 1) and itself (PID 2) are in its /proc."""
+    result = _attack("own_processes", {})
+    assert result.ok and result.value == {"pid": 2, "processes": [1, 2]}, result
