@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nnrag.config import nnrag_home
 from nnrag.exceptions import SandboxError
+from nnrag.sandbox._fsview import private_paths
 from nnrag.sandbox._limits import Limits
 from nnrag.sandbox._probes import namespace_links
 from nnrag.sandbox._runner import run_function
@@ -84,7 +86,7 @@ def _layers(seen: dict[str, Any], caller_ns: dict[str, str]) -> tuple[LayerState
         user_detail += "; capabilities are dropped instead"
     pid_ok, pid_detail = _separate("pid", ns, caller_ns)
     if not pid_ok:
-        pid_detail += "; not implemented yet: seccomp and dropped capabilities guard signals"
+        pid_detail += "; seccomp and dropped capabilities guard signals"
     mnt_ok, mnt_detail = _separate("mnt", ns, caller_ns)
     if mnt_ok and not seen["root_read_only"]:
         mnt_ok, mnt_detail = False, "own mount namespace, but / is writable"
@@ -98,6 +100,12 @@ def _layers(seen: dict[str, Any], caller_ns: dict[str, str]) -> tuple[LayerState
         LayerState("mount namespace, read-only /", mnt_ok, mnt_detail),
         LayerState("network namespace", net_ok, net_detail),
         LayerState("ipc namespace", ipc_ok, ipc_detail),
+        _file_view(seen["uncovered"]),
+        LayerState(
+            "scratch quota",
+            seen["scratch_mb"] > 0,
+            f"tmpfs of {seen['scratch_mb']} MB" if seen["scratch_mb"] else "plain folder",
+        ),
         LayerState("no_new_privs", nnp == "1", f"NoNewPrivs {nnp}"),
         LayerState(
             "capabilities dropped", caps, f"CapEff {status['CapEff']}, CapBnd {status['CapBnd']}"
@@ -116,6 +124,28 @@ def _layers(seen: dict[str, Any], caller_ns: dict[str, str]) -> tuple[LayerState
     )
 
 
+def _file_view(uncovered: list[str]) -> LayerState:
+    if uncovered:
+        return LayerState("minimal file view", False, "visible: " + ", ".join(uncovered))
+    return LayerState("minimal file view", True, "home, stores and system data covered")
+
+
+def _plant_sentinels(token: str) -> dict[str, Path]:
+    """A file in ``$HOME`` and one in ``$NNRAG_HOME`` (when that folder exists: a check does
+    not create it) that the probe child must not be able to read."""
+    places = {"read a file in $HOME": Path.home(), "read a file in $NNRAG_HOME": nnrag_home()}
+    planted: dict[str, Path] = {}
+    for name, folder in places.items():
+        path = folder / f".nnrag-check-{token}"
+        if folder.is_dir() and path not in planted.values():
+            try:
+                path.write_text("sentinel")
+            except OSError:
+                continue
+            planted[name] = path
+    return planted
+
+
 def check(network: bool = False) -> SandboxCheck:
     """Run :mod:`nnrag.sandbox._probes` in a real task child (the same worker, fork and
     hardening every trial gets) and report its layers and probes.
@@ -126,14 +156,17 @@ def check(network: bool = False) -> SandboxCheck:
     caller_ns = namespace_links()
     outside = Path(tempfile.gettempdir()) / f"nnrag-check-{uuid.uuid4().hex}"
     shm = Path("/dev/shm") / f"nnrag-check-{uuid.uuid4().hex}"
-    payload = {"parent_pid": os.getpid(), "outside": str(outside), "shm": str(shm)}
+    covers = [p for p in private_paths(os.environ) if os.path.lexists(p)]
+    sentinels = _plant_sentinels(uuid.uuid4().hex)
+    payload = {"parent_pid": os.getpid(), "outside": str(outside), "shm": str(shm),
+               "sentinels": {k: str(v) for k, v in sentinels.items()}, "covers": covers}
     try:
         result = run_function(_ENTRY, payload, limits=Limits(wall_s=30.0, network=network),
                               preload=())  # fmt: skip
     finally:
         leaked = [p for p in (outside, shm) if p.exists()]
-        for path in leaked:
-            path.unlink()
+        for path in [*leaked, *sentinels.values()]:
+            path.unlink(missing_ok=True)
     if not result.ok:
         raise SandboxError(f"the sandbox probe did not finish: {result.status} "
                            f"{result.error_type}: {result.error_message}")  # fmt: skip

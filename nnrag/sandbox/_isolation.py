@@ -25,7 +25,9 @@ __all__ = [
     "isolate_filesystem",
     "isolate_ipc",
     "isolate_network",
+    "mount_scratch",
     "prctl",
+    "unmount_scratch",
 ]
 
 CLONE_NEWNET = 0x40000000
@@ -201,6 +203,19 @@ def conceal(work_dir: str, writable: list[str]) -> list[str]:
     finally:
         os.close(keep)
     return [*hidden, base]
+
+
+def mount_scratch(path: str, size_mb: int) -> str:
+    """Make ``path`` a tmpfs of ``size_mb`` MB: a task's total scratch bytes are bounded
+    (writes past it fail with ENOSPC) and dropping it frees them at once. ``""`` or why not."""
+    options = f"size={max(1, size_mb)}m,mode=700".encode()
+    if _libc().mount(b"tmpfs", os.fsencode(path), b"tmpfs", MS_NOSUID | MS_NODEV, options):
+        return f"mount tmpfs: {os.strerror(ctypes.get_errno())}"
+    return ""
+
+
+def unmount_scratch(path: str) -> None:
+    _libc().umount2(os.fsencode(path), MNT_DETACH)
 
 
 def _mount_setattr(libc: ctypes.CDLL, path: str, attr: _MountAttr) -> None:

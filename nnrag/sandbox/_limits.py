@@ -19,12 +19,15 @@ STATUSES = ("ok", "timeout", "oom", "error", "crashed")
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-task limits. ``memory_mb`` is on top of what the warm worker already maps."""
+    """Per-task limits. ``memory_mb`` is on top of what the warm worker already maps;
+    ``scratch_mb`` bounds the bytes a task may keep in its own scratch folder (a tmpfs, so
+    they count as memory too; a caller's shared ``scratch`` is not bounded)."""
 
     wall_s: float = 60.0
     memory_mb: int = 4096
     network: bool = False
     max_output_bytes: int = 1_000_000
+    scratch_mb: int = 1024
 
 
 @dataclass(frozen=True)

@@ -112,6 +112,41 @@ def _setns(pid: int) -> Callable[[], tuple[bool, str]]:
     return probe
 
 
+def _mounts() -> dict[str, str]:
+    """Mount point -> file system type, as this process sees them (the last mount wins)."""
+    found: dict[str, str] = {}
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields, _, rest = line.partition(" - ")
+            point = fields.split()[4].replace("\\040", " ")
+            found[point] = rest.split()[0] if rest else ""
+    return found
+
+
+def _file_view(covers: list[str], mounts: dict[str, str]) -> list[str]:
+    """The ``covers`` still showing the caller's contents: neither hidden by an outer cover,
+    nor a tmpfs (a folder) or a bind of /dev/null (a file)."""
+    open_ = []
+    for path in covers:
+        if not os.path.lexists(path):
+            continue
+        if os.path.isdir(path) and mounts.get(path) == "tmpfs":
+            continue
+        if not os.path.isdir(path) and os.path.getsize(path) == 0 and path in mounts:
+            continue
+        open_.append(path)
+    return open_
+
+
+def _scratch_quota(mounts: dict[str, str]) -> int:
+    """The size in MB of the tmpfs this task's scratch (its cwd) is, or 0 if it is not one."""
+    cwd = os.getcwd()
+    if mounts.get(cwd) != "tmpfs":
+        return 0
+    vfs = os.statvfs(cwd)
+    return vfs.f_blocks * vfs.f_frsize // 2**20
+
+
 def _run(probe: Callable[[], tuple[bool, str]]) -> tuple[bool, str]:
     try:
         return probe()
@@ -135,7 +170,9 @@ def inspect(payload: dict[str, Any]) -> dict[str, Any]:
     """Report this task child's privileges, namespaces and limits, then run the probes.
 
     ``payload``: ``parent_pid`` (the caller, whose secrets and namespaces are the target),
-    ``outside`` (a path outside scratch that must stay unwritten), ``shm`` (one in /dev/shm).
+    ``outside`` (a path outside scratch that must stay unwritten), ``shm`` (one in /dev/shm),
+    ``sentinels`` (name -> a file the caller wrote in a private place: it must stay unread)
+    and ``covers`` (the private places that existed in the caller).
     """
     status: dict[str, str] = {}
     with open("/proc/self/status") as f:
@@ -157,6 +194,8 @@ def inspect(payload: dict[str, Any]) -> dict[str, Any]:
         "write outside scratch (ctypes open)": _write(payload["outside"]),
         "write to /dev/shm (ctypes open)": _write(payload["shm"]),
     }
+    probes.update({name: _read(path) for name, path in payload.get("sentinels", {}).items()})
+    mounts = _mounts()
     return {
         "status": {k: status.get(k, "") for k in ("NoNewPrivs", "Seccomp", "CapEff", "CapBnd")},
         "uid": os.getuid(),
@@ -168,5 +207,7 @@ def inspect(payload: dict[str, Any]) -> dict[str, Any]:
             "processes": _limited(resource.RLIMIT_NPROC),
         },
         "audit_hook": _audit_hook(),
+        "uncovered": _file_view(list(payload.get("covers", [])), mounts),
+        "scratch_mb": _scratch_quota(mounts),
         "probes": {name: list(_run(probe)) for name, probe in probes.items()},
     }

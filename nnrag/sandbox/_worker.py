@@ -28,6 +28,7 @@ import time
 import traceback
 from typing import Any
 
+from nnrag.sandbox._fsview import apply_covers, needed_paths
 from nnrag.sandbox._isolation import (
     PR_SET_CHILD_SUBREAPER,
     PR_SET_PDEATHSIG,
@@ -36,12 +37,18 @@ from nnrag.sandbox._isolation import (
     isolate_filesystem,
     isolate_ipc,
     isolate_network,
+    mount_scratch,
     prctl,
+    unmount_scratch,
 )
+from nnrag.sandbox._pidns import enter_pid_namespace
 from nnrag.sandbox._privileges import drop_privileges
 from nnrag.sandbox._seccomp import load_filter
 
 FSIZE_LIMIT = 256 * 2**20
+#: This fork server's pid (0 outside a worker); a task inherits it, and in its own PID
+#: namespace cannot see it otherwise.
+SERVER_PID = 0
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
 
 
@@ -72,7 +79,8 @@ def _measure_hardening(network: bool) -> dict[str, str]:
     pid = os.fork()
     if pid == 0:
         try:
-            os.write(write_end, json.dumps(harden(network)).encode())
+            pidns = enter_pid_namespace()  # the task's path: relay, init, then this child
+            os.write(write_end, json.dumps({**harden(network), "pid namespace": pidns}).encode())
         finally:
             os._exit(0)
     os.close(write_end)
@@ -82,7 +90,7 @@ def _measure_hardening(network: bool) -> dict[str, str]:
     try:
         return {str(k): str(v) for k, v in json.loads(data).items()}
     except (ValueError, AttributeError):
-        return {"capabilities": "probe child failed", "seccomp": "probe child failed"}
+        return dict.fromkeys(("capabilities", "seccomp", "pid namespace"), "probe child failed")
 
 
 def _child(task: dict[str, Any], scratch: str, out_dir: str, nproc: int) -> None:
@@ -198,15 +206,25 @@ def _read_capped(path: str, limit: int) -> str:
         return ""
 
 
-def run_task(task: dict[str, Any], work_dir: str, nproc: int, base_rss_kb: int) -> dict[str, Any]:
-    """Fork a child for ``task``, enforce the wall clock, and build the answer dict."""
+def run_task(
+    task: dict[str, Any], work_dir: str, nproc: int, base_rss_kb: int, quota: bool = False
+) -> dict[str, Any]:
+    """Fork a child for ``task``, enforce the wall clock, and build the answer dict.
+
+    With ``quota`` a scratch folder of the worker's own becomes a tmpfs of
+    ``limits["scratch_mb"]`` (a caller's shared scratch stays a plain folder)."""
     limits = task["limits"]
     own_scratch = not task.get("scratch")
     scratch = tempfile.mkdtemp(prefix="task-", dir=work_dir) if own_scratch else task["scratch"]
+    size_mb = int(limits.get("scratch_mb", 1024))
+    quota = own_scratch and quota and not mount_scratch(scratch, size_mb)
     out_dir = tempfile.mkdtemp(prefix="out-", dir=work_dir)
     start = time.monotonic()
     pid = os.fork()
     if pid == 0:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        with contextlib.suppress(BaseException):
+            enter_pid_namespace()  # returns in the task only; without it this is the task
         _child(task, scratch, out_dir, nproc)
     with contextlib.suppress(OSError):
         os.setpgid(pid, pid)  # also done by the child: whichever runs first wins the race
@@ -243,9 +261,23 @@ def run_task(task: dict[str, Any], work_dir: str, nproc: int, base_rss_kb: int) 
             with contextlib.suppress(ValueError):
                 answer.update({k: v for k, v in json.loads(lines[-1]).items() if k != "status"})
     shutil.rmtree(out_dir, ignore_errors=True)
+    if quota:
+        unmount_scratch(scratch)  # frees every byte at once
     if own_scratch:
         shutil.rmtree(scratch, ignore_errors=True)
     return answer
+
+
+def _quota_works(work_dir: str) -> str:
+    """Mount and drop one scratch tmpfs: ``""`` if per-task quotas work here, else why."""
+    probe = tempfile.mkdtemp(prefix="quota-", dir=work_dir)
+    try:
+        why = mount_scratch(probe, 1)
+        if not why:
+            unmount_scratch(probe)
+        return why
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
 
 
 def _count_user_tasks() -> int:
@@ -261,6 +293,8 @@ def _count_user_tasks() -> int:
 
 def main() -> None:
     """Worker entry point: ``argv[2]`` is a JSON config (preload, network, work_dir, writable)."""
+    global SERVER_PID
+    SERVER_PID = os.getpid()
     config = json.loads(sys.argv[2])
     sys.dont_write_bytecode = True
     out = os.fdopen(os.dup(1), "w", buffering=1)
@@ -272,7 +306,12 @@ def main() -> None:
     ipc = isolate_ipc()  # after isolate_network: a user namespace it entered grants the right
     writable = [config["work_dir"], *config.get("writable", [])]
     fs = isolate_filesystem(writable)
+    view: dict[str, Any] = {"covered": [], "failures": ["no private mount namespace"]}
+    if fs == "ro-mountns":
+        needed = needed_paths(config["preload"], writable)
+        view["covered"], view["failures"] = apply_covers(config.get("covers", []), needed)
     hidden = conceal(config["work_dir"], writable) if fs == "ro-mountns" else []
+    quota = _quota_works(config["work_dir"]) if fs == "ro-mountns" else "no mount namespace"
     if not os.access(config["work_dir"], os.W_OK):  # a half-applied mount setup
         out.write(json.dumps({"ready": False, "error": "work dir became read-only"}) + "\n")
         return
@@ -290,9 +329,10 @@ def main() -> None:
         return
     nproc = _count_user_tasks() + 256
     base_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    hardening = {**_measure_hardening(bool(config["network"])), "ipc namespace": ipc}
+    hardening = {**_measure_hardening(bool(config["network"])), "ipc namespace": ipc,
+                 "minimal file view": "; ".join(view["failures"]), "scratch quota": quota}
     ready = {"ready": True, "net": netns, "fs": fs, "pid": os.getpid(), "harden": hardening,
-             "hidden": hidden}  # fmt: skip
+             "hidden": [*hidden, *view["covered"]]}  # fmt: skip
     out.write(json.dumps(ready) + "\n")
     warmed: set[str] = set()
     for line in sys.stdin:
@@ -307,7 +347,7 @@ def main() -> None:
             with contextlib.suppress(Exception):
                 importlib.import_module(module)
         try:
-            answer = run_task(task, config["work_dir"], nproc, base_rss_kb)
+            answer = run_task(task, config["work_dir"], nproc, base_rss_kb, not quota)
         except Exception as exc:  # a worker-side failure is reported, not fatal
             answer = {
                 "id": task.get("id"),

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from nnrag.sandbox._fsview import private_paths
+
 __all__ = ["STARTUP_TIMEOUT_S", "WORKER_GRACE_S", "WorkerProcess"]
 
 #: How long a worker may take to import ``preload`` before the sandbox counts as broken.
@@ -70,6 +72,7 @@ class WorkerProcess:
             "network": network,
             "work_dir": str(self.home),
             "writable": list(writable),
+            "covers": private_paths(os.environ),
         }
         # '' is the caller's current folder (``python -c``/stdin): a folder named like an
         # installed package there (a source checkout being indexed) would shadow it.

@@ -164,3 +164,22 @@ def sysv_segments(payload: dict[str, Any]) -> list[int]:
     """The SysV shared memory ids this task can see (the host's, without an IPC namespace)."""
     with open("/proc/sysvipc/shm") as f:
         return [int(line.split()[1]) for line in f.readlines()[1:]]
+
+
+def list_dir(payload: dict[str, Any]) -> list[str]:
+    return sorted(os.listdir(payload["path"]))
+
+
+def fill_scratch(payload: dict[str, Any]) -> int:
+    """Write 1 MB files into scratch until ``total_mb`` are written (or the quota stops it)."""
+    block = b"x" * 2**20
+    for i in range(payload["total_mb"]):
+        with open(f"fill-{i}", "wb") as f:
+            f.write(block)
+    return payload["total_mb"]
+
+
+def own_processes(payload: dict[str, Any]) -> dict[str, Any]:
+    """This task's pid and every process its ``/proc`` lists."""
+    return {"pid": os.getpid(), "processes": sorted(int(n) for n in os.listdir("/proc")
+                                                     if n.isdigit())}  # fmt: skip

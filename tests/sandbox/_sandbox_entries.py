@@ -164,5 +164,10 @@ def call(payload: dict[str, Any]) -> Any:
 
 
 def parent_pid(payload: dict[str, Any]) -> int:
-    """The fork server's pid: equal across tasks exactly when they ran in the same worker."""
-    return os.getppid()
+    """The fork server's pid: equal across tasks exactly when they ran in the same worker.
+
+    Read from the worker's memory the task inherited: in its own PID namespace the task's
+    parent is the namespace's init, and the worker is out of sight."""
+    from nnrag.sandbox import _worker
+
+    return _worker.SERVER_PID

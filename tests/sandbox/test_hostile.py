@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -95,7 +96,8 @@ def test_signalling_the_parent_is_contained(pid: str, pidfd: bool) -> None:
 def test_entering_the_callers_network_namespace_is_contained() -> None:
     result = _attack("enter_netns", {"pid": os.getpid()})
     _assert_contained(result)
-    assert result.error_type in {"PermissionError", "OSError"}
+    # FileNotFoundError: in the task's own PID namespace the caller's pid is not in /proc.
+    assert result.error_type in {"PermissionError", "OSError", "FileNotFoundError"}
 
 
 def test_the_callers_environment_is_unreadable() -> None:
@@ -160,7 +162,8 @@ def test_check_reports_the_kernel_layers_active() -> None:
     assert report.contained, report
     layers = {layer.name: layer for layer in report.layers}
     for name in ("no_new_privs", "capabilities dropped", "seccomp filter", "rlimits",
-                 "audit hook", "ipc namespace"):  # fmt: skip
+                 "audit hook", "ipc namespace", "minimal file view", "pid namespace",
+                 "scratch quota"):  # fmt: skip
         assert layers[name].active, layers[name]
     if namespace_links()["net"] and layers["network namespace"].detail != "":
         assert layers["network namespace"].active == ("shared" not in layers[
@@ -175,3 +178,45 @@ def test_cli_check_prints_json_and_exits_0() -> None:
     data = json.loads(outcome.output)
     assert data["contained"] is True
     assert {p["name"] for p in data["probes"]} >= {"os.system", "raw fork (ctypes _Fork)"}
+
+
+def _secret_in(folder: Path) -> Path:
+    path = folder / f".nnrag-hostile-{uuid.uuid4().hex}"
+    path.write_text("top secret")
+    return path
+
+
+def test_home_and_the_stores_are_out_of_sight(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A secret in ``$HOME`` and ``$NNRAG_HOME/runs.db`` stay unread, also when the store
+    lies inside a folder the worker needs (here next to the nnrag package itself)."""
+    import nnrag
+
+    store = Path(nnrag.__file__).resolve().parent.parent / f".nnrag-home-{uuid.uuid4().hex}"
+    store.mkdir()
+    monkeypatch.setenv("NNRAG_HOME", str(store))
+    secrets = [_secret_in(Path.home()), store / "runs.db"]
+    secrets[1].write_text("SQLite format 3 runs")
+    try:
+        for secret in secrets:
+            result = _attack("read_file", {"path": str(secret)})
+            assert result.status == "error" and result.error_type == "FileNotFoundError", result
+        listed = _attack("list_dir", {"path": str(Path.home())})
+        assert listed.ok and secrets[0].name not in listed.value, listed
+    finally:
+        secrets[0].unlink()
+        shutil.rmtree(store)
+
+
+def test_scratch_past_its_quota_is_the_tasks_error() -> None:
+    full = run_function(f"{MOD}:fill_scratch", {"total_mb": 12}, preload=(),
+                        limits=Limits(wall_s=10.0, scratch_mb=4))  # fmt: skip
+    assert full.status == "error" and "No space left" in (full.error_message or ""), full
+    fits = run_function(f"{MOD}:fill_scratch", {"total_mb": 3}, preload=(),
+                        limits=Limits(wall_s=10.0, scratch_mb=4))  # fmt: skip
+    assert fits.ok and fits.value == 3, fits
+
+
+def test_a_task_is_alone_in_its_own_pid_namespace() -> None:
+    """Only its init (PID 1) and itself (PID 2) are in its /proc."""
+    result = _attack("own_processes", {})
+    assert result.ok and result.value == {"pid": 2, "processes": [1, 2]}, result
