@@ -23,8 +23,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from nnrag.exceptions import NnragError
+from nnrag.train.runstore import MAX_STORED_INT
 
-MAX_INT = 2**62  # params and FLOPs: SQLite's INTEGER overflows at 2**63
+MAX_INT = MAX_STORED_INT  # params and FLOPs must fit the run store's INTEGER columns
 MAX_LINE_BYTES = 4096  # one progress row
 MAX_PROGRESS_BYTES = 1 << 20  # a whole progress file
 MAX_TEXT = 6000  # an error message or traceback (the child truncates to these)
