@@ -83,7 +83,7 @@ def _layers(seen: dict[str, Any], caller_ns: dict[str, str]) -> tuple[LayerState
     status, ns = seen["status"], seen["namespaces"]
     user_ok, user_detail = _separate("user", ns, caller_ns)
     if not user_ok:
-        user_detail += "; capabilities are dropped instead"
+        user_detail += "; capabilities are dropped and root's uid is given up instead"
     pid_ok, pid_detail = _separate("pid", ns, caller_ns)
     if not pid_ok:
         pid_detail += "; seccomp and dropped capabilities guard signals"
@@ -94,8 +94,11 @@ def _layers(seen: dict[str, Any], caller_ns: dict[str, str]) -> tuple[LayerState
     ipc_ok, ipc_detail = _separate("ipc", ns, caller_ns)
     caps = status["CapEff"].strip("0") == "" and status["CapBnd"].strip("0") == ""
     limits, nnp = seen["rlimits"], status["NoNewPrivs"]
+    uid = int(seen["uid"])
+    uid_detail = f"uid {uid}" + (f" (the caller runs as uid {os.getuid()})" if uid else "")
     return (
         LayerState("user namespace", user_ok, user_detail),
+        LayerState("unprivileged uid", uid != 0, uid_detail),
         LayerState("pid namespace", pid_ok, pid_detail),
         LayerState("mount namespace, read-only /", mnt_ok, mnt_detail),
         LayerState("network namespace", net_ok, net_detail),

@@ -32,6 +32,7 @@ __all__ = [
     "needed_paths",
     "plan_covers",
     "private_paths",
+    "under",
 ]
 
 #: Folders no task needs, whatever the caller: homes, service data, mounts, temporary files.
@@ -45,7 +46,7 @@ def _real(path: str) -> str:
     return os.path.realpath(os.path.expanduser(path))
 
 
-def _under(path: str, top: str) -> bool:
+def under(path: str, top: str) -> bool:
     """True when ``path`` is ``top`` or inside it."""
     return path == top or path.startswith(top.rstrip(os.sep) + os.sep)
 
@@ -107,8 +108,8 @@ def plan_covers(covers: Sequence[str], needed: Sequence[str]) -> list[CoverPlan]
     for cover in sorted(set(covers), key=lambda p: (p.count(os.sep), p)):
         if cover in needed:
             continue
-        inner = [n for n in needed if n != cover and _under(n, cover)]
-        binds = [n for n in inner if not any(m != n and _under(n, m) for m in inner)]
+        inner = [n for n in needed if n != cover and under(n, cover)]
+        binds = [n for n in inner if not any(m != n and under(n, m) for m in inner)]
         plans.append(CoverPlan(cover, tuple(binds)))
     return plans
 

@@ -27,6 +27,7 @@ __all__ = [
     "isolate_network",
     "mount_scratch",
     "prctl",
+    "set_mount_attr",
     "unmount_scratch",
 ]
 
@@ -218,11 +219,21 @@ def unmount_scratch(path: str) -> None:
     _libc().umount2(os.fsencode(path), MNT_DETACH)
 
 
-def _mount_setattr(libc: ctypes.CDLL, path: str, attr: _MountAttr) -> None:
+def _mount_setattr(
+    libc: ctypes.CDLL, path: str, attr: _MountAttr, recursive: bool = True
+) -> None:
     size = ctypes.sizeof(attr)
-    path_b = os.fsencode(path)
-    if libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, path_b, AT_RECURSIVE, ctypes.byref(attr), size):
-        raise OSError(ctypes.get_errno(), f"mount_setattr {path}")
+    path_b, flags = os.fsencode(path), AT_RECURSIVE if recursive else 0
+    if libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, path_b, flags, ctypes.byref(attr), size):
+        code = ctypes.get_errno()
+        raise OSError(code, f"mount_setattr {path}: {os.strerror(code)}")
+
+
+def set_mount_attr(path: str, attr_set: int, recursive: bool = True) -> None:
+    """Set mount attributes (``MOUNT_ATTR_RDONLY``, ...) on the mount at ``path``, leaving its
+    other flags as they are (a remount would have to repeat them, and a user namespace's
+    locked ones at that)."""
+    _mount_setattr(_libc(), path, _MountAttr(attr_set=attr_set), recursive)
 
 
 def prctl(option: int, arg: int) -> None:

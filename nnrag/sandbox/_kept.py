@@ -17,8 +17,8 @@ from nnrag.sandbox._worker_proc import WorkerProcess
 
 __all__ = ["KEPT", "KeptWorkers", "PoolKey"]
 
-#: What a worker is fixed to when it starts: (preload, network, scratch).
-PoolKey = tuple[tuple[str, ...], bool, str | None]
+#: What a worker is fixed to when it starts: (preload, network, scratch, hidden paths).
+PoolKey = tuple[tuple[str, ...], bool, str | None, tuple[str, ...]]
 
 
 class KeptWorkers:

@@ -10,6 +10,7 @@ with ``keep_workers`` the idle ones outlive it in :data:`KEPT`, for the next poo
 
 from __future__ import annotations
 
+import os
 import selectors
 import shutil
 import tempfile
@@ -51,11 +52,17 @@ def _warn_missing(isolation: dict[str, str], hardening: dict[str, str]) -> None:
             log.warning("sandbox layer %s is missing (%s); see `nnrag sandbox --check`", name, why)
 
 
+def _plain_name(name: str) -> bool:
+    return bool(name) and name not in (".", "..") and "/" not in name and "\0" not in name
+
+
 class _Batch:
     """One :meth:`WorkerPool.run`'s state: which payloads wait, which results are in."""
 
-    def __init__(self, payloads: Sequence[dict[str, Any]], on_result: OnResult | None) -> None:
+    def __init__(self, payloads: Sequence[dict[str, Any]], on_result: OnResult | None,
+                 task_dirs: list[str]) -> None:  # fmt: skip
         self.payloads = payloads
+        self.task_dirs = task_dirs
         self.on_result = on_result
         self.pending: deque[int] = deque(range(len(payloads)))
         self.results: list[SandboxResult | None] = [None] * len(payloads)
@@ -76,7 +83,10 @@ class WorkerPool:
 
     Use it as a context manager: :meth:`close` stops the workers (or, with ``keep_workers``,
     hands the idle ones to ``kept``) and removes their folders. ``scratch`` (if given) is
-    shared by all tasks and kept; otherwise each task gets a fresh directory that is removed.
+    the caller's and kept: each task works in a folder of it (see :meth:`run`) and sees
+    nothing else of it but its top-level files, read-only; without it each task gets a fresh
+    folder that is removed. ``hide`` names paths (dataset files with labels, say) that no
+    task may see, on top of the homes and stores every worker covers.
     """
 
     def __init__(
@@ -89,6 +99,7 @@ class WorkerPool:
         scratch: Path | None = None,
         keep_workers: bool = False,
         kept: KeptWorkers = KEPT,
+        hide: Sequence[str | Path] = (),
     ) -> None:
         if ":" not in entry:
             raise ValueError(f"entry must be 'package.module:function', got {entry!r}")
@@ -100,7 +111,8 @@ class WorkerPool:
         self._kept = kept
         self._scratch = Path(scratch) if scratch is not None else None
         self._scratch_str = str(self._scratch.resolve()) if self._scratch is not None else None
-        self._key: PoolKey = (self.preload, limits.network, self._scratch_str)
+        self.hide = tuple(sorted({os.path.realpath(p) for p in hide}))
+        self._key: PoolKey = (self.preload, limits.network, self._scratch_str, self.hide)
         self._limits_dict = asdict(limits)
         self._workers: list[WorkerProcess] = []
         self._selector = selectors.DefaultSelector()
@@ -131,8 +143,12 @@ class WorkerPool:
         *,
         on_result: OnResult | None = None,
         on_tick: Callable[[], None] | None = None,
+        task_dirs: Sequence[str] | None = None,
     ) -> list[SandboxResult]:
         """Run every payload; results come back in payload order.
+
+        With a ``scratch``, payload ``i`` runs in ``scratch/task_dirs[i]`` (default
+        ``task-<i>``), created here: a plain name, so the caller knows where its files are.
 
         ``on_result(i, result)`` fires as each task finishes; ``on_tick()`` at least once a
         second (progress files, heartbeats). A worker that dies is replaced and its task
@@ -142,9 +158,16 @@ class WorkerPool:
             raise RuntimeError("this WorkerPool is closed")
         if not payloads:
             return []
+        names = list(task_dirs) if task_dirs is not None else [f"task-{i}" for i in
+                                                                range(len(payloads))]
+        if len(names) != len(payloads) or any(not _plain_name(n) for n in names):
+            raise ValueError("task_dirs needs one plain folder name (no '/', not '.' or "
+                             f"'..') per payload, got {names!r:.200}")
         if self._scratch is not None:
             self._scratch.mkdir(parents=True, exist_ok=True)
-        batch = self._batch = _Batch(payloads, on_result)
+            for name in names:
+                (self._scratch / name).mkdir(exist_ok=True)
+        batch = self._batch = _Batch(payloads, on_result, names)
         try:
             for worker in list(self._workers):  # left from an earlier run: still usable?
                 if not worker.alive():
@@ -230,7 +253,7 @@ class WorkerPool:
             return
         writable = [self._scratch_str] if self._scratch_str else []
         worker = WorkerProcess(
-            self._base(), self._counter, self.preload, self.limits.network, writable
+            self._base(), self._counter, self.preload, self.limits.network, writable, self.hide
         )
         self._counter += 1
         self._adopt(worker)
@@ -256,6 +279,8 @@ class WorkerPool:
             "limits": self._limits_dict,
             "scratch": self._scratch_str,
         }
+        if self._scratch_str is not None:
+            message["task_dir"] = batch.task_dirs[i]
         if not worker.send(i, message, self.limits.wall_s):
             batch.pending.appendleft(i)  # the worker is gone; its EOF will replace it
 

@@ -49,12 +49,16 @@ def run_many(
     scratch: Path | None = None,
     on_tick: Callable[[], None] | None = None,
     keep_workers: bool = False,
+    hide: Sequence[str | Path] = (),
+    task_dirs: Sequence[str] | None = None,
 ) -> list[SandboxResult]:
     """Run ``entry(payload)`` for every payload in sandboxes; results come back in order.
 
     ``on_result(i, result)`` fires as each task finishes (completion order). A worker that
-    dies is replaced and its task reported ``crashed``. ``scratch`` (if given) is shared by
-    all tasks and kept; otherwise each task gets a fresh directory that is removed. With
+    dies is replaced and its task reported ``crashed``. ``scratch`` (if given) is the
+    caller's and kept: task ``i`` works in ``scratch/task_dirs[i]`` (default ``task-<i>``)
+    and sees only that and the top-level files of ``scratch`` (read-only); otherwise each
+    task gets a fresh directory that is removed. ``hide`` lists paths no task may see. With
     ``keep_workers`` the idle workers stay warm for the next call (see :func:`shutdown_pool`).
     Raises :class:`SandboxError` only if a worker cannot start at all.
     """
@@ -65,8 +69,9 @@ def run_many(
         preload=preload,
         scratch=scratch,
         keep_workers=keep_workers,
+        hide=hide,
     ) as pool:
-        return pool.run(payloads, on_result=on_result, on_tick=on_tick)
+        return pool.run(payloads, on_result=on_result, on_tick=on_tick, task_dirs=task_dirs)
 
 
 def shutdown_pool() -> None:
@@ -81,10 +86,14 @@ def run_function(
     limits: Limits = DEFAULT_LIMITS,
     preload: Sequence[str] = ("torch",),
     scratch: Path | None = None,
+    hide: Sequence[str | Path] = (),
+    task_dir: str | None = None,
 ) -> SandboxResult:
     """Run one ``entry(payload)`` in a fresh sandbox (pays the worker start-up; batch with
     :func:`run_many` when there are many tasks)."""
-    return run_many(entry, [payload], limits=limits, jobs=1, preload=preload, scratch=scratch)[0]
+    dirs = None if task_dir is None else [task_dir]
+    return run_many(entry, [payload], limits=limits, jobs=1, preload=preload, scratch=scratch,
+                    hide=hide, task_dirs=dirs)[0]
 
 
 def isolation_report(network: bool = False) -> dict[str, str]:

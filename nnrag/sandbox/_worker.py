@@ -28,7 +28,7 @@ import time
 import traceback
 from typing import Any
 
-from nnrag.sandbox._fsview import apply_covers, needed_paths
+from nnrag.sandbox._fsview import apply_covers, needed_paths, under
 from nnrag.sandbox._isolation import (
     PR_SET_CHILD_SUBREAPER,
     PR_SET_PDEATHSIG,
@@ -42,8 +42,9 @@ from nnrag.sandbox._isolation import (
     unmount_scratch,
 )
 from nnrag.sandbox._pidns import enter_pid_namespace
-from nnrag.sandbox._privileges import drop_privileges
+from nnrag.sandbox._privileges import Identity, drop_privileges, task_identity
 from nnrag.sandbox._seccomp import load_filter
+from nnrag.sandbox._taskview import confine_to
 
 FSIZE_LIMIT = 256 * 2**20
 #: This fork server's pid (0 outside a worker); a task inherits it, and in its own PID
@@ -66,21 +67,37 @@ def _virtual_size() -> int:
         return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def harden(network: bool) -> dict[str, str]:
-    """Drop every privilege, then load the seccomp filter (which needs ``no_new_privs``
-    unless CAP_SYS_ADMIN is held, hence the order); map each layer to why it is missing."""
-    return {"capabilities": drop_privileges(), "seccomp": load_filter(network)}
+def harden(network: bool, identity: Identity | None = None) -> dict[str, str]:
+    """Drop every privilege (and root's uid for ``identity``), then load the seccomp filter
+    (which needs ``no_new_privs`` unless CAP_SYS_ADMIN is held, hence the order); map each
+    layer to why it is missing."""
+    return {"capabilities": drop_privileges(identity), "seccomp": load_filter(network)}
 
 
-def _measure_hardening(network: bool) -> dict[str, str]:
+def _unreadable(paths: list[str]) -> str:
+    """The first path this (already switched) uid cannot read, if any."""
+    blocked = [p for p in paths if not os.access(p, os.R_OK | (os.X_OK * os.path.isdir(p)))]
+    if not blocked:
+        return ""
+    more = f" and {len(blocked) - 1} more" if len(blocked) > 1 else ""
+    return f"{blocked[0]}{more} not readable by uid {os.getuid()}; tasks keep uid 0"
+
+
+def _measure_hardening(
+    network: bool, identity: Identity | None, readable: list[str]
+) -> dict[str, str]:
     """Harden a throwaway child and report what held, so that a missing layer is known (and
-    logged) once per worker instead of being rediscovered in every task."""
+    logged) once per worker instead of being rediscovered in every task. With ``identity``
+    it also checks that the new uid can read what a task needs (``readable``): a checkout in
+    a private home would otherwise break every task, so then the uid is kept instead."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
             pidns = enter_pid_namespace()  # the task's path: relay, init, then this child
-            os.write(write_end, json.dumps({**harden(network), "pid namespace": pidns}).encode())
+            seen = {**harden(network, identity), "pid namespace": pidns}
+            seen["unprivileged uid"] = _unreadable(readable) if identity else ""
+            os.write(write_end, json.dumps(seen).encode())
         finally:
             os._exit(0)
     os.close(write_end)
@@ -93,7 +110,14 @@ def _measure_hardening(network: bool) -> dict[str, str]:
         return dict.fromkeys(("capabilities", "seccomp", "pid namespace"), "probe child failed")
 
 
-def _child(task: dict[str, Any], scratch: str, out_dir: str, nproc: int) -> None:
+def _refuse(res_fd: int, why: str) -> None:
+    data = json.dumps({"status": "error", "error_type": "SandboxError", "error_message": why})
+    os.write(res_fd, (data + "\n").encode())
+    os._exit(0)
+
+
+def _child(task: dict[str, Any], scratch: str, out_dir: str, nproc: int,
+           identity: Identity | None) -> None:  # fmt: skip
     """Run one task in the forked child; never returns."""
     code = 0
     try:
@@ -108,6 +132,10 @@ def _child(task: dict[str, Any], scratch: str, out_dir: str, nproc: int) -> None
             os.close(target)
         res_fd = os.open(os.path.join(out_dir, "result"), _CREATE, 0o600)
         os.close(null)
+        if task.get("task_dir") and (why := confine_to(task["scratch"], task["task_dir"])):
+            _refuse(res_fd, f"could not hide the other tasks' folders: {why}")
+        if identity is not None:
+            os.chown(scratch, identity.uid, identity.gid)
         os.chdir(scratch)
         os.environ["HOME"] = os.environ["TMPDIR"] = scratch
         tempfile.tempdir = scratch
@@ -118,7 +146,7 @@ def _child(task: dict[str, Any], scratch: str, out_dir: str, nproc: int) -> None
         resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
-        harden(bool(limits["network"]))  # the last step before untrusted code may run
+        harden(bool(limits["network"]), identity)  # the last step before untrusted code
         sys.addaudithook(Guard(scratch, bool(limits["network"])))
     except BaseException:
         os._exit(70)
@@ -207,15 +235,23 @@ def _read_capped(path: str, limit: int) -> str:
 
 
 def run_task(
-    task: dict[str, Any], work_dir: str, nproc: int, base_rss_kb: int, quota: bool = False
+    task: dict[str, Any], work_dir: str, nproc: int, base_rss_kb: int, quota: bool = False,
+    identity: Identity | None = None,
 ) -> dict[str, Any]:
     """Fork a child for ``task``, enforce the wall clock, and build the answer dict.
 
     With ``quota`` a scratch folder of the worker's own becomes a tmpfs of
-    ``limits["scratch_mb"]`` (a caller's shared scratch stays a plain folder)."""
+    ``limits["scratch_mb"]``. In a caller's shared scratch the task gets the folder
+    ``task_dir`` of it (a plain folder, unbounded, which the caller reads while it runs) and
+    sees nothing else of it but the top-level files; ``identity`` is the uid it takes."""
     limits = task["limits"]
     own_scratch = not task.get("scratch")
-    scratch = tempfile.mkdtemp(prefix="task-", dir=work_dir) if own_scratch else task["scratch"]
+    if own_scratch:
+        scratch = tempfile.mkdtemp(prefix="task-", dir=work_dir)
+    else:
+        task.setdefault("task_dir", f"task-{task['id']}")
+        scratch = os.path.join(task["scratch"], task["task_dir"])
+        os.makedirs(scratch, exist_ok=True)
     size_mb = int(limits.get("scratch_mb", 1024))
     quota = own_scratch and quota and not mount_scratch(scratch, size_mb)
     out_dir = tempfile.mkdtemp(prefix="out-", dir=work_dir)
@@ -225,7 +261,7 @@ def run_task(
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         with contextlib.suppress(BaseException):
             enter_pid_namespace()  # returns in the task only; without it this is the task
-        _child(task, scratch, out_dir, nproc)
+        _child(task, scratch, out_dir, nproc, identity)
     with contextlib.suppress(OSError):
         os.setpgid(pid, pid)  # also done by the child: whichever runs first wins the race
     timed_out, status, rusage = _wait(pid, float(limits["wall_s"]))
@@ -305,11 +341,16 @@ def main() -> None:
     netns = "off" if config["network"] else isolate_network()
     ipc = isolate_ipc()  # after isolate_network: a user namespace it entered grants the right
     writable = [config["work_dir"], *config.get("writable", [])]
+    hide = list(config.get("hide", []))
     fs = isolate_filesystem(writable)
     view: dict[str, Any] = {"covered": [], "failures": ["no private mount namespace"]}
+    needed = needed_paths(config["preload"], writable)
+    # What the caller hides wins over what the interpreter would keep (a dataset's files
+    # inside site-packages), but never over the folders the worker must write.
+    needed = [p for p in needed if p in writable or not any(under(p, h) for h in hide)]
     if fs == "ro-mountns":
-        needed = needed_paths(config["preload"], writable)
-        view["covered"], view["failures"] = apply_covers(config.get("covers", []), needed)
+        covers = [*config.get("covers", []), *hide]
+        view["covered"], view["failures"] = apply_covers(covers, needed)
     hidden = conceal(config["work_dir"], writable) if fs == "ro-mountns" else []
     quota = _quota_works(config["work_dir"]) if fs == "ro-mountns" else "no mount namespace"
     if not os.access(config["work_dir"], os.W_OK):  # a half-applied mount setup
@@ -329,8 +370,15 @@ def main() -> None:
         return
     nproc = _count_user_tasks() + 256
     base_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    hardening = {**_measure_hardening(bool(config["network"])), "ipc namespace": ipc,
-                 "minimal file view": "; ".join(view["failures"]), "scratch quota": quota}
+    identity = task_identity()
+    if identity is not None:
+        os.chmod(config["work_dir"], 0o711)  # a task reaches its scratch; lists nothing
+    readable = [p for p in needed if p not in writable]
+    measured = _measure_hardening(bool(config["network"]), identity, readable)
+    if measured.get("unprivileged uid"):
+        identity = None
+    hardening = {**measured, "ipc namespace": ipc, "scratch quota": quota,
+                 "minimal file view": "; ".join(view["failures"])}
     ready = {"ready": True, "net": netns, "fs": fs, "pid": os.getpid(), "harden": hardening,
              "hidden": [*hidden, *view["covered"]]}  # fmt: skip
     out.write(json.dumps(ready) + "\n")
@@ -347,7 +395,7 @@ def main() -> None:
             with contextlib.suppress(Exception):
                 importlib.import_module(module)
         try:
-            answer = run_task(task, config["work_dir"], nproc, base_rss_kb, not quota)
+            answer = run_task(task, config["work_dir"], nproc, base_rss_kb, not quota, identity)
         except Exception as exc:  # a worker-side failure is reported, not fatal
             answer = {
                 "id": task.get("id"),

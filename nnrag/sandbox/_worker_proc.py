@@ -64,6 +64,7 @@ class WorkerProcess:
         preload: Sequence[str],
         network: bool,
         writable: Sequence[str] = (),
+        hide: Sequence[str] = (),
     ) -> None:
         self.home = Path(tempfile.mkdtemp(prefix=f"w{index}-", dir=base))
         self.log_path = self.home.parent / f"{self.home.name}.log"
@@ -73,6 +74,7 @@ class WorkerProcess:
             "work_dir": str(self.home),
             "writable": list(writable),
             "covers": private_paths(os.environ),
+            "hide": list(hide),
         }
         # '' is the caller's current folder (``python -c``/stdin): a folder named like an
         # installed package there (a source checkout being indexed) would shadow it.

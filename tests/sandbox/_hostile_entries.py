@@ -183,3 +183,36 @@ def own_processes(payload: dict[str, Any]) -> dict[str, Any]:
     """This task's pid and every process its ``/proc`` lists."""
     return {"pid": os.getpid(), "processes": sorted(int(n) for n in os.listdir("/proc")
                                                      if n.isdigit())}  # fmt: skip
+
+
+def rival_in_shared_scratch(payload: dict[str, Any]) -> dict[str, Any]:
+    """A trial sharing the caller's scratch: what can it see of it, and can it change the
+    rival's output, the shared input or plant a link for the next trial?"""
+    shared = os.path.dirname(os.getcwd())
+    seen = sorted(os.listdir(shared))
+    tampered: list[str] = []
+    for target in (os.path.join(shared, payload["rival"], "progress.jsonl"),
+                   os.path.join(shared, payload["input"])):  # fmt: skip
+        with contextlib.suppress(OSError):
+            _write_natively(target)
+            tampered.append(target)
+        chmod = _raw("chmod", ctypes.c_int, ctypes.c_char_p, ctypes.c_int)
+        if chmod(target.encode(), 0o666) == 0:
+            tampered.append(f"chmod {target}")
+    symlink = _raw("symlink", ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p)
+    if symlink(b"/etc/passwd", os.path.join(shared, "planted").encode()) == 0:
+        tampered.append("symlink")
+    with open(os.path.join(shared, payload["input"])) as f:
+        data = f.read()
+    return {"seen": seen, "tampered": tampered, "input": data, "cwd": os.path.basename(os.getcwd())}
+
+
+def identity(payload: dict[str, Any]) -> dict[str, Any]:
+    """Who the task runs as, and whether a root-only file outside the covers is readable."""
+    readable = []
+    for path in payload.get("paths", []):
+        with contextlib.suppress(OSError), open(path, "rb") as f:
+            f.read(1)
+            readable.append(path)
+    return {"uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(),
+            "groups": os.getgroups(), "readable": readable}

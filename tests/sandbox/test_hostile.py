@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -191,7 +192,10 @@ def test_home_and_the_stores_are_out_of_sight(monkeypatch: pytest.MonkeyPatch) -
     lies inside a folder the worker needs (here next to the nnrag package itself)."""
     import nnrag
 
-    store = Path(nnrag.__file__).resolve().parent.parent / f".nnrag-home-{uuid.uuid4().hex}"
+    root = Path(nnrag.__file__).resolve().parent.parent
+    if not os.access(root, os.W_OK):  # an unprivileged user's read-only checkout
+        root = Path.home()
+    store = root / f".nnrag-home-{uuid.uuid4().hex}"
     store.mkdir()
     monkeypatch.setenv("NNRAG_HOME", str(store))
     secrets = [_secret_in(Path.home()), store / "runs.db"]
@@ -201,7 +205,10 @@ def test_home_and_the_stores_are_out_of_sight(monkeypatch: pytest.MonkeyPatch) -
             result = _attack("read_file", {"path": str(secret)})
             assert result.status == "error" and result.error_type == "FileNotFoundError", result
         listed = _attack("list_dir", {"path": str(Path.home())})
-        assert listed.ok and secrets[0].name not in listed.value, listed
+        if not listed.ok:  # a home under /tmp vanishes with it
+            assert listed.error_type == "FileNotFoundError", listed
+        else:
+            assert secrets[0].name not in listed.value, listed
     finally:
         secrets[0].unlink()
         shutil.rmtree(store)
@@ -220,3 +227,100 @@ def test_a_task_is_alone_in_its_own_pid_namespace() -> None:
     """Only its init (PID 1) and itself (PID 2) are in its /proc."""
     result = _attack("own_processes", {})
     assert result.ok and result.value == {"pid": 2, "processes": [1, 2]}, result
+
+
+def test_a_task_in_a_shared_scratch_sees_only_its_folder_and_the_inputs(tmp_path: Path) -> None:
+    """Trials of one batch share the caller's scratch: none may read or change a rival's
+    outputs, the shared inputs, or leave a link for the next trial."""
+    (tmp_path / "data.txt").write_text("inputs")
+    (tmp_path / "rival").mkdir()
+    progress = tmp_path / "rival" / "progress.jsonl"
+    progress.write_text('{"epoch": 1}\n')
+    payload = {"fn": "rival_in_shared_scratch", "rival": "rival", "input": "data.txt"}
+    result = run_function(f"{MOD}:call", payload, limits=FAST, preload=(), scratch=tmp_path,
+                          task_dir="thief")  # fmt: skip
+    assert result.status == "ok", result
+    assert result.value["cwd"] == "thief"
+    assert result.value["seen"] == ["data.txt", "thief"]  # the rival's folder is not there
+    assert result.value["tampered"] == []
+    assert result.value["input"] == "inputs"  # the inputs stay readable
+    assert progress.read_text() == '{"epoch": 1}\n'
+    assert (tmp_path / "data.txt").read_text() == "inputs"
+    assert not (tmp_path / "planted").exists()
+
+
+def test_task_dirs_must_be_plain_names(tmp_path: Path) -> None:
+    for bad in ("../escape", "a/b", ".", ""):
+        with pytest.raises(ValueError, match="plain folder name"):
+            run_many(f"{MOD}:call", [{"fn": "identity"}], limits=FAST, preload=(),
+                     scratch=tmp_path, task_dirs=[bad])  # fmt: skip
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the uid switch is what root's tasks get")
+def test_as_root_a_task_runs_as_nobody_and_cannot_read_root_only_files(tmp_path: Path) -> None:
+    secret = Path("/etc") / f"nnrag-root-only-{uuid.uuid4().hex}"
+    secret.write_text("root only")
+    secret.chmod(0o600)
+    try:
+        result = _attack("identity", {"paths": [str(secret), "/etc/passwd"]})
+    finally:
+        secret.unlink()
+    assert result.status == "ok", result
+    assert result.value["uid"] != 0 and result.value["euid"] != 0, result.value
+    assert result.value["gid"] != 0 and 0 not in result.value["groups"], result.value
+    assert result.value["readable"] == ["/etc/passwd"]  # world-readable yes, root-only no
+
+
+def test_hidden_paths_are_out_of_sight(tmp_path: Path) -> None:
+    """A caller's ``hide`` (dataset files with labels) wins even inside a folder the
+    interpreter needs, such as site-packages."""
+    import sklearn.datasets
+
+    labels = Path(sklearn.datasets.__file__).parent / "data"
+    digits = labels / "digits.csv.gz"
+    assert digits.is_file()
+    seen = run_function(f"{MOD}:call", {"fn": "identity", "paths": [str(digits)]},
+                        limits=FAST, preload=("sklearn.datasets",), hide=[labels])  # fmt: skip
+    assert seen.status == "ok", seen
+    assert seen.value["readable"] == []
+    control = run_function(f"{MOD}:call", {"fn": "identity", "paths": [str(digits)]},
+                           limits=FAST, preload=("sklearn.datasets",))  # fmt: skip
+    assert control.value["readable"] == [str(digits)]  # the test itself can fail
+
+
+def _unprivileged_user_namespaces() -> bool:
+    try:
+        with open("/proc/sys/user/max_user_namespaces") as f:
+            return int(f.read()) > 0
+    except (OSError, ValueError):
+        return False
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not _unprivileged_user_namespaces(),
+                    reason="needs root to become an unprivileged user, and user namespaces")
+def test_the_hostile_suite_holds_for_an_unprivileged_user() -> None:
+    """This whole module again, as uid 65534: every attack must be contained by what an
+    unprivileged user's sandbox can build (a user namespace instead of root's namespaces)."""
+    repo = Path(__file__).resolve().parents[2]
+    base = Path(tempfile.mkdtemp(prefix="nnrag-nobody-", dir="/tmp"))
+    os.chown(base, 65534, 65534)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NNRAG_", "PYTEST_"))}
+    env.update(HOME=str(base), PYTHONPATH=str(repo), PYTHONDONTWRITEBYTECODE="1")
+    command = [sys.executable, "-m", "tests.sandbox._as_nobody", sys.executable, "-m", "pytest",
+               "-q", "-p", "no:cacheprovider", f"--basetemp={base}/t", str(Path(__file__)),
+               "-k", "not unprivileged_user"]  # fmt: skip
+    try:
+        done = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True,
+                              timeout=280)  # fmt: skip
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    tail = (done.stdout + done.stderr)[-4000:]
+    assert done.returncode == 0, tail
+    assert " passed" in done.stdout and " failed" not in done.stdout, tail
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="what an unprivileged caller gets")
+def test_an_unprivileged_caller_gets_a_user_namespace() -> None:
+    layers = {layer.name: layer for layer in check().layers}
+    assert layers["user namespace"].active, layers["user namespace"]
+    assert layers["unprivileged uid"].active, layers["unprivileged uid"]

@@ -177,7 +177,8 @@ def test_writes_inside_scratch_succeed(tmp_path: Path) -> None:
     assert home.status == "ok", home
     given = run("write_file", {"path": "kept.txt"}, scratch=tmp_path)
     assert given.status == "ok", given
-    assert (tmp_path / "kept.txt").read_text() == "hello"  # a caller's scratch is kept
+    # a caller's scratch is kept; the task worked in its own folder of it
+    assert (tmp_path / "task-0" / "kept.txt").read_text() == "hello"
 
 
 def test_environment_is_scrubbed(monkeypatch: pytest.MonkeyPatch) -> None:
