@@ -37,6 +37,11 @@ class ChannelError(NnragError):
     """A message from a trial child that does not fit the protocol; says what is wrong."""
 
 
+def run_dir_name(run_id: int) -> str:
+    """The folder of the engine's scratch one run works in, and the only one it sees."""
+    return f"run-{run_id}"
+
+
 def progress_name(run_id: int) -> str:
     """The progress file of one run, relative to the trial's scratch folder."""
     return f"progress-{run_id}.jsonl"

@@ -31,9 +31,10 @@ from typing import Any, cast
 from nnrag.index import code_fingerprint, normalised_md5
 from nnrag.logging import get_logger
 from nnrag.sandbox import Limits, SandboxResult
-from nnrag.train._channel import progress_name
+from nnrag.train._channel import progress_name, run_dir_name
 from nnrag.train._scoring import TrialData, TrialWatch, write_trial_data
 from nnrag.train.contract import check_source
+from nnrag.train.datasets import label_sources
 from nnrag.train.events import Progress, TrialDeduplicated, TrialDone, TrialEpoch
 from nnrag.train.executors import Executor, LocalExecutor
 from nnrag.train.runstore import RunRecord, RunStore
@@ -102,6 +103,7 @@ class Engine:
         self.resolver = resolver or local_code
         self.on_trained = on_trained  # None: successful models are only recorded
         self._scratch_dir: Path | None = None
+        self._hidden_paths: tuple[str, ...] | None = None
 
     def train(self, specs: Sequence[TrainSpec], progress: Progress | None = None) -> BatchReport:
         report = BatchReport()
@@ -184,7 +186,7 @@ class Engine:
             data = datas[key] = datas.get(key) or write_trial_data(spec, scratch)
             watches[run_id] = TrialWatch(run_id, spec, data)
             payloads.append({**extra, "spec": spec.model_dump(), "run_id": run_id,
-                             "data": data.name, "progress": progress_name(run_id)})
+                             "data": f"../{data.name}", "progress": progress_name(run_id)})
         limits = Limits(wall_s=max(s.budget.wall_s for _, s, _ in todo),
                         memory_mb=max(s.budget.memory_mb for _, s, _ in todo))
         running = {run_id for run_id, _, _ in todo}
@@ -193,7 +195,7 @@ class Engine:
 
         def tick() -> None:
             for run_id in list(running):
-                for row in watches[run_id].poll(scratch):
+                for row in watches[run_id].poll(scratch / run_dir_name(run_id)):
                     self.runs.add_epoch(run_id, int(row["epoch"]), row)
                     if progress:
                         progress(TrialEpoch(run_id, int(row["epoch"]),
@@ -216,15 +218,21 @@ class Engine:
                                    value.get("params")))
 
         try:
-            self.executor.run(payloads, limits, done, tick, scratch)
+            self.executor.run(payloads, limits, done, tick, scratch,
+                              task_dirs=[run_dir_name(run_id) for run_id, _, _ in todo],
+                              hide=self._hidden())
         finally:
             for run_id, _, _ in todo:
-                for path in [scratch / f"nnrag_model_{run_id}.py",
-                             scratch / progress_name(run_id),
-                             *scratch.glob(f"logits-{run_id}-*")]:
-                    path.unlink(missing_ok=True)
+                shutil.rmtree(scratch / run_dir_name(run_id), ignore_errors=True)
             for data in datas.values():
                 (scratch / data.name).unlink(missing_ok=True)
+
+    def _hidden(self) -> tuple[str, ...]:
+        """Every file that holds a dataset's labels, out of every trial's sight: the child
+        gets test inputs only, and must not find their labels on disk either."""
+        if self._hidden_paths is None:
+            self._hidden_paths = tuple(label_sources())
+        return self._hidden_paths
 
     def _scratch(self) -> Path:
         """One scratch folder per engine: pooled sandbox workers are tied to it."""

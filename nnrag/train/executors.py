@@ -27,8 +27,12 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def run(self, payloads: Sequence[dict[str, Any]], limits: Limits,
             on_result: Callable[[int, SandboxResult], None],
-            on_tick: Callable[[], None] | None = None, scratch: Path | None = None) -> None:
-        """Run every payload; ``on_tick`` is called about once a second while waiting."""
+            on_tick: Callable[[], None] | None = None, scratch: Path | None = None, *,
+            task_dirs: Sequence[str] | None = None, hide: Sequence[str] = ()) -> None:
+        """Run every payload; ``on_tick`` is called about once a second while waiting.
+
+        With ``scratch``, payload ``i`` works in ``scratch/task_dirs[i]`` and sees nothing
+        else of it but its top-level files (the data); no trial sees a path in ``hide``."""
 
 
 class LocalExecutor(Executor):
@@ -39,30 +43,35 @@ class LocalExecutor(Executor):
 
     def run(self, payloads: Sequence[dict[str, Any]], limits: Limits,
             on_result: Callable[[int, SandboxResult], None],
-            on_tick: Callable[[], None] | None = None, scratch: Path | None = None) -> None:
+            on_tick: Callable[[], None] | None = None, scratch: Path | None = None, *,
+            task_dirs: Sequence[str] | None = None, hide: Sequence[str] = ()) -> None:
         run_many(ENTRY, list(payloads), limits=limits, jobs=self.workers, preload=PRELOAD,
-                 on_result=on_result, on_tick=on_tick, scratch=scratch, keep_workers=True)
+                 on_result=on_result, on_tick=on_tick, scratch=scratch, keep_workers=True,
+                 task_dirs=task_dirs, hide=hide)
 
 
 MAX_RETURNED_BYTES = 256 << 20
 
 
-def _ray_trial(payload: dict[str, Any], limits: dict[str, Any],
-               files: dict[str, bytes]) -> tuple[SandboxResult, dict[str, bytes]]:
+def _ray_trial(payload: dict[str, Any], limits: dict[str, Any], files: dict[str, bytes],
+               task_dir: str, hide: list[str]) -> tuple[SandboxResult, dict[str, bytes]]:
     """Body of the Ray task: the same sandbox, started on whichever node Ray picked.
 
     ``files`` (the trial's data file) are placed in a fresh scratch folder; what the child
-    wrote there for the engine to check comes back with the result, unread.
+    wrote in its ``task_dir`` for the engine to check comes back with the result, unread.
+    ``hide`` is computed again here: the node's dataset files are where they are there.
     """
+    from nnrag.train.datasets import label_sources
+
     scratch = Path(tempfile.mkdtemp(prefix="nnrag-ray-"))
     for name, content in files.items():
         (scratch / Path(name).name).write_bytes(content)
     result = run_function(ENTRY, payload, limits=Limits(**limits), preload=PRELOAD,
-                          scratch=scratch)
+                          scratch=scratch, task_dir=task_dir, hide=[*hide, *label_sources()])
     back, total = {}, 0
     run = int(payload["run_id"])  # only this run's files: a child cannot speak for another
     for pattern in (f"progress-{run}.jsonl", f"logits-{run}-*.npy"):
-        for path in scratch.glob(pattern):
+        for path in (scratch / task_dir).glob(pattern):
             total += path.lstat().st_size
             if path.is_file() and not path.is_symlink() and total <= MAX_RETURNED_BYTES:
                 back[path.name] = path.read_bytes()
@@ -91,14 +100,18 @@ class RayExecutor(Executor):
 
     def run(self, payloads: Sequence[dict[str, Any]], limits: Limits,
             on_result: Callable[[int, SandboxResult], None],
-            on_tick: Callable[[], None] | None = None, scratch: Path | None = None) -> None:
+            on_tick: Callable[[], None] | None = None, scratch: Path | None = None, *,
+            task_dirs: Sequence[str] | None = None, hide: Sequence[str] = ()) -> None:
         from dataclasses import asdict
 
         if scratch is None:
             raise ValueError("the Ray executor needs the engine's scratch folder")
-        data = {name: self.ray.put({name: (scratch / name).read_bytes()})
-                for name in {p["data"] for p in payloads}}
-        refs = {self.remote.remote(p, asdict(limits), data[p["data"]]): i
+        dirs = list(task_dirs) if task_dirs is not None else [f"task-{i}" for i in
+                                                              range(len(payloads))]
+        names = {Path(p["data"]).name for p in payloads}
+        data = {name: self.ray.put({name: (scratch / name).read_bytes()}) for name in names}
+        refs = {self.remote.remote(p, asdict(limits), data[Path(p["data"]).name], dirs[i],
+                                   [str(h) for h in hide]): i
                 for i, p in enumerate(payloads)}
         while refs:
             done, _ = self.ray.wait(list(refs), num_returns=1, timeout=1.0)
@@ -109,8 +122,9 @@ class RayExecutor(Executor):
                 except Exception as exc:  # the Ray task itself failed (node lost, ...)
                     result, files = SandboxResult("crashed", None, type(exc).__name__,
                                                   str(exc)[:2000], None, "", "", 0.0), {}
+                (scratch / dirs[i]).mkdir(exist_ok=True)
                 for name, content in files.items():
-                    (scratch / Path(name).name).write_bytes(content)
+                    (scratch / dirs[i] / Path(name).name).write_bytes(content)
                 on_result(i, result)
             if on_tick is not None:
                 on_tick()

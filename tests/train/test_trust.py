@@ -296,7 +296,8 @@ class Dies(Executor):
 
     def run(self, payloads: Sequence[dict[str, Any]], limits: Limits,
             on_result: Callable[[int, SandboxResult], None],
-            on_tick: Callable[[], None] | None = None, scratch: Path | None = None) -> None:
+            on_tick: Callable[[], None] | None = None, scratch: Path | None = None, *,
+            task_dirs: Sequence[str] | None = None, hide: Sequence[str] = ()) -> None:
         self.calls += 1
 
 
@@ -326,3 +327,36 @@ def test_orphans_below_the_limit_are_rerun(tmp_path: Path) -> None:
     assert runs.get(run_id).attempts == 1
     runs.requeue(run_id)
     assert [r.id for r in runs.orphans(0)] == [run_id]
+
+
+SPY = hostile(
+    """
+    import json, os
+    seen = {"scratch": sorted(os.listdir("..")), "cwd": os.path.basename(os.getcwd()),
+            "labels": [p for p in LABELS if os.path.exists(p)]}
+    raise RuntimeError("SEEN" + json.dumps(seen))
+    """,
+    head="LABELS = {labels!r}\n",
+)
+
+
+@pytest.mark.sandbox
+def test_a_trial_sees_neither_its_rivals_nor_any_labels(tmp_path: Path) -> None:
+    """Neither a rival's logits (to hand in as its own) nor a dataset's label files (digits
+    lives in scikit-learn's site-packages folder) are within a trial's reach."""
+    from nnrag.train.datasets import label_sources
+
+    labels = label_sources()
+    assert any(p.endswith("datasets/data") for p in labels), labels  # digits' own folder
+    engine = Engine(RunStore(tmp_path / "runs.db"), LocalExecutor(2))
+    rival = spec(GOOD, "rival", budget={"epochs": 3, "wall_s": 20, "memory_mb": 1024})
+    report = engine.train([rival, spec(SPY.replace("{labels!r}", repr(labels)), "spy")])
+    got = {engine.runs.get(i).name: engine.runs.get(i) for i in report.run_ids}
+    assert got["rival"].outcome == "ok"
+    error = got["spy"].error or ""
+    assert "SEEN" in error, got["spy"]
+    seen = json.loads(error.split("SEEN", 1)[1])
+    assert seen["cwd"] == f"run-{got['spy'].id}"
+    assert [n for n in seen["scratch"] if n.startswith("run-")] == [seen["cwd"]]
+    assert all(n.startswith("data-") for n in seen["scratch"] if n != seen["cwd"])
+    assert seen["labels"] == []
