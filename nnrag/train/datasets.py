@@ -9,6 +9,13 @@ Datasets without an official split (digits, animal-shape-mnist) get a stratified
 split seeded by ``seed``; the others keep their canonical split and ignore ``seed``.
 Files are searched in ``root``, ``$NNRAG_DATA``, ``$NNRAG_HOME/data`` and then
 :data:`SYSTEM_DATA_DIRS` (where Debian's ``dataset-*`` packages install).
+
+Scores must not be forgeable by the trained code, so the sandbox hides every place that holds
+labels: :func:`label_sources` names them (package data, the search folders, each registered
+dataset's ``sources``). mnist1d is generated from a public seed, so hiding files is not enough
+there: its test split is drawn with a key derived from a secret private to ``$NNRAG_HOME``
+(:mod:`nnrag.train._secret`). Its figures are therefore comparable with published mnist1d
+results statistically (same generator, arguments and sizes), not sample for sample.
 """
 
 from __future__ import annotations
@@ -16,18 +23,13 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import gzip
-import hashlib
 import importlib
 import importlib.util
-import json
 import os
 import pickle
-import random
-import tempfile
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from importlib import metadata, resources
+from importlib import resources
 from pathlib import Path
 from typing import Any, overload
 
@@ -38,12 +40,14 @@ from torch.utils.data import TensorDataset
 from nnrag.config import nnrag_home
 from nnrag.exceptions import NnragError
 from nnrag.logging import get_logger
+from nnrag.train import _mnist1d
 from nnrag.train._idx import IdxFormatError, read_idx
+from nnrag.train._secret import secret_path
 
 __all__ = [
     "SYSTEM_DATA_DIRS", "Dataset", "DatasetInfo", "DatasetUnavailableError",
-    "UnknownDatasetError", "available", "dataset_info", "list_datasets", "load_dataset",
-    "register",
+    "UnknownDatasetError", "available", "dataset_info", "label_sources", "list_datasets",
+    "load_dataset", "register",
 ]  # fmt: skip
 
 log = get_logger(__name__)
@@ -94,6 +98,8 @@ Split = tuple[Array, Array, Array, Array]  # x_train, y_train, x_test, y_test
 Loader = Callable[..., Split]
 #: ``check(root)`` returns why the dataset can load here, or raises DatasetUnavailableError.
 Check = Callable[[Path | None], str]
+#: ``sources()`` lists the files or folders that hold a dataset's labels (see label_sources).
+Sources = Callable[[], list[Path]]
 
 
 @dataclass(frozen=True)
@@ -101,31 +107,45 @@ class _Entry:
     info: DatasetInfo
     loader: Loader
     check: Check
+    sources: Sources | None
 
 
 _REGISTRY: dict[str, _Entry] = {}
 
 
-@overload
-def register(info: DatasetInfo, loader: Loader, *, check: Check | None = ...) -> None: ...
+def _always(root: Path | None) -> str:
+    return "always available"
+
+
 @overload
 def register(
-    info: DatasetInfo, loader: None = ..., *, check: Check | None = ...
-) -> Callable[[Loader], Loader]: ...
+    info: DatasetInfo, loader: Loader, *, check: Check | None = ..., sources: Sources | None = ...
+) -> None: ...
+@overload
 def register(
-    info: DatasetInfo, loader: Loader | None = None, *, check: Check | None = None
+    info: DatasetInfo, loader: None = ..., *, check: Check | None = ...,
+    sources: Sources | None = ...,
+) -> Callable[[Loader], Loader]: ...  # fmt: skip
+def register(
+    info: DatasetInfo,
+    loader: Loader | None = None,
+    *,
+    check: Check | None = None,
+    sources: Sources | None = None,
 ) -> Callable[[Loader], Loader] | None:
     """Register ``loader(*, seed, root) -> (x_train, y_train, x_test, y_test)``.
 
     Usable directly or as ``@register(info)``. ``check`` is the cheap test behind
-    :func:`available` (default: always available). Names must be unique, so a plugin
+    :func:`available` (default: always available). ``sources()`` names the files or folders
+    holding the dataset's labels outside the search folders, so that the sandbox can hide
+    them from trained code (see :func:`label_sources`). Names must be unique, so a plugin
     cannot silently replace a built-in dataset.
     """
 
     def add(fn: Loader) -> Loader:
         if info.name in _REGISTRY:
             raise ValueError(f"dataset {info.name!r} is already registered")
-        _REGISTRY[info.name] = _Entry(info, fn, check or (lambda root: "always available"))
+        _REGISTRY[info.name] = _Entry(info, fn, check or _always, sources)
         return fn
 
     if loader is None:
@@ -203,6 +223,45 @@ def _search_dirs(root: Path | None) -> list[Path]:
     return [d for d in dirs if d is not None] + list(SYSTEM_DATA_DIRS)
 
 
+def label_sources() -> list[str]:
+    """Absolute paths of the existing files and folders that hold labels of any dataset.
+
+    The sandbox hides them all, so trained code cannot read the test labels and forge its
+    score: the search folders and every registered dataset's ``sources()``. Packages are
+    located without importing them (the caller may be about to fork a sandbox). A symbolic
+    link is listed with its target, as hiding a link does not hide what it points to.
+    """
+    found = list(_search_dirs(None))
+    for name in sorted(_REGISTRY):
+        if (sources := _REGISTRY[name].sources) is None:
+            continue
+        try:
+            found += sources()
+        except Exception as exc:  # fail closed: no sandbox with unknown labels left visible
+            raise NnragError(f"dataset {name!r}: its sources() failed: {exc}") from exc
+    paths: set[str] = set()
+    for p in found:
+        path = Path(p).expanduser().absolute()
+        if os.path.lexists(path):
+            paths |= {str(path), os.path.realpath(path)}
+    return sorted(paths)
+
+
+def _package_dirs(module: str, *parts: str) -> list[Path]:
+    """``<package folder>/<parts>`` for each folder of the top-level package ``module``,
+    found without importing it (an absent package has none)."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):  # a broken install or a module without a spec
+        return []
+    if spec is None:
+        return []
+    roots = list(spec.submodule_search_locations or [])
+    if not roots and spec.origin and spec.has_location:
+        roots = [str(Path(spec.origin).parent)]
+    return [Path(r, *parts) for r in roots]
+
+
 def _split(x: np.ndarray, y: np.ndarray, seed: int) -> Split:
     """Seeded, stratified 80/20 split, for datasets that ship without one."""
     from sklearn.model_selection import train_test_split
@@ -227,7 +286,8 @@ def _needs(module: str, dataset: str) -> None:
     DatasetInfo(
         "digits", "image", (1, 8, 8), 10, 1437, 360, 0.1, "scikit-learn load_digits (bundled)",
         "1,797 8x8 handwritten digits (UCI), 17 grey levels scaled to [0, 1]",
-    )
+    ),
+    sources=lambda: _package_dirs("sklearn", "datasets", "data"),  # the rest stays visible
 )  # fmt: skip
 def _load_digits(*, seed: int, root: Path | None) -> Split:
     from sklearn.datasets import load_digits
@@ -238,62 +298,26 @@ def _load_digits(*, seed: int, root: Path | None) -> Split:
 
 # --- mnist1d: generated locally, cached -----------------------------------------------
 
-#: mnist1d's default generation arguments, pinned here so that the cache key is known
-#: without importing mnist1d (it imports matplotlib: ~1.5 s, the whole cost of a cache hit).
-_MNIST1D_ARGS: dict[str, Any] = {
-    "num_samples": 5000, "train_split": 0.8, "template_len": 12, "padding": [36, 60],
-    "scale_coeff": 0.4, "max_translation": 48, "corr_noise_scale": 0.25,
-    "iid_noise_scale": 2e-2, "shear_scale": 0.75, "shuffle_seq": False,
-    "final_seq_length": 40, "seed": 42,
-}  # fmt: skip
-
-
-def _mnist1d_cache() -> Path:
-    key = json.dumps({"version": metadata.version("mnist1d"), **_MNIST1D_ARGS}, sort_keys=True)
-    return nnrag_home() / "data" / f"mnist1d-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
-
-
 def _check_mnist1d(root: Path | None) -> str:
     _needs("mnist1d", "mnist1d")
-    cache = _mnist1d_cache()
-    return f"cached at {cache}" if cache.exists() else "mnist1d installed (generated locally)"
+    cache = _mnist1d.cached()
+    return f"cached at {cache}" if cache else "mnist1d installed (generated locally)"
 
 
 @register(
     DatasetInfo(
         "mnist1d", "signal", (1, 40), 10, 4000, 1000, 0.1,
-        "mnist1d make_dataset (generated locally, cached)",
-        "1-D signals drawn from digit templates with noise, shear and shifts; standardised",
+        "mnist1d make_dataset (generated locally, cached; test split from a private key)",
+        "1-D signals drawn from digit templates with noise, shear and shifts; standardised. "
+        "The train split is mnist1d's public one (seed 42); the test split is drawn with a "
+        "key derived from $NNRAG_HOME/secret, so trained code cannot regenerate its labels: "
+        "scores compare with published mnist1d figures statistically, not sample for sample",
     ),
     check=_check_mnist1d,
+    sources=lambda: [*_package_dirs("mnist1d"), secret_path()],
 )  # fmt: skip
 def _load_mnist1d(*, seed: int, root: Path | None) -> Split:
-    cache = _mnist1d_cache()
-    try:
-        with np.load(cache, allow_pickle=False) as z:
-            return z["x"], z["y"], z["x_test"], z["y_test"]
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # missing/damaged
-        pass
-    from mnist1d.data import get_dataset_args, make_dataset  # never get_dataset: downloads
-
-    args = get_dataset_args()
-    args.__dict__.update(_MNIST1D_ARGS)
-    np_state, py_state = np.random.get_state(), random.getstate()
-    try:  # make_dataset reseeds both global generators; do not leak that to the caller
-        data = make_dataset(args)
-    finally:
-        np.random.set_state(np_state)
-        random.setstate(py_state)
-    x, y, x_test, y_test = (np.asarray(data[k]) for k in ("x", "y", "x_test", "y_test"))
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=".mnist1d-", suffix=".npz")
-    try:  # temp file + rename: a concurrent loader never sees a half-written cache
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, x=x, y=y, x_test=x_test, y_test=y_test)
-        os.replace(tmp, cache)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return x, y, x_test, y_test
+    return _mnist1d.load()
 
 
 # --- animal-shape-mnist: pickles bundled with its package ----------------------------
@@ -332,6 +356,7 @@ def _check_animal(root: Path | None) -> str:
         "10,000 28x28 grey animal silhouettes, 1,000 per class, scaled to [0, 1]",
     ),
     check=_check_animal,
+    sources=lambda: _package_dirs("animal_shape_mnist", "data"),
 )  # fmt: skip
 def _load_animal(*, seed: int, root: Path | None) -> Split:
     # importlib.resources, not the package's own loader: that one imports tensorflow

@@ -193,7 +193,9 @@ def test_mnist1d_generates_caches_and_keeps_global_rng(
 
     # a damaged cache is regenerated, not fatal (a fake generator keeps this fast)
     def fake_make_dataset(args: object) -> dict[str, np.ndarray]:
-        np.random.seed(0)  # reseeds globally, like the real one
+        import mnist1d.data
+
+        mnist1d.data.set_seed(0)  # reseeds globally, like the real one
         return {"x": np.ones((8, 40)), "y": np.arange(8) % 10, "x_test": np.zeros((2, 40)),
                 "y_test": np.array([3, 3])}  # fmt: skip
 
