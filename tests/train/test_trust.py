@@ -7,6 +7,7 @@ parsed strictly, and a malformed message is that trial's ``error`` alone.
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -333,7 +334,8 @@ SPY = hostile(
     """
     import json, os
     seen = {"scratch": sorted(os.listdir("..")), "cwd": os.path.basename(os.getcwd()),
-            "labels": [p for p in LABELS if os.path.exists(p)]}
+            "labels": [p for p in LABELS if os.path.isfile(p) and os.path.getsize(p)
+                       or os.path.isdir(p) and os.listdir(p)]}  # covered: empty
     raise RuntimeError("SEEN" + json.dumps(seen))
     """,
     head="LABELS = {labels!r}\n",
@@ -348,6 +350,7 @@ def test_a_trial_sees_neither_its_rivals_nor_any_labels(tmp_path: Path) -> None:
 
     labels = label_sources()
     assert any(p.endswith("datasets/data") for p in labels), labels  # digits' own folder
+    assert all(os.listdir(p) for p in labels if os.path.isdir(p))  # the test can fail
     engine = Engine(RunStore(tmp_path / "runs.db"), LocalExecutor(2))
     rival = spec(GOOD, "rival", budget={"epochs": 3, "wall_s": 20, "memory_mb": 1024})
     report = engine.train([rival, spec(SPY.replace("{labels!r}", repr(labels)), "spy")])
