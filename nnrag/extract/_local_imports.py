@@ -4,11 +4,14 @@ An emitted module has no parent package, so a function-local ``from .consts impo
 cannot run there. Names such an import binds become free references of the definition
 (carrying the import as their *origin*), so the closure resolves them with the same symbol
 table as module-level names: an in-tree definition is emitted once at module level and the
-local import is dropped (its uses renamed to the emitted name); an installed package's
-name stays a local import, made absolute. Only imports in function scopes qualify, and only
-when the import is the sole binding of its name there: a class-body import binds a class
-attribute, and ``try: from .x import f / except ImportError: f = None`` must keep its
-fallback.
+local import is dropped (its uses renamed to the emitted name); an external object reached
+through the tree (``from .utils import np``) is imported from its real source at module
+level; a direct import of an installed package (``import torch.nn.functional as F``) stays
+where it is. Only imports in function scopes qualify, and only when the import is the sole
+binding of its name there: a class-body import binds a class attribute, and
+``try: from .x import f / except ImportError: f = None`` must keep its fallback. Imports
+that stay are made absolute by :class:`ImportRewrite` (and reported as gaps by the closure
+when they still need the original package).
 """
 
 from __future__ import annotations

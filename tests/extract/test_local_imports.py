@@ -124,6 +124,39 @@ CASES: list[tuple[str, dict[str, str], str, str, object]] = [
         6,
     ),
     (
+        "local_import_colliding_with_a_module_level_name",
+        {"a.py": "def helper(x):\n    return x + 1\n",
+         "b.py": "def helper(x):\n    return x * 10\n",
+         "user.py": """
+             from .a import helper
+
+             def f(x):
+                 from .b import helper as h2
+
+                 def g(y):
+                     from .b import helper
+                     return helper(y)
+                 return helper(x) + h2(x) + g(x)
+         """},
+        "pkg.user.f",
+        """
+        def helper_a(x):
+            return x + 1
+
+
+        def helper(x):
+            return x * 10
+
+
+        def f(x):
+
+            def g(y):
+                return helper(y)
+            return helper_a(x) + helper(x) + g(x)
+        """,
+        64,
+    ),
+    (
         "installed_packages_stay_local_imports",
         {"user.py": """
              def f(x):
