@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 Progress = Callable[[int, int], None]  # (done, total)
 
 __all__ = [
-    "Block", "ExportResult", "MutateResult", "PackageStats", "Progress", "Workspace",
-    "open_workspace", "search_filters",
+    "Block", "ExportResult", "MutateResult", "PackageStats", "Progress", "SkippedBlock",
+    "Workspace", "open_workspace", "search_filters",
 ]
 
 
@@ -60,11 +60,20 @@ class Block:
 
 
 @dataclass(frozen=True)
+class SkippedBlock:
+    """A block :meth:`Workspace.export` left out because its file is broken, and why."""
+
+    qualname: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class ExportResult:
-    """Where :meth:`Workspace.export` wrote its files and how many blocks."""
+    """Where :meth:`Workspace.export` wrote its files, how many blocks, and which it skipped."""
 
     outdir: Path
     count: int
+    skipped: tuple[SkippedBlock, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -212,13 +221,19 @@ class Workspace:
         return [Block(**{k: r[k] for k in names}) for r in rows]
 
     def export(self, outdir: str | Path, *, min_rung: str | int = "none",
-               progress: Progress | None = None) -> ExportResult:
-        """One ``.py`` per block plus ``manifest.json`` in ``outdir`` (replaced atomically)."""
+               include_broken: bool = False, progress: Progress | None = None) -> ExportResult:
+        """One ``.py`` per block plus ``manifest.json`` in ``outdir`` (replaced atomically).
+
+        Blocks whose latest validation failed below ``import`` or for a ``resolver_gap`` are
+        skipped (listed in ``skipped``) unless ``include_broken``: their files do not work.
+        """
         from nnrag.extract import export
         from nnrag.index import rung_number
 
-        result = export(self.store, outdir, min_rung=rung_number(min_rung), progress=progress)
-        return ExportResult(Path(result["outdir"]), result["count"])
+        result = export(self.store, outdir, min_rung=rung_number(min_rung),
+                        include_broken=include_broken, progress=progress)
+        skipped = tuple(SkippedBlock(s["qualname"], s["reason"]) for s in result["skipped"])
+        return ExportResult(Path(result["outdir"]), result["count"], skipped)
 
     def stats(self) -> dict[str, PackageStats]:
         """Counts per indexed package: modules, definitions, blocks, files, rungs reached."""

@@ -358,6 +358,42 @@ def test_export(cli: Cli, zoo_db_copy: Path, tmp_path: Path) -> None:
     assert not [p for p in outdir.parent.iterdir() if p.name.startswith(".export")]
 
 
+def test_export_skips_broken_blocks_unless_asked(cli: Cli, zoo_db_copy: Path,
+                                                 tmp_path: Path) -> None:
+    # Recorded validations (no sandbox needed): one block failed at import, one reached
+    # instantiate and then hit a resolver gap, one needs arguments (not broken).
+    failures = {
+        "zoo.layers.conv.SqueezeExcite": (2, "import", "resolver_gap", "ImportError"),
+        "zoo.models.vit.TinyViT": (4, "forward", "resolver_gap", "NameError"),
+        "zoo.layers.conv.ConvNormAct": (3, "instantiate", "needs_arguments", "TypeError"),
+    }
+    with Store(zoo_db_copy) as store:
+        for qualname, (rung, failed, cause, error) in failures.items():
+            row = store.definitions_named(qualname, qualified=True)[0]
+            store.save_validation(qualname, row["hash"], f"key-{qualname}", {
+                "rung": rung, "failed_rung": failed, "cause": cause, "error_type": error,
+                "error_message": "attempted relative import with no known parent package"})
+    outdir = tmp_path / "out"
+    result = check(cli("export", outdir, "--db", zoo_db_copy), 0)
+    assert "exported 8 blocks" in result.stdout
+    assert "skipped 2 broken blocks" in result.stdout and "--include-broken" in result.stdout
+    assert "zoo.layers.conv.SqueezeExcite: failed at import (resolver_gap; ImportError: " \
+           "attempted relative import" in result.stderr
+    assert "zoo.models.vit.TinyViT: failed at forward (resolver_gap; NameError" in result.stderr
+    assert not (outdir / "zoo.layers.conv.SqueezeExcite.py").exists()
+    assert (outdir / "zoo.layers.conv.ConvNormAct.py").exists()
+    manifest = json.loads((outdir / "manifest.json").read_text())
+    assert [s["qualname"] for s in manifest["skipped"]] == [
+        "zoo.layers.conv.SqueezeExcite", "zoo.models.vit.TinyViT"]
+    result = check(cli("export", outdir, "--db", zoo_db_copy, "--include-broken",
+                       "--format", "json"), 0)
+    assert json.loads(result.stdout) == {"outdir": str(outdir), "count": 10, "skipped": []}
+    entries = {b["qualname"]: b for b in json.loads((outdir / "manifest.json").read_text())
+               ["blocks"]}
+    assert entries["zoo.layers.conv.SqueezeExcite"]["broken"].startswith("failed at import")
+    assert entries["zoo.layers.conv.ConvNormAct"]["broken"] is None
+
+
 # -- sandbox-backed commands ----------------------------------------------------------------
 
 

@@ -147,17 +147,29 @@ def blocks(pattern: str | None, min_rung: str, package: str | None, db: Path | N
 @click.argument("outdir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--min-rung", default="none", show_default=True,
               help="import|instantiate|forward|backward: only blocks validated at least this far.")
+@click.option("--include-broken", is_flag=True,
+              help="Also write blocks whose validation failed below import or for a "
+                   "resolver_gap (marked broken in the manifest); skipped by default.")
 @DB
 @FORMAT
-def export(outdir: Path, min_rung: str, db: Path | None, fmt: str) -> None:
+def export(outdir: Path, min_rung: str, include_broken: bool, db: Path | None,
+           fmt: str) -> None:
     """Write one .py per block plus manifest.json into OUTDIR."""
     ws = workspace(db)
     with progress("exporting", fmt == "table") as update:
-        result = ws.export(outdir, min_rung=min_rung, progress=update)
+        result = ws.export(outdir, min_rung=min_rung, include_broken=include_broken,
+                           progress=update)
+    for s in result.skipped:
+        err.print(f"[yellow]skipped[/] {escape(f'{s.qualname}: {s.reason}')}", markup=True)
     if fmt == "json":
-        emit_json({"outdir": str(result.outdir), "count": result.count})
-    else:
-        out.print(f"exported {result.count} blocks to {result.outdir} (manifest.json)")
+        emit_json({"outdir": str(result.outdir), "count": result.count,
+                   "skipped": [{"qualname": s.qualname, "reason": s.reason}
+                               for s in result.skipped]})
+        return
+    out.print(f"exported {result.count} blocks to {result.outdir} (manifest.json)")
+    if result.skipped:
+        out.print(f"skipped {len(result.skipped)} broken blocks (validation failed below "
+                  "import or for a resolver_gap); --include-broken writes them")
 
 
 @click.command()

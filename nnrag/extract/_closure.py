@@ -15,7 +15,8 @@ from typing import Any
 import libcst as cst
 
 from nnrag.exceptions import AmbiguousNameError, NameNotFoundError
-from nnrag.extract._scope import Analysis, analyse
+from nnrag.extract._local_imports import LocalImport
+from nnrag.extract._scope import Analysis, Ref, analyse
 from nnrag.index import Binding, Store, SymbolTable, dotted, resolve_relative
 
 
@@ -50,6 +51,8 @@ class Node:
     # (ref index, chain depth consumed) -> def id, for rewriting ``mod.sub.Name`` chains
     replace: dict[tuple[int, int], int] = field(default_factory=dict)
     external_locals: dict[int, str] = field(default_factory=dict)  # ref index -> symbol key
+    # ids of function-local import aliases whose every use now names an emitted definition
+    dropped_imports: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -132,7 +135,7 @@ class ClosureBuilder:
             row = self.row(def_id)
             future = bool(self.table.modules.get(row["module"], {}).get("future_annotations"))
             quick = analyse(row["source"], future)
-            if any(self.table.resolve(row["module"], r.name).kind == "module" for r in quick.refs):
+            if any(self._first_binding(row, r).kind == "module" for r in quick.refs):
                 quick = analyse(row["source"], future, chains=True)
             self._analyses[def_id] = quick
         return self._analyses[def_id]
@@ -163,9 +166,12 @@ class ClosureBuilder:
                     if not self._depend_on_previous(node, ref.name, nodes, queue):
                         gaps.append(f"{row['qualname']}: no earlier binding of '{ref.name}'")
                     continue
-                binding, depth = self._resolve_chain(row["module"], ref.chain)
+                binding, depth = self._resolve_chain(row, ref)
                 if binding.kind == "builtin":
                     continue
+                if ref.origin is not None and not self._inlinable(row, ref.origin, binding,
+                                                                  depth):
+                    continue  # the function keeps its import (made absolute when emitted)
                 if binding.type_checking:
                     if binding.kind == "external":
                         imp = ExternalImport(binding.import_module, binding.import_name, ref.name,
@@ -199,6 +205,7 @@ class ClosureBuilder:
                     reason = binding.reason or ("an in-tree module used as a value"
                                                 if binding.kind == "module" else "")
                     gaps.append(f"{row['qualname']}: cannot resolve '{what}' ({reason})")
+            node.dropped_imports = _dropped_imports(node)
         for node in nodes.values():
             gaps.extend(self._local_tree_imports(node))
         future = any(self.table.modules.get(n.row["module"], {}).get("future_annotations")
@@ -209,8 +216,9 @@ class ClosureBuilder:
         return closure
 
     def _local_tree_imports(self, node: Node) -> list[str]:
-        """Imports inside function bodies that reach into the indexed tree stay imports;
-        they need the original package at run time, which the user should know.
+        """Imports inside function bodies that still reach into the indexed tree (those not
+        inlined, see :mod:`nnrag.extract._local_imports`) need the original package at run
+        time, which the user should know; a name an installed package provides is fine.
 
         Cached per definition: ``validate --all`` builds closures that share most nodes.
         """
@@ -220,22 +228,32 @@ class ClosureBuilder:
 
     def _find_local_tree_imports(self, node: Node) -> list[str]:
         module = node.row["module"]
-        is_package = bool(self.table.modules.get(module, {}).get("is_package"))
         found: list[str] = []
         table = self.table
+        absolute = self.absolute
+        dropped = node.dropped_imports
 
         class _Visitor(cst.CSTVisitor):
             def visit_ImportFrom(self, imp: cst.ImportFrom) -> None:
-                target = resolve_relative(module, is_package, len(imp.relative),
-                                          dotted(imp.module) if imp.module else None)
-                if table.in_tree(target) or imp.relative:
+                target = absolute(module, len(imp.relative),
+                                  dotted(imp.module) if imp.module else None)
+                if not (table.in_tree(target) or imp.relative):
+                    return
+                star = isinstance(imp.names, cst.ImportStar)
+                kept = [] if star else [a for a in imp.names if id(a) not in dropped]  # type: ignore[union-attr]
+                if not (star or kept):
+                    return
+                if star or not target or any(  # an installed package's name works as is
+                    table.resolve_import(target, dotted(a.name), "_").kind != "external"
+                    for a in kept
+                ):
                     found.append(f"{node.row['qualname']}: local import from '{target or '.'}' "
                                  "is not inlined")
 
             def visit_Import(self, imp: cst.Import) -> None:
                 for alias in imp.names:
                     name = dotted(alias.name) or ""
-                    if table.in_tree(name):
+                    if table.in_tree(name) and id(alias) not in dropped:
                         found.append(f"{node.row['qualname']}: local import of '{name}' "
                                      "is not inlined")
 
@@ -263,9 +281,42 @@ class ClosureBuilder:
         ]
         return max(earlier, key=lambda d: d["stmt_index"])["id"] if earlier else None
 
-    def _resolve_chain(self, module: str, chain: tuple[str, ...]) -> tuple[Binding, int]:
+    def _inlinable(self, row: dict[str, Any], origin: LocalImport, binding: Binding,
+                   depth: int) -> bool:
+        """Can a use of a function-local import name something emitted at module level?
+
+        In-tree definitions are emitted; an external object reached *through* the tree
+        (``from .utils import np``) is imported from its real source at module level, as a
+        module-level import of it would be. A direct import of an installed package
+        (``import torch.nn.functional as F``) already works and stays where it is.
+        """
+        if binding.type_checking:
+            return False
+        if binding.kind == "definition":
+            return binding.def_id is not None
+        if binding.kind != "external":
+            return False
+        return depth > 1 or self.table.in_tree(
+            self.absolute(row["module"], origin.level, origin.module))
+
+    def _first_binding(self, row: dict[str, Any], ref: Ref) -> Binding:
+        """What the head of a reference is bound to: a module-level name of the definition's
+        module, or what its function-local import imports."""
+        if ref.origin is None:
+            return self.table.resolve(row["module"], ref.name)
+        origin = ref.origin
+        return self.table.resolve_import(self.absolute(row["module"], origin.level, origin.module),
+                                         origin.name or None, origin.local)
+
+    def absolute(self, module: str, level: int, target: str | None) -> str:
+        """The absolute module of ``from <level dots><target> import`` inside ``module``."""
+        is_package = bool(self.table.modules.get(module, {}).get("is_package"))
+        return resolve_relative(module, is_package, level, target or None)
+
+    def _resolve_chain(self, row: dict[str, Any], ref: Ref) -> tuple[Binding, int]:
         """Resolve as much of ``chain`` as runs through in-tree modules; return depth used."""
-        binding = self.table.resolve(module, chain[0])
+        chain = ref.chain
+        binding = self._first_binding(row, ref)
         depth = 1
         while binding.kind == "module" and depth < len(chain):
             binding = self.table.resolve(binding.module, chain[depth])
@@ -298,3 +349,13 @@ class ClosureBuilder:
             taken.add(candidate)
             names[key] = candidate
         return names
+
+
+def _dropped_imports(node: Node) -> set[int]:
+    """Alias nodes of local imports all of whose uses were rewritten to emitted names."""
+    replaced = {i for (i, _depth) in node.replace} | set(node.external_locals)
+    refs = node.analysis.refs
+    used = {r.origin for r in refs if r.origin is not None}
+    kept = {r.origin for i, r in enumerate(refs) if r.origin is not None and i not in replaced}
+    return {id(alias) for origin in used - kept
+            for alias in node.analysis.import_aliases.get(origin, [])}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,8 @@ import libcst as cst
 
 from nnrag._version import __version__
 from nnrag.extract._closure import Closure, ClosureBuilder, ExternalImport, Node, def_symbol
-from nnrag.index import Store
+from nnrag.extract._local_imports import ImportRewrite
+from nnrag.index import Store, resolve_relative
 
 
 @dataclass(frozen=True)
@@ -33,8 +35,12 @@ class Emitted:
     def_hash: str
 
 
-class _Rename(cst.CSTTransformer):
-    def __init__(self, mapping: dict[int, str]) -> None:
+class _Rename(ImportRewrite):
+    """One pass: renamed names, and function-local imports dropped or made absolute."""
+
+    def __init__(self, mapping: dict[int, str], drop: set[int],
+                 absolute: Callable[[int, str | None], str]) -> None:
+        super().__init__(drop, absolute)
         self.mapping = mapping
 
     def leave_Name(self, original_node: cst.Name, updated_node: cst.Name) -> cst.BaseExpression:
@@ -76,8 +82,22 @@ def _rewrite(closure: Closure, node: Node, bound_names: dict[str, str]) -> str:
         if new and new != name:
             for site in sites:
                 mapping[id(site)] = new
-    code = analysis.tree.visit(_Rename(mapping)).code if mapping else analysis.tree.code
+    module = node.row["module"]
+    is_package = bool(closure.modules.get(module, {}).get("is_package"))
+
+    def absolute(level: int, target: str | None) -> str:
+        return resolve_relative(module, is_package, level, target)
+
+    rewrite = _Rename(mapping, node.dropped_imports, absolute)
+    edit = mapping or _has_imports(node)
+    code = analysis.tree.visit(rewrite).code if edit else analysis.tree.code
     return code.lstrip("\n").rstrip() + "\n"
+
+
+def _has_imports(node: Node) -> bool:
+    """Might the statement hold an import for ImportRewrite to edit? A cheap text check: a
+    false positive only costs one more pass."""
+    return "import " in node.analysis.tree.code
 
 
 def _order(closure: Closure,
@@ -134,6 +154,21 @@ def _relative_path(closure: Closure, module: str) -> str:
     return module.replace(".", "/") + suffix
 
 
+def _one_binding(imps: Iterable[ExternalImport]) -> list[ExternalImport]:
+    """Imports that bind one name to one object (``import torch.nn as nn`` and
+    ``from torch import nn``): one of them suffices. ``import a.b`` and ``import a.c`` both
+    bind ``a`` but also load different submodules, so those are all kept (and then no
+    other form is needed)."""
+    out: list[ExternalImport] = []
+    for guarded in (False, True):
+        group = sorted((i for i in imps if i.type_checking == guarded),
+                       key=lambda i: i.statement())
+        loaders = [i for i in group if i.name is None and "." in i.module
+                   and i.local == i.module.split(".")[0]]
+        out += loaders or group[:1]
+    return out
+
+
 def _merge_imports(statements: set[str]) -> list[str]:
     """``import`` lines first, then one ``from m import a, b as c`` line per module."""
     plain = sorted(s for s in statements if s.startswith("import "))
@@ -161,7 +196,7 @@ def emit(closure: Closure, packages: dict[str, dict[str, Any]]) -> Emitted:
     guarded: set[str] = set()
     for symbol, imps in closure.externals.items():
         local = closure.names[symbol]
-        for imp in imps:
+        for imp in _one_binding(imps):
             renamed = ExternalImport(imp.module, imp.name, local, imp.type_checking)
             (guarded if imp.type_checking else runtime).add(renamed.statement())
     lines: list[str] = []

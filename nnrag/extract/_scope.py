@@ -9,7 +9,7 @@ lambdas have their own scopes, ``global``/``nonlocal`` are honoured.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, field
 
 import libcst as cst
 from libcst.metadata import (
@@ -22,6 +22,7 @@ from libcst.metadata import (
     ScopeProvider,
 )
 
+from nnrag.extract._local_imports import LocalImport, import_aliases, sole_origin
 from nnrag.index import dotted
 
 
@@ -34,6 +35,7 @@ class Ref:
     import_time: bool  # evaluated when the module is imported (bases, decorators, defaults, ...)
     annotation: bool
     rebind: bool = False  # ``X`` read while ``X = ...`` rebinds it: the previous binding
+    origin: LocalImport | None = None  # bound by this import inside a function body
 
 
 @dataclass
@@ -47,6 +49,8 @@ class Analysis:
         int, list[tuple[cst.CSTNode, ...]]
     ]  # ref index -> per use, node per chain depth
     self_nodes: dict[str, list[cst.CSTNode]]  # name -> Name nodes referring to own bindings
+    # function-local imports whose names are refs (with that origin): their alias nodes
+    import_aliases: dict[LocalImport, list[cst.ImportAlias]] = field(default_factory=dict)
 
 
 def _in_function(scope: Scope | None) -> bool:
@@ -76,7 +80,9 @@ def analyse(source: str, future_annotations: bool = False, *, chains: bool = Fal
         for small in tree.body[0].body:  # type: ignore[attr-defined,union-attr]
             if isinstance(small, cst.AugAssign):
                 rebound.update(n.value for n in _names_in(small.target))
-    grouped: dict[tuple[str, tuple[str, ...], bool, bool], list[tuple[cst.CSTNode, ...]]] = {}
+    # (name, chain, import time, annotation, origin as a tuple: () for module-level names)
+    grouped: dict[tuple[str, tuple[str, ...], bool, bool, tuple[object, ...]],
+                  list[tuple[cst.CSTNode, ...]]] = {}
     self_nodes: dict[str, list[cst.CSTNode]] = {}
     seen_scopes: set[int] = set()
     for scope in scopes.values():
@@ -85,24 +91,41 @@ def analyse(source: str, future_annotations: bool = False, *, chains: bool = Fal
         seen_scopes.add(id(scope))
         for access in scope.accesses:
             node = access.node
+            referents = access.referents
+            if isinstance(node, cst.Attribute):  # ``a.b.c`` after ``import a.b`` in a body
+                origin = sole_origin(list(referents)) if referents else None
+                head = _head(node)
+                if origin is not None and head is not None:
+                    chain, nodes = _chain(head, parents)
+                    key = (head.value, chain, not _in_function(access.scope), False,
+                           astuple(origin))
+                    grouped.setdefault(key, []).append(nodes)
+                continue
             if not isinstance(node, cst.Name):
                 continue
-            referents = access.referents
             if referents and not all(isinstance(r, BuiltinAssignment) for r in referents):
                 if all(r.scope is global_scope for r in referents):
                     if node.value not in bound:
                         # bound only through a ``global`` statement inside a function: the
                         # module-level binding lives elsewhere, so the name is free here.
                         chain, nodes = _chain(node, parents)
-                        key = (node.value, chain, not _in_function(access.scope), False)
+                        key = (node.value, chain, not _in_function(access.scope), False, ())
                         grouped.setdefault(key, []).append(nodes)
                         continue
                     self_nodes.setdefault(node.value, []).append(node)
+                    continue
+                origin = sole_origin(list(referents))
+                if origin is not None:  # a function-local import: resolved like a global
+                    chain, nodes = _chain(node, parents)
+                    key = (node.value, chain, not _in_function(access.scope), False,
+                           astuple(origin))
+                    grouped.setdefault(key, []).append(nodes)
                 continue
             if access.is_annotation and future_annotations:
                 continue
             chain, nodes = _chain(node, parents)
-            key = (node.value, chain, not _in_function(access.scope), bool(access.is_annotation))
+            key = (node.value, chain, not _in_function(access.scope), bool(access.is_annotation),
+                   ())
             grouped.setdefault(key, []).append(nodes)
     # Module-level names declared ``global`` and only assigned (``counter += 1``) have no
     # access at all.
@@ -111,15 +134,18 @@ def analyse(source: str, future_annotations: bool = False, *, chains: bool = Fal
             continue
         sites = ([a.node for a in global_scope.assignments[name]]  # type: ignore[attr-defined]
                  if global_scope else [])
-        grouped[(name, (name,), False, False)] = [(n,) for n in sites if isinstance(n, cst.Name)]
+        grouped[(name, (name,), False, False, ())] = [
+            (n,) for n in sites if isinstance(n, cst.Name)]
     # Each distinct chain is one Ref; shorter prefixes are resolved by the closure.
     for key in [k for k in grouped if k[0] in rebinding]:  # ``X = f(X)``: X is the old X
         rebound.add(key[0])
         del grouped[key]
-    refs = tuple(Ref(n, c, it, ann) for (n, c, it, ann) in sorted(grouped))
+    refs = tuple(Ref(n, c, it, ann, origin=LocalImport(*o) if o else None)  # type: ignore[arg-type]
+                 for (n, c, it, ann, o) in sorted(grouped))
     refs += tuple(Ref(n, (n,), True, False, rebind=True) for n in sorted(rebound))
     ref_nodes = {
-        i: [] if r.rebind else grouped[(r.name, r.chain, r.import_time, r.annotation)]
+        i: [] if r.rebind else grouped[(r.name, r.chain, r.import_time, r.annotation,
+                                        astuple(r.origin) if r.origin else ())]
         for i, r in enumerate(refs)
     }
     for name in bound:  # the binding sites themselves (class/def names, assignment targets)
@@ -129,7 +155,8 @@ def analyse(source: str, future_annotations: bool = False, *, chains: bool = Fal
                 self_nodes.setdefault(name, []).append(target.name)
             elif isinstance(target, cst.Name):
                 self_nodes.setdefault(name, []).append(target)
-    return Analysis(tree, bound, refs, ref_nodes, self_nodes)
+    aliases = import_aliases(list({id(s): s for s in scopes.values() if s is not None}.values()))
+    return Analysis(tree, bound, refs, ref_nodes, self_nodes, aliases)
 
 
 def _is_plain_assignment(tree: cst.Module) -> bool:
@@ -202,6 +229,12 @@ def _names_in(node: cst.BaseExpression) -> list[cst.Name]:
     if isinstance(node, cst.StarredElement):
         return _names_in(node.value)
     return []
+
+
+def _head(node: cst.BaseExpression) -> cst.Name | None:
+    while isinstance(node, cst.Attribute):
+        node = node.value
+    return node if isinstance(node, cst.Name) else None
 
 
 def _chain(

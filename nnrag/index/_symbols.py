@@ -140,6 +140,16 @@ class SymbolTable:
                                reason="star import from an external module")
         return Binding("unresolved", module, name, reason=f"'{name}' is not bound in {module}")
 
+    def resolve_import(self, target_module: str, target_name: str | None, local: str) -> Binding:
+        """What ``local`` refers to after an import that the table does not hold (one inside
+        a function body), by the same rules as a module-level import.
+
+        ``target_module`` is absolute (relative imports resolved); ``target_name`` is None for
+        ``import target_module [as local]``.
+        """
+        imp = {"target_module": target_module, "target_name": target_name, "local_name": local}
+        return self._follow_import(imp, frozenset())
+
     def _follow_import(self, imp: dict[str, Any], seen: frozenset[tuple[str, str]]) -> Binding:
         target, attr = imp["target_module"], imp["target_name"]
         if attr is None:  # ``import a.b [as c]``

@@ -77,16 +77,25 @@ def _fail(
     text = msg or (f"{exc}" if exc is not None else "")
     out["error_message"] = text[:MAX_MSG]
     out["cause"] = cause
+    if isinstance(exc, ImportError) and exc.name:
+        out["missing_module"] = exc.name
     return out
 
 
 def classify(exc: BaseException, rung: str) -> str:
-    """Map an exception raised at ``rung`` to a cause (see module docstring)."""
+    """Map an exception raised at ``rung`` to a cause (see module docstring).
+
+    An import that fails is never about our arguments or probes, whichever rung runs it (a
+    function-local import runs at ``instantiate`` or ``forward``). An emitted module has no
+    parent package, so a relative import left in it is the resolver's fault; whether a
+    missing module is one the index holds is decided by the orchestrator, which sees the
+    index (the result's ``missing_module``).
+    """
     if isinstance(exc, NameError) and not isinstance(exc, UnboundLocalError):
         return "resolver_gap"
-    if isinstance(exc, ModuleNotFoundError):
-        return "missing_package"
-    if isinstance(exc, ImportError) and rung == "import":
+    if isinstance(exc, ImportError) and "relative import" in str(exc):
+        return "resolver_gap"
+    if isinstance(exc, ImportError):
         return "missing_package"
     if rung == "instantiate":
         return "needs_arguments"
@@ -305,15 +314,11 @@ def _climb(payload: dict[str, Any]) -> dict[str, Any]:
     out["attempts"] = attempts
     if instances == 0:
         first = init_errors[0] if init_errors else RuntimeError("no constructor candidates")
-        cause = next(
-            (
-                classify(e, "instantiate")
-                for e in init_errors
-                if isinstance(e, NameError | ImportError)
-            ),
-            "needs_arguments",
-        )
-        return _fail(out, 4, first, cause, _message(first))
+        # A missing name or module is blamed over argument errors: no guess can fix it.
+        missing = next((e for e in init_errors if isinstance(e, NameError | ImportError)), None)
+        blamed = missing or first
+        cause = classify(missing, "instantiate") if missing else "needs_arguments"
+        return _fail(out, 4, blamed, cause, _message(blamed))
     if not fwd_errors:
         return _fail(out, 5, TimeoutError("probe budget exhausted"), "shape_inference")
     special = [e for e in fwd_errors if isinstance(e, NameError | ImportError)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,7 @@ from nnrag.sandbox import Limits, SandboxResult, run_many
 
 logger = get_logger(__name__)
 
-LADDER_VERSION = "10"  # bump when the ladder's inference changes: old results are re-run
+LADDER_VERSION = "11"  # bump when the ladder's inference changes: old results are re-run
 ENTRY = "nnrag.ladder._child:run"
 _MARKER = re.compile(r"^NNRAG_RUNG=(\d)$", re.M)
 
@@ -115,8 +115,7 @@ def validate(
     def on_result(j: int, result: SandboxResult) -> None:
         i, row, emitted, key = pending[j]
         value = _from_sandbox(result)
-        if emitted.gaps and value.get("error_type") == "NameError":
-            value["cause"] = "resolver_gap"
+        value["cause"] = refine_cause(value, emitted, builder.table.modules)
         value["gaps"] = list(emitted.gaps)
         store.save_validation(row["qualname"], row["hash"], key, value)
         record(i, _outcome(row["qualname"], value, False))
@@ -130,6 +129,26 @@ def validate(
         preload = ("torch", *_shared_imports([e for _, _, e, _ in pending]))
         run_many(ENTRY, payloads, limits=limits, jobs=jobs, preload=preload, on_result=on_result)
     return [o for o in outcomes if o is not None]
+
+
+def refine_cause(value: dict[str, Any], emitted: Emitted, modules: Collection[str]) -> str | None:
+    """The child's cause, corrected with what only the orchestrator knows: the index.
+
+    A NameError in a block with resolver gaps, and an import of a module the index holds
+    (``No module named 'pkg'`` for an import the emitted code kept), are the resolver's
+    failures to inline, not a package missing from the environment.
+    """
+    cause: str | None = value.get("cause")
+    if emitted.gaps and value.get("error_type") == "NameError":
+        return "resolver_gap"
+    missing = value.get("missing_module")
+    if cause == "missing_package" and missing and _indexed(str(missing), modules):
+        return "resolver_gap"
+    return cause
+
+
+def _indexed(module: str, modules: Collection[str]) -> bool:
+    return module in modules or any(m.startswith(f"{module}.") for m in modules)
 
 
 def _shared_imports(emitted: Sequence[Emitted], limit: int = 12) -> list[str]:

@@ -539,14 +539,16 @@ def test_unresolvable_name_is_reported_as_gap(tmp_path: Path) -> None:
     assert "# unresolved:" in emitted.code
 
 
-def test_local_import_from_the_tree_is_reported(tmp_path: Path) -> None:
+def test_local_import_from_the_tree_is_inlined(tmp_path: Path) -> None:
+    # Once reported as a gap ("local import ... is not inlined"); see test_local_imports.py.
     store = build(tmp_path, {
         "helpers.py": "def double(x):\n    return 2 * x\n",
         "user.py": "def f(x):\n    from .helpers import double\n    import json\n"
                    "    return double(x)\n",
     })
     emitted = extract(store, "pkg.user.f")
-    assert emitted.gaps == ("pkg.user.f: local import from 'pkg.helpers' is not inlined",)
+    assert emitted.gaps == ()
+    assert "from .helpers" not in emitted.code and "    import json\n" in emitted.code
 
 
 def test_import_time_dependencies_come_first(tmp_path: Path) -> None:

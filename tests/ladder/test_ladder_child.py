@@ -315,6 +315,31 @@ def test_init_always_fails_needs_arguments() -> None:
     assert r["error_type"] == "ValueError"
 
 
+def test_relative_import_in_init_is_a_resolver_gap() -> None:
+    body = """
+    class Rel(nn.Module):
+        def __init__(self, width=4):
+            super().__init__()
+            from .consts import round_channels
+            self.lin = nn.Linear(width, round_channels(width))
+    """
+    r = climb(body, "Rel")
+    assert (r["rung"], r["failed_rung"], r["cause"]) == (3, "instantiate", "resolver_gap")
+    assert "relative import" in r["error_message"]
+
+
+def test_missing_module_in_init_is_named() -> None:
+    body = """
+    class Gone(nn.Module):
+        def __init__(self, width=4):
+            super().__init__()
+            import no_such_pkg_xyz.layers
+    """
+    r = climb(body, "Gone")
+    assert (r["failed_rung"], r["cause"]) == ("instantiate", "missing_package")
+    assert r["missing_module"] == "no_such_pkg_xyz"
+
+
 def test_nan_gradients_fail_backward() -> None:
     body = """
     class NanGrad(nn.Module):
@@ -390,6 +415,13 @@ def test_classify_table() -> None:
     assert classify(ModuleNotFoundError("No module named 'x'"), "import") == "missing_package"
     assert classify(ImportError("cannot import name 'y'"), "import") == "missing_package"
     assert classify(TypeError("bad"), "instantiate") == "needs_arguments"
+    # issue 15: an import failing inside __init__ or forward is never about arguments, and a
+    # relative import left in a standalone module is the resolver's gap
+    relative = ImportError("attempted relative import with no known parent package")
+    for rung in ("import", "instantiate", "forward"):
+        assert classify(relative, rung) == "resolver_gap"
+        assert classify(ImportError("cannot import name 'y' from 'z'"), rung) == "missing_package"
+        assert classify(ModuleNotFoundError("No module named 'q'"), rung) == "missing_package"
     err = RuntimeError("mat1 and mat2 shapes cannot be multiplied (16x3 and 64x64)")
     assert classify(err, "forward") == "shape_inference"
     assert is_shape_error(ValueError("not enough values to unpack (expected 4, got 3)"))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nnrag.extract import export
 from nnrag.extract._emit import Emitted
 from nnrag.index import Store, index_path
 from nnrag.ladder import validate
-from nnrag.ladder._validate import _shared_imports
+from nnrag.ladder._validate import _shared_imports, refine_cause
 from nnrag.sandbox import Limits, run_function
 
 
@@ -66,3 +67,66 @@ def test_a_block_that_hangs_keeps_the_rungs_it_reached(tmp_path: Path) -> None:
     assert outcome.rung == 4  # instantiated, then killed during forward
     assert outcome.failed_rung == "forward"
     assert outcome.error_type == "Timeout"
+
+
+REPRO = {  # issue 15: a helper with a function-local relative import, used by a block
+    "__init__.py": "",
+    "consts.py": "def round_channels(c, divisor=8):\n"
+                 "    return max(divisor, int(c + divisor / 2) // divisor * divisor)\n",
+    "blocks.py": (
+        "import torch.nn as nn\nfrom torch import nn\nfrom .consts import round_channels\n\n\n"
+        "def make_width(c, mult):\n    from .consts import round_channels\n"
+        "    return round_channels(c * mult)\n\n\n"
+        "def act(x):\n    import torch.nn.functional as F\n    from torch import nn\n"
+        "    return F.relu(x) + nn.Identity()(x) * 0\n\n\n"
+        "class Block(nn.Module):\n    def __init__(self, in_ch: int = 16, mult: float = 1.5):\n"
+        "        super().__init__()\n        width = make_width(in_ch, mult)\n"
+        "        self.conv = nn.Conv2d(in_ch, width, 3, padding=1)\n"
+        "        self.extra = round_channels(width)\n\n"
+        "    def forward(self, x):\n        return act(self.conv(x))\n\n\n"
+        "class Kept(nn.Module):\n    from .consts import round_channels as rc\n\n"
+        "    def forward(self, x):\n        return x * self.rc(3)\n"
+    ),
+}
+
+
+def repro_store(tmp_path: Path) -> Store:
+    root = tmp_path / "zz_issue15"
+    root.mkdir()
+    for name, text in REPRO.items():
+        (root / name).write_text(text)
+    store = Store(tmp_path / "index.db")
+    index_path(store, root)
+    return store
+
+
+def test_local_relative_import_repro_climbs_the_whole_ladder(tmp_path: Path) -> None:
+    store = repro_store(tmp_path)
+    block, kept = validate(store, ["zz_issue15.blocks.Block", "zz_issue15.blocks.Kept"])
+    assert (block.rung_name, block.cause) == ("backward", None), block
+    # A class-body import binds a class attribute, so it is kept (made absolute); without
+    # the original package it fails, and since the index holds that package, the cause is
+    # the resolver's gap, not a missing package.
+    assert (kept.rung_name, kept.failed_rung, kept.cause) == ("compile", "import",
+                                                              "resolver_gap"), kept
+    assert "zz_issue15" in (kept.error_message or "")
+    result = export(store, tmp_path / "out")  # the broken file is left out, with its reason
+    assert result["count"] == 1
+    assert [s["qualname"] for s in result["skipped"]] == ["zz_issue15.blocks.Kept"]
+    assert "failed at import (resolver_gap; ModuleNotFoundError" in result["skipped"][0]["reason"]
+
+
+def test_refine_cause_blames_the_resolver_for_indexed_modules() -> None:
+    modules = {"zz.a", "zz.a.b", "other"}
+    gaps = Emitted("q", "n", "", "h", (), (), ("q: cannot resolve 'x'",), "d")
+    table = [  # (result, emitted, expected cause)
+        ({"cause": "missing_package", "missing_module": "zz"}, _emitted(), "resolver_gap"),
+        ({"cause": "missing_package", "missing_module": "zz.a.b"}, _emitted(), "resolver_gap"),
+        ({"cause": "missing_package", "missing_module": "zzz"}, _emitted(), "missing_package"),
+        ({"cause": "missing_package"}, _emitted(), "missing_package"),
+        ({"cause": "genuine_error", "error_type": "NameError"}, gaps, "resolver_gap"),
+        ({"cause": "genuine_error", "error_type": "NameError"}, _emitted(), "genuine_error"),
+        ({"cause": None}, _emitted(), None),
+    ]
+    for value, emitted, expected in table:
+        assert refine_cause(value, emitted, modules) == expected, value
