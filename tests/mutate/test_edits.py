@@ -70,7 +70,8 @@ def test_mutator_finds_ten_valid_mutants_and_records_lineage(tmp_path: Path) -> 
     target = load_target("resnet8")
     report = Mutator(target, in_shape=(64, 1, 8, 8), num_classes=10, seed=3, jobs=2).run(10)
     assert report.traced and len(report.valid) == 10 and report.shortfall is None
-    assert {m.kind for m in report.valid} >= {"width", "activation"}
+    kinds = {m.kind for m in report.valid}  # width plans and several structural kinds
+    assert "width" in kinds and len(kinds) >= 3, kinds
     assert len({m.md5 for m in report.valid}) == len(report.valid)
     for m in report.valid:
         if m.kind == "width":
