@@ -6,6 +6,25 @@ message must be actionable on its own.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
+
+def unknown_name(kind: str, name: str, known: Iterable[str], *, suggest: int = 3,
+                 key: str | None = None) -> str:
+    """The one message for a name that is not registered, so every command says it alike:
+    ``unknown dataset 'digit'; did you mean 'digits'? Known: cifar10, digits.``
+
+    ``key`` is the normalised form of ``name`` to compare (default: ``name`` itself).
+    """
+    names = sorted(set(known))
+    close = difflib.get_close_matches(key if key is not None else name, names, n=suggest)
+    listing = ", ".join(names) + "." if names else "none."
+    if close:
+        return f"unknown {kind} {name!r}; did you mean {' or '.join(map(repr, close))}? " \
+               f"Known: {listing}"
+    return f"unknown {kind} {name!r}; known: {listing}"
+
 
 class NnragError(Exception):
     """Base class of every error nnrag raises on purpose."""

@@ -428,6 +428,9 @@ def test_demo(cli: Cli, nnrag_home: Path) -> None:
     accuracies = [float(r[2]) for r in rows]
     assert max(accuracies) > 0.5  # one epoch is enough to leave chance (0.10) far behind
     assert (nnrag_home / "demo" / "runs.db").exists()
+    trained = {p.name for p in (nnrag_home / "demo" / "trained").glob("*.py")}
+    assert len(trained) == 7 and "__init__.py" in trained  # six models, beside the demo's runs
+    assert not (nnrag_home / "trained").exists()  # nothing outside the demo's own home
     again = check(cli("demo", "--epochs", "1", timeout=600), 0)
     assert "0 trained, 6 reused" in again.stdout  # deduplicated against the first run
 

@@ -14,7 +14,8 @@ DEMO_MODELS = ("mlp", "lenet5", "resnet8", "resnet20", "mobilenetv2_small", "mlp
 
 @click.command()
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where the demo keeps its index and runs (default: $NNRAG_HOME/demo).")
+              help="Where the demo keeps its index, runs and trained models "
+                   "(default: $NNRAG_HOME/demo).")
 @click.option("--workers", default=2, show_default=True, help="Trials in parallel.")
 @click.option("--epochs", default=3, show_default=True)
 def demo(home: Path | None, workers: int, epochs: int) -> None:

@@ -20,7 +20,8 @@ def _kinds(value: str) -> tuple[str, ...]:
 
 @click.command()
 @click.argument("target")
-@click.option("--n", "n", default=50, show_default=True, help="Valid mutants wanted.")
+@click.option("--n", "n", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Valid mutants wanted: exactly this many, or fewer with the reason.")
 @click.option("--kinds", default="width,depth,activation,norm,residual", show_default=True,
               help="Comma-separated mutation kinds.")
 @click.option("--seed", default=0, show_default=True)
@@ -82,7 +83,7 @@ def _as_json(report: Any, indexed: list[str], files: list[Path],
         "traced": report.traced, "trace_error": report.trace_error, "disabled": report.disabled,
         "proposed": report.proposed, "rejected_by_plan": report.rejected_by_plan,
         "duplicates": report.duplicates, "validated": len(report.mutants),
-        "valid": len(report.valid),
+        "wanted": report.wanted, "valid": len(report.valid), "shortfall": report.shortfall,
         "seconds": round(report.seconds, 2), "indexed": indexed, "files": [str(f) for f in files],
         "mutants": [{"md5": m.md5, "kind": m.kind, "description": m.description, "valid": m.valid,
                      "rung": m.rung, "params": m.params, "flops": m.flops, "error": m.error}
@@ -95,18 +96,21 @@ def _print(report: Any, indexed: list[str], files: list[Path], trained: list[Any
     if not report.traced:
         err.print(f"torch.fx could not trace {report.target.label} ({report.trace_error}); "
                   f"disabled: {', '.join(report.disabled)}")
-    table = Table("hash", "kind", "params", "delta", "MACs delta", "validated", "change", box=None)
+    table = Table("hash", "kind", "params", "delta", "MACs delta", "validated", box=None)
+    table.add_column("change", overflow="fold")  # whole: a cut line hides what changed
     for m in report.mutants:
         delta = "" if m.params is None else f"{(m.params - report.params) / report.params:+.1%}"
         macs = ("" if not (m.flops and report.flops)
                 else f"{(m.flops - report.flops) / report.flops:+.1%}")
         status = "yes" if m.valid else f"no ({m.rung}: {(m.error or '')[:60]})"
         table.add_row(m.md5[:8], m.kind, "" if m.params is None else f"{m.params:,}", delta, macs,
-                      status, m.description[:64])
+                      status, m.description)
     out.print(table)
     out.print(f"{report.target.label}: {report.params:,} params; {len(report.valid)} valid of "
               f"{len(report.mutants)} validated ({report.duplicates} duplicates skipped, "
               f"{report.rejected_by_plan} plans rejected before running) in {report.seconds:.1f}s")
+    if report.shortfall:
+        out.print(f"only {len(report.valid)} of the {report.wanted} wanted: {report.shortfall}")
     if indexed:
         out.print(f"indexed {len(indexed)} mutants with lineage, e.g. {indexed[0]}")
     if files:

@@ -39,6 +39,9 @@ SEARCH = [
     click.option("--show", is_flag=True, help="Print the scope-closed code of each hit."),
 ]
 
+# Below this, a lexical-only top score means FTS5 floored the idf of every query word (words
+# in over half the blocks of a small index): three decimals would print 0.000 for every hit.
+WEAK_BM25 = 1e-3
 
 
 def _filters(category: str | None, min_rung: str, package: str | None, max_params: int | None,
@@ -72,13 +75,17 @@ def _print_hits(ws: Any, searcher: Any, hits: list[Any], fmt: str, show: bool,
     if fmt == "json":
         emit_json([{**h.as_dict(), **({"code": code[h.qualname]} if show else {})} for h in hits])
         return
+    if hits and all(set(h.via) == {"lexical"} for h in hits) and hits[0].score < WEAK_BM25:
+        err.print("note: the query words occur in most blocks of this index, so their BM25 "
+                  "weight is near zero; the hits are still in rank order")
     trained = any(h.trained for h in hits)
-    table = Table("#", "score", "block", "package", "category", "rung",
+    table = Table("#", "score", "matched", "block", "package", "category", "rung",
                   *(["trained"] if trained else []), box=None)
     for h in hits:
         extra = f" (+{len(h.duplicates)} copies)" if h.duplicates else ""
-        table.add_row(str(h.rank), f"{h.score:.3f}", h.qualname + extra, h.package, h.category,
-                      h.rung_name, *([h.trained or ""] if trained else []))
+        matched = ", ".join(f"{source} #{rank}" for source, rank in sorted(h.via.items()))
+        table.add_row(str(h.rank), f"{h.score:.3g}", matched, h.qualname + extra, h.package,
+                      h.category, h.rung_name, *([h.trained or ""] if trained else []))
     out.print(table)
     out.print(f"{len(hits)} hits in {seconds * 1000:.0f} ms")
     for h in hits if show else []:

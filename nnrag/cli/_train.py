@@ -5,6 +5,7 @@ Formatting only, over :class:`nnrag.Workspace`.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +53,16 @@ def _printer() -> Any:
 
 
 def _report(report: Any, runs: Any, fmt: str) -> None:
+    """Print what a train or resume call did, then exit 1 if any of its runs did not end
+    ``ok`` (error, timeout, oom, nan, quarantined): scripts and CI see the failure."""
+    _print_report(report, runs, fmt)
+    failed = sum(n for outcome, n in report.outcomes.items() if outcome != "ok")
+    if failed:
+        err.print(f"{failed} of {len(report.run_ids)} runs did not end ok (exit status 1)")
+        sys.exit(1)
+
+
+def _print_report(report: Any, runs: Any, fmt: str) -> None:
     rows = [runs.get(i) for i in report.run_ids]
     if fmt == "json":
         emit_json({"trained": report.trained, "deduplicated": report.deduplicated,
@@ -157,9 +168,16 @@ def leaderboard(dataset: str | None, limit: int, runs_db: Path | None, fmt: str)
     """Best finished runs, by their metric."""
     from nnrag.train.runstore import LEADERBOARD_FIELDS
 
-    rows = _runs(runs_db).leaderboard(dataset, limit)
+    store = _runs(runs_db)
+    if dataset is not None:
+        dataset = _dataset_name(dataset, store)
+    rows = store.leaderboard(dataset, limit)
     if fmt == "json":
         emit_json([r.to_dict(LEADERBOARD_FIELDS) for r in rows])
+        return
+    if not rows:
+        on = f" on {dataset}" if dataset else ""
+        out.print(f"no successful runs{on} in {store.path} yet")
         return
     table = Table("#", "model", "dataset", "best", "params", "MFLOPs", "seconds", "run", box=None)
     for n, r in enumerate(rows, 1):
@@ -167,6 +185,17 @@ def leaderboard(dataset: str | None, limit: int, runs_db: Path | None, fmt: str)
                       "" if r.flops is None else f"{r.flops / 1e6:.2f}",
                       f"{r.duration_s:.1f}", str(r.id))
     out.print(table)
+
+
+def _dataset_name(name: str, store: RunStore) -> str:
+    """A dataset the store has runs on, else the registered name ``name`` spells (any case,
+    ``_`` or ``-``); anything else is a usage error with close matches, never an empty
+    table."""
+    if name in store.datasets():
+        return name
+    from nnrag.train.datasets import dataset_info
+
+    return dataset_info(name).name
 
 
 @click.command()

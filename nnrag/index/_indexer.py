@@ -16,7 +16,7 @@ import os
 import re
 import stat
 import tokenize
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
 from pathlib import Path
@@ -157,11 +157,17 @@ def package_version(root: Path, prefix: str) -> str | None:
 def index_path(
     store: Store, root: str | Path, *, prefix: str | None = None, package: str | None = None,
     progress: Progress | None = None, max_bytes: int = MAX_FILE_BYTES, jobs: int = 1,
+    only: Sequence[str | Path] | None = None,
 ) -> IndexReport:
-    """Index every ``.py`` file under ``root``.
+    """Index every ``.py`` file under ``root``, or only the files ``only`` names.
 
     ``prefix`` is the dotted module name of ``root`` itself: the folder name when it is a
     package (has ``__init__.py``), empty for a repository checkout.
+
+    With ``only``, the given files (under ``root``) are added or updated and nothing else of
+    ``package`` is touched: write-backs (trained models, mutants) share one package name
+    across homes and run stores, so re-walking one folder would delete every file of that
+    package that lives in another folder.
     """
     root_path = Path(root).expanduser()
     if not root_path.exists():
@@ -173,7 +179,7 @@ def index_path(
         prefix = root_path.name if (root_path / "__init__.py").exists() else ""
     package = package or prefix.split(".")[0] or root_path.name
     report = IndexReport(package=package, root=str(root_path))
-    files = list(_walk(root_path, report))
+    files = list(_walk(root_path, report)) if only is None else _only(root_path, only)
     version_key = f"scanner_version:{package}"
     if store.get_meta(version_key) != SCANNER_VERSION:
         # Files scanned by an older scanner are rescanned, not skipped; forgetting their
@@ -215,7 +221,7 @@ def index_path(
             continue
         module, is_pkg = module_name(root_path, path, prefix)
         todo.append((key, data, module, is_pkg, sha))
-    removed = [p for p in known if p not in seen_paths]
+    removed = [] if only is not None else [p for p in known if p not in seen_paths]
     changed = bool(todo or removed)
     if changed:
         with store.transaction():
@@ -255,6 +261,17 @@ def index_path(
     logger.info("indexed %s: %d scanned, %d unchanged, %d problems", package, report.scanned,
                 report.unchanged, report.failed)
     return report
+
+
+def _only(root: Path, files: Sequence[str | Path]) -> list[Path]:
+    """The named files, resolved and checked to lie under ``root`` (module names need it)."""
+    paths = []
+    for name in files:
+        path = Path(name).expanduser().resolve()
+        if not path.is_relative_to(root):
+            raise ScanError(f"{path} is not under {root}")
+        paths.append(path)
+    return paths
 
 
 def _write_batch(store: Store, package: str, batch: list, report: IndexReport) -> None:

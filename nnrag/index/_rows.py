@@ -60,7 +60,11 @@ class PackageCounts:
 
 @dataclass(frozen=True)
 class BlockMetric:
-    """A training result written back beside a trained block, so retrieval can prefer it."""
+    """A training result written back beside a trained block, so retrieval can prefer it.
+
+    ``run_id`` is the run's id in ``run_store`` (the runs database's path): one index can be
+    shared by several run stores, whose ids overlap.
+    """
 
     qualname: str
     dataset: str
@@ -68,3 +72,4 @@ class BlockMetric:
     value: float | None
     run_id: int
     params: int | None
+    run_store: str | None = None

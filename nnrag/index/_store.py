@@ -20,8 +20,9 @@ from nnrag.index._queries import CodeQueries
 from nnrag.index._rows import BlockMetric
 from nnrag.index._search_tables import SearchTables
 
-# 2: block_info, block_fts, embeddings (search); 3: block_metrics; 4: block_provenance
-SCHEMA_VERSION = 4
+# 2: block_info, block_fts, embeddings (search); 3: block_metrics; 4: block_provenance;
+# 5: block_metrics.run_store (which run store the best run's id belongs to)
+SCHEMA_VERSION = 5
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -67,10 +68,14 @@ CREATE TABLE IF NOT EXISTS embeddings (
     PRIMARY KEY (embed_hash, model));
 CREATE TABLE IF NOT EXISTS block_metrics (
     qualname TEXT NOT NULL, dataset TEXT NOT NULL, metric TEXT NOT NULL, value REAL,
-    run_id INTEGER, params INTEGER, recorded_at REAL, PRIMARY KEY (qualname, dataset, metric));
+    run_id INTEGER, params INTEGER, recorded_at REAL, run_store TEXT,
+    PRIMARY KEY (qualname, dataset, metric));
 CREATE TABLE IF NOT EXISTS block_provenance (
     qualname TEXT PRIMARY KEY, source TEXT NOT NULL, detail TEXT NOT NULL, recorded_at REAL);
 """
+
+# (table, column, declaration) added to an existing table by a later schema version.
+_ADDED_COLUMNS = (("block_metrics", "run_store", "TEXT"),)
 
 # Rungs of the validation ladder, in order; index = rung number.
 RUNGS = ("none", "parse", "compile", "import", "instantiate", "forward", "backward")
@@ -136,9 +141,18 @@ class Store(CodeQueries, SearchTables):
                     for statement in _SCHEMA.split(";"):
                         if statement.strip():
                             self._conn.execute(statement)
+                    self._add_columns()
                     self.set_meta("schema_version", str(SCHEMA_VERSION))
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not a usable nnrag index: {exc}") from exc
+
+    def _add_columns(self) -> None:
+        """Columns added to a table after its first release: ``CREATE TABLE IF NOT EXISTS``
+        leaves an older table as it was, so each one is added here when it is missing."""
+        for table, column, decl in _ADDED_COLUMNS:
+            have = {r[1] for r in self._conn.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
     def _has_tables(self) -> bool:
         return (self._conn.execute("SELECT 1 FROM sqlite_master WHERE type='table'").fetchone()
@@ -294,14 +308,28 @@ class Store(CodeQueries, SearchTables):
         return json.loads(rows[0]["detail"]) if rows else None
 
     def record_block_metric(self, metric: BlockMetric) -> None:
-        """A trained block's result, replacing an earlier one on the same dataset and metric."""
+        """A trained block's result on a dataset and metric, kept only when it beats the one
+        recorded (every registered metric is higher-is-better): retrieval ranks a block by
+        the best it has done, not by whichever run happened to finish last."""
         with self.transaction():
             self._conn.execute(
-                "INSERT OR REPLACE INTO block_metrics(qualname, dataset, metric, value, run_id,"
-                " params, recorded_at) VALUES (?,?,?,?,?,?,strftime('%s','now'))",
+                "INSERT INTO block_metrics(qualname, dataset, metric, value, run_id, params,"
+                " recorded_at, run_store) VALUES (?,?,?,?,?,?,strftime('%s','now'),?)"
+                " ON CONFLICT(qualname, dataset, metric) DO UPDATE SET value=excluded.value,"
+                " run_id=excluded.run_id, params=excluded.params,"
+                " recorded_at=excluded.recorded_at, run_store=excluded.run_store"
+                " WHERE block_metrics.value IS NULL OR (excluded.value IS NOT NULL"
+                " AND excluded.value > block_metrics.value)",
                 (metric.qualname, metric.dataset, metric.metric, metric.value, metric.run_id,
-                 metric.params),
+                 metric.params, metric.run_store),
             )
+
+    def block_metrics(self, qualname: str) -> list[BlockMetric]:
+        """Every recorded result of one block (one per dataset and metric)."""
+        rows = self._conn.execute(
+            "SELECT qualname, dataset, metric, value, run_id, params, run_store"
+            " FROM block_metrics WHERE qualname=? ORDER BY dataset, metric", (qualname,))
+        return [BlockMetric(*r) for r in rows]
 
     def forget_validations(self, causes: list[str]) -> int:
         """Drop cached validation results with one of ``causes``, so they are run again."""

@@ -68,6 +68,8 @@ class MutationReport:
     rejected_by_plan: int = 0
     duplicates: int = 0
     seconds: float = 0.0
+    wanted: int = 0
+    shortfall: str | None = None  # why fewer than ``wanted`` mutants are valid, if they are
 
     @property
     def valid(self) -> list[Mutant]:
@@ -114,20 +116,27 @@ class Mutator:
             "literals; the sandbox judges each one)",
         ]
         report = MutationReport(self.target, record["params"], record["flops"], record["out_shape"],
-                                cons.traced, record.get("trace_error"), disabled)
+                                cons.traced, record.get("trace_error"), disabled, wanted=n)
         seen = {code_fingerprint(self.target.source)}
         proposals = self._proposals(record, cons, report)
         base = {"in_shape": list(self.in_shape), "num_classes": self.num_classes,
                 "block": self.target.block, "out_shape": record["out_shape"]}
         batch_size = max(4, 4 * self.jobs)
-        exhausted = False
+        exhausted: str | None = None
         repeats = 0  # consecutive duplicates: a small design space is used up
-        while len(report.valid) < n and not exhausted:
+        valid = 0
+        while valid < n and exhausted is None:
             batch: list[tuple[str, str, str, Plan | None]] = []
-            while len(batch) < batch_size:
+            size = min(batch_size, max(self.jobs, n - valid))  # no big batch for the last few
+            while len(batch) < size:
                 item = next(proposals, None)
-                if item is None or repeats >= MAX_REPEATS:
-                    exhausted = True
+                if item is None:
+                    exhausted = (f"every mutation kind ({', '.join(self.kinds)}) ran out of "
+                                 "proposals for this model")
+                    break
+                if repeats >= MAX_REPEATS:
+                    exhausted = (f"the last {MAX_REPEATS} proposals were all duplicates: the "
+                                 "design space of these kinds is used up")
                     break
                 kind, desc, code, plan = item
                 fp = code_fingerprint(code)
@@ -146,11 +155,15 @@ class Mutator:
                                keep_workers=True)
             for (kind, desc, code, plan), res in zip(batch, results, strict=True):
                 mutant = self._mutant(kind, desc, code, plan, res)
-                report.mutants.append(mutant)
                 if plan is not None and self._planner is not None:
                     self._planner.learn(plan, mutant.valid)
+                if valid < n:  # a batch validates in parallel: what is past n is dropped
+                    report.mutants.append(mutant)
+                    valid += mutant.valid
             if progress:
-                progress(min(len(report.valid), n), n)
+                progress(valid, n)
+        if valid < n:
+            report.shortfall = exhausted or "no more proposals"
         report.seconds = time.perf_counter() - start
         return report
 

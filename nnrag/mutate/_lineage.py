@@ -36,11 +36,12 @@ def write_index(report: MutationReport, db: Path, home: Path) -> list[str]:
     from nnrag.index import Store, index_path
 
     folder = home / "mutants"
-    write_files(report, folder)
+    files = write_files(report, folder)
     (folder / "__init__.py").touch()
     store = Store(db)
-    try:
-        index_path(store, folder, prefix="mutants", package="mutants")
+    try:  # only this run's files: another home's mutants in a shared index stay
+        index_path(store, folder, prefix="mutants", package="mutants",
+                   only=[folder / "__init__.py", *files])
         names = []
         for mutant in report.valid:
             child = f"mutants.{mutant_module(report, mutant)}.{report.target.block or 'Net'}"

@@ -89,7 +89,7 @@ class Hit:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "rank": self.rank, "score": round(self.score, 6), "qualname": self.qualname,
+            "rank": self.rank, "score": float(f"{self.score:.6g}"), "qualname": self.qualname,
             "name": self.name, "package": self.package, "category": self.category,
             "rung": self.rung_name, "params": self.params, "via": self.via,
             "duplicates": list(self.duplicates), "trained": self.trained,

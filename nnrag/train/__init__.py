@@ -22,13 +22,19 @@ from nnrag.train.spec import SpecError, TrainSpec, load_spec, parse_spec
 if TYPE_CHECKING:
     from nnrag.train._scoring import TrialData, write_trial_data
     from nnrag.train.engine import BatchReport, Engine, OnTrained, Resolver, Trained, local_code
-    from nnrag.train.wiring import index_resolver, index_writer, indexed_engine
+    from nnrag.train.wiring import (
+        index_resolver,
+        index_writer,
+        indexed_engine,
+        trained_folder,
+    )
 
 _LAZY = {
     **dict.fromkeys(("BatchReport", "Engine", "OnTrained", "Resolver", "Trained", "local_code"),
                     "nnrag.train.engine"),
     **dict.fromkeys(("TrialData", "write_trial_data"), "nnrag.train._scoring"),
-    **dict.fromkeys(("index_resolver", "index_writer", "indexed_engine"), "nnrag.train.wiring"),
+    **dict.fromkeys(("index_resolver", "index_writer", "indexed_engine", "trained_folder"),
+                    "nnrag.train.wiring"),
 }
 
 
@@ -43,5 +49,5 @@ __all__ = [
     "RayExecutor", "Resolver", "RunRecord", "RunStore", "SpecError", "TrainEvent", "TrainSpec",
     "Trained", "TrialData", "TrialDeduplicated", "TrialDone", "TrialEpoch", "estimate_flops",
     "index_resolver", "index_writer", "indexed_engine", "load_spec", "local_code",
-    "make_executor", "parse_spec", "run_trial", "write_trial_data",
+    "make_executor", "parse_spec", "run_trial", "trained_folder", "write_trial_data",
 ]

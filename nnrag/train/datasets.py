@@ -20,7 +20,6 @@ results statistically (same generator, arguments and sizes), not sample for samp
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import gzip
 import importlib
@@ -38,7 +37,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from nnrag.config import nnrag_home
-from nnrag.exceptions import NnragError
+from nnrag.exceptions import NnragError, unknown_name
 from nnrag.logging import get_logger
 from nnrag.train import _mnist1d
 from nnrag.train._idx import IdxFormatError, read_idx
@@ -163,10 +162,7 @@ def _entry(name: str) -> _Entry:
     key = name.strip().lower().replace("_", "-")
     if key in _REGISTRY:
         return _REGISTRY[key]
-    known = sorted(_REGISTRY)
-    close = difflib.get_close_matches(key, known, n=3)
-    hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
-    raise UnknownDatasetError(f"unknown dataset {name!r}{hint} known: {', '.join(known)}")
+    raise UnknownDatasetError(unknown_name("dataset", name, _REGISTRY, key=key))
 
 
 def dataset_info(name: str) -> DatasetInfo:

@@ -6,7 +6,6 @@ and function that defined it), and listing takes shell wildcards.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from typing import Any
 
 import torch
 
-from nnrag.exceptions import NnragError
+from nnrag.exceptions import NnragError, unknown_name
 
 
 class UnknownEntryError(NnragError):
@@ -48,11 +47,7 @@ class Registry:
     def get(self, name: str) -> Callable[..., Any]:
         entry = self._entries.get(name)
         if entry is None:
-            close = difflib.get_close_matches(name, list(self._entries), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise UnknownEntryError(
-                f"unknown {self.kind} {name!r}{hint} known: {', '.join(sorted(self._entries))}"
-            )
+            raise UnknownEntryError(unknown_name(self.kind, name, self._entries, suggest=1))
         return entry.fn
 
     def list(self, pattern: str = "*") -> list[Entry]:

@@ -282,6 +282,10 @@ class RunStore:
             (cutoff,),
         )
 
+    def datasets(self) -> list[str]:
+        """Every dataset some run of this store was trained on."""
+        return [r[0] for r in self._conn.execute("SELECT DISTINCT dataset FROM runs ORDER BY 1")]
+
     def leaderboard(self, dataset: str | None = None, limit: int = 20) -> list[RunRecord]:
         """Finished, successful, non-duplicate runs, best metric first."""
         where = "status='done' AND outcome='ok' AND duplicate_of IS NULL"

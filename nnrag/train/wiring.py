@@ -1,5 +1,10 @@
 """The engine's standard wiring to the block index: where blocks come from, where models go.
 
+A trained model is written as a file in the ``trained/`` folder beside its run store
+(``$NNRAG_HOME/trained`` for the default ``$NNRAG_HOME/runs.db``) and only that file is
+indexed: an index shared by several homes keeps every home's trained blocks, and an
+invocation never writes another run store's models into the index.
+
 The only module of :mod:`nnrag.train` that touches the index and the extractor, so the
 engine stays testable with any resolver and sink. Every command that trains (``train``,
 ``resume``, ``demo``, ``mutate``, ``generate``) builds its engine with :func:`indexed_engine`.
@@ -33,13 +38,25 @@ def index_resolver(index_db: Path | None = None) -> Resolver:
     return resolve
 
 
-def index_writer(index_db: Path | None = None) -> OnTrained:
-    """Write a trained model into the index as ``trained.<name>_<md5>`` (a file under
-    ``$NNRAG_HOME/trained``, then indexed) with its best metric beside it."""
+def trained_folder(runs: RunStore | Path) -> Path:
+    """Where the models trained into run store ``runs`` are written: ``trained/`` beside it."""
+    path = runs.path if isinstance(runs, RunStore) else Path(runs)
+    return path.expanduser().absolute().parent / "trained"
+
+
+def index_writer(index_db: Path | None = None, runs: Path | None = None) -> OnTrained:
+    """Write a trained model into the index as ``trained.<name>_<md5>`` (a file in
+    :func:`trained_folder` of the run store ``runs``, default ``$NNRAG_HOME/runs.db``) with
+    its best metric beside it.
+
+    Only that file is indexed, and only its block's metric is recorded (when it beats the
+    one recorded): nothing else in the index changes.
+    """
+    run_store = (runs or nnrag_home() / "runs.db").expanduser().absolute()
+    folder = trained_folder(run_store)
 
     def write(trained: Trained) -> str:
         spec, record = trained.spec, trained.record
-        folder = nnrag_home() / "trained"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "__init__.py").touch()
         slug = re.sub(r"\W+", "_", spec.model.label).strip("_").lower() or "model"
@@ -51,9 +68,11 @@ def index_writer(index_db: Path | None = None) -> OnTrained:
             tmp.replace(target)
         qualname = f"trained.{module}.{trained.block or 'Net'}"
         with Store(index_db or default_db_path()) as store:
-            index_path(store, folder, prefix="trained", package="trained")
+            index_path(store, folder, prefix="trained", package="trained",
+                       only=[folder / "__init__.py", target])
             store.record_block_metric(BlockMetric(qualname, spec.dataset, spec.metric, record.best,
-                                                  record.id, record.params))
+                                                  record.id, record.params,
+                                                  str(run_store)))
         return qualname
 
     return write
@@ -61,6 +80,7 @@ def index_writer(index_db: Path | None = None) -> OnTrained:
 
 def indexed_engine(runs: RunStore, executor: Executor | None = None,
                    index_db: Path | None = None) -> Engine:
-    """An engine that trains indexed blocks and writes successful models back to the index."""
+    """An engine that trains indexed blocks and writes successful models back to the index
+    (files in :func:`trained_folder` of ``runs``)."""
     return Engine(runs, executor, resolver=index_resolver(index_db),
-                  on_trained=index_writer(index_db))
+                  on_trained=index_writer(index_db, runs.path))

@@ -405,6 +405,29 @@ def test_incremental_reindex(store: Store, zoo_tree: Path, scan_calls: list[str]
     assert_consistent(store)
 
 
+BLOCK = ("from torch import nn\n\n\nclass Net(nn.Module):\n"
+         "    def forward(self, x):\n        return x\n")
+
+
+def test_only_named_files_are_added_and_nothing_else_removed(
+    store: Store, write_tree: WriteTree, scan_calls: list[str]
+) -> None:
+    """Two folders write into one package (a shared index): indexing one folder's new file
+    with ``only`` keeps the other folder's files and the first folder's unlisted ones."""
+    h1 = write_tree({"__init__.py": "", "a.py": BLOCK, "stray.py": BLOCK}, "h1/trained")
+    h2 = write_tree({"__init__.py": "", "b.py": BLOCK}, "h2/trained")
+    index_path(store, h1, prefix="trained", package="trained", only=[h1 / "a.py"])
+    assert blocks(store) == {"trained.a.Net"}  # stray.py was not named: not indexed
+    scan_calls.clear()
+    report = index_path(store, h2, prefix="trained", package="trained",
+                        only=[h2 / "__init__.py", h2 / "b.py"])
+    assert scan_calls == ["trained", "trained.b"] and report.removed == 0
+    assert blocks(store) == {"trained.a.Net", "trained.b.Net"}
+    assert_consistent(store)
+    with pytest.raises(ScanError, match="is not under"):
+        index_path(store, h2, prefix="trained", package="trained", only=[h1 / "a.py"])
+
+
 def test_a_new_scanner_version_rescans_unchanged_files(
     store: Store, zoo_tree: Path, scan_calls: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

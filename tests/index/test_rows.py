@@ -59,6 +59,11 @@ def test_a_recorded_metric_shows_in_the_block_facts(indexed: Store) -> None:
     (facts,) = indexed.block_facts()  # the same dataset and metric: replaced, not added
     assert (facts.proven, facts.proven_on, facts.proven_metric, facts.params) == (
         0.95, "digits", "accuracy", 1234)
+    indexed.record_block_metric(BlockMetric("blocks.Block", "digits", "accuracy", 0.3, 9, 1234))
+    (facts,) = indexed.block_facts()  # a later, worse run does not replace the best one
+    assert facts.proven == 0.95
+    (metric,) = indexed.block_metrics("blocks.Block")
+    assert (metric.value, metric.run_id) == (0.95, 8)
 
 
 def test_embeddings_round_trip_as_bytes(indexed: Store) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from nnrag.exceptions import IndexMissingError, SchemaVersionError, StoreError
-from nnrag.index import RUNGS, SCHEMA_VERSION, Store, rung_number, scan_source
+from nnrag.index import RUNGS, SCHEMA_VERSION, BlockMetric, Store, rung_number, scan_source
 
 
 def test_schema_version_recorded_and_wal_on(tmp_path: Path) -> None:
@@ -125,3 +125,31 @@ def test_locked_or_readonly_errors_are_store_errors(tmp_path: Path) -> None:
     sqlite3.connect(db).execute("CREATE TABLE meta (key TEXT)").connection.close()  # wrong shape
     with pytest.raises(StoreError):
         Store(db)
+
+
+def test_a_version_4_index_upgrades_without_losing_metrics(tmp_path: Path) -> None:
+    """Schema 5 added block_metrics.run_store: an older index gains it, rows kept."""
+    db = tmp_path / "old.db"
+    with Store(db) as store:  # make it what nnrag wrote at schema 4
+        store._conn.execute("DROP TABLE block_metrics")
+        store._conn.execute(
+            "CREATE TABLE block_metrics (qualname TEXT NOT NULL, dataset TEXT NOT NULL,"
+            " metric TEXT NOT NULL, value REAL, run_id INTEGER, params INTEGER,"
+            " recorded_at REAL, PRIMARY KEY (qualname, dataset, metric))")
+        store._conn.execute("INSERT INTO block_metrics VALUES"
+                            " ('trained.m.Net', 'digits', 'accuracy', 0.6, 3, 650, 1.0)")
+        with store.transaction():
+            store.set_meta("schema_version", "4")
+    with Store(db, create=False) as store:
+        assert store.get_meta("schema_version") == str(SCHEMA_VERSION) == "5"
+        (old,) = store.block_metrics("trained.m.Net")
+        assert (old.value, old.run_id, old.params, old.run_store) == (0.6, 3, 650, None)
+        store.record_block_metric(BlockMetric("trained.m.Net", "digits", "accuracy", 0.5, 4,
+                                              650, "/runs.db"))
+        assert store.block_metrics("trained.m.Net") == [old]  # worse: the best is kept
+        store.record_block_metric(BlockMetric("trained.m.Net", "digits", "accuracy", 0.7, 5,
+                                              650, "/runs.db"))
+        (best,) = store.block_metrics("trained.m.Net")
+        assert (best.value, best.run_id, best.run_store) == (0.7, 5, "/runs.db")
+    with Store(db, create=False) as store:  # reopening an upgraded index changes nothing
+        assert len(store.block_metrics("trained.m.Net")) == 1

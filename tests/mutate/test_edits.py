@@ -69,8 +69,9 @@ def test_residual_edits(recorder: Any) -> None:
 def test_mutator_finds_ten_valid_mutants_and_records_lineage(tmp_path: Path) -> None:
     target = load_target("resnet8")
     report = Mutator(target, in_shape=(64, 1, 8, 8), num_classes=10, seed=3, jobs=2).run(10)
-    assert report.traced and len(report.valid) >= 10
-    assert {m.kind for m in report.valid} >= {"width", "activation"}
+    assert report.traced and len(report.valid) == 10 and report.shortfall is None
+    kinds = {m.kind for m in report.valid}  # width plans and several structural kinds
+    assert "width" in kinds and len(kinds) >= 3, kinds
     assert len({m.md5 for m in report.valid}) == len(report.valid)
     for m in report.valid:
         if m.kind == "width":
@@ -94,3 +95,43 @@ def test_untraceable_model_falls_back_and_says_what_is_disabled(tmp_path: Path) 
     assert (any("residual" in d for d in report.disabled)
             and any("width" in d for d in report.disabled))
     assert report.valid and "residual" not in {m.kind for m in report.mutants}
+
+
+def _all_valid(monkeypatch: pytest.MonkeyPatch, recorder: Any, checked: list[int]) -> None:
+    """Record in-process and let every mutant pass, so counting is tested without a sandbox
+    (a batch of valid mutants is more than a small --n asks for)."""
+    from types import SimpleNamespace
+
+    import nnrag.mutate._engine as engine
+
+    def run_many(_fn: str, payloads: list[Any], **_kw: Any) -> list[Any]:
+        checked.append(len(payloads))
+        return [SimpleNamespace(ok=True, value={"ok": True, "rung": "backward", "params": 1,
+                                                "flops": 1}) for _ in payloads]
+
+    monkeypatch.setattr(engine, "record_target", lambda t, *_a: recorder(t.source))
+    monkeypatch.setattr(engine, "run_many", run_many)
+
+
+@pytest.mark.parametrize("n", [1, 2, 4])
+def test_exactly_n_valid_mutants_are_returned(n: int, monkeypatch: pytest.MonkeyPatch,
+                                              recorder: Any, tmp_path: Path) -> None:
+    path = tmp_path / "net.py"
+    path.write_text(M.LITERAL)
+    checked: list[int] = []
+    _all_valid(monkeypatch, recorder, checked)
+    report = Mutator(load_target(str(path)), in_shape=(64, 1, 8, 8), num_classes=10,
+                     kinds=("width",), jobs=4).run(n)
+    assert len(report.valid) == len(report.mutants) == report.wanted == n
+    assert report.shortfall is None and sum(checked) == max(n, 4)  # one batch of >= jobs
+
+
+def test_fewer_than_n_says_why(monkeypatch: pytest.MonkeyPatch, recorder: Any,
+                               tmp_path: Path) -> None:
+    path = tmp_path / "net.py"
+    path.write_text(M.LITERAL)
+    _all_valid(monkeypatch, recorder, [])
+    report = Mutator(load_target(str(path)), in_shape=(64, 1, 8, 8), num_classes=10,
+                     kinds=("activation",)).run(500)
+    assert 0 < len(report.valid) < 500
+    assert report.shortfall is not None and "activation" in report.shortfall

@@ -226,6 +226,15 @@ def test_cli_query_similar_duplicates(cli, tree: Path, tmp_path: Path) -> None: 
     assert lexical.returncode == 0, lexical
     assert json.loads(lexical.stdout)[0]["name"] == "SqueezeExcite"
     assert "nnrag embed" in lexical.stderr  # hybrid asked, no vectors yet: says how
+    # words in every block of a small index: BM25 floors their weight; the table still says
+    # something (significant digits, the retriever and rank) and why the scores are tiny
+    common = cli("query", "forward blocks", "--mode", "lexical", "--db", db, "-k", "2")
+    assert common.returncode == 0 and "near zero" in common.stderr, common
+    assert "lexical #1" in common.stdout and "lexical #2" in common.stdout
+    assert "0.000" not in common.stdout and "e-06" in common.stdout
+    weak = json.loads(cli("query", "forward blocks", "--mode", "lexical", "--db", db,
+                          "--format", "json").stdout)
+    assert 0 < weak[0]["score"] < 1e-3 and weak[0]["via"] == {"lexical": 1}
     emb = cli("embed", "--db", db, "--model", "hashing", "--format", "json")
     assert json.loads(emb.stdout)["embedded"] == 9, emb
     hits = json.loads(cli("query", "relative position bias attention", "--db", db, "--model",

@@ -246,14 +246,33 @@ def test_cli_train_runs_show_leaderboard(cli, tmp_path: Path) -> None:  # noqa: 
     assert shown["spec"]["dataset"] == "digits" and len(shown["epochs"]) >= 4
     board = cli("leaderboard", "--dataset", "digits")
     assert "m" in board.stdout and board.returncode == 0
+    empty = cli("leaderboard", "--dataset", "MNIST")  # registered, no runs: said, not blank
+    assert empty.returncode == 0 and "no successful runs on mnist" in empty.stdout
     (tmp_path / "bad.json").write_text('{"model": {}, "dataset": "digits"}')
     for args, message in [
         (("show", "999"), "no run 999"),
         (("train", tmp_path / "m.py"), "not valid YAML"),
         (("train", tmp_path / "bad.json"), "not a valid training spec"),
+        (("leaderboard", "--dataset", "imagenet"), "unknown dataset 'imagenet'; known: "),
+        (("leaderboard", "--dataset", "digit"), "did you mean 'digits'? Known: "),
     ]:
         r = cli(*args)
         assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r
+
+
+def test_cli_train_exits_1_when_a_trial_fails(cli, tmp_path: Path) -> None:  # noqa: ANN001
+    (tmp_path / "m.py").write_text(GOOD)
+    (tmp_path / "raises.py").write_text(bad("def forward(self, x):\n    raise ValueError('no')\n"))
+    common = "dataset: digits\n  limit: 300\n  budget: {epochs: 1, wall_s: 30}\n"
+    (tmp_path / "spec.yaml").write_text(
+        f"- model: {{file: m.py}}\n  {common}- model: {{file: raises.py}}\n  {common}")
+    res = cli("train", tmp_path / "spec.yaml", "--format", "json")
+    assert res.returncode == 1, res
+    assert sorted(r["outcome"] for r in json.loads(res.stdout)["runs"]) == ["error", "ok"]
+    assert "1 of 2 runs did not end ok" in res.stderr and "Traceback" not in res.stderr
+    (tmp_path / "ok.yaml").write_text(f"model: {{file: m.py}}\n{common.replace('  ', '')}")
+    again = cli("train", tmp_path / "ok.yaml")  # every run ok (here: a stored twin): 0
+    assert again.returncode == 0 and "duplicate" in again.stderr, again
 
 
 def test_ray_backend_in_local_mode(tmp_path: Path) -> None:
@@ -311,6 +330,47 @@ def test_plain_block_from_the_index_trains_with_defaults(tmp_path: Path) -> None
     assert run.outcome == "ok", run.error
     assert run.params == 16 * 1 * 9 + 16 + 16 * 10 + 10  # conv + the added linear head
     assert run.indexed_as.endswith(".TinyCNN")
+
+
+def test_write_back_adds_only_its_own_runs_to_a_shared_index(tmp_path: Path,
+                                                            nnrag_home: Path) -> None:
+    """Two homes train into one index: each adds its own block, beside its own run store,
+    and neither removes the other's (nor indexes a stray file of $NNRAG_HOME/trained)."""
+    from nnrag.index import Store
+    from nnrag.train.wiring import trained_folder
+
+    stray = nnrag_home / "trained"
+    stray.mkdir()
+    (stray / "__init__.py").touch()
+    (stray / "old_model.py").write_text(GOOD)  # an earlier run's file: not ours to index
+    shared = tmp_path / "shared.db"
+    other = GOOD.replace("return self.fc(x.flatten(1))", "return self.fc(x.flatten(1)) * 2.0")
+    names = []
+    for home, code, name in (("h1", GOOD, "mlp"), ("h2", other, "lenet5")):
+        runs = RunStore(tmp_path / home / "runs.db")
+        (run_id,) = indexed_engine(runs, LocalExecutor(1), shared).train(
+            [spec(code, name=name)]).run_ids
+        names.append(runs.get(run_id).indexed_as)
+        assert (trained_folder(runs) / f"{names[-1].split('.')[1]}.py").read_text() == code
+    assert trained_folder(RunStore(tmp_path / "h1" / "runs.db")) == tmp_path / "h1" / "trained"
+    with Store(shared) as store:
+        indexed = {r["qualname"] for r in store.block_definitions()}
+        assert indexed == set(names) and names[0].startswith("trained.mlp_")
+        (metric,) = store.block_metrics(names[0])
+        assert metric.run_store == str(tmp_path / "h1" / "runs.db")
+
+
+def test_the_index_keeps_a_blocks_best_run(engine: Engine, tmp_path: Path) -> None:
+    from nnrag.index import Store
+
+    good = engine.runs.get(engine.train([spec(GOOD)]).run_ids[0])
+    worse = engine.runs.get(engine.train(
+        [spec(GOOD, hyperparameters={"lr": 1e-6}, budget={"epochs": 1, "wall_s": 20})]
+    ).run_ids[0])
+    assert worse.indexed_as == good.indexed_as and worse.best < good.best
+    with Store(tmp_path / "index.db") as store:
+        (metric,) = store.block_metrics(good.indexed_as)
+    assert (metric.value, metric.run_id) == (good.best, good.id)
 
 
 def test_metric_and_transform_registries() -> None:
