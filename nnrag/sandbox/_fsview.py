@@ -29,6 +29,7 @@ __all__ = [
     "SYSTEM_COVERS",
     "CoverPlan",
     "apply_covers",
+    "essential_paths",
     "needed_paths",
     "plan_covers",
     "private_paths",
@@ -72,6 +73,15 @@ def _module_dirs(names: Iterable[str]) -> list[str]:
                 if spec.origin and os.path.isabs(spec.origin):
                     dirs.append(os.path.dirname(spec.origin))
     return dirs
+
+
+def essential_paths(preload: Sequence[str]) -> list[str]:
+    """What a task cannot run without: the interpreter and its prefixes, nnrag's own package
+    and the ``preload`` modules. (A ``sys.path`` entry a test or a user added may be a
+    private folder; a task that does not import from it does not need to read it.)"""
+    found = [sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(sys.executable)]
+    found += _module_dirs(["nnrag", *preload])
+    return sorted({_real(p) for p in found if os.path.exists(p)})
 
 
 def needed_paths(preload: Sequence[str], extra: Sequence[str]) -> list[str]:

@@ -28,7 +28,7 @@ import time
 import traceback
 from typing import Any
 
-from nnrag.sandbox._fsview import apply_covers, needed_paths, under
+from nnrag.sandbox._fsview import apply_covers, essential_paths, needed_paths, under
 from nnrag.sandbox._isolation import (
     PR_SET_CHILD_SUBREAPER,
     PR_SET_PDEATHSIG,
@@ -373,7 +373,7 @@ def main() -> None:
     identity = task_identity()
     if identity is not None:
         os.chmod(config["work_dir"], 0o711)  # a task reaches its scratch; lists nothing
-    readable = [p for p in needed if p not in writable]
+    readable = essential_paths(config["preload"])
     measured = _measure_hardening(bool(config["network"]), identity, readable)
     if measured.get("unprivileged uid"):
         identity = None
