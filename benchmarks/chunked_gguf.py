@@ -92,7 +92,7 @@ def join_verified(parts: Iterable[Path], target: Path, sha256: str) -> Path:
 
 def resolve(name: str) -> Path:
     """The verified GGUF file of the chunked model ``name`` in nnrag's model cache."""
-    from nnrag.generate.models import cache_dir
+    from nnrag.config import cache_dir
 
     model = MODELS[name]
     return join_verified(part_paths(model), cache_dir() / "models" / model.file_name, model.sha256)

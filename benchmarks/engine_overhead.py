@@ -25,7 +25,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-CORPUS = HERE.parent / "corpus"
+from nnrag.examples import corpus_dir  # noqa: E402
+
+CORPUS = corpus_dir()
 
 
 def in_process(model: str, epochs: int, limit: int | None) -> float:

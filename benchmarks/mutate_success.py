@@ -22,6 +22,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from nnrag.examples import corpus_dir  # noqa: E402
 from nnrag.exceptions import NnragError  # noqa: E402
 from nnrag.mutate import Mutator, load_target  # noqa: E402
 from nnrag.train.contract import input_kinds  # noqa: E402
@@ -49,11 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default=None, help="comma-separated subset (names as printed)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
-    corpus = sorted(p.stem for p in (HERE.parent / "corpus").glob("*.py"))
+    corpus = sorted(p.stem for p in corpus_dir().glob("*.py"))
     jobs: list[tuple[str, str, tuple[int, ...]]] = []
     if args.only != "torchvision":
         for name in corpus:  # signal-only models read MNIST-1D-shaped input
-            kinds = input_kinds((HERE.parent / "corpus" / f"{name}.py").read_text())
+            kinds = input_kinds((corpus_dir() / f"{name}.py").read_text())
             jobs.append(("corpus", name,
                          (64, 1, 40) if kinds and "image" not in kinds else (64, 1, 8, 8)))
     if args.only != "corpus":

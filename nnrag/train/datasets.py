@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from nnrag.config import nnrag_home
+from nnrag.config import data_dir, nnrag_home
 from nnrag.exceptions import NnragError, unknown_name
 from nnrag.logging import get_logger
 from nnrag.train import _mnist1d
@@ -214,8 +214,7 @@ def _tensors(info: DatasetInfo, x: Array, y: Array) -> TensorDataset:
 
 def _search_dirs(root: Path | None) -> list[Path]:
     """Where dataset files may live, most specific first."""
-    env = os.environ.get("NNRAG_DATA")
-    dirs = [root, Path(env).expanduser() if env else None, nnrag_home() / "data"]
+    dirs = [root, data_dir(), nnrag_home() / "data"]
     return [d for d in dirs if d is not None] + list(SYSTEM_DATA_DIRS)
 
 

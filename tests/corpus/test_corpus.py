@@ -1,4 +1,4 @@
-"""The seed corpus: every ``corpus/*.py`` file honours the LEMUR ``Net`` contract and trains.
+"""The seed corpus: every file of ``nnrag/examples/corpus`` honours the LEMUR ``Net`` contract.
 
 Each file is loaded by path (the corpus is not a package), built for the shapes it declares in
 ``INPUT_KINDS``, and trained for one epoch on scikit-learn's 8x8 digits.
@@ -18,7 +18,9 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, TensorDataset
 
-CORPUS = Path(__file__).resolve().parents[2] / "corpus"
+from nnrag.examples import corpus_dir
+
+CORPUS = corpus_dir()
 FILES = sorted(CORPUS.glob("*.py"))
 ALLOWED_IMPORTS = {"torch", "math", "typing", "collections", "__future__"}
 KINDS = {"image", "signal"}

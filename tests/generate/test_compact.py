@@ -4,10 +4,10 @@ __init__."""
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 import pytest
 
+from nnrag.examples import CORPUS
 from nnrag.generate.compact import (
     TRUNCATION_MARK,
     cap_lines,
@@ -105,8 +105,7 @@ def test_cap_lines_marks_the_cut() -> None:
 
 @pytest.mark.parametrize("kind", ["image", "signal"])
 def test_every_corpus_reference_compacts_to_valid_shorter_code(kind: str) -> None:
-    corpus = Path(__file__).resolve().parents[2] / "corpus"
-    refs = corpus_references(kind, corpus)
+    refs = corpus_references(kind, CORPUS)
     assert refs
     for ref in refs:
         assert ref.full_code is not None and len(ref.code) < len(ref.full_code)

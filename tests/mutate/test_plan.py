@@ -14,13 +14,14 @@ import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from nnrag.examples import corpus_dir
 from nnrag.mutate._analyse import analyse
 from nnrag.mutate._plan import Planner
 from nnrag.mutate._record import PORTS, layer_kind
 from nnrag.mutate._sites import collect_sites, rewrite_sites
 from tests.mutate import _models as M
 
-CORPUS = Path(__file__).resolve().parents[2] / "corpus"
+CORPUS = corpus_dir()
 
 
 def planner_for(source: str, rec: dict[str, Any], seed: int = 0) -> Planner:
