@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from nnrag.extract import Emitted
     from nnrag.generate import Backend, GenerateConfig, GenerateReport
     from nnrag.generate.events import Progress as GenerateProgress
-    from nnrag.index import IndexReport, Store
+    from nnrag.index import IndexReport, LemurImport, Store
     from nnrag.ladder import Outcome
     from nnrag.mutate import MutationReport, Target
     from nnrag.search import Embedder, EmbedReport, Filters, Hit, Searcher
@@ -194,6 +194,23 @@ class Workspace:
             if path is None:
                 return index_package(store, str(package), **kwargs)
             return index_path(store, path, prefix=prefix, package=package, **kwargs)
+        finally:
+            self._changed()
+
+    def import_lemur(self, source: str | Path, *, stats: str | Path | None = None,
+                     folder: str | Path | None = None, limit: int | None = None,
+                     progress: Progress | None = None) -> LemurImport:
+        """Bring LEMUR-format models (a folder of modules or LEMUR's ``models.jsonl.gz``) into
+        the index as package ``lemur``, under their LEMUR names, with ``stats`` (LEMUR's
+        ``stats.jsonl.gz``) recorded as reported results, never as runs of this machine.
+        The modules are written to ``folder`` (default: ``lemur/`` beside the index)."""
+        from nnrag.index import import_lemur
+
+        store = self.open(create=True).store
+        target = Path(folder) if folder is not None else Path(self.db).parent / "lemur"
+        try:
+            return import_lemur(store, source, target, stats=stats, limit=limit,
+                                progress=(lambda d, t, _p: progress(d, t)) if progress else None)
         finally:
             self._changed()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from nnrag._version import __version__
-from nnrag.cli import _demo, _generate, _index, _mutate, _sandbox, _search, _train
+from nnrag.cli import _demo, _generate, _index, _lemur, _mutate, _sandbox, _search, _train
 from nnrag.cli._common import Group
 
 
@@ -28,6 +28,7 @@ for _command in (
     _mutate.mutate,
     _generate.generate,
     _sandbox.sandbox,
+    _lemur.lemur,
 ):
     main.add_command(_command)
 

@@ -15,6 +15,7 @@ from nnrag.index._categories import CATEGORIES
 from nnrag.index._concepts import ConceptMatcher
 from nnrag.index._fingerprint import code_fingerprint, fingerprint
 from nnrag.index._indexer import index_package, index_path, locate_package, mark_blocks
+from nnrag.index._lemur import REPORTED, LemurImport, import_lemur, lemur_module
 from nnrag.index._model import Definition, FileProblem, FileScan, ImportBinding, IndexReport
 from nnrag.index._rows import BlockFacts, BlockMetric, CatalogEntry, DefinitionRow, PackageCounts
 from nnrag.index._scan import (
@@ -32,9 +33,11 @@ from nnrag.index._words import split_identifier
 __all__ = [
     "Binding", "BlockFacts", "BlockMetric", "CATALOG_VERSION", "CATEGORIES", "CatalogEntry",
     "CatalogReport", "ConceptMatcher", "Definition", "DefinitionRow", "FileProblem", "FileScan",
-    "GENERATION_KEY", "ImportBinding", "IndexReport", "PackageCounts", "RUNGS",
+    "GENERATION_KEY", "ImportBinding", "IndexReport", "LemurImport", "PackageCounts", "REPORTED",
+    "RUNGS",
     "SCHEMA_VERSION", "Store", "SymbolTable", "code_fingerprint", "dotted", "ensure_catalog",
-    "fingerprint", "index_package", "index_path", "locate_package", "mark_blocks",
+    "fingerprint", "import_lemur", "index_package", "index_path", "lemur_module",
+    "locate_package", "mark_blocks",
     "normalised_hash", "normalised_md5", "query_text", "resolve_relative", "rung_number",
     "scan_source", "split_identifier", "sync_catalog", "words_of",
 ]

@@ -29,6 +29,7 @@ class BlockFacts:
     proven: float | None  # best recorded training metric, if a trained block
     proven_on: str | None
     proven_metric: str | None
+    proven_source: str | None = None  # the metric's run store (REPORTED: LEMUR's own figure)
 
 
 @dataclass(frozen=True)

@@ -61,12 +61,13 @@ class SearchTables(Queries):
             "SELECT d.id, d.qualname, d.name, m.package, i.category, i.fingerprint,"
             " coalesce(v.rung, -1) AS rung,"
             " coalesce(json_extract(v.detail, '$.param_count'), t.params) AS params,"
-            " t.value AS proven, t.dataset AS proven_on, t.metric AS proven_metric"
+            " t.value AS proven, t.dataset AS proven_on, t.metric AS proven_metric,"
+            " t.run_store AS proven_source"
             " FROM block_info i JOIN definitions d ON d.id = i.definition_id"
             " JOIN modules m ON m.name = d.module"
             " LEFT JOIN block_validation b ON b.qualname = d.qualname AND b.def_hash = d.hash"
             " LEFT JOIN validations v ON v.closure_hash = b.closure_hash"
-            " LEFT JOIN (SELECT qualname, dataset, metric, max(value) AS value, params"
+            " LEFT JOIN (SELECT qualname, dataset, metric, max(value) AS value, params, run_store"
             "  FROM block_metrics GROUP BY qualname) t ON t.qualname = d.qualname"
         )
         return [BlockFacts(*row) for row in rows]

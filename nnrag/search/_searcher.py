@@ -21,6 +21,7 @@ import numpy as np
 from nnrag.exceptions import NnragError, OptionalDependencyError
 from nnrag.index import (
     CATEGORIES,
+    REPORTED,
     RUNGS,
     BlockFacts,
     ConceptMatcher,
@@ -299,6 +300,8 @@ class Searcher:
             dups = tuple(copies.get(m.fingerprint, ())) if collapse else ()
             trained = (f"{m.proven_metric} {m.proven:.3f} on {m.proven_on}"
                        if m.proven is not None else None)
+            if trained and m.proven_source == REPORTED:
+                trained += " (reported by LEMUR, not measured here)"
             out.append(Hit(rank, s, i, m.qualname, m.name, m.package, m.category,
                            int(m.rung), m.params, via, dups, trained))
         return out
