@@ -24,6 +24,9 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from _results import add_arguments, record  # noqa: E402
 
 from nnrag.examples import corpus_dir  # noqa: E402
 
@@ -80,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json")
+    add_arguments(ap)
     args = ap.parse_args(argv)
 
     from nnrag.train.engine import Engine
@@ -149,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{d['deduplicated']} answered from the store, {d['trained']} trained, {d['seconds']} s")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
+    if args.record:
+        record("engine_overhead", args.record, results, script=__file__, argv=argv,
+               note=args.note)
     return 0
 
 

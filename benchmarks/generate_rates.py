@@ -32,6 +32,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+from _results import add_arguments, record  # noqa: E402
 from chunked_gguf import MODELS, resolve  # noqa: E402
 
 COLUMNS = ("parsed", "schema_valid", "unique", "executable", "trained")
@@ -86,6 +87,7 @@ def main() -> None:
     parser.add_argument("--context", type=int, default=None)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--save", type=Path, default=None, help="every candidate as JSON lines")
+    add_arguments(parser)
     args = parser.parse_args()
 
     import torch
@@ -185,6 +187,10 @@ def main() -> None:
                                          "args": {k: str(v) for k, v in vars(args).items()},
                                          "rows": rows, "dedup": dedup,
                                          "markdown": "\n".join(lines)}, indent=2))
+    if args.record:  # one results file per model: generate_rates[_MODEL].json
+        kept = [{k: v for k, v in r.items() if k != "statuses"} for r in rows]
+        record("generate_rates" + (f"_{Path(args.model).stem}" if args.model else ""),
+               args.record, {"shots": kept, "dedup": dedup}, script=__file__, note=args.note)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from _figures import mutate_success as figures  # noqa: E402
+from _results import add_arguments, record  # noqa: E402
 
 from nnrag.examples import corpus_dir  # noqa: E402
 from nnrag.exceptions import NnragError  # noqa: E402
@@ -49,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", choices=["corpus", "torchvision"], default=None)
     ap.add_argument("--models", default=None, help="comma-separated subset (names as printed)")
     ap.add_argument("--json", default=None)
+    add_arguments(ap)
     args = ap.parse_args(argv)
     corpus = sorted(p.stem for p in corpus_dir().glob("*.py"))
     jobs: list[tuple[str, str, tuple[int, ...]]] = []
@@ -122,7 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({"config": vars(args), "rows": rows,
                                                "summary": summary}, indent=1))
+    if args.record:
+        record("mutate_success", args.record, figures(summary), script=__file__, argv=argv,
+               note=args.note)
     return 0
+
 
 
 if __name__ == "__main__":

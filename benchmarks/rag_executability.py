@@ -41,6 +41,11 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _figures import rag_executability as figures  # noqa: E402
+from _results import add_arguments, record  # noqa: E402
+
 WORK = HERE / "_work"
 PINS = {"torchvision": "0.29.1", "timm": "1.0.31", "transformers": "5.24.0"}
 ORDER = ("timm", "torchvision", "transformers")
@@ -447,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--init-files", choices=("none", "models", "all"), default="none",
                     help="empty __init__.py files in the transformers scratch tree (default none)")
     ap.add_argument("--index-only", action="store_true")
+    add_arguments(ap)
     args = ap.parse_args(argv)
 
     packages = [p.strip() for p in args.packages.split(",") if p.strip()]
@@ -499,6 +505,9 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
         Path(args.markdown).write_text(render_markdown(report))
         log(f"wrote {args.markdown}")
+    if args.record:
+        record("rag_executability", args.record, figures(report), script=__file__, argv=argv,
+               note=args.note)
     store.close()
     return 0
 

@@ -22,6 +22,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
+from _figures import search_latency as figures  # noqa: E402
+from _results import add_arguments, record  # noqa: E402
 from rag_executability import index_all, log, obtain_sources  # noqa: E402
 from search_quality import PACKAGES  # noqa: E402
 
@@ -46,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-index", action="store_true",
                     help="time --db as it is "
                          "(no re-index; the no-op figure is then a catalog check)")
+    add_arguments(ap)
     args = ap.parse_args(argv)
 
     from nnrag.index import Store, index_package, sync_catalog
@@ -115,7 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"re-index with nothing changed: {noop_s:.2f}s")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
+    if args.record:
+        record("search_latency", args.record, figures(result), script=__file__, argv=argv,
+               note=args.note)
     return 0
+
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
+from _figures import search_quality as figures  # noqa: E402
+from _results import add_arguments, record  # noqa: E402
 from rag_executability import index_all, log, obtain_sources  # noqa: E402
 
 PACKAGES = ["timm", "torchvision", "transformers"]
@@ -91,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-index", action="store_true",
                     help="search --db as it is (no re-index of the sources; the catalog and "
                          "missing vectors are still brought up to date)")
+    add_arguments(ap)
     args = ap.parse_args(argv)
     queries = json.loads(Path(args.queries).read_text())["queries"]
     store, embedder, report = prepare(args, PACKAGES)
@@ -110,7 +113,13 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps({"blocks": blocks, "packages": packages,
                                                "model": embedder.name, "results": results},
                                               indent=1))
+    if args.record:
+        name = "search_quality" + ("" if Path(args.queries).stem == "query_set"
+                                   else f"_{Path(args.queries).stem}")
+        record(name, args.record, figures(results, blocks, packages, args.queries),
+               script=__file__, argv=argv, note=args.note)
     return 0
+
 
 
 if __name__ == "__main__":
