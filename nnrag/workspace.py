@@ -383,15 +383,16 @@ class Workspace:
 
     def train(self, specs: TrainSpec | Sequence[TrainSpec | dict[str, Any]], *, workers: int = 1,
               executor: str = "local", address: str | None = None,
-              progress: TrainProgress | None = None) -> BatchReport:
-        """Train ``specs`` (parsed or plain dicts) in sandboxes; twins reuse stored results."""
+              progress: TrainProgress | None = None, force: bool = False) -> BatchReport:
+        """Train ``specs`` (parsed or plain dicts) in sandboxes; twins reuse stored successful
+        results unless ``force``."""
         from nnrag.train import TrainSpec, parse_spec
 
         items = [specs] if isinstance(specs, TrainSpec) else list(specs)
         parsed = [s if isinstance(s, TrainSpec) else parse_spec(s) for s in items]
         try:
             return self.engine(workers=workers, executor=executor, address=address).train(
-                parsed, progress)
+                parsed, progress, force=force)
         finally:
             self._changed()
 

@@ -93,16 +93,18 @@ def _run_table(rows: list[Any]) -> None:
 @click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Block index for 'block:' models and write-back "
                    "(default: $NNRAG_DB or $NNRAG_HOME/index.db).")
+@click.option("--force", is_flag=True,
+              help="Train even when a successful run of the same spec and model is stored.")
 @FORMAT
 def train(spec_file: Path, workers: int, executor: str, address: str | None, runs_db: Path | None,
-          db: Path | None, fmt: str) -> None:
+          db: Path | None, force: bool, fmt: str) -> None:
     """Train the model(s) of SPEC_FILE (YAML or JSON: one spec or a list) in the sandbox."""
     from nnrag.train.spec import load_spec
 
     specs = load_spec(spec_file)
     ws = workspace(db, runs_db)
     report = ws.train(specs, workers=workers, executor=executor, address=address,
-                      progress=_printer())
+                      progress=_printer(), force=force)
     _report(report, ws.run_store(), fmt)
 
 

@@ -7,6 +7,10 @@ loss) to the progress file the orchestrator polls; the orchestrator scores the l
 no code here (or in the model) can forge a metric, and progress survives a child that dies
 later. Outcomes are data: ``ok`` or ``nan`` here; ``error`` with the traceback for
 exceptions; the sandbox itself reports ``timeout`` and ``oom``.
+
+As LEMUR's trainer does, the trial fills ``prm`` with every name the model declares, moves
+the model to the GPU when there is one, and calls ``model.train()`` before every ``learn``
+(evaluation leaves the model in eval mode; most LEMUR models never switch back themselves).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any
 def run(payload: dict[str, Any]) -> dict[str, Any]:
     import torch
 
-    from nnrag.train.contract import build_model, load_module
+    from nnrag.train.contract import build_model, load_module, supported_hyperparameters
     from nnrag.train.datasets import dataset_info
     from nnrag.train.registry import transform_fn
     from nnrag.train.spec import TrainSpec
@@ -42,14 +46,16 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
         transform = transform_fn(spec.transform)
         train_x, test_x = transform(train_x), transform(test_x)
         module = load_module(payload["code"], payload.get("module_name", "nnrag_model"), Path.cwd())
-        prm = spec.hyperparameters.prm()
+        block = payload.get("block")
+        prm = spec.prm(frozenset() if block else supported_hyperparameters(module))
         bs = spec.hyperparameters.batch_size
         in_shape = (bs, *train_x.shape[1:])
-        device = torch.device("cpu")
+        device = pick_device()
+        result["versions"]["device"] = device_name(device)
         classes = dataset_info(spec.dataset).num_classes
-        model = build_model(module, in_shape, (classes,), prm, device, payload.get("block"))
+        model = build_model(module, in_shape, (classes,), prm, device, block).to(device)
         result["params"] = sum(p.numel() for p in model.parameters())
-        result["flops"] = estimate_flops(model, train_x[:1])
+        result["flops"] = estimate_flops(model, train_x[:1].to(device))
         model.train_setup(prm)  # type: ignore[operator]  # the contract's methods
         gen = torch.Generator().manual_seed(spec.seed)
         loader = torch.utils.data.DataLoader(
@@ -59,10 +65,11 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
         scheduler = _scheduler(model, spec)
         for epoch in range(1, spec.budget.epochs + 1):
             t0 = time.perf_counter()
+            model.train()  # LEMUR's trainer does; predict() below leaves eval mode on
             loss = _number(model.learn(loader))  # type: ignore[operator]
             if scheduler is not None:
                 scheduler.step()
-            logits = predict(model, test_x)
+            logits = predict(model, test_x, device)
             _save_logits(logits, run_id, epoch)
             row: dict[str, Any] = {"epoch": epoch, "epoch_s": round(time.perf_counter() - t0, 4)}
             if loss is not None:
@@ -96,13 +103,30 @@ def _inputs(name: str) -> tuple[Any, Any, Any]:
                 torch.from_numpy(data["test_x"]))
 
 
-def predict(model: Any, x: Any) -> Any:
-    """Test-set logits as float32; the parent, holding the labels, scores them."""
+def predict(model: Any, x: Any, device: Any) -> Any:
+    """Test-set logits as float32 on the CPU; the parent, holding the labels, scores them."""
     import torch
 
     model.eval()
     with torch.no_grad():
-        return torch.cat([model(x[i : i + 512]) for i in range(0, len(x), 512)]).float()
+        return torch.cat([model(x[i : i + 512].to(device)).float().cpu()
+                          for i in range(0, len(x), 512)])
+
+
+def pick_device() -> Any:
+    """The GPU when this process can use one (the sandbox may hide it), else the CPU."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def device_name(device: Any) -> str:
+    """What the run store records: ``cpu`` or ``cuda (<GPU name>)``."""
+    import torch
+
+    if device.type != "cuda":
+        return str(device)
+    return f"cuda ({torch.cuda.get_device_name(device)})"[:80]
 
 
 def _save_logits(logits: Any, run_id: int, epoch: int) -> None:

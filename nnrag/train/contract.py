@@ -62,6 +62,33 @@ def input_kinds(code: str) -> frozenset[str]:
     return frozenset()
 
 
+def declared_hyperparameters(code: str) -> frozenset[str] | None:
+    """The names a contract module's ``supported_hyperparameters()`` returns, read without
+    running it: none when it has no such function, ``None`` when the function is more than
+    a literal ``return {...}`` (LEMUR's are literals), so only the trial can tell."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return None
+    fns = [n for n in tree.body
+           if isinstance(n, ast.FunctionDef) and n.name == "supported_hyperparameters"]
+    if not fns:
+        return frozenset()
+    body = fns[-1].body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]  # the docstring
+    if len(body) != 1 or not isinstance(body[0], ast.Return) or body[0].value is None:
+        return None
+    try:
+        names = ast.literal_eval(body[0].value)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
+    if not isinstance(names, set | frozenset | list | tuple) or not all(
+            isinstance(n, str) for n in names):
+        return None
+    return frozenset(names)
+
+
 def load_module(code: str, name: str, folder: Path) -> ModuleType:
     """Write ``code`` to ``folder/name.py`` and import it (tracebacks then show real lines)."""
     path = folder / f"{name}.py"
@@ -188,6 +215,16 @@ def build_model(module: ModuleType, in_shape: tuple[int, ...], out_shape: tuple[
     return BlockNet(cls, in_shape, out_shape, prm, device)
 
 
-def supported_hyperparameters(module: ModuleType) -> set[str]:
+def supported_hyperparameters(module: ModuleType) -> frozenset[str]:
+    """What the imported module declares (none without the function); in the trial only."""
     fn = getattr(module, "supported_hyperparameters", None)
-    return set(fn()) if callable(fn) else {"lr", "momentum"}
+    if not callable(fn):
+        return frozenset()
+    names = fn()
+    try:
+        if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+            raise TypeError
+    except TypeError:
+        raise ContractError("supported_hyperparameters() must return a set of names, "
+                            f"not {names!r}"[:200]) from None
+    return frozenset(names)

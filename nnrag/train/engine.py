@@ -1,9 +1,11 @@
 """The orchestrator: resolve model code, deduplicate, run trials, record, write back.
 
 It is the run store's only writer. Before training, a trial's code is compared with every
-finished run of the same spec by the MD5 of its whitespace-normalised text and by its
+successful run of the same spec by the MD5 of its whitespace-normalised text and by its
 structural fingerprint (renamed variables, comments and formatting do not matter); a twin
-returns the stored result.
+returns the stored result (``force`` trains anyway). Failed runs are never twins: the same
+spec is tried again. The hyperparameters a model declares are checked here too, from its
+source, so a spec that cannot fill them fails before anything runs.
 
 Model code is not trusted, so neither is anything a trial writes: the engine keeps the
 test labels, scores the logits each trial writes (:mod:`nnrag.train._scoring`), and parses
@@ -33,8 +35,8 @@ from nnrag.logging import get_logger
 from nnrag.sandbox import Limits, SandboxResult
 from nnrag.train._channel import progress_name, run_dir_name
 from nnrag.train._scoring import TrialData, TrialWatch, write_trial_data
-from nnrag.train.contract import check_source
-from nnrag.train.datasets import label_sources
+from nnrag.train.contract import check_source, declared_hyperparameters
+from nnrag.train.datasets import DatasetUnavailableError, available, label_sources
 from nnrag.train.events import Progress, TrialDeduplicated, TrialDone, TrialEpoch
 from nnrag.train.executors import Executor, LocalExecutor
 from nnrag.train.runstore import RunRecord, RunStore
@@ -105,20 +107,26 @@ class Engine:
         self._scratch_dir: Path | None = None
         self._hidden_paths: tuple[str, ...] | None = None
 
-    def train(self, specs: Sequence[TrainSpec], progress: Progress | None = None) -> BatchReport:
+    def train(self, specs: Sequence[TrainSpec], progress: Progress | None = None, *,
+              force: bool = False) -> BatchReport:
+        """Train ``specs``; a stored successful twin answers unless ``force`` (twins within
+        the batch are trained once either way)."""
         report = BatchReport()
         todo: list[tuple[int, TrainSpec, dict[str, Any]]] = []
         in_batch: dict[tuple[str, str], int] = {}  # (spec key, md5 or fingerprint) -> run
         twins: list[tuple[int, int, TrainSpec]] = []  # (run, first run of its kind, spec)
-        for spec in specs:
-            code, block = self.resolver(spec)
-            check_source(code, block=block)
+        for dataset in sorted({spec.dataset for spec in specs}):  # before any run is made
+            ok, why = available(dataset)
+            if not ok:
+                raise DatasetUnavailableError(why)
+        resolved = [(spec, *self._checked(spec)) for spec in specs]
+        for spec, code, block in resolved:
             md5, fp = normalised_md5(code), code_fingerprint(code)
             name = spec.model.label
             run_id = self.runs.create(name, spec.dataset, spec.model_dump(), spec.key(), md5, fp,
                                       code)
             report.run_ids.append(run_id)
-            twin = self.runs.finished_twin(spec.key(), md5, fp)
+            twin = None if force else self.runs.finished_twin(spec.key(), md5, fp)
             if twin is not None and twin.id != run_id:
                 self._answer_from(twin.id, run_id, spec, report, progress)
                 continue
@@ -133,6 +141,16 @@ class Engine:
         for run_id, first, spec in twins:
             self._answer_from(first, run_id, spec, report, progress)
         return report
+
+    def _checked(self, spec: TrainSpec) -> tuple[str, str | None]:
+        """The spec's code and block name, once its source and hyperparameters pass."""
+        code, block = self.resolver(spec)
+        check_source(code, block=block)
+        try:
+            spec.prm(frozenset() if block else declared_hyperparameters(code))
+        except SpecError as exc:
+            raise SpecError(f"model {spec.model.label!r}: {exc}") from None
+        return code, block
 
     def resume(self, progress: Progress | None = None, stale_after_s: float = 60.0) -> BatchReport:
         """Re-run, with the same spec and code, every run whose engine or worker died; one

@@ -264,10 +264,11 @@ class RunStore:
         return self._records("1 ORDER BY id DESC LIMIT ?", (limit,))
 
     def finished_twin(self, spec_key: str, code_md5: str, fingerprint: str) -> RunRecord | None:
-        """A finished, non-duplicate run of the same spec whose code is the same (text or
-        structure)."""
+        """A successful, non-duplicate run of the same spec whose code is the same (text or
+        structure). Failed runs never answer: their cause may be the environment (a missing
+        package, a dataset not yet installed), so the same spec runs again once it is fixed."""
         rows = self._records(
-            "status='done' AND duplicate_of IS NULL AND spec_key=?"
+            "status='done' AND outcome='ok' AND duplicate_of IS NULL AND spec_key=?"
             " AND (code_md5=? OR fingerprint=?)"
             " ORDER BY id LIMIT 1",
             (spec_key, code_md5, fingerprint),

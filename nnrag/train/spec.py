@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,8 +52,30 @@ class ModelRef(_Strict):
         return self.block.rsplit(".", 1)[-1] if self.block else "inline"
 
 
+#: Values for names a model declares in ``supported_hyperparameters()`` when the spec gives
+#: none (LEMUR samples them per trial; these are the usual library defaults). The table in
+#: docs/cli.md lists them; a declared name outside it and the spec's fields needs a value.
+DECLARED_DEFAULTS: dict[str, float] = {
+    "dropout_aux": 0.2,  # GoogLeNet's auxiliary heads
+    "attention_dropout": 0.0,  # ViT, Swin
+    "stochastic_depth_prob": 0.1,  # ConvNeXt, Swin, EfficientNet
+    "norm_eps": 1e-5,  # nn.BatchNorm2d / nn.LayerNorm
+    "norm_momentum": 0.1,  # nn.BatchNorm2d
+    "norm_std": 0.02,  # truncated-normal init (ConvNeXt)
+    "pretrained": 0.0,  # LEMUR reads > 0.5 as "download weights"; nnrag never downloads
+    "beta1": 0.9,  # Adam
+    "beta2": 0.999,  # Adam
+    "patch_size": 0.25,  # LEMUR's ViT: patch side as a fraction of the image side
+}
+
+
 class Hyperparameters(_Strict):
-    """Optimisation settings; ``extra`` passes model-specific names through to ``prm``."""
+    """Optimisation settings. Other top-level names are allowed only where the model
+    declares them in ``supported_hyperparameters()`` (:meth:`TrainSpec.prm` checks, once
+    the code is known); ``extra`` passes names through to ``prm`` unchecked."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    __pydantic_extra__: dict[str, float | int | str | bool] = Field(init=False)
 
     lr: float = Field(0.01, gt=0, le=10)
     momentum: float = Field(0.9, ge=0, lt=1)
@@ -64,10 +87,15 @@ class Hyperparameters(_Strict):
     extra: dict[str, float | int | str | bool] = Field(default_factory=dict)
 
     def prm(self) -> dict[str, Any]:
-        """The LEMUR ``prm`` dict the model sees."""
-        out: dict[str, Any] = self.model_dump(exclude={"extra"})
+        """The fields, ``extra`` and top-level names (unchecked: see :meth:`TrainSpec.prm`)."""
+        out: dict[str, Any] = self.model_dump(exclude={"extra", *self.named()})
         out.update(self.extra)
+        out.update(self.named())
         return out
+
+    def named(self) -> dict[str, Any]:
+        """The top-level names beyond the fields, as the spec gave them."""
+        return dict(self.__pydantic_extra__ or {})
 
 
 class Budget(_Strict):
@@ -102,6 +130,42 @@ class TrainSpec(_Strict):
         TRANSFORMS.get(self.transform)
         return self
 
+    def prm(self, declared: Iterable[str] | None) -> dict[str, Any]:
+        """The LEMUR ``prm`` a model declaring ``declared`` gets (None: not known here).
+
+        Every declared name is filled: from the spec (top level or ``extra``), else
+        :data:`DECLARED_DEFAULTS`; LEMUR's ``batch`` (= ``batch_size``) and ``transform``
+        (the transform's name) are always there. A top-level name that is neither a field
+        nor declared is a typo and a declared name without any value is unanswerable: both
+        raise :class:`SpecError` naming them.
+        """
+        hp = self.hyperparameters
+        prm = {**hp.prm(), "batch": hp.batch_size, "transform": self.transform}
+        if declared is None:
+            return prm
+        names = set(declared)
+        fields = sorted(k for k in Hyperparameters.model_fields if k != "extra")
+        stray = sorted(set(hp.named()) - names)
+        if stray:
+            raise SpecError(
+                f"hyperparameters.{stray[0]}: not one of nnrag's hyperparameters "
+                f"({', '.join(fields)}) and not declared by the model's "
+                f"supported_hyperparameters() ({', '.join(sorted(names)) or 'none'}); "
+                "names the model reads without declaring them go under hyperparameters.extra"
+            )
+        for name in sorted(names - prm.keys()):
+            if name in DECLARED_DEFAULTS:
+                prm[name] = DECLARED_DEFAULTS[name]
+        missing = sorted(names - prm.keys())
+        if missing:
+            raise SpecError(
+                "the model's supported_hyperparameters() declares "
+                f"{', '.join(map(repr, missing))}, which the spec does not set and nnrag has "
+                f"no default for: set hyperparameters.{missing[0]}"
+                + (" (and the others)" if len(missing) > 1 else "")
+            )
+        return prm
+
     def key(self) -> str:
         """Hash of everything but the model code: with the code hash it identifies a run."""
         data = self.model_dump(exclude={"model"})
@@ -114,8 +178,13 @@ def parse_spec(data: Any, source: str = "spec") -> TrainSpec:
         raise SpecError(f"{source}: a spec is a mapping with at least 'model', "
                         f"got {type(data).__name__}")
     try:
-        return TrainSpec.model_validate(data)
-    except NnragError as exc:  # unknown dataset / metric / transform, raised by a validator
+        spec = TrainSpec.model_validate(data)
+        if spec.model.code is not None:  # inline code: its declared names are known now
+            from nnrag.train.contract import declared_hyperparameters
+
+            spec.prm(declared_hyperparameters(spec.model.code))
+        return spec
+    except NnragError as exc:  # unknown names, raised by a validator; undeclared names
         raise SpecError(f"{source}: {exc}") from None
     except ValidationError as exc:
         lines = []
