@@ -5,7 +5,7 @@ sentence-transformers to embed a handful of words, more than everything else it 
 packaged all-MiniLM-L6-v2 is a plain BERT encoder with mean pooling: six layers of 384 wide,
 a few million multiply-adds for a short query, which numpy does in milliseconds. This module
 reads the model folder's ``tokenizer.json`` (with ``tokenizers``) and ``model.safetensors``
-(memory-mapped with ``safetensors``) and computes what sentence-transformers' ``encode``
+(with ``safetensors``) and computes what sentence-transformers' ``encode``
 computes, to float32 rounding (``tests/search/test_bert.py`` holds it to cosine 1.0).
 
 Only folders that are exactly that shape qualify (:func:`load_bert`); anything else returns
