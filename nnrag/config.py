@@ -26,7 +26,7 @@ def _env(name: str) -> str | None:
 
 def nnrag_home() -> Path:
     """``$NNRAG_HOME``, else ``~/.nnrag``: the workspace (index, runs, trained models, data
-    cache, the demo's own workspace under ``demo/``)."""
+    cache), which ``nnrag demo`` fills so later commands find its results."""
     env = _env("NNRAG_HOME")
     return Path(env).expanduser() if env else Path.home() / ".nnrag"
 

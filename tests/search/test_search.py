@@ -203,12 +203,7 @@ def test_packaged_minilm_ranks_the_known_block_first(store: Store) -> None:
     from nnrag.search._embed import get_embedder
 
     minilm = get_embedder("minilm")
-    assert minilm._direct  # one query skips encode()'s batching, with equal vectors
-    import torch
-
-    threads = torch.get_num_threads()
-    minilm.embed(["one query"])
-    assert torch.get_num_threads() == threads  # one thread for the call only
+    assert minilm._bert is not None  # type: ignore[attr-defined]  # a query skips torch
     embed_blocks(store, minilm)
     hits = Searcher(store, embedder=minilm).search(
         "channel attention that rescales feature maps after global pooling", mode="dense", k=3
