@@ -15,7 +15,13 @@ from nnrag.index._categories import CATEGORIES
 from nnrag.index._concepts import ConceptMatcher
 from nnrag.index._fingerprint import code_fingerprint, fingerprint
 from nnrag.index._indexer import index_package, index_path, locate_package, mark_blocks
-from nnrag.index._lemur import REPORTED, LemurImport, import_lemur, lemur_module
+from nnrag.index._lemur import (
+    REPORTED,
+    LemurImport,
+    import_lemur,
+    lemur_module,
+    read_lemur_models,
+)
 from nnrag.index._model import Definition, FileProblem, FileScan, ImportBinding, IndexReport
 from nnrag.index._rows import BlockFacts, BlockMetric, CatalogEntry, DefinitionRow, PackageCounts
 from nnrag.index._scan import (
@@ -37,7 +43,7 @@ __all__ = [
     "RUNGS",
     "SCHEMA_VERSION", "Store", "SymbolTable", "code_fingerprint", "dotted", "ensure_catalog",
     "fingerprint", "import_lemur", "index_package", "index_path", "lemur_module",
-    "locate_package", "mark_blocks",
+    "locate_package", "mark_blocks", "read_lemur_models",
     "normalised_hash", "normalised_md5", "query_text", "resolve_relative", "rung_number",
     "scan_source", "split_identifier", "sync_catalog", "words_of",
 ]
