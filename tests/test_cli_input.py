@@ -299,3 +299,17 @@ def test_resume_survives_a_stored_spec_that_is_no_longer_valid(tmp_path: Path) -
     status, outcome, error = conn.execute("SELECT status, outcome, error FROM runs").fetchone()
     assert (status, outcome) == ("done", "error") and "seed" in error
     assert invoke("resume", "--runs", db).stdout.strip() == "nothing to resume"
+
+
+@pytest.mark.parametrize("kwargs", [{"timeout": -5}, {"timeout": float("nan")}, {"memory_mb": 0},
+                                    {"jobs": 0}])
+def test_the_api_refuses_nonsense_limits_too(zoo_db_copy: Path, kwargs: dict[str, Any]) -> None:
+    import nnrag
+    from nnrag.exceptions import NnragError
+
+    ws = nnrag.open_workspace(db=zoo_db_copy)
+    with pytest.raises(NnragError, match="must be a number above 0"):
+        ws.validate(["Mlp"], **kwargs)
+    with pytest.raises(NnragError, match="batch_size"):
+        ws.embed("hashing", batch_size=0)
+    ws.close()
