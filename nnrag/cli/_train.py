@@ -15,12 +15,23 @@ from rich.table import Table
 if TYPE_CHECKING:
     from nnrag.train import RunStore
 
-from nnrag.cli._common import FORMAT, emit_json, err, options, out, workspace
+from nnrag.cli._common import (
+    FORMAT,
+    POSITIVE_INT,
+    RUN_ID,
+    WORKERS,
+    emit_json,
+    err,
+    options,
+    out,
+    workspace,
+)
 
 RUNS = click.option("--runs", "runs_db", type=click.Path(dir_okay=False, path_type=Path),
                     default=None, help="Run store (default: $NNRAG_HOME/runs.db).")
 EXECUTOR = [
-    click.option("--workers", default=1, show_default=True, help="Trials in parallel."),
+    click.option("--workers", default=1, show_default=True, type=WORKERS,
+                 help="Trials in parallel (1-256)."),
     click.option("--executor", type=click.Choice(["local", "ray"]), default="local",
                  show_default=True),
     click.option("--address", default=None,
@@ -125,7 +136,7 @@ def resume(workers: int, executor: str, address: str | None, runs_db: Path | Non
 
 
 @click.command()
-@click.option("--limit", default=50, show_default=True)
+@click.option("--limit", default=50, show_default=True, type=POSITIVE_INT)
 @RUNS
 @FORMAT
 def runs(limit: int, runs_db: Path | None, fmt: str) -> None:
@@ -140,7 +151,7 @@ def runs(limit: int, runs_db: Path | None, fmt: str) -> None:
 
 
 @click.command()
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=RUN_ID)
 @RUNS
 @FORMAT
 def show(run_id: int, runs_db: Path | None, fmt: str) -> None:
@@ -163,7 +174,7 @@ def show(run_id: int, runs_db: Path | None, fmt: str) -> None:
 
 @click.command()
 @click.option("--dataset", help="Only runs on this dataset.")
-@click.option("--limit", default=20, show_default=True)
+@click.option("--limit", default=20, show_default=True, type=POSITIVE_INT)
 @RUNS
 @FORMAT
 def leaderboard(dataset: str | None, limit: int, runs_db: Path | None, fmt: str) -> None:

@@ -4,7 +4,9 @@ One writer (the orchestrator) and any number of readers: WAL, a busy timeout, an
 short transaction per state change, so killing the engine at any moment loses no finished
 run and leaves nothing half-written. Schema changes are numbered migrations applied in
 order inside a transaction; a database newer than this code is refused, not guessed at.
-A heartbeat column lets ``resume`` find runs whose worker (or engine) died. Reads come back
+A heartbeat column and the engine's owner token (:mod:`nnrag.train._owner`) let ``resume``
+find runs whose worker (or engine) died: a dead owner at once, a silent one after
+:data:`STALE_AFTER_S`. Reads come back
 as frozen :class:`RunRecord` values; no SQL (and no connection) leaves this module.
 """
 
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from nnrag.exceptions import SchemaVersionError, StoreError
+from nnrag.train import _owner
 
 # Each entry upgrades the schema by one version; never edit a released entry, append.
 MIGRATIONS: tuple[str, ...] = (
@@ -48,6 +51,11 @@ MIGRATIONS: tuple[str, ...] = (
     # 3: how often a run's trial was started, so resume can quarantine one that never ends
     """
     ALTER TABLE runs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    """,
+    # 4: the engine process running a run (host:pid:start time), so resume sees at once
+    # that a run's engine died, before its heartbeat goes stale (nnrag.train._owner)
+    """
+    ALTER TABLE runs ADD COLUMN owner TEXT;
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -99,6 +107,7 @@ class RunRecord:
     duplicate_of: int | None = None
     indexed_as: str | None = None
     attempts: int = 0
+    owner: str | None = None
     epochs: tuple[EpochRecord, ...] = ()
 
     @property
@@ -180,9 +189,10 @@ class RunStore:
         )
 
     def start(self, run_id: int) -> None:
+        """Mark the run running, owned by this process (the store's one writer)."""
         now = time.time()
-        self._write("UPDATE runs SET status='running', started=?, heartbeat=?,"
-                    " attempts=attempts+1 WHERE id=?", (now, now, run_id))
+        self._write("UPDATE runs SET status='running', started=?, heartbeat=?, owner=?,"
+                    " attempts=attempts+1 WHERE id=?", (now, now, _owner.current(), run_id))
 
     def beat(self, run_ids: list[int]) -> None:
         if run_ids:
@@ -240,8 +250,8 @@ class RunStore:
                     " WHERE id=?", (reason, time.time(), run_id))
 
     def requeue(self, run_id: int) -> None:
-        self._write("UPDATE runs SET status='queued', started=NULL, heartbeat=NULL WHERE id=?",
-                    (run_id,))
+        self._write("UPDATE runs SET status='queued', started=NULL, heartbeat=NULL, owner=NULL"
+                    " WHERE id=?", (run_id,))
 
     # -- reads
     def _records(self, where: str, params: tuple[Any, ...] = ()) -> list[RunRecord]:
@@ -276,12 +286,13 @@ class RunStore:
         return rows[0] if rows else None
 
     def orphans(self, stale_after_s: float = STALE_AFTER_S) -> list[RunRecord]:
-        """Runs left queued or running by an engine (or worker) that is gone."""
+        """Runs left queued or running by an engine (or worker) that is gone: a running run
+        whose owner process has exited, or whose heartbeat is older than ``stale_after_s``
+        (an owner on another host, or a live engine whose trial stopped reporting)."""
         cutoff = time.time() - stale_after_s
-        return self._records(
-            "status='queued' OR (status='running' AND coalesce(heartbeat, 0) < ?) ORDER BY id",
-            (cutoff,),
-        )
+        rows = self._records("status IN ('queued', 'running') ORDER BY id")
+        return [r for r in rows if r.status == "queued" or (r.heartbeat or 0) < cutoff
+                or _owner.alive(r.owner) is False]
 
     def datasets(self) -> list[str]:
         """Every dataset some run of this store was trained on."""

@@ -2,13 +2,16 @@
 
 A spec is plain YAML or JSON, so people write it by hand and generators emit it. It is
 parsed into pydantic models with ``extra="forbid"``: a typo (``learning_rate``) is an error
-that names the field and its location, never a silently ignored key.
+that names the field and its location, never a silently ignored key. A file nested deeper
+than :data:`MAX_DEPTH` levels is refused before (or while) parsing: the parsers recurse, and
+a crafted spec must cost one line of error, not a RecursionError.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +23,45 @@ from nnrag.exceptions import NnragError
 
 class SpecError(NnragError):
     """A training spec that cannot be used; the message names the field."""
+
+
+#: The largest seed: numpy, scikit-learn and torch all take seeds in [0, 2**32).
+MAX_SEED = 2**32 - 1
+#: How deeply a spec may nest: a real one is four or five levels deep.
+MAX_DEPTH = 32
+
+
+def _too_deep(data: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether ``data`` (parsed JSON or YAML) nests deeper than ``limit``; iterative, so it
+    cannot itself overflow the stack."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    seen: set[int] = set()
+    while stack:
+        item, depth = stack.pop()
+        if not isinstance(item, dict | list) or id(item) in seen:
+            continue  # a YAML alias to an item already walked adds no depth of its own
+        if depth > limit:
+            return True
+        seen.add(id(item))
+        stack.extend((child, depth + 1) for child in
+                     (item.values() if isinstance(item, dict) else item))
+    return False
+
+
+def _brackets_too_deep(text: str, limit: int = 1000) -> bool:
+    """A cheap look before parsing: flow brackets opened ``limit`` deep (strings are not
+    told apart, hence the generous limit) would take the YAML scanner seconds to refuse."""
+    depth = 0
+    for char in re.sub(r"[^\[\]{}]", "", text):
+        depth += 1 if char in "[{" else -1
+        if depth > limit:
+            return True
+    return False
+
+
+def _nested(source: object) -> SpecError:
+    return SpecError(f"{source}: nested deeper than {MAX_DEPTH} levels; a training spec is a "
+                     "mapping a few levels deep")
 
 
 class _Strict(BaseModel):
@@ -115,7 +157,7 @@ class TrainSpec(_Strict):
     metric: str = "accuracy"
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     budget: Budget = Field(default_factory=Budget)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     limit: int | None = Field(None, ge=1,
                               description="train and evaluate on the first N samples of each split")
 
@@ -177,6 +219,8 @@ def parse_spec(data: Any, source: str = "spec") -> TrainSpec:
     if not isinstance(data, dict):
         raise SpecError(f"{source}: a spec is a mapping with at least 'model', "
                         f"got {type(data).__name__}")
+    if _too_deep(data):
+        raise _nested(source)
     try:
         spec = TrainSpec.model_validate(data)
         if spec.model.code is not None:  # inline code: its declared names are known now
@@ -190,8 +234,11 @@ def parse_spec(data: Any, source: str = "spec") -> TrainSpec:
         lines = []
         for e in exc.errors():
             where = ".".join(str(p) for p in e["loc"]) or "(top level)"
-            lines.append(f"  {where}: {e['msg']}")
-        raise SpecError(f"{source} is not a valid training spec:\n" + "\n".join(lines)) from None
+            lines.append(f"{where}: {e['msg']}")
+        if len(lines) == 1:  # the usual case: one line, like every other CLI error
+            raise SpecError(f"{source} is not a valid training spec: {lines[0]}") from None
+        raise SpecError(f"{source} is not a valid training spec:\n"
+                        + "\n".join(f"  {line}" for line in lines)) from None
 
 
 def load_spec(path: str | Path) -> list[TrainSpec]:
@@ -203,11 +250,18 @@ def load_spec(path: str | Path) -> list[TrainSpec]:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"cannot read spec {p}: {exc}") from exc
+    if _brackets_too_deep(text):
+        raise _nested(p)
     try:
         data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+    except RecursionError:  # the parsers recurse once per level
+        raise _nested(p) from None
     except (ValueError, yaml.YAMLError) as exc:
+        message = " ".join(str(exc).split())
         raise SpecError(f"{p}: not valid {'JSON' if p.suffix == '.json' else 'YAML'}: "
-                        f"{exc}") from exc
+                        f"{message}") from None
+    if _too_deep(data):
+        raise _nested(p)
     items = data if isinstance(data, list) else [data]
     specs = []
     for i, item in enumerate(items):
