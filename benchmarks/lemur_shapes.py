@@ -5,9 +5,9 @@ Each model of a seeded sample of ``models.jsonl.gz`` is built as the contract sa
 ``Net((batch, C, H, W), (classes,), prm, cpu)`` with ``prm`` filled as a trial fills it,
 and given one batch of random inputs in eval mode: one sandboxed task per model and shape,
 with a wall-clock limit (a task that runs past it counts as ``timeout``). No training, no
-dataset. Failures are counted by stage (``prm``: declared names nnrag cannot fill;
-``build``; ``forward``), ``timeout``/``oom``/``crashed`` from the sandbox, and by the
-error's type.
+dataset. Failures are counted by stage (``load``: the module does not import, e.g. a
+missing package; ``prm``: declared names nnrag cannot fill; ``build``; ``forward``;
+``timeout``, ``oom`` or ``crashed`` from the sandbox) and by the error's type.
 
     python benchmarks/lemur_shapes.py --sample 200 --seed 0 --json FILE
 """
@@ -25,6 +25,9 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import _results  # noqa: E402
 
 LEMUR = HERE.parent.parent / "shared" / "data" / "lemur" / "models.jsonl.gz"
 ENTRY = "nnrag.train._probe:forward"
@@ -50,6 +53,20 @@ def verdict(result: Any) -> tuple[str, str | None]:
     return stage, None if error is None else str(error).split(":")[0]
 
 
+STAGES = ("load", "prm", "build", "forward", "timeout", "oom", "crashed")
+
+
+def figures(doc: dict[str, Any]) -> dict[str, Any]:
+    """What the results file keeps: one row per shape, one per ok/fails pattern."""
+    rows = [{"shape": label, "ok": row["ok"], "ok_pct": row["ok_pct"],
+             **{f"failed_{stage}": row["failed_at"].get(stage, 0) for stage in STAGES}}
+            for label, row in doc["shapes"].items()]
+    return {"models": doc["models"], "sample_seed": doc["sample_seed"], "batch": doc["batch"],
+            "wall_s_per_task": doc["wall_s_per_task"], "shapes": rows,
+            "patterns": [{"pattern": k, "models": v} for k, v in doc["ok_pattern"].items()],
+            "seconds": doc["seconds"]}
+
+
 def _message(result: Any) -> str:
     if result.status != "ok":
         return f"{result.status}: {result.error_type}: {result.error_message}"[:160]
@@ -68,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--wall", type=float, default=60.0, help="wall limit per task, s")
     ap.add_argument("--memory", type=int, default=4096, help="memory limit per task, MB")
     ap.add_argument("--json", type=Path)
+    _results.add_arguments(ap)
     args = ap.parse_args(argv)
 
     from nnrag.sandbox import Limits, run_many, shutdown_pool
@@ -123,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(results_doc, indent=1))
     if args.json:
         args.json.write_text(json.dumps({**results_doc, "per_model": per_model}, indent=1) + "\n")
+    if args.record:
+        _results.record("lemur_shapes", args.record, figures(results_doc), script=__file__,
+                        argv=argv, note=args.note)
     return 0
 
 

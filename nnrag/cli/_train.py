@@ -207,7 +207,10 @@ def _dataset_name(name: str, store: RunStore) -> str:
 @click.argument("pattern", default="*")
 @FORMAT
 def datasets(pattern: str, fmt: str) -> None:
-    """Registered datasets, and whether each can be loaded here."""
+    """Registered datasets, one sample's shape each, and whether each can be loaded here.
+
+    A spec's `shape: [C, H, W]` adapts an image dataset to the shape a model expects
+    (see `nnrag transforms`)."""
     from dataclasses import asdict
 
     from nnrag.train.datasets import available, list_datasets

@@ -16,7 +16,8 @@ from typing import Any
 def forward(payload: dict[str, Any]) -> dict[str, Any]:
     """``{"code", "shape": [C, H, W], "classes", "batch"?}`` -> ``{"stage", "error", ...}``.
 
-    ``stage`` is where it stopped: ``prm`` (declared names nnrag cannot fill), ``build``
+    ``stage`` is where it stopped: ``load`` (the module does not import), ``prm`` (declared
+    names nnrag cannot fill), ``build``
     (``Net(...)`` raised), ``forward`` (the forward pass raised) or ``ok``; ``out_shape`` is
     the main output's shape when there is one.
     """
@@ -30,9 +31,10 @@ def forward(payload: dict[str, Any]) -> dict[str, Any]:
     torch.manual_seed(0)
     shape, batch = tuple(int(n) for n in payload["shape"]), int(payload.get("batch", 2))
     started = time.perf_counter()
-    stage = "prm"
+    stage = "load"
     try:
         module = load_module(payload["code"], "nnrag_probe_model", Path.cwd())
+        stage = "prm"
         spec = TrainSpec.model_validate({"model": {"code": "class Net: pass"},
                                          "hyperparameters": {"dropout": 0.2,
                                                              "batch_size": batch}})

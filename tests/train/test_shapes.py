@@ -234,3 +234,20 @@ def test_transforms_command_lists_families() -> None:
     table = CliRunner().invoke(main, ["transforms", "to_*"])
     assert "to_rgb" in table.output and "resize" not in table.output
     assert [e.name for e in TRANSFORMS.list("resize*")] == ["resize_<N>"]
+
+
+def test_forward_probe_says_where_a_model_stops(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The entry benchmarks/lemur_shapes.py runs in the sandbox (called here directly, on
+    trusted code, in a scratch folder: it writes the module there)."""
+    from nnrag.train._probe import forward
+
+    monkeypatch.chdir(tmp_path)
+    ok = forward({"code": CIFAR_NET, "shape": [3, 32, 32], "classes": 10})
+    assert (ok["stage"], ok["error"], ok["out_shape"]) == ("ok", None, [2, 10])
+    small = forward({"code": CIFAR_NET, "shape": [3, 8, 8], "classes": 10})
+    assert small["stage"] == "forward" and "Kernel size" in small["error"]
+    missing = forward({"code": "import no_such_package\n", "shape": [3, 32, 32], "classes": 10})
+    assert missing["stage"] == "load" and missing["error"].startswith("ModuleNotFoundError")
+    undeclared = CIFAR_NET.replace('{"lr", "momentum"}', '{"lr", "momentum", "odd_name"}')
+    assert forward({"code": undeclared, "shape": [3, 32, 32], "classes": 10})["stage"] == "prm"
