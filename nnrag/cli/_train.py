@@ -1,4 +1,5 @@
-"""Training commands of the ``nnrag`` CLI: train, runs, show, resume, leaderboard, datasets.
+"""Training commands of the ``nnrag`` CLI: train, runs, show, resume, leaderboard, datasets,
+transforms.
 
 Formatting only, over :class:`nnrag.Workspace`.
 """
@@ -79,7 +80,8 @@ def _print_report(report: Any, runs: Any, fmt: str) -> None:
         emit_json({"trained": report.trained, "deduplicated": report.deduplicated,
                     "outcomes": report.outcomes,
                     "runs": [r.to_dict(("id", "name", "dataset", "outcome", "best", "params",
-                                        "duration_s", "duplicate_of", "error")) for r in rows]})
+                                        "duration_s", "duplicate_of", "error", "adapters"))
+                             for r in rows]})
         return
     _run_table(rows)
     out.print(f"{report.trained} trained, {report.deduplicated} deduplicated (not re-trained); "
@@ -161,7 +163,8 @@ def show(run_id: int, runs_db: Path | None, fmt: str) -> None:
         emit_json({**run.to_dict(), "spec": run.spec_dict})
         return
     out.print(f"run {run.id} {run.name} on {run.dataset}: {run.status} / {run.outcome}")
-    for key in ("best", "params", "flops", "duration_s", "duplicate_of", "indexed_as", "versions"):
+    for key in ("adapters", "best", "params", "flops", "duration_s", "duplicate_of", "indexed_as",
+                "versions"):
         if getattr(run, key) is not None:
             out.print(f"  {key}: {getattr(run, key)}")
     table = Table("epoch", "metric", "value", box=None)
@@ -215,7 +218,10 @@ def _dataset_name(name: str, store: RunStore) -> str:
 @click.argument("pattern", default="*")
 @FORMAT
 def datasets(pattern: str, fmt: str) -> None:
-    """Registered datasets, and whether each can be loaded here."""
+    """Registered datasets, one sample's shape each, and whether each can be loaded here.
+
+    A spec's `shape: [C, H, W]` adapts an image dataset to the shape a model expects
+    (see `nnrag transforms`)."""
     from dataclasses import asdict
 
     from nnrag.train.datasets import available, list_datasets
@@ -232,4 +238,23 @@ def datasets(pattern: str, fmt: str) -> None:
         table.add_row(r["name"], r["kind"], "x".join(map(str, r["in_shape"])),
                       str(r["num_classes"]), f"{r['chance']:.3f}",
                       "yes" if r["available"] else "no (see --format json)")
+    out.print(table)
+
+
+@click.command()
+@click.argument("pattern", default="*")
+@FORMAT
+def transforms(pattern: str, fmt: str) -> None:
+    """Registered input transforms (a spec's `transform`), families such as resize_<N> included."""
+    from nnrag.train.transforms import TRANSFORMS
+
+    entries = TRANSFORMS.list(pattern)
+    rows = [{"name": e.name, "family": e.family is not None, "description": e.description,
+             "provenance": e.provenance} for e in entries]
+    if fmt == "json":
+        emit_json(rows)
+        return
+    table = Table("transform", "description", box=None)
+    for e in entries:
+        table.add_row(e.name, e.description)
     out.print(table)

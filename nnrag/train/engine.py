@@ -124,8 +124,9 @@ class Engine:
         for spec, code, block in resolved:
             md5, fp = normalised_md5(code), code_fingerprint(code)
             name = spec.model.label
+            adapters = None if spec.shape is None else spec.plan().adapters
             run_id = self.runs.create(name, spec.dataset, spec.model_dump(), spec.key(), md5, fp,
-                                      code)
+                                      code, adapters)
             report.run_ids.append(run_id)
             twin = None if force else self.runs.finished_twin(spec.key(), md5, fp)
             if twin is not None and twin.id != run_id:

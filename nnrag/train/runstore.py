@@ -57,13 +57,17 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE runs ADD COLUMN owner TEXT;
     """,
+    # 5: the shape adapters a spec's ``shape`` chose (JSON list; NULL without a shape)
+    """
+    ALTER TABLE runs ADD COLUMN adapters TEXT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 MAX_STORED_INT = 2**62  # SQLite's INTEGER overflows at 2**63; larger counts are stored NULL
 STALE_AFTER_S = 60.0  # a running trial without a heartbeat for this long is orphaned
 # What ``nnrag runs`` and ``nnrag leaderboard`` show of a run (and emit as JSON).
 LISTING_FIELDS = ("id", "name", "dataset", "status", "outcome", "best", "params", "duration_s",
-                  "duplicate_of", "error")
+                  "duplicate_of", "error", "adapters")
 LEADERBOARD_FIELDS = ("id", "name", "dataset", "best", "params", "flops", "duration_s")
 
 
@@ -80,7 +84,9 @@ class EpochRecord:
 class RunRecord:
     """One row of ``runs``; ``epochs`` is filled by :meth:`RunStore.get` only.
 
-    ``spec`` and ``versions`` stay the JSON text the store holds (``spec_dict`` parses it).
+    ``spec`` and ``versions`` stay the JSON text the store holds (``spec_dict`` parses it);
+    ``adapters`` is the JSON list of transforms the spec's ``shape`` chose (``to_rgb``,
+    ``resize_32``), None for a spec without ``shape``; :meth:`to_dict` gives it as a list.
     """
 
     id: int
@@ -108,6 +114,7 @@ class RunRecord:
     indexed_as: str | None = None
     attempts: int = 0
     owner: str | None = None
+    adapters: str | None = None
     epochs: tuple[EpochRecord, ...] = ()
 
     @property
@@ -118,6 +125,7 @@ class RunRecord:
         """The record as plain data (epochs as dicts), or only ``keys`` of it: the JSON form."""
         data = asdict(self)
         data["epochs"] = [asdict(e) for e in self.epochs]
+        data["adapters"] = None if self.adapters is None else json.loads(self.adapters)
         return data if keys is None else {k: data[k] for k in keys}
 
 
@@ -180,12 +188,13 @@ class RunStore:
 
     # -- writes (the orchestrator only)
     def create(self, name: str, dataset: str, spec: dict[str, Any], spec_key: str,
-               code_md5: str, fingerprint: str, code: str) -> int:
+               code_md5: str, fingerprint: str, code: str,
+               adapters: Sequence[str] | None = None) -> int:
         return self._write(
             "INSERT INTO runs(name, dataset, spec, spec_key, code_md5, fingerprint, status,"
-            " created, code) VALUES (?,?,?,?,?,?,?,?,?)",
+            " created, code, adapters) VALUES (?,?,?,?,?,?,?,?,?,?)",
             (name, dataset, json.dumps(spec, sort_keys=True), spec_key, code_md5, fingerprint,
-             "queued", time.time(), code),
+             "queued", time.time(), code, None if adapters is None else json.dumps(list(adapters))),
         )
 
     def start(self, run_id: int) -> None:

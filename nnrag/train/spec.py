@@ -14,11 +14,22 @@ import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from nnrag.exceptions import NnragError
+
+if TYPE_CHECKING:
+    from nnrag.train.transforms import Plan
 
 
 class SpecError(NnragError):
@@ -153,7 +164,10 @@ class TrainSpec(_Strict):
 
     model: ModelRef
     dataset: str = "digits"
-    transform: str = "none"
+    transform: str | list[str] = Field(
+        "none", description="a registered transform or a list, applied in order")
+    shape: tuple[PositiveInt, PositiveInt, PositiveInt] | None = Field(
+        None, description="[C, H, W] the model was designed for; nnrag adapts the dataset")
     metric: str = "accuracy"
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     budget: Budget = Field(default_factory=Budget)
@@ -161,16 +175,47 @@ class TrainSpec(_Strict):
     limit: int | None = Field(None, ge=1,
                               description="train and evaluate on the first N samples of each split")
 
+    @field_validator("transform")
+    @classmethod
+    def _some_transform(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and not value:
+            raise ValueError("give at least one transform (or 'none')")
+        return value
+
     @model_validator(mode="after")
     def _known_names(self) -> TrainSpec:
-        """Unknown dataset, metric or transform names fail here, not inside a trial."""
+        """Unknown dataset, metric or transform names, and transforms or a ``shape`` that do
+        not fit the dataset, fail here, not inside a trial."""
         from nnrag.train.datasets import dataset_info
-        from nnrag.train.registry import METRICS, TRANSFORMS
+        from nnrag.train.registry import METRICS
 
         dataset_info(self.dataset)
         METRICS.get(self.metric)
-        TRANSFORMS.get(self.transform)
+        self.plan()
         return self
+
+    @property
+    def transforms(self) -> tuple[str, ...]:
+        """The spec's transform names in order (``none`` dropped)."""
+        names = [self.transform] if isinstance(self.transform, str) else self.transform
+        return tuple(n for n in names if n != "none")
+
+    @property
+    def transform_name(self) -> str:
+        """One string for the list: ``none``, a name, or names joined by ``,``."""
+        return ",".join(self.transforms) or "none"
+
+    def plan(self) -> Plan:
+        """The adapters ``shape`` needs and the spec's transforms, checked on the dataset's
+        inputs (:func:`nnrag.train.transforms.plan`)."""
+        from nnrag.train.datasets import dataset_info
+        from nnrag.train.transforms import TransformError, plan
+
+        info = dataset_info(self.dataset)
+        try:
+            return plan(info.name, info.kind, info.in_shape, self.transforms, self.shape)
+        except TransformError as exc:
+            raise SpecError(str(exc)) from None
 
     def prm(self, declared: Iterable[str] | None) -> dict[str, Any]:
         """The LEMUR ``prm`` a model declaring ``declared`` gets (None: not known here).
@@ -182,7 +227,7 @@ class TrainSpec(_Strict):
         raise :class:`SpecError` naming them.
         """
         hp = self.hyperparameters
-        prm = {**hp.prm(), "batch": hp.batch_size, "transform": self.transform}
+        prm = {**hp.prm(), "batch": hp.batch_size, "transform": self.transform_name}
         if declared is None:
             return prm
         names = set(declared)
@@ -209,8 +254,16 @@ class TrainSpec(_Strict):
         return prm
 
     def key(self) -> str:
-        """Hash of everything but the model code: with the code hash it identifies a run."""
-        data = self.model_dump(exclude={"model"})
+        """Hash of everything but the model code: with the code hash it identifies a run.
+
+        The transform list is hashed as its ``,``-joined names (``[flip]`` and ``flip`` are
+        one spec) and ``shape`` only when given, so specs written before either existed keep
+        their keys.
+        """
+        data = self.model_dump(exclude={"model", "shape"})
+        data["transform"] = self.transform_name
+        if self.shape is not None:
+            data["shape"] = list(self.shape)
         return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
