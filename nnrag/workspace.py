@@ -400,17 +400,17 @@ class Workspace:
         return indexed_engine(self.run_store(), make_executor(executor, workers, address), self.db,
                               Path(splice_from) if splice_from is not None else None)
 
-    def train(self, specs: TrainSpec | Sequence[TrainSpec | dict[str, Any]], *, workers: int = 1,
-              executor: str = "local", address: str | None = None,
+    def train(self, specs: TrainSpec | dict[str, Any] | Sequence[TrainSpec | dict[str, Any]], *,
+              workers: int = 1, executor: str = "local", address: str | None = None,
               progress: TrainProgress | None = None, force: bool = False,
               splice_from: str | Path | None = None) -> BatchReport:
-        """Train ``specs`` (parsed or plain dicts) in sandboxes; twins reuse stored successful
-        results unless ``force``. With ``splice_from`` (an index database), what a model
-        imports from packages that are not installed is spliced in from that index first;
-        the trained code (kept in the run store) says what was spliced."""
+        """Train ``specs`` (one or several, parsed or plain dicts) in sandboxes; twins reuse
+        stored successful results unless ``force``. With ``splice_from`` (an index database),
+        what a model imports from packages that are not installed is spliced in from that
+        index first; the trained code (kept in the run store) says what was spliced."""
         from nnrag.train import TrainSpec, parse_spec
 
-        items = [specs] if isinstance(specs, TrainSpec) else list(specs)
+        items = [specs] if isinstance(specs, TrainSpec | dict) else list(specs)
         parsed = [s if isinstance(s, TrainSpec) else parse_spec(s) for s in items]
         try:
             return self.engine(workers=workers, executor=executor, address=address,
