@@ -335,7 +335,7 @@ def _insert(tree: cst.Module, block: str, future: bool) -> str:
             head = i + 1
             continue
         break
-    top = tree.with_changes(body=tree.body[:head], footer=())
+    top = tree.with_changes(body=tree.body[:head], footer=(), has_trailing_newline=True)
     rest = tree.with_changes(body=tree.body[head:], header=())
     text = top.code
     if future and not has_future:

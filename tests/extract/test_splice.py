@@ -280,3 +280,15 @@ def test_splice_all_and_the_workspace(fakevision_db: Path, tmp_path: Path) -> No
     assert ws.splice(codes[0], index=fakevision_db).code == first.code
     with pytest.raises(SpliceError):
         ws.splice(codes[1], index=fakevision_db)
+
+
+def test_a_future_import_without_a_final_newline_stays_on_its_own_line(
+        fakevision_db: Path) -> None:
+    """LEMUR has models whose file ends without a newline; the part before the splice must
+    still end its last line (``from __future__ import absolute_import`` + ``import torch``
+    was once glued into one line)."""
+    code = ("from __future__ import absolute_import\nimport torch\n"
+            "from fakevision.ops import box_area\n\nf = box_area")
+    result = do_splice(fakevision_db, code)
+    assert result.code.startswith("from __future__ import absolute_import\n\n# Spliced by")
+    compile(result.code, "m", "exec")
