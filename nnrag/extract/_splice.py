@@ -82,6 +82,7 @@ class _Plan:
     spliced: dict[str, str] = field(default_factory=dict)
     unresolved: dict[str, Unresolved] = field(default_factory=dict)
     failed_locals: set[str] = field(default_factory=set)  # their imports stay
+    freed: set[str] = field(default_factory=set)  # free names a star import provides
 
 
 class Splicer:
@@ -152,10 +153,14 @@ class Splicer:
             plan.to_def[id(node)] = binding.def_id
             plan.spliced[written] = binding.qualname
         else:  # an installed object the package re-exports (``torch.nn`` through it)
-            plan.to_ext[id(node)] = ExternalImport(binding.import_module, binding.import_name,
-                                                   binding.import_name
-                                                   or binding.import_module.split(".")[-1])
-            plan.spliced[written] = binding.object_path
+            path = binding.object_path
+            plan.to_ext[id(node)] = (
+                ExternalImport(path, None, path.split(".")[-1]) if binding.import_name is None
+                else ExternalImport(binding.import_module, binding.import_name,
+                                    binding.import_name))
+            plan.spliced[written] = path
+        if imp.alias is None:  # found through a star import: the name is the model's again
+            plan.freed.add(imp.local)
         return True
 
     def _resolve(self, imp: MissingImport, chain: tuple[str, ...]) -> tuple[Binding, int] | str:
@@ -193,7 +198,7 @@ class Splicer:
 
     # -- rewriting
     def _apply(self, uses: ModelUses, plan: _Plan) -> SpliceResult:
-        reserved = dict(uses.reserved)
+        reserved = {k: v for k, v in uses.reserved.items() if k not in plan.freed}
         for local in plan.failed_locals:  # its import stays, so the name stays taken
             reserved.setdefault(local, None)
         rendered_text, future = "", False

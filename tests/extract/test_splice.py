@@ -174,6 +174,7 @@ def test_star_import_from_a_missing_package(fakevision_db: Path, tmp_path: Path)
     assert result.removed_imports == ("from fakevision.ops import *",)
     assert set(result.spliced) == {"StochasticDepth", "ConvNormAct", "Permute",
                                    "stochastic_depth"}
+    assert "class StochasticDepth(nn.Module):" in result.code  # its own name, not renamed
     assert run_model(result.code, tmp_path) == {"shape": [2, 10],
                                                  "fakevision_importable": False}
 
@@ -292,3 +293,15 @@ def test_a_future_import_without_a_final_newline_stays_on_its_own_line(
     result = do_splice(fakevision_db, code)
     assert result.code.startswith("from __future__ import absolute_import\n\n# Spliced by")
     compile(result.code, "m", "exec")
+
+
+def test_an_installed_object_reached_through_the_package_is_imported_from_its_source(
+        fakevision_db: Path) -> None:
+    """``M.torch`` and ``M.nn`` name torch's objects: the model's own ``import torch`` is
+    reused, ``nn`` gets an import of its own."""
+    code = ("import fakevision.ops.misc as M\nimport torch\n\n"
+            "x = M.torch.zeros(1)\ny = M.nn.Linear\n")
+    result = do_splice(fakevision_db, code)
+    assert result.spliced == {"M.torch": "torch", "M.nn": "torch.nn"}
+    assert result.code.count("import torch\n") == 1 and "from torch import nn\n" in result.code
+    assert result.code.endswith("x = torch.zeros(1)\ny = nn.Linear\n")
