@@ -305,3 +305,23 @@ def test_an_installed_object_reached_through_the_package_is_imported_from_its_so
     assert result.spliced == {"M.torch": "torch", "M.nn": "torch.nn"}
     assert result.code.count("import torch\n") == 1 and "from torch import nn\n" in result.code
     assert result.code.endswith("x = torch.zeros(1)\ny = nn.Linear\n")
+
+
+def test_a_local_name_of_the_model_is_not_shadowed_by_a_rewritten_use(
+        fakevision_db: Path) -> None:
+    """``ops.StochasticDepth`` inside a function with a local ``StochasticDepth`` must not
+    become that local."""
+    code = textwrap.dedent('''
+        import fakevision.ops as ops
+
+
+        def build():
+            StochasticDepth = "local"
+            return ops.StochasticDepth(0.2), StochasticDepth
+        ''')
+    result = do_splice(fakevision_db, code)
+    assert "return StochasticDepth_misc(0.2), StochasticDepth" in result.code
+    namespace: dict[str, object] = {}
+    exec(compile(result.code, "spliced", "exec"), namespace)  # noqa: S102 - our own fixture
+    layer, local = namespace["build"]()  # type: ignore[operator]
+    assert type(layer).__name__ == "StochasticDepth_misc" and local == "local"
