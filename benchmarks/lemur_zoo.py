@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {done}/{len(specs)} trials done", file=sys.stderr)
 
     t0 = time.perf_counter()
-    report = ws.train(specs, workers=args.workers, progress=progress)
+    report = ws.train(specs, workers=args.workers, progress=progress,
+                      splice_from=ws.db if source is not None else None)
     train_s = time.perf_counter() - t0
     runs = [ws.run_store().get(i) for i in report.run_ids]
     outcomes = collections.Counter(str(r.outcome) for r in runs)

@@ -75,6 +75,23 @@ class ResolveError(NnragError):
     """A dependency of a definition could not be resolved into a scope-closed module."""
 
 
+class SpliceError(ResolveError):
+    """A model uses a name from a package that is not installed, and the index given to
+    splice it from does not provide that name. ``unresolved`` holds ``(package, name as
+    the model writes it, why)`` for each such name."""
+
+    def __init__(self, unresolved: Iterable[tuple[str, str, str]]) -> None:
+        self.unresolved = tuple(unresolved)
+        parts = [f"'{name}' from package '{package}': {why}"
+                 for package, name, why in self.unresolved]
+        packages = sorted({package for package, _, _ in self.unresolved})
+        hint = " or ".join(f"`nnrag index path/to/{p}`" for p in packages)
+        super().__init__(
+            f"cannot splice {'; '.join(parts)}. Install the package, or index its source "
+            f"folder ({hint}) and splice from that index"
+        )
+
+
 class SandboxError(NnragError):
     """The sandbox itself could not start (not: the code inside it failed)."""
 

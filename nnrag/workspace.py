@@ -20,7 +20,7 @@ from nnrag.config import default_db_path, nnrag_home
 from nnrag.exceptions import NnragError
 
 if TYPE_CHECKING:
-    from nnrag.extract import Emitted
+    from nnrag.extract import Emitted, SpliceResult
     from nnrag.generate import Backend, GenerateConfig, GenerateReport
     from nnrag.generate.events import Progress as GenerateProgress
     from nnrag.index import IndexReport, LemurImport, Store
@@ -378,25 +378,47 @@ class Workspace:
             self._changed()
         return MutateResult(report, tuple(indexed), tuple(files))
 
+    def splice(self, code: str, *, index: str | Path | None = None,
+               strict: bool = True) -> SpliceResult:
+        """``code`` (a model module) with what it uses from packages that are not installed
+        spliced in from ``index`` (default: this workspace's index), which holds the
+        packages' source (``ws.index("src/torchvision", package="torchvision")``).
+
+        ``strict``: a used name the index cannot provide raises
+        :class:`~nnrag.exceptions.SpliceError`; otherwise it is reported and its import kept.
+        """
+        from nnrag.extract import splice
+        from nnrag.index import Store
+
+        if index is None:
+            return splice(code, self.store, strict=strict)
+        with Store(index, create=False) as store:
+            return splice(code, store, strict=strict)
+
     def engine(self, *, workers: int = 1, executor: str = "local",
-               address: str | None = None) -> Engine:
-        """The training engine over this workspace's run store and index."""
+               address: str | None = None, splice_from: str | Path | None = None) -> Engine:
+        """The training engine over this workspace's run store and index; ``splice_from``:
+        an index to splice packages that are not installed from (see :meth:`splice`)."""
         from nnrag.train import indexed_engine, make_executor
 
-        return indexed_engine(self.run_store(), make_executor(executor, workers, address), self.db)
+        return indexed_engine(self.run_store(), make_executor(executor, workers, address), self.db,
+                              Path(splice_from) if splice_from is not None else None)
 
-    def train(self, specs: TrainSpec | Sequence[TrainSpec | dict[str, Any]], *, workers: int = 1,
-              executor: str = "local", address: str | None = None,
-              progress: TrainProgress | None = None, force: bool = False) -> BatchReport:
-        """Train ``specs`` (parsed or plain dicts) in sandboxes; twins reuse stored successful
-        results unless ``force``."""
+    def train(self, specs: TrainSpec | dict[str, Any] | Sequence[TrainSpec | dict[str, Any]], *,
+              workers: int = 1, executor: str = "local", address: str | None = None,
+              progress: TrainProgress | None = None, force: bool = False,
+              splice_from: str | Path | None = None) -> BatchReport:
+        """Train ``specs`` (one or several, parsed or plain dicts) in sandboxes; twins reuse
+        stored successful results unless ``force``. With ``splice_from`` (an index database),
+        what a model imports from packages that are not installed is spliced in from that
+        index first; the trained code (kept in the run store) says what was spliced."""
         from nnrag.train import TrainSpec, parse_spec
 
-        items = [specs] if isinstance(specs, TrainSpec) else list(specs)
+        items = [specs] if isinstance(specs, TrainSpec | dict) else list(specs)
         parsed = [s if isinstance(s, TrainSpec) else parse_spec(s) for s in items]
         try:
-            return self.engine(workers=workers, executor=executor, address=address).train(
-                parsed, progress, force=force)
+            return self.engine(workers=workers, executor=executor, address=address,
+                               splice_from=splice_from).train(parsed, progress, force=force)
         finally:
             self._changed()
 

@@ -121,3 +121,23 @@ def store(tmp_path: Path) -> Iterator[Store]:
     """A fresh, empty store in ``tmp_path``."""
     with Store(tmp_path / "index.db") as s:
         yield s
+
+
+FAKEVISION = Path(__file__).resolve().parent / "fixtures" / "fakevision"
+
+
+@pytest.fixture(scope="session")
+def fakevision_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An index of ``tests/fixtures/fakevision`` (a torchvision-like package that is not
+    installed), as ``ws.index(source, package=..., prefix=...)`` builds one from a wheel.
+
+    Shared by the whole session: treat it as read-only.
+    """
+    base = tmp_path_factory.mktemp("fakevision_index")
+    tree = base / "src" / "fakevision"
+    shutil.copytree(FAKEVISION, tree, ignore=shutil.ignore_patterns("__pycache__"))
+    db = base / "fakevision.db"
+    with Store(db) as store:
+        report = index_path(store, tree, prefix="fakevision", package="fakevision")
+    assert report.failed == 0, report.problems
+    return db

@@ -108,16 +108,20 @@ def _run_table(rows: list[Any]) -> None:
                    "(default: $NNRAG_DB or $NNRAG_HOME/index.db).")
 @click.option("--force", is_flag=True,
               help="Train even when a successful run of the same spec and model is stored.")
+@click.option("--splice-from", "splice_from", default=None,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Index of package source (e.g. torchvision's): what a model imports from a "
+                   "package that is not installed is spliced in from it before training.")
 @FORMAT
 def train(spec_file: Path, workers: int, executor: str, address: str | None, runs_db: Path | None,
-          db: Path | None, force: bool, fmt: str) -> None:
+          db: Path | None, force: bool, splice_from: Path | None, fmt: str) -> None:
     """Train the model(s) of SPEC_FILE (YAML or JSON: one spec or a list) in the sandbox."""
     from nnrag.train.spec import load_spec
 
     specs = load_spec(spec_file)
     ws = workspace(db, runs_db)
     report = ws.train(specs, workers=workers, executor=executor, address=address,
-                      progress=_printer(), force=force)
+                      progress=_printer(), force=force, splice_from=splice_from)
     _report(report, ws.run_store(), fmt)
 
 

@@ -9,6 +9,7 @@ deterministically; the first claimant in discovery order keeps its name.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,14 @@ class ExternalImport:
             return f"import {self.module} as {self.local}"
         suffix = f" as {self.local}" if self.local != self.name else ""
         return f"from {self.module} import {self.name}{suffix}"
+
+    def bound_object(self) -> str:
+        """The dotted path of the object the import binds ``local`` to (``import a.b``
+        binds ``a``; ``import a.b as c`` and ``from a import b`` bind ``a.b``)."""
+        if self.name is not None:
+            return f"{self.module}.{self.name}"
+        top = self.module.split(".")[0]
+        return top if self.local == top else self.module
 
 
 @dataclass
@@ -141,12 +150,20 @@ class ClosureBuilder:
         return self._analyses[def_id]
 
     # -- closure
-    def build(self, def_id: int) -> Closure:
+    def build(self, def_id: int, *, also: Sequence[int] = (),
+              reserved: Mapping[str, str | None] | None = None) -> Closure:
+        """The closure of ``def_id`` (and of the further roots ``also``: one module for
+        several definitions, as splicing needs).
+
+        ``reserved`` names are taken already (by the module the closure is spliced into):
+        no emitted definition gets one, and an external import gets one only when the name
+        is bound to the same object there (``{"torch": "torch", "Net": None}``).
+        """
         nodes: dict[int, Node] = {}
         order: list[int] = []
         externals: dict[str, set[ExternalImport]] = {}
         gaps: list[str] = []
-        queue = [def_id]
+        queue = [def_id, *also]
         while queue:
             current = queue.pop(0)
             if current in nodes:
@@ -212,7 +229,7 @@ class ClosureBuilder:
                      for n in nodes.values())
         closure = Closure(nodes[def_id], nodes, order, externals, {}, sorted(set(gaps)), future,
                           self.table.modules)
-        closure.names = self._assign_names(closure)
+        closure.names = self._assign_names(closure, reserved or {})
         return closure
 
     def _local_tree_imports(self, node: Node) -> list[str]:
@@ -323,27 +340,37 @@ class ClosureBuilder:
             depth += 1
         return binding, depth
 
-    def _assign_names(self, closure: Closure) -> dict[str, str]:
+    def _assign_names(self, closure: Closure,
+                      reserved: Mapping[str, str | None]) -> dict[str, str]:
         names: dict[str, str] = {}
         taken: set[str] = set()
         # The target keeps its name; then definitions and imports in discovery order.
-        wanted: list[tuple[str, str, str]] = []
+        # (key, wanted name, origin module, object an external import binds or None)
+        wanted: list[tuple[str, str, str, str | None]] = []
         for def_id in closure.order:
             node = closure.nodes[def_id]
-            wanted.append((def_symbol(closure, def_id), node.row["name"], node.row["module"]))
+            wanted.append((def_symbol(closure, def_id), node.row["name"], node.row["module"],
+                           None))
             for i, _ref in enumerate(node.analysis.refs):
                 key = node.external_locals.get(i)
                 if key:
                     imp = next(iter(sorted(closure.externals[key], key=lambda e: e.statement())))
-                    wanted.append((key, imp.local, imp.module))
-        for key, name, origin in wanted:
+                    wanted.append((key, imp.local, imp.module, imp.bound_object()))
+
+        def free(candidate: str, bound: str | None) -> bool:
+            if candidate in taken:
+                return False
+            return candidate not in reserved or (bound is not None
+                                                 and reserved[candidate] == bound)
+
+        for key, name, origin, bound in wanted:
             if key in names:
                 continue
             candidate = name
-            if candidate in taken:
+            if not free(candidate, bound):
                 candidate = f"{name}_{origin.split('.')[-1]}".replace("-", "_")
                 n = 2
-                while candidate in taken:
+                while not free(candidate, None):
                     candidate = f"{name}_{origin.split('.')[-1]}_{n}"
                     n += 1
             taken.add(candidate)

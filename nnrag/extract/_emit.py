@@ -181,8 +181,33 @@ def _merge_imports(statements: set[str]) -> list[str]:
                     for m, n in sorted(froms.items())]
 
 
-def emit(closure: Closure, packages: dict[str, dict[str, Any]]) -> Emitted:
-    target = closure.target
+@dataclass(frozen=True)
+class Rendered:
+    """The parts of an emitted module below its header, in the order they are written."""
+
+    future_annotations: bool
+    imports: tuple[str, ...]  # merged import lines (run-time ones)
+    guarded: tuple[str, ...]  # merged TYPE_CHECKING-only import lines not also run-time
+    statements: tuple[str, ...]  # the definitions' source, dependencies first
+    sources: tuple[dict[str, Any], ...]  # the row of each statement (its first definition)
+    import_statements: tuple[str, ...]  # every import statement, unmerged, sorted
+    runtime_count: int  # distinct run-time import statements before merging
+
+    def text(self, *, future: bool = True) -> str:
+        """The module body (with its ``__future__`` import unless ``future`` is off)."""
+        lines: list[str] = []
+        if self.future_annotations and future:
+            lines.append("from __future__ import annotations\n")
+        if self.imports:
+            lines.append("\n".join(self.imports) + "\n")
+        if self.guarded:
+            lines.append("from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n"
+                         + "".join(f"    {s}\n" for s in self.guarded))
+        return "\n\n".join([*lines, *self.statements])
+
+
+def render(closure: Closure) -> Rendered:
+    """Rewrite and order a closure's statements and collect the imports they need."""
     groups: dict[tuple[str, int, int], list[Node]] = {}
     for def_id in closure.order:
         groups.setdefault(_statement_key(closure.nodes[def_id]), []).append(closure.nodes[def_id])
@@ -199,15 +224,17 @@ def emit(closure: Closure, packages: dict[str, dict[str, Any]]) -> Emitted:
         for imp in _one_binding(imps):
             renamed = ExternalImport(imp.module, imp.name, local, imp.type_checking)
             (guarded if imp.type_checking else runtime).add(renamed.statement())
-    lines: list[str] = []
-    if closure.future_annotations:
-        lines.append("from __future__ import annotations\n")
-    if runtime:
-        lines.append("\n".join(_merge_imports(runtime)) + "\n")
-    if guarded - runtime:
-        lines.append("from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n"
-                     + "".join(f"    {s}\n" for s in _merge_imports(guarded - runtime)))
-    body = "\n\n".join([*lines, *(bodies[k] for k in ordered)])
+    return Rendered(closure.future_annotations, tuple(_merge_imports(runtime)),
+                    tuple(_merge_imports(guarded - runtime)),
+                    tuple(bodies[k] for k in ordered),
+                    tuple(groups[k][0].row for k in ordered), tuple(sorted(runtime | guarded)),
+                    len(runtime))
+
+
+def emit(closure: Closure, packages: dict[str, dict[str, Any]]) -> Emitted:
+    target = closure.target
+    rendered = render(closure)
+    body = rendered.text()
     closure_hash = hashlib.sha1(body.encode("utf-8")).hexdigest()
 
     row = target.row
@@ -219,18 +246,18 @@ def emit(closure: Closure, packages: dict[str, dict[str, Any]]) -> Emitted:
         f"# package: {pkg_name} {version}",
         f"# source: {_relative_path(closure, row['module'])}:{row['lineno']}-{row['end_lineno']}"
         f" sha1={row['hash']}",
-        f"# closure: {len(groups)} statements, {len(runtime)} imports, sha1={closure_hash}",
+        f"# closure: {len(rendered.statements)} statements, {rendered.runtime_count} imports,"
+        f" sha1={closure_hash}",
     ]
-    for key in ordered:
-        m = groups[key][0].row
+    for m in rendered.sources:
         header.append(f"#   {m['qualname']}  {_relative_path(closure, m['module'])}:"
                       f"{m['lineno']}-{m['end_lineno']}")
     for gap in closure.gaps:
         header.append(f"# unresolved: {gap}")
     code = "\n".join(header) + "\n\n" + body
-    imports = tuple(sorted(runtime | guarded))
     return Emitted(row["qualname"], closure.names[def_symbol(closure, target.def_id)], code,
-                   closure_hash, definitions, imports, tuple(closure.gaps), row["hash"])
+                   closure_hash, definitions, rendered.import_statements, tuple(closure.gaps),
+                   row["hash"])
 
 
 def extract(store: Store, name: str, builder: ClosureBuilder | None = None) -> Emitted:

@@ -95,6 +95,7 @@ class SymbolTable:
             else:
                 self.imports.setdefault((i["module"], i["local_name"]), []).append(i)
         self._cache: dict[tuple[str, str], Binding] = {}
+        self._public: dict[str, set[str]] = {}
 
     def in_tree(self, module: str) -> bool:
         return module in self.modules
@@ -177,13 +178,22 @@ class SymbolTable:
         return Binding("external", import_module=target, import_name=attr,
                        object_path=f"{target}.{attr}")
 
-    def _public_names(self, module: str) -> set[str]:
+    def _public_names(self, module: str, seen: frozenset[str] = frozenset()) -> set[str]:
+        """What ``from module import *`` binds: ``__all__``, else every public name of the
+        module's namespace, those it star-imports from in-tree modules included
+        (``ops/__init__``: ``from .misc import *``, ``misc``: ``from ._permute import *``)."""
         info = self.modules[module]
         if info.get("all_names"):
             return set(json.loads(info["all_names"]))
-        names = {n for (m, n) in self.defs_by_name if m == module}
-        names |= {n for (m, n) in self.imports if m == module}
-        return {n for n in names if not n.startswith("_")}
+        if module not in self._public:
+            names = {n for (m, n) in self.defs_by_name if m == module}
+            names |= {n for (m, n) in self.imports if m == module}
+            for star in self.star_imports.get(module, []):
+                target = star["target_module"]
+                if self.in_tree(target) and target not in seen and target != module:
+                    names |= self._public_names(target, seen | {module})
+            self._public[module] = {n for n in names if not n.startswith("_")}
+        return self._public[module]
 
     def resolve_dotted(self, module: str, dotted_name: str) -> tuple[Binding, list[str]]:
         """Resolve ``a.b.c`` used in ``module``: the binding reached and the attributes left.

@@ -8,32 +8,71 @@ invocation never writes another run store's models into the index.
 The only module of :mod:`nnrag.train` that touches the index and the extractor, so the
 engine stays testable with any resolver and sink. Every command that trains (``train``,
 ``resume``, ``demo``, ``mutate``, ``generate``) builds its engine with :func:`indexed_engine`.
+
+With ``splice_from`` (an index database) the resolver also splices: a model that imports
+from a package that is not installed (``from torchvision.ops import StochasticDepth``) gets
+the definitions it uses from that index of the package's source, pasted into its module
+before the trial (:func:`nnrag.extract.splice`). The trained code, and so the run store,
+holds the spliced module with a header saying what came from where; a log line says it too.
+Names the index cannot provide are logged and their imports kept, so that one trial fails
+(naming the missing package) rather than the whole batch.
 """
 
 from __future__ import annotations
 
 import re
+import weakref
+from collections.abc import Callable
 from pathlib import Path
 
 from nnrag.config import default_db_path, nnrag_home
-from nnrag.extract import extract
+from nnrag.extract import Splicer, SpliceResult, extract
 from nnrag.index import BlockMetric, Store, index_path, normalised_md5
+from nnrag.logging import get_logger
 from nnrag.train.engine import Engine, OnTrained, Resolver, Trained, local_code
 from nnrag.train.executors import Executor
 from nnrag.train.runstore import RunStore
 from nnrag.train.spec import TrainSpec
 
+logger = get_logger(__name__)
 
-def index_resolver(index_db: Path | None = None) -> Resolver:
+
+def splicer(index_db: Path) -> Callable[[str], SpliceResult]:
+    """Splice model code from the index at ``index_db`` (opened, and its symbol table built,
+    on first use, then kept: a batch of models shares one view of the index)."""
+    cached: list[Splicer] = []
+
+    def run(code: str) -> SpliceResult:
+        if not cached:
+            store = Store(index_db, create=False)
+            cached.append(Splicer(store))
+            weakref.finalize(cached[0], store.close)  # closed with the resolver
+        return cached[0].splice(code, strict=False)
+
+    return run
+
+
+def index_resolver(index_db: Path | None = None, splice_from: Path | None = None) -> Resolver:
     """Inline code and files as usual; a ``block:`` reference is extracted from the index at
-    ``index_db`` (default: ``$NNRAG_DB`` or ``$NNRAG_HOME/index.db``) as a closed module."""
+    ``index_db`` (default: ``$NNRAG_DB`` or ``$NNRAG_HOME/index.db``) as a closed module.
+    With ``splice_from``, what the code imports from packages that are not installed is
+    spliced in from that index."""
+    splice = splicer(splice_from) if splice_from is not None else None
 
     def resolve(spec: TrainSpec) -> tuple[str, str | None]:
         if spec.model.block is None:
-            return local_code(spec)
-        with Store(index_db or default_db_path(), create=False) as store:
-            emitted = extract(store, str(spec.model.block))
-        return emitted.code, emitted.name
+            code, block = local_code(spec)
+        else:
+            with Store(index_db or default_db_path(), create=False) as store:
+                emitted = extract(store, str(spec.model.block))
+            code, block = emitted.code, emitted.name
+        if splice is not None:
+            result = splice(code)
+            if result.changed or result.unresolved:
+                log = logger.info if result.complete else logger.warning
+                log("model %r: %s", spec.model.label, result.summary())
+            code = result.code
+        return code, block
 
     return resolve
 
@@ -79,8 +118,9 @@ def index_writer(index_db: Path | None = None, runs: Path | None = None) -> OnTr
 
 
 def indexed_engine(runs: RunStore, executor: Executor | None = None,
-                   index_db: Path | None = None) -> Engine:
+                   index_db: Path | None = None, splice_from: Path | None = None) -> Engine:
     """An engine that trains indexed blocks and writes successful models back to the index
-    (files in :func:`trained_folder` of ``runs``)."""
-    return Engine(runs, executor, resolver=index_resolver(index_db),
+    (files in :func:`trained_folder` of ``runs``); ``splice_from``: an index to splice
+    packages that are not installed from (see :func:`index_resolver`)."""
+    return Engine(runs, executor, resolver=index_resolver(index_db, splice_from),
                   on_trained=index_writer(index_db, runs.path))
