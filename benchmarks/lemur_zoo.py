@@ -1,8 +1,10 @@
 """LEMUR's zoo through ``nnrag train``: how many of its models train, and why the rest fail.
 
 Each model of ``models.jsonl.gz`` (all, or a seeded sample) is trained for one epoch on an
-offline image dataset presented as the CIFAR shape the zoo was designed for (``shape:
-[3, 32, 32]``: gray -> RGB, resized), on a fixed training subsample, sandboxed, with a wall
+offline image dataset presented as an RGB shape the zoo was designed for (``shape:
+[3, S, S]``: gray -> RGB, resized; ``--side``, default 64: LEMUR trained its models at 32 to
+512 pixels, and ``lemur_shapes.py`` measured that 32 pixels collapses the pooling of about
+half of them while 64 builds 97.5%), on a fixed training subsample, sandboxed, with a wall
 budget per model. Models that import torchvision get it from an index of torchvision's
 *source* (``--torchvision-wheel``, unpacked, never installed), spliced in before the trial.
 Every failure gets a cause: ``missing_package`` (neither installed nor indexed),
@@ -88,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dataset", default="fashion-mnist")
     ap.add_argument("--limit", type=int, default=2000, help="training (and test) subsample")
     ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--side", type=int, default=64, help="present images as 3 x SIDE x SIDE")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--wall", type=float, default=180.0, help="wall budget per model, s")
     ap.add_argument("--torchvision-wheel", type=Path, default=WHEEL)
@@ -112,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     models = load_models(args.models, args.sample, args.seed)
     hp = {"lr": 0.01, "momentum": 0.9, "batch_size": 64, "dropout": 0.2}
     specs = [{"model": {"code": code, "name": name}, "dataset": args.dataset,
-              "shape": [3, 32, 32], "limit": args.limit, "hyperparameters": hp,
+              "shape": [3, args.side, args.side], "limit": args.limit, "hyperparameters": hp,
               "budget": {"epochs": args.epochs, "wall_s": args.wall, "memory_mb": 4096}}
              for name, code in models]
     uses_tv = {name for name, code in models if "torchvision" in code}
@@ -138,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     tv_ok = sum(1 for r in runs if r.name in uses_tv and r.outcome == "ok")
     structures = ws.import_lemur(args.models, folder=work / "lemur")  # the whole zoo
     results: dict[str, Any] = {
-        "models": len(specs), "dataset": args.dataset, "shape": [3, 32, 32],
+        "models": len(specs), "dataset": args.dataset, "shape": [3, args.side, args.side],
         "limit": args.limit, "epochs": args.epochs, "workers": args.workers,
         "outcomes": dict(outcomes), "trained_pct": round(100 * outcomes["ok"] / len(specs), 1),
         "failure_causes": dict(causes), "missing_packages": dict(missing),
