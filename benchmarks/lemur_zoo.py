@@ -41,12 +41,19 @@ HARNESS = re.compile(r"rejected trial output|SandboxError|SpecError|WorkerDied|B
 MISSING = re.compile(r"No module named '([\w.]+)'")
 
 
-def load_models(path: Path, sample: int | None, seed: int) -> list[tuple[str, str]]:
+def load_models(path: Path, sample: int | None, seed: int,
+                every_torchvision: bool = False) -> list[tuple[str, str]]:
+    """All models, or a seeded sample (plus, with ``every_torchvision``, every model that
+    imports torchvision, so the splicing target is measured on all of them)."""
     from nnrag.index import read_lemur_models
 
     models = [(name, code) for name, _, code in read_lemur_models(path)]
     if sample is not None and sample < len(models):
-        models = random.Random(seed).sample(models, sample)
+        chosen = random.Random(seed).sample(models, sample)
+        if every_torchvision:
+            names = {name for name, _ in chosen}
+            chosen += [m for m in models if "torchvision" in m[1] and m[0] not in names]
+        models = chosen
     return models
 
 
@@ -90,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dataset", default="fashion-mnist")
     ap.add_argument("--limit", type=int, default=2000, help="training (and test) subsample")
     ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--every-torchvision", action="store_true",
+                    help="add every torchvision-importing model to the sample")
     ap.add_argument("--side", type=int, default=64, help="present images as 3 x SIDE x SIDE")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--wall", type=float, default=180.0, help="wall budget per model, s")
@@ -112,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     if source is not None:
         ws.index(source, prefix="torchvision", package="torchvision")
     index_s = time.perf_counter() - t0
-    models = load_models(args.models, args.sample, args.seed)
+    models = load_models(args.models, args.sample, args.seed, args.every_torchvision)
     hp = {"lr": 0.01, "momentum": 0.9, "batch_size": 64, "dropout": 0.2}
     specs = [{"model": {"code": code, "name": name}, "dataset": args.dataset,
               "shape": [3, args.side, args.side], "limit": args.limit, "hyperparameters": hp,
