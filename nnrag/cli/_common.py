@@ -1,7 +1,8 @@
 """Output helpers and shared options of the ``nnrag`` command line.
 
 Every :class:`~nnrag.exceptions.NnragError` becomes a one-paragraph message on stderr and
-exit code 2; an ``index`` run that skipped files exits 1; success exits 0.
+its ``exit_code`` (2; 3 for a damaged store); an ``index`` run that skipped files exits 1;
+success exits 0.
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ def workspace(db: Path | None = None, runs: Path | None = None) -> Workspace:
     """The workspace a command works in: ``$NNRAG_HOME``, with ``--db``/``--runs`` if given."""
     from nnrag.workspace import open_workspace
 
-    return open_workspace(db=db, runs=runs)
+    ws = open_workspace(db=db, runs=runs)
+    ws.on_warning = lambda message: err.print(f"warning: {message}")
+    return ws
 
 
 @contextmanager
@@ -95,7 +98,7 @@ class Group(click.Group):
             return super().invoke(ctx)
         except NnragError as exc:
             err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False)
-            sys.exit(2)
+            sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             err.print("interrupted; everything committed so far is kept")
             sys.exit(130)
