@@ -45,13 +45,17 @@ def originals(zoo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     return {"index": index, "runs": runs_path}
 
 
-def damaged_copy(original: Path, target: Path, rng: random.Random) -> str:
+def damaged_copy(original: Path, target: Path, rng: random.Random, header: bool = False) -> str:
     """Copy ``original`` to ``target`` with up to 4 KB overwritten at a random offset past
-    the file header; returns what was done (for the failure message)."""
+    the file header (``header``: up to 8 bytes of the 100-byte header); returns what was
+    done (for the failure message)."""
     data = bytearray(original.read_bytes())
-    size = rng.randint(1, 4096)
-    start = rng.randrange(100, len(data) - 1)
-    end = min(len(data), start + size)
+    if header:
+        start = rng.randrange(0, 100)
+        end = start + rng.randint(1, 8)
+    else:
+        start = rng.randrange(100, len(data) - 1)
+        end = min(len(data), start + rng.randint(1, 4096))
     if rng.random() < 0.5:
         data[start:end] = bytes(b ^ 0xFF for b in data[start:end])
         how = "flipped"
@@ -68,7 +72,7 @@ def test_read_commands_on_a_damaged_store_fail_cleanly(
     rng = random.Random(1700 + case)
     kind = "index" if case % 2 == 0 else "runs"
     target = tmp_path / f"{kind}.db"
-    what = damaged_copy(originals[kind], target, rng)
+    what = damaged_copy(originals[kind], target, rng, header=case % 4 == 3)
     option = "--db" if kind == "index" else "--runs"
     commands = INDEX_COMMANDS if kind == "index" else RUN_COMMANDS
     runner = CliRunner()
@@ -94,7 +98,7 @@ def test_the_fuzz_cases_do_find_damage(originals: dict[str, Path], tmp_path: Pat
         rng = random.Random(1700 + case)
         kind = "index" if case % 2 == 0 else "runs"
         target = tmp_path / f"{case}.db"
-        damaged_copy(originals[kind], target, rng)
+        damaged_copy(originals[kind], target, rng, header=case % 4 == 3)
         option = "--db" if kind == "index" else "--runs"
         result = runner.invoke(main, ["doctor", option, str(target)])
         found += result.exit_code == 3

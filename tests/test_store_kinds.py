@@ -12,8 +12,6 @@ from typing import Any
 
 import pytest
 
-from nnrag._sqlite import INDEX, RUNS
-from nnrag.exceptions import StoreMissingError, WrongStoreError
 from nnrag.index import Store
 from nnrag.train import RunStore
 
@@ -66,6 +64,8 @@ def run_store(tmp_path: Path) -> Path:
 
 
 def test_each_kind_stamps_its_own_application_id(tmp_path: Path, run_store: Path) -> None:
+    from nnrag._sqlite import INDEX, RUNS
+
     Store(tmp_path / "index.db").close()
     assert app_id(tmp_path / "index.db") == INDEX.app_id
     assert app_id(run_store) == RUNS.app_id
@@ -154,6 +154,9 @@ def test_another_programs_database_is_left_alone(cli: Cli, tmp_path: Path,
 
 def test_an_unstamped_store_is_recognised_and_stamped_on_write(tmp_path: Path,
                                                                zoo_db_copy: Path) -> None:
+    from nnrag._sqlite import INDEX, RUNS
+    from nnrag.exceptions import WrongStoreError
+
     runs = tmp_path / "old_runs.db"
     RunStore(runs).close()
     for path in (zoo_db_copy, runs):  # as written before the kind stamp existed
@@ -175,6 +178,8 @@ def test_an_unstamped_store_is_recognised_and_stamped_on_write(tmp_path: Path,
 
 
 def test_a_readonly_open_never_creates(tmp_path: Path) -> None:
+    from nnrag.exceptions import StoreMissingError
+
     with pytest.raises(StoreMissingError):
         RunStore(tmp_path / "nope.db", readonly=True)
     with pytest.raises(StoreMissingError):

@@ -139,11 +139,11 @@ class Store(CodeQueries, SearchTables):
         """Why the index is not whole (an ``nnrag index`` run was interrupted), or ``None``."""
         running = self.get_meta("indexing")
         if running:
-            return (f"index is incomplete: indexing {running} was interrupted; run the same "
-                    f"`nnrag index` again (--db {self.path})")
+            return (f"index is incomplete: indexing {running} did not finish (interrupted, "
+                    f"or still running); run the same `nnrag index` again (--db {self.path})")
         if self.get_meta("blocks_dirty") == "1":
-            return (f"index is incomplete: an indexing run was interrupted before it marked "
-                    f"the blocks; run `nnrag index` again (--db {self.path})")
+            return (f"index is incomplete: an indexing run stopped before it marked the "
+                    f"blocks; run `nnrag index` again (--db {self.path})")
         return None
 
     def close(self) -> None:

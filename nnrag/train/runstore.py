@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from nnrag._sqlite import RUNS, connect
-from nnrag.exceptions import SchemaVersionError, StoreError, StoreMissingError
+from nnrag.exceptions import CorruptStoreError, SchemaVersionError, StoreError, StoreMissingError
 
 # Each entry upgrades the schema by one version; never edit a released entry, append.
 MIGRATIONS: tuple[str, ...] = (
@@ -159,6 +159,10 @@ class RunStore:
 
     def _migrate(self, target: int) -> None:
         current = self.version
+        if current < 0 or (current == 0 and self._has_runs()):
+            raise CorruptStoreError(
+                f"{self.path} is damaged (run-store schema {current}): run `nnrag doctor "
+                f"--runs {self.path}` to check it, then move it aside and train into a new one")
         if current > SCHEMA_VERSION:
             raise SchemaVersionError(
                 f"{self.path} has run-store schema {current}, newer than this nnrag "
@@ -175,6 +179,11 @@ class RunStore:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
+
+    def _has_runs(self) -> bool:
+        """Whether the runs table exists (a store at schema 0 must not have it)."""
+        return self._conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='runs'").fetchone() is not None
 
     def _write(self, sql: str, params: tuple[Any, ...] = ()) -> int:
         self._conn.execute("BEGIN IMMEDIATE")
