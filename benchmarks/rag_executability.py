@@ -51,7 +51,8 @@ PINS = {"torchvision": "0.29.1", "timm": "1.0.31", "transformers": "5.24.0"}
 ORDER = ("timm", "torchvision", "transformers")
 REFERENCE = (941, 1289)  # NN-RAG: executable (top level ran in-process) / targets
 RUNG_NAMES = ("none", "parse", "compile", "import", "instantiate", "forward", "backward")
-CAUSES = ("resolver_gap", "missing_package", "needs_arguments", "shape_inference", "genuine_error")
+CAUSES = ("resolver_gap", "missing_package", "needs_arguments", "shape_inference",
+          "sandbox_denied", "genuine_error")
 _MODELING = re.compile(r"^transformers/models/([^/]+)/(modeling_[^/]+\.py)$")
 
 

@@ -60,6 +60,10 @@ class SchemaVersionError(StoreError):
     """The database was written by a newer nnrag than this one."""
 
 
+class OutputError(NnragError):
+    """An output file or folder cannot be written: read-only, full, or a file in the way."""
+
+
 class ScanError(NnragError):
     """A source tree could not be scanned at all (per-file problems are only reported)."""
 

@@ -320,6 +320,9 @@ class Workspace:
 
         if not names and not all_blocks:
             raise NnragError("give block names to validate, or all_blocks=True")
+        _check_limit("timeout", timeout, 7 * 24 * 3600)
+        _check_limit("memory_mb", memory_mb, 1 << 20)
+        _check_limit("jobs", jobs, 256)
         try:
             return validate(
                 self.store, names, all_blocks=all_blocks, jobs=jobs, force=force,
@@ -378,6 +381,7 @@ class Workspace:
         from nnrag.index import sync_catalog
         from nnrag.search import VectorIndex, embed_blocks
 
+        _check_limit("batch_size", batch_size, 65536)
         store = self.store
         sync_catalog(store)
         embedder = self.embedder(model) if model is None or isinstance(model, str) else model
@@ -467,6 +471,15 @@ class Workspace:
             return Generator(backend, config, progress).run()
         finally:
             self._changed()
+
+
+def _check_limit(name: str, value: float, most: float) -> None:
+    """A limit must be a finite number in (0, most]: a run under a nonsense limit would
+    fail for the limit's sake, and its result could be cached as the block's own."""
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not 0 < value <= most:  # False for nan too
+        raise NnragError(f"{name} must be a number above 0 and at most {most:g}, "
+                         f"got {value!r}")
 
 
 def open_workspace(home: str | Path | None = None, *, db: str | Path | None = None,

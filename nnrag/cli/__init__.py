@@ -34,6 +34,7 @@ for _command in (
     _index.index, _index.extract, _index.validate, _index.blocks, _index.export, _index.stats,
     _demo.demo,
     _train.train, _train.resume, _train.runs, _train.show, _train.leaderboard, _train.datasets,
+    _train.transforms,
     _search.embed, _search.query, _search.similar, _search.duplicates,
     _mutate.mutate,
     _generate.generate,

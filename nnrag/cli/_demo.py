@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import click
 from rich.table import Table
 
-from nnrag.cli._common import err, out, progress
+from nnrag.cli._common import WORKERS, err, out, progress
 
 if TYPE_CHECKING:
     from nnrag.workspace import Workspace
@@ -26,8 +26,9 @@ DEMO_MODELS = ("mlp", "lenet5", "resnet8", "resnet20", "mobilenetv2_small", "mlp
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where the demo keeps its index, runs and trained models "
                    "(default: the default workspace, $NNRAG_HOME, else ~/.nnrag).")
-@click.option("--workers", default=2, show_default=True, help="Trials in parallel.")
-@click.option("--epochs", default=3, show_default=True)
+@click.option("--workers", default=2, show_default=True, type=WORKERS,
+              help="Trials in parallel (1-256).")
+@click.option("--epochs", default=3, show_default=True, type=click.IntRange(1, 10_000))
 def demo(home: Path | None, workers: int, epochs: int) -> None:
     """Index the seed corpus and the example zoo, validate the zoo, train corpus models on
     digits."""

@@ -14,7 +14,19 @@ from typing import TYPE_CHECKING
 import click
 from rich.table import Table
 
-from nnrag.cli._common import FORMAT, emit_json, err, out, workspace
+from nnrag.cli._common import (
+    FORMAT,
+    NON_NEGATIVE_FLOAT,
+    POSITIVE_INT,
+    PROBABILITY,
+    SEED,
+    WORKERS,
+    emit_json,
+    err,
+    out,
+    workspace,
+    write_atomic,
+)
 
 if TYPE_CHECKING:
     from nnrag.generate import GenerateEvent
@@ -68,15 +80,16 @@ def _fmt(v: float | None) -> str:
               help="Prompt style: completion for base models, chat for instruct models.")
 @click.option("--dtype", default="auto", show_default=True,
               type=click.Choice(["auto", "bf16", "fp32", "8bit", "4bit"]))
-@click.option("--context", default=None, type=int,
+@click.option("--context", default=None, type=POSITIVE_INT,
               help="Context length to assume (default: the model's).")
-@click.option("--threads", default=None, type=int, help="CPU threads for the model.")
+@click.option("--threads", default=None, type=click.IntRange(1, 1024),
+              help="CPU threads for the model.")
 @click.option("--epochs", default=1, show_default=True, type=click.IntRange(1, 10_000))
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 256),
+@click.option("--workers", default=1, show_default=True, type=WORKERS,
               help="Sandboxes in parallel.")
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(0))
-@click.option("--temperature", default=0.8, show_default=True, type=float)
-@click.option("--top-p", default=0.95, show_default=True, type=float)
+@click.option("--seed", default=0, show_default=True, type=SEED)
+@click.option("--temperature", default=0.8, show_default=True, type=NON_NEGATIVE_FLOAT)
+@click.option("--top-p", default=0.95, show_default=True, type=PROBABILITY)
 @click.option("--max-new-tokens", default=768, show_default=True, type=click.IntRange(16))
 @click.option("--repairs", default=2, show_default=True, type=click.IntRange(0, 10),
               help="Repair prompts after an execution failure.")
@@ -124,10 +137,8 @@ def generate(task: str, dataset: str, n: int, shots: int, blocks: int, backend: 
     finally:
         llm.close()
     if save:
-        save.parent.mkdir(parents=True, exist_ok=True)
-        with save.open("w", encoding="utf-8") as f:
-            for cand in report.candidates:
-                f.write(json.dumps(cand.as_dict(full=True), default=str) + "\n")
+        write_atomic(save, "".join(json.dumps(cand.as_dict(full=True), default=str) + "\n"
+                                   for cand in report.candidates))
     if fmt == "json":
         emit_json(report.as_dict())
         return

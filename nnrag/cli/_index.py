@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -11,7 +10,21 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from nnrag.cli._common import DB, FORMAT, emit_json, err, out, progress, workspace
+from nnrag.cli._common import (
+    DB,
+    FILE_MB,
+    FORMAT,
+    MEMORY_MB,
+    TIMEOUT_S,
+    WORKERS,
+    echo_code,
+    emit_json,
+    err,
+    out,
+    progress,
+    workspace,
+    write_atomic,
+)
 
 
 @click.command()
@@ -19,8 +32,9 @@ from nnrag.cli._common import DB, FORMAT, emit_json, err, out, progress, workspa
 @click.option("--package", "package",
               help="Index an installed package (located without importing it).")
 @DB
-@click.option("--jobs", default=2, show_default=True, help="Parser processes.")
-@click.option("--max-file-mb", default=2.0, show_default=True,
+@click.option("--jobs", default=2, show_default=True, type=WORKERS,
+              help="Parser processes (1-256).")
+@click.option("--max-file-mb", default=2.0, show_default=True, type=FILE_MB,
               help="Skip larger (generated) files.")
 @FORMAT
 def index(path: Path | None, package: str | None, db: Path | None, jobs: int, max_file_mb: float,
@@ -65,10 +79,7 @@ def extract(name: str, output: Path | None, db: Path | None, fmt: str) -> None:
 
     emitted = workspace(db).extract(name)
     if output:
-        tmp = output.with_name(f".{output.name}.tmp")
-        output.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(emitted.code, encoding="utf-8")
-        os.replace(tmp, output)
+        write_atomic(output, emitted.code)
     if fmt == "json":
         emit_json({**asdict(emitted), "output": str(output) if output else None})
         return
@@ -76,7 +87,7 @@ def extract(name: str, output: Path | None, db: Path | None, fmt: str) -> None:
         err.print(f"wrote {output} ({len(emitted.definitions)} definitions, "
                   f"{len(emitted.imports)} imports)")
     else:
-        click.echo(emitted.code, nl=False)
+        echo_code(emitted.code)
     for gap in emitted.gaps:
         err.print(f"[yellow]unresolved:[/] {escape(gap)}", markup=True)
 
@@ -84,9 +95,12 @@ def extract(name: str, output: Path | None, db: Path | None, fmt: str) -> None:
 @click.command()
 @click.argument("names", nargs=-1)
 @click.option("--all", "all_blocks", is_flag=True, help="Validate every block in the index.")
-@click.option("--jobs", default=1, show_default=True, help="Sandbox workers in parallel.")
-@click.option("--timeout", default=60.0, show_default=True, help="Wall-clock seconds per block.")
-@click.option("--memory-mb", default=4096, show_default=True, help="Memory a block may allocate.")
+@click.option("--jobs", default=1, show_default=True, type=WORKERS,
+              help="Sandbox workers in parallel (1-256).")
+@click.option("--timeout", default=60.0, show_default=True, type=TIMEOUT_S,
+              help="Wall-clock seconds per block (> 0, at most a week).")
+@click.option("--memory-mb", default=4096, show_default=True, type=MEMORY_MB,
+              help="Memory a block may allocate (1 .. 1048576).")
 @click.option("--max-rung", default="backward", show_default=True,
               help="Stop climbing at this rung.")
 @click.option("--force", is_flag=True, help="Ignore cached results.")

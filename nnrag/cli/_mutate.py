@@ -8,7 +8,18 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.table import Table
 
-from nnrag.cli._common import DB, FORMAT, emit_json, err, out, progress, workspace
+from nnrag.cli._common import (
+    DB,
+    FORMAT,
+    NON_NEGATIVE_INT,
+    SEED,
+    WORKERS,
+    emit_json,
+    err,
+    out,
+    progress,
+    workspace,
+)
 
 if TYPE_CHECKING:
     from nnrag.workspace import Workspace
@@ -24,20 +35,22 @@ def _kinds(value: str) -> tuple[str, ...]:
               help="Valid mutants wanted: exactly this many, or fewer with the reason.")
 @click.option("--kinds", default="width,depth,activation,norm,residual", show_default=True,
               help="Comma-separated mutation kinds.")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--max-params", type=int, default=None, help="Reject mutants with more parameters.")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="0 .. 2**32-1.")
+@click.option("--max-params", type=NON_NEGATIVE_INT, default=None,
+              help="Reject mutants with more parameters.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write each valid mutant to DIR/<name>.py.")
 @click.option("--train", "train_on", default=None, metavar="DATASET",
               help="Train the valid mutants on DATASET with the execution engine.")
-@click.option("--epochs", default=1, show_default=True,
+@click.option("--epochs", default=1, show_default=True, type=click.IntRange(1, 10_000),
               help="Epochs per trained mutant (with --train).")
 @click.option("--dataset", default=None,
               help="Input/output shapes come from this dataset "
                    "(default: the --train one, else digits, "
                    "or mnist1d for models whose INPUT_KINDS is signal only).")
 @click.option("--block", default=None, help="Mutate this class of a model file instead of its Net.")
-@click.option("--jobs", default=2, show_default=True, help="Sandboxed workers validating mutants.")
+@click.option("--jobs", default=2, show_default=True, type=WORKERS,
+              help="Sandboxed workers validating mutants (1-256).")
 @click.option("--no-index", is_flag=True, help="Do not write valid mutants to the index.")
 @DB
 @FORMAT

@@ -13,7 +13,17 @@ from typing import Any
 import click
 from rich.table import Table
 
-from nnrag.cli._common import DB, FORMAT, emit_json, err, options, out, progress, workspace
+from nnrag.cli._common import (
+    DB,
+    FORMAT,
+    NON_NEGATIVE_INT,
+    emit_json,
+    err,
+    options,
+    out,
+    progress,
+    workspace,
+)
 
 MODEL = click.option(
     "--model", default=None,
@@ -25,7 +35,7 @@ FILTERS = [
     click.option("--min-rung", default="none", show_default=True,
                  help="Only blocks validated at least this far."),
     click.option("--package", help="Only this package."),
-    click.option("--max-params", type=int,
+    click.option("--max-params", type=NON_NEGATIVE_INT,
                  help="Only blocks with at most this many parameters (validated ones)."),
     click.option("--proven", is_flag=True,
                  help="Only blocks trained by `nnrag train` (with their best metric)."),
@@ -33,7 +43,8 @@ FILTERS = [
 SEARCH = [
     click.option("--mode", type=click.Choice(["hybrid", "dense", "lexical"]), default="hybrid",
                  show_default=True),
-    click.option("-k", "--top", "k", default=10, show_default=True, help="Number of hits."),
+    click.option("-k", "--top", "k", default=10, show_default=True,
+                 type=click.IntRange(1, 10_000), help="Number of hits (1-10000)."),
     click.option("--collapse", is_flag=True,
                  help="Fold structural duplicates into the best-ranked copy."),
     click.option("--show", is_flag=True, help="Print the scope-closed code of each hit."),
@@ -95,7 +106,8 @@ def _print_hits(ws: Any, searcher: Any, hits: list[Any], fmt: str, show: bool,
 
 @click.command()
 @MODEL
-@click.option("--batch-size", default=64, show_default=True)
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1, 65536),
+              help="Blocks per model call (1-65536).")
 @DB
 @FORMAT
 def embed(model: str | None, batch_size: int, db: Path | None, fmt: str) -> None:
@@ -170,7 +182,8 @@ def similar(name: str, mode: str, k: int, collapse: bool, show: bool, category: 
 
 
 @click.command()
-@click.option("--min-size", default=2, show_default=True, help="Smallest group to report.")
+@click.option("--min-size", default=2, show_default=True, type=click.IntRange(2, 2**31 - 1),
+              help="Smallest group to report (at least 2).")
 @click.option("--package", help="Only groups with a member in this package.")
 @DB
 @FORMAT

@@ -1,4 +1,5 @@
-"""Training commands of the ``nnrag`` CLI: train, runs, show, resume, leaderboard, datasets.
+"""Training commands of the ``nnrag`` CLI: train, runs, show, resume, leaderboard, datasets,
+transforms.
 
 Formatting only, over :class:`nnrag.Workspace`.
 """
@@ -15,12 +16,23 @@ from rich.table import Table
 if TYPE_CHECKING:
     from nnrag.train import RunStore
 
-from nnrag.cli._common import FORMAT, emit_json, err, options, out, workspace
+from nnrag.cli._common import (
+    FORMAT,
+    POSITIVE_INT,
+    RUN_ID,
+    WORKERS,
+    emit_json,
+    err,
+    options,
+    out,
+    workspace,
+)
 
 RUNS = click.option("--runs", "runs_db", type=click.Path(dir_okay=False, path_type=Path),
                     default=None, help="Run store (default: $NNRAG_HOME/runs.db).")
 EXECUTOR = [
-    click.option("--workers", default=1, show_default=True, help="Trials in parallel."),
+    click.option("--workers", default=1, show_default=True, type=WORKERS,
+                 help="Trials in parallel (1-256)."),
     click.option("--executor", type=click.Choice(["local", "ray"]), default="local",
                  show_default=True),
     click.option("--address", default=None,
@@ -69,7 +81,8 @@ def _print_report(report: Any, runs: Any, fmt: str) -> None:
         emit_json({"trained": report.trained, "deduplicated": report.deduplicated,
                     "outcomes": report.outcomes,
                     "runs": [r.to_dict(("id", "name", "dataset", "outcome", "best", "params",
-                                        "duration_s", "duplicate_of", "error")) for r in rows]})
+                                        "duration_s", "duplicate_of", "error", "adapters"))
+                             for r in rows]})
         return
     _run_table(rows)
     out.print(f"{report.trained} trained, {report.deduplicated} deduplicated (not re-trained); "
@@ -127,7 +140,7 @@ def resume(workers: int, executor: str, address: str | None, runs_db: Path | Non
 
 
 @click.command()
-@click.option("--limit", default=50, show_default=True)
+@click.option("--limit", default=50, show_default=True, type=POSITIVE_INT)
 @RUNS
 @FORMAT
 def runs(limit: int, runs_db: Path | None, fmt: str) -> None:
@@ -142,7 +155,7 @@ def runs(limit: int, runs_db: Path | None, fmt: str) -> None:
 
 
 @click.command()
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=RUN_ID)
 @RUNS
 @FORMAT
 def show(run_id: int, runs_db: Path | None, fmt: str) -> None:
@@ -152,7 +165,7 @@ def show(run_id: int, runs_db: Path | None, fmt: str) -> None:
         emit_json({**run.to_dict(), "spec": run.spec_dict})
         return
     out.print(f"run {run.id} {run.name} on {run.dataset}: {run.status} / {run.outcome}")
-    for key in ("best", "params", "flops", "duration_s", "duplicate_of", "indexed_as",
+    for key in ("adapters", "best", "params", "flops", "duration_s", "duplicate_of", "indexed_as",
                 "not_indexed", "versions"):
         if getattr(run, key) is not None:
             out.print(f"  {key}: {getattr(run, key)}")
@@ -166,7 +179,7 @@ def show(run_id: int, runs_db: Path | None, fmt: str) -> None:
 
 @click.command()
 @click.option("--dataset", help="Only runs on this dataset.")
-@click.option("--limit", default=20, show_default=True)
+@click.option("--limit", default=20, show_default=True, type=POSITIVE_INT)
 @RUNS
 @FORMAT
 def leaderboard(dataset: str | None, limit: int, runs_db: Path | None, fmt: str) -> None:
@@ -207,7 +220,10 @@ def _dataset_name(name: str, store: RunStore) -> str:
 @click.argument("pattern", default="*")
 @FORMAT
 def datasets(pattern: str, fmt: str) -> None:
-    """Registered datasets, and whether each can be loaded here."""
+    """Registered datasets, one sample's shape each, and whether each can be loaded here.
+
+    A spec's `shape: [C, H, W]` adapts an image dataset to the shape a model expects
+    (see `nnrag transforms`)."""
     from dataclasses import asdict
 
     from nnrag.train.datasets import available, list_datasets
@@ -224,4 +240,23 @@ def datasets(pattern: str, fmt: str) -> None:
         table.add_row(r["name"], r["kind"], "x".join(map(str, r["in_shape"])),
                       str(r["num_classes"]), f"{r['chance']:.3f}",
                       "yes" if r["available"] else "no (see --format json)")
+    out.print(table)
+
+
+@click.command()
+@click.argument("pattern", default="*")
+@FORMAT
+def transforms(pattern: str, fmt: str) -> None:
+    """Registered input transforms (a spec's `transform`), families such as resize_<N> included."""
+    from nnrag.train.transforms import TRANSFORMS
+
+    entries = TRANSFORMS.list(pattern)
+    rows = [{"name": e.name, "family": e.family is not None, "description": e.description,
+             "provenance": e.provenance} for e in entries]
+    if fmt == "json":
+        emit_json(rows)
+        return
+    table = Table("transform", "description", box=None)
+    for e in entries:
+        table.add_row(e.name, e.description)
     out.print(table)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nnrag.exceptions import OutputError
 from nnrag.extract._closure import ClosureBuilder
 from nnrag.extract._emit import emit
 from nnrag.index import RUNGS, Store
@@ -74,8 +75,11 @@ def export(store: Store, outdir: str | Path, *, min_rung: int = 0, include_broke
             rows.append({**r, "broken": reason})
     builder = ClosureBuilder(store)
     packages = {p["name"]: p for p in store.packages()}
-    outdir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
+    try:
+        outdir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
+    except OSError as exc:
+        raise OutputError(f"cannot write {outdir}: {exc.strerror or exc}") from exc
     entries = []
     try:
         for i, r in enumerate(rows):
@@ -104,6 +108,9 @@ def export(store: Store, outdir: str | Path, *, min_rung: int = 0, include_broke
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, outdir)
+    except OSError as exc:  # the folder filled up, or its parent turned read-only
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OutputError(f"cannot write {outdir}: {exc.strerror or exc}") from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

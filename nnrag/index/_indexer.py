@@ -26,6 +26,7 @@ import libcst as cst
 from nnrag.exceptions import ScanError
 from nnrag.index._blocks import find_blocks
 from nnrag.index._catalog import sync_catalog
+from nnrag.index._lifeline import die_with_parent
 from nnrag.index._model import FileProblem, FileScan, IndexReport
 from nnrag.index._scan import SCANNER_VERSION, scan_source
 from nnrag.index._store import Store
@@ -232,7 +233,8 @@ def index_path(
     if progress:
         progress(done, total, "")
     jobs = max(1, min(jobs, len(todo) // 32 or 1))
-    pool = ProcessPoolExecutor(jobs) if jobs > 1 else None
+    pool = ProcessPoolExecutor(jobs, initializer=die_with_parent,
+                               initargs=(os.getpid(),)) if jobs > 1 else None
     try:
         args = [(k, d, m, p) for k, d, m, p, _ in todo]
         results = pool.map(_scan_job, args, chunksize=8) if pool else map(_scan_job, args)

@@ -4,7 +4,8 @@
 stops at the first failure, reporting *why* in a coarse ``cause`` so that benchmark
 failures can be attributed to the resolver (``resolver_gap``), the environment
 (``missing_package``), our argument/probe guessing (``needs_arguments``,
-``shape_inference``) or the block itself (``genuine_error``).
+``shape_inference``), the sandbox refusing what the block tried (``sandbox_denied``: a
+file, a device or a system call it may not use) or the block itself (``genuine_error``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import copy
+import errno
 import importlib
 import os
 import re
@@ -97,11 +99,20 @@ def classify(exc: BaseException, rung: str) -> str:
         return "resolver_gap"
     if isinstance(exc, ImportError):
         return "missing_package"
+    if denied(exc):
+        return "sandbox_denied"
     if rung == "instantiate":
         return "needs_arguments"
     if rung == "forward" and is_shape_error(exc):
         return "shape_inference"
     return "genuine_error"
+
+
+def denied(exc: BaseException) -> bool:
+    """Did the sandbox refuse this (a read-only or hidden path, a blocked system call)? Not
+    an argument the ladder guessed wrong, nor the block's own bug: it would run outside."""
+    return isinstance(exc, PermissionError) or (
+        isinstance(exc, OSError) and exc.errno in (errno.EPERM, errno.EACCES, errno.EROFS))
 
 
 def is_shape_error(exc: BaseException) -> bool:
@@ -315,13 +326,15 @@ def _climb(payload: dict[str, Any]) -> dict[str, Any]:
     if instances == 0:
         first = init_errors[0] if init_errors else RuntimeError("no constructor candidates")
         # A missing name or module is blamed over argument errors: no guess can fix it.
-        missing = next((e for e in init_errors if isinstance(e, NameError | ImportError)), None)
+        missing: BaseException | None = next(
+            (e for e in init_errors if isinstance(e, NameError | ImportError)), None)
+        missing = missing or next((e for e in init_errors if denied(e)), None)
         blamed = missing or first
         cause = classify(missing, "instantiate") if missing else "needs_arguments"
         return _fail(out, 4, blamed, cause, _message(blamed))
     if not fwd_errors:
         return _fail(out, 5, TimeoutError("probe budget exhausted"), "shape_inference")
-    special = [e for e in fwd_errors if isinstance(e, NameError | ImportError)]
+    special = [e for e in fwd_errors if isinstance(e, NameError | ImportError) or denied(e)]
     if special:
         return _fail(out, 5, special[0], classify(special[0], "forward"), _message(special[0]))
     genuine = [e for e in fwd_errors if not is_shape_error(e)]

@@ -2,7 +2,9 @@
 
 Results are cached by the *closure* hash (the emitted code plus the ladder version), so a
 block whose code and dependencies are unchanged is never run twice, even after
-re-indexing or when it is a byte-identical copy in another package.
+re-indexing or when it is a byte-identical copy in another package. The sandbox limits are
+part of the key when they are not the defaults: a block that timed out under a one-second
+limit has not shown how it behaves under the default minute.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from nnrag.sandbox import Limits, SandboxResult, run_many
 
 logger = get_logger(__name__)
 
-LADDER_VERSION = "11"  # bump when the ladder's inference changes: old results are re-run
+LADDER_VERSION = "12"  # bump when the ladder's inference changes: old results are re-run
 ENTRY = "nnrag.ladder._child:run"
 _MARKER = re.compile(r"^NNRAG_RUNG=(\d)$", re.M)
 
@@ -46,8 +48,15 @@ class Outcome:
         return RUNGS[self.rung]
 
 
-def cache_key(emitted: Emitted, max_rung: int) -> str:
+DEFAULT_LIMITS = Limits(wall_s=60.0, memory_mb=4096)
+
+
+def cache_key(emitted: Emitted, max_rung: int, limits: Limits | None = None) -> str:
+    """The result's cache key: the closure, the target, how far to climb, the ladder
+    version, and the limits unless they are :data:`DEFAULT_LIMITS`."""
     text = f"{emitted.closure_hash}:{emitted.name}:{max_rung}:{LADDER_VERSION}"
+    if limits is not None and limits != DEFAULT_LIMITS:
+        text += f":{limits!r}"
     return hashlib.sha1(text.encode()).hexdigest()
 
 
@@ -82,7 +91,7 @@ def validate(
 ) -> list[Outcome]:
     """Validate the named definitions (or every block); returns outcomes in input order."""
     builder = builder or ClosureBuilder(store)
-    limits = limits or Limits(wall_s=60.0, memory_mb=4096)
+    limits = limits or DEFAULT_LIMITS
     packages = {p["name"]: p for p in store.packages()}
     rows = store.block_definitions() if all_blocks else [builder.find(n) for n in names]
     outcomes: list[Outcome | None] = [None] * len(rows)
@@ -104,7 +113,7 @@ def validate(
             record(i, Outcome(row["qualname"], 0, "parse", "resolver_gap", type(exc).__name__,
                               str(exc)[:2000], False))
             continue
-        key = cache_key(emitted, max_rung)
+        key = cache_key(emitted, max_rung, limits)
         cached = None if force else store.cached_validation(key)
         if cached is not None:
             store.link_validation(row["qualname"], row["hash"], key)

@@ -11,6 +11,8 @@ exceptions; the sandbox itself reports ``timeout`` and ``oom``.
 As LEMUR's trainer does, the trial fills ``prm`` with every name the model declares, moves
 the model to the GPU when there is one, and calls ``model.train()`` before every ``learn``
 (evaluation leaves the model in eval mode; most LEMUR models never switch back themselves).
+The inputs first go through the spec's plan (:mod:`nnrag.train.transforms`: the adapters its
+``shape`` needs, then its transforms), fitted on the training split.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ from typing import Any
 def run(payload: dict[str, Any]) -> dict[str, Any]:
     import torch
 
+    from nnrag.train._loader import train_loader
     from nnrag.train.contract import build_model, load_module, supported_hyperparameters
     from nnrag.train.datasets import dataset_info
-    from nnrag.train.registry import transform_fn
     from nnrag.train.spec import TrainSpec
+    from nnrag.train.transforms import apply_transforms
 
     spec = TrainSpec.model_validate(payload["spec"])
     run_id = int(payload.get("run_id", 0))
@@ -43,8 +46,7 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
                                            "python": platform.python_version()}}
     try:
         train_x, train_y, test_x = _inputs(payload["data"])
-        transform = transform_fn(spec.transform)
-        train_x, test_x = transform(train_x), transform(test_x)
+        train_x, test_x = apply_transforms(spec.plan().names, train_x, test_x)
         module = load_module(payload["code"], payload.get("module_name", "nnrag_model"), Path.cwd())
         block = payload.get("block")
         prm = spec.prm(frozenset() if block else supported_hyperparameters(module))
@@ -57,11 +59,7 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
         result["params"] = sum(p.numel() for p in model.parameters())
         result["flops"] = estimate_flops(model, train_x[:1].to(device))
         model.train_setup(prm)  # type: ignore[operator]  # the contract's methods
-        gen = torch.Generator().manual_seed(spec.seed)
-        loader = torch.utils.data.DataLoader(
-            torch.utils.data.TensorDataset(train_x, train_y), batch_size=bs, shuffle=True,
-            generator=gen
-        )
+        loader = train_loader(train_x, train_y, bs, spec.seed)
         scheduler = _scheduler(model, spec)
         for epoch in range(1, spec.budget.epochs + 1):
             t0 = time.perf_counter()

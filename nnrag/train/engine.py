@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+from nnrag.exceptions import NnragError
 from nnrag.index import code_fingerprint, normalised_md5
 from nnrag.logging import get_logger
 from nnrag.sandbox import Limits, SandboxResult
@@ -133,8 +134,9 @@ class Engine:
         for spec, code, block in resolved:
             md5, fp = normalised_md5(code), code_fingerprint(code)
             name = spec.model.label
+            adapters = None if spec.shape is None else spec.plan().adapters
             run_id = self.runs.create(name, spec.dataset, spec.model_dump(), spec.key(), md5, fp,
-                                      code)
+                                      code, adapters)
             report.run_ids.append(run_id)
             twin = None if force else self.runs.finished_twin(spec.key(), md5, fp)
             if twin is not None and twin.id != run_id:
@@ -174,7 +176,11 @@ class Engine:
                 report.run_ids.append(row.id)
                 report.count("quarantined")
                 continue
-            spec = TrainSpec.model_validate(row.spec_dict)
+            spec = self._stored_spec(row)
+            if spec is None:
+                report.run_ids.append(row.id)
+                report.count("error")
+                continue
             self.runs.requeue(row.id)
             report.run_ids.append(row.id)
             block = spec.model.block.rsplit(".", 1)[-1] if spec.model.block else None
@@ -182,6 +188,19 @@ class Engine:
                                         "module_name": f"nnrag_model_{row.id}"}))
         self._execute(todo, report, progress)
         return report
+
+    def _stored_spec(self, row: RunRecord) -> TrainSpec | None:
+        """The spec a stored run was made with, or None after ending the run ``error``: a
+        row written by an older nnrag may hold a spec this one refuses (a seed out of
+        range), and one bad row must not stop every other run from resuming."""
+        try:
+            return TrainSpec.model_validate(row.spec_dict)
+        except (ValueError, TypeError, NnragError) as exc:  # pydantic's errors are ValueErrors
+            reason = " ".join(str(exc).split())[:500]
+            self.runs.finish(row.id, {"outcome": "error",
+                                      "error": f"stored spec is no longer valid: {reason}"},
+                             "accuracy")
+            return None
 
     def _answer_from(self, twin_id: int, run_id: int, spec: TrainSpec, report: BatchReport,
                      progress: Progress | None) -> None:

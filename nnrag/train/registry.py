@@ -1,12 +1,16 @@
 """Named code units besides models: metrics and transforms, registered like timm's models.
 
 One :class:`Registry` class serves both kinds; each entry keeps its provenance (the module
-and function that defined it), and listing takes shell wildcards.
+and function that defined it), and listing takes shell wildcards. A *family* is one entry
+for a whole set of names, ``<prefix>_<N>`` for any N in a range (``resize_32``,
+``resize_64``): a factory builds the member from N, so no list of sizes is ever hard-coded.
+The transforms and their registry, ``TRANSFORMS``, live in :mod:`nnrag.train.transforms`.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,36 +30,71 @@ class Entry:
     fn: Callable[..., Any]
     description: str
     provenance: str
+    #: For a family: the range of N in ``<prefix>_<N>`` (``fn`` builds a member from N).
+    family: tuple[int, int] | None = None
+
+
+_WHOLE = re.compile(r"[1-9][0-9]*")  # no sign, no leading zero: one spelling per member
 
 
 class Registry:
-    """Name -> callable, with provenance and wildcard listing."""
+    """Name -> callable, with provenance, families and wildcard listing."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, Entry] = {}
+        self._families: dict[str, Entry] = {}  # prefix -> entry named "<prefix>_<N>"
 
-    def register(self, name: str,
-                 description: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        def add(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def register(self, name: str, description: str = "", *,
+                 provenance: str | None = None) -> Callable[[Any], Any]:
+        def add(fn: Any) -> Any:
             doc = description or (fn.__doc__ or "").strip().split("\n")[0]
-            self._entries[name] = Entry(name, fn, doc, f"{fn.__module__}.{fn.__qualname__}")
+            where = provenance or f"{fn.__module__}.{fn.__qualname__}"
+            self._entries[name] = Entry(name, fn, doc, where)
             return fn
 
         return add
 
-    def get(self, name: str) -> Callable[..., Any]:
+    def register_family(self, prefix: str, description: str = "", *, low: int = 1,
+                        high: int = 4096) -> Callable[[Callable[[int], Any]], Callable[[int], Any]]:
+        """Register ``factory(n)`` for every name ``<prefix>_<n>`` with ``low <= n <= high``."""
+
+        def add(factory: Callable[[int], Any]) -> Callable[[int], Any]:
+            doc = description or (factory.__doc__ or "").strip().split("\n")[0]
+            self._families[prefix] = Entry(f"{prefix}_<N>", factory, doc,
+                                           f"{factory.__module__}.{factory.__qualname__}",
+                                           (low, high))
+            return factory
+
+        return add
+
+    def get(self, name: str) -> Any:
+        """The entry's callable; a family member is built from its N."""
         entry = self._entries.get(name)
-        if entry is None:
-            raise UnknownEntryError(unknown_name(self.kind, name, self._entries, suggest=1))
-        return entry.fn
+        if entry is not None:
+            return entry.fn
+        prefix, _, n = name.rpartition("_")
+        family = self._families.get(prefix)
+        if family is not None and family.family is not None:
+            low, high = family.family
+            if _WHOLE.fullmatch(n) and low <= int(n) <= high:
+                return family.fn(int(n))
+            raise UnknownEntryError(
+                f"{self.kind} {name!r}: {family.name} takes a whole number N from {low} to "
+                f"{high} (e.g. {prefix}_32), got {n!r}")
+        raise UnknownEntryError(unknown_name(self.kind, name, self.names(), suggest=1))
+
+    def names(self) -> list[str]:
+        """Every name and family (``resize_<N>``), sorted."""
+        return sorted([*self._entries, *(e.name for e in self._families.values())])
 
     def list(self, pattern: str = "*") -> list[Entry]:
-        return [e for n, e in sorted(self._entries.items()) if fnmatch.fnmatchcase(n, pattern)]
+        """Entries and families whose name (``resize_<N>`` for a family) matches ``pattern``."""
+        entries = {**self._entries, **{e.name: e for e in self._families.values()}}
+        return [e for n, e in sorted(entries.items()) if fnmatch.fnmatchcase(n, pattern)]
 
 
 METRICS = Registry("metric")
-TRANSFORMS = Registry("transform")
 
 
 @METRICS.register("accuracy")
@@ -84,28 +123,5 @@ def macro_f1(logits: torch.Tensor, target: torch.Tensor) -> float:
     return sum(scores) / max(1, len(scores))
 
 
-@TRANSFORMS.register("none")
-def identity(x: torch.Tensor) -> torch.Tensor:
-    """Inputs as the dataset gives them."""
-    return x
-
-
-@TRANSFORMS.register("standardize")
-def standardize(x: torch.Tensor) -> torch.Tensor:
-    """Zero mean, unit variance over the whole split (per channel for images)."""
-    dims = [0, *range(2, x.dim())]
-    return (x - x.mean(dims, keepdim=True)) / x.std(dims, keepdim=True).clamp_min(1e-6)
-
-
-@TRANSFORMS.register("flip")
-def hflip(x: torch.Tensor) -> torch.Tensor:
-    """Mirror images left-right (a fixed, deterministic augmentation probe)."""
-    return x.flip(-1)
-
-
 def metric_fn(name: str) -> Callable[[torch.Tensor, torch.Tensor], float]:
     return METRICS.get(name)
-
-
-def transform_fn(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    return TRANSFORMS.get(name)

@@ -4,7 +4,9 @@ One writer (the orchestrator) and any number of readers: WAL, a busy timeout, an
 short transaction per state change, so killing the engine at any moment loses no finished
 run and leaves nothing half-written. Schema changes are numbered migrations applied in
 order inside a transaction; a database newer than this code is refused, not guessed at.
-A heartbeat column lets ``resume`` find runs whose worker (or engine) died. Reads come back
+A heartbeat column and the engine's owner token (:mod:`nnrag.train._owner`) let ``resume``
+find runs whose worker (or engine) died: a dead owner at once, a silent one after
+:data:`STALE_AFTER_S`. Reads come back
 as frozen :class:`RunRecord` values; no SQL (and no connection) leaves this module.
 """
 
@@ -20,6 +22,7 @@ from typing import Any
 
 from nnrag._sqlite import RUNS, connect
 from nnrag.exceptions import CorruptStoreError, SchemaVersionError, StoreError, StoreMissingError
+from nnrag.train import _owner
 
 # Each entry upgrades the schema by one version; never edit a released entry, append.
 MIGRATIONS: tuple[str, ...] = (
@@ -50,7 +53,16 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE runs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
     """,
-    # 4: why a successful run's model is not in the index (too large, unparsable, no block)
+    # 4: the engine process running a run (host:pid:start time), so resume sees at once
+    # that a run's engine died, before its heartbeat goes stale (nnrag.train._owner)
+    """
+    ALTER TABLE runs ADD COLUMN owner TEXT;
+    """,
+    # 5: the shape adapters a spec's ``shape`` chose (JSON list; NULL without a shape)
+    """
+    ALTER TABLE runs ADD COLUMN adapters TEXT;
+    """,
+    # 6: why a successful run's model is not in the index (too large, unparsable, no block)
     """
     ALTER TABLE runs ADD COLUMN not_indexed TEXT;
     """,
@@ -60,7 +72,7 @@ MAX_STORED_INT = 2**62  # SQLite's INTEGER overflows at 2**63; larger counts are
 STALE_AFTER_S = 60.0  # a running trial without a heartbeat for this long is orphaned
 # What ``nnrag runs`` and ``nnrag leaderboard`` show of a run (and emit as JSON).
 LISTING_FIELDS = ("id", "name", "dataset", "status", "outcome", "best", "params", "duration_s",
-                  "duplicate_of", "error", "indexed_as", "not_indexed")
+                  "duplicate_of", "error", "adapters", "indexed_as", "not_indexed")
 LEADERBOARD_FIELDS = ("id", "name", "dataset", "best", "params", "flops", "duration_s")
 
 
@@ -77,7 +89,9 @@ class EpochRecord:
 class RunRecord:
     """One row of ``runs``; ``epochs`` is filled by :meth:`RunStore.get` only.
 
-    ``spec`` and ``versions`` stay the JSON text the store holds (``spec_dict`` parses it).
+    ``spec`` and ``versions`` stay the JSON text the store holds (``spec_dict`` parses it);
+    ``adapters`` is the JSON list of transforms the spec's ``shape`` chose (``to_rgb``,
+    ``resize_32``), None for a spec without ``shape``; :meth:`to_dict` gives it as a list.
     """
 
     id: int
@@ -104,6 +118,8 @@ class RunRecord:
     duplicate_of: int | None = None
     indexed_as: str | None = None
     attempts: int = 0
+    owner: str | None = None
+    adapters: str | None = None
     not_indexed: str | None = None  # why the trained model is not in the index, if it is not
     epochs: tuple[EpochRecord, ...] = ()
 
@@ -115,6 +131,7 @@ class RunRecord:
         """The record as plain data (epochs as dicts), or only ``keys`` of it: the JSON form."""
         data = asdict(self)
         data["epochs"] = [asdict(e) for e in self.epochs]
+        data["adapters"] = None if self.adapters is None else json.loads(self.adapters)
         return data if keys is None else {k: data[k] for k in keys}
 
 
@@ -197,18 +214,20 @@ class RunStore:
 
     # -- writes (the orchestrator only)
     def create(self, name: str, dataset: str, spec: dict[str, Any], spec_key: str,
-               code_md5: str, fingerprint: str, code: str) -> int:
+               code_md5: str, fingerprint: str, code: str,
+               adapters: Sequence[str] | None = None) -> int:
         return self._write(
             "INSERT INTO runs(name, dataset, spec, spec_key, code_md5, fingerprint, status,"
-            " created, code) VALUES (?,?,?,?,?,?,?,?,?)",
+            " created, code, adapters) VALUES (?,?,?,?,?,?,?,?,?,?)",
             (name, dataset, json.dumps(spec, sort_keys=True), spec_key, code_md5, fingerprint,
-             "queued", time.time(), code),
+             "queued", time.time(), code, None if adapters is None else json.dumps(list(adapters))),
         )
 
     def start(self, run_id: int) -> None:
+        """Mark the run running, owned by this process (the store's one writer)."""
         now = time.time()
-        self._write("UPDATE runs SET status='running', started=?, heartbeat=?,"
-                    " attempts=attempts+1 WHERE id=?", (now, now, run_id))
+        self._write("UPDATE runs SET status='running', started=?, heartbeat=?, owner=?,"
+                    " attempts=attempts+1 WHERE id=?", (now, now, _owner.current(), run_id))
 
     def beat(self, run_ids: list[int]) -> None:
         if run_ids:
@@ -273,8 +292,8 @@ class RunStore:
                     " WHERE id=?", (reason, time.time(), run_id))
 
     def requeue(self, run_id: int) -> None:
-        self._write("UPDATE runs SET status='queued', started=NULL, heartbeat=NULL WHERE id=?",
-                    (run_id,))
+        self._write("UPDATE runs SET status='queued', started=NULL, heartbeat=NULL, owner=NULL"
+                    " WHERE id=?", (run_id,))
 
     # -- reads
     def _records(self, where: str, params: tuple[Any, ...] = ()) -> list[RunRecord]:
@@ -309,12 +328,13 @@ class RunStore:
         return rows[0] if rows else None
 
     def orphans(self, stale_after_s: float = STALE_AFTER_S) -> list[RunRecord]:
-        """Runs left queued or running by an engine (or worker) that is gone."""
+        """Runs left queued or running by an engine (or worker) that is gone: a running run
+        whose owner process has exited, or whose heartbeat is older than ``stale_after_s``
+        (an owner on another host, or a live engine whose trial stopped reporting)."""
         cutoff = time.time() - stale_after_s
-        return self._records(
-            "status='queued' OR (status='running' AND coalesce(heartbeat, 0) < ?) ORDER BY id",
-            (cutoff,),
-        )
+        rows = self._records("status IN ('queued', 'running') ORDER BY id")
+        return [r for r in rows if r.status == "queued" or (r.heartbeat or 0) < cutoff
+                or _owner.alive(r.owner) is False]
 
     def datasets(self) -> list[str]:
         """Every dataset some run of this store was trained on."""

@@ -2,24 +2,77 @@
 
 A spec is plain YAML or JSON, so people write it by hand and generators emit it. It is
 parsed into pydantic models with ``extra="forbid"``: a typo (``learning_rate``) is an error
-that names the field and its location, never a silently ignored key.
+that names the field and its location, never a silently ignored key. A file nested deeper
+than :data:`MAX_DEPTH` levels is refused before (or while) parsing: the parsers recurse, and
+a crafted spec must cost one line of error, not a RecursionError.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from nnrag.exceptions import NnragError
+
+if TYPE_CHECKING:
+    from nnrag.train.transforms import Plan
 
 
 class SpecError(NnragError):
     """A training spec that cannot be used; the message names the field."""
+
+
+#: The largest seed: numpy, scikit-learn and torch all take seeds in [0, 2**32).
+MAX_SEED = 2**32 - 1
+#: How deeply a spec may nest: a real one is four or five levels deep.
+MAX_DEPTH = 32
+
+
+def _too_deep(data: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether ``data`` (parsed JSON or YAML) nests deeper than ``limit``; iterative, so it
+    cannot itself overflow the stack."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    seen: set[int] = set()
+    while stack:
+        item, depth = stack.pop()
+        if not isinstance(item, dict | list) or id(item) in seen:
+            continue  # a YAML alias to an item already walked adds no depth of its own
+        if depth > limit:
+            return True
+        seen.add(id(item))
+        stack.extend((child, depth + 1) for child in
+                     (item.values() if isinstance(item, dict) else item))
+    return False
+
+
+def _brackets_too_deep(text: str, limit: int = 1000) -> bool:
+    """A cheap look before parsing: flow brackets opened ``limit`` deep (strings are not
+    told apart, hence the generous limit) would take the YAML scanner seconds to refuse."""
+    depth = 0
+    for char in re.sub(r"[^\[\]{}]", "", text):
+        depth += 1 if char in "[{" else -1
+        if depth > limit:
+            return True
+    return False
+
+
+def _nested(source: object) -> SpecError:
+    return SpecError(f"{source}: nested deeper than {MAX_DEPTH} levels; a training spec is a "
+                     "mapping a few levels deep")
 
 
 class _Strict(BaseModel):
@@ -111,24 +164,58 @@ class TrainSpec(_Strict):
 
     model: ModelRef
     dataset: str = "digits"
-    transform: str = "none"
+    transform: str | list[str] = Field(
+        "none", description="a registered transform or a list, applied in order")
+    shape: tuple[PositiveInt, PositiveInt, PositiveInt] | None = Field(
+        None, description="[C, H, W] the model was designed for; nnrag adapts the dataset")
     metric: str = "accuracy"
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     budget: Budget = Field(default_factory=Budget)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     limit: int | None = Field(None, ge=1,
                               description="train and evaluate on the first N samples of each split")
 
+    @field_validator("transform")
+    @classmethod
+    def _some_transform(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and not value:
+            raise ValueError("give at least one transform (or 'none')")
+        return value
+
     @model_validator(mode="after")
     def _known_names(self) -> TrainSpec:
-        """Unknown dataset, metric or transform names fail here, not inside a trial."""
+        """Unknown dataset, metric or transform names, and transforms or a ``shape`` that do
+        not fit the dataset, fail here, not inside a trial."""
         from nnrag.train.datasets import dataset_info
-        from nnrag.train.registry import METRICS, TRANSFORMS
+        from nnrag.train.registry import METRICS
 
         dataset_info(self.dataset)
         METRICS.get(self.metric)
-        TRANSFORMS.get(self.transform)
+        self.plan()
         return self
+
+    @property
+    def transforms(self) -> tuple[str, ...]:
+        """The spec's transform names in order (``none`` dropped)."""
+        names = [self.transform] if isinstance(self.transform, str) else self.transform
+        return tuple(n for n in names if n != "none")
+
+    @property
+    def transform_name(self) -> str:
+        """One string for the list: ``none``, a name, or names joined by ``,``."""
+        return ",".join(self.transforms) or "none"
+
+    def plan(self) -> Plan:
+        """The adapters ``shape`` needs and the spec's transforms, checked on the dataset's
+        inputs (:func:`nnrag.train.transforms.plan`)."""
+        from nnrag.train.datasets import dataset_info
+        from nnrag.train.transforms import TransformError, plan
+
+        info = dataset_info(self.dataset)
+        try:
+            return plan(info.name, info.kind, info.in_shape, self.transforms, self.shape)
+        except TransformError as exc:
+            raise SpecError(str(exc)) from None
 
     def prm(self, declared: Iterable[str] | None) -> dict[str, Any]:
         """The LEMUR ``prm`` a model declaring ``declared`` gets (None: not known here).
@@ -140,7 +227,7 @@ class TrainSpec(_Strict):
         raise :class:`SpecError` naming them.
         """
         hp = self.hyperparameters
-        prm = {**hp.prm(), "batch": hp.batch_size, "transform": self.transform}
+        prm = {**hp.prm(), "batch": hp.batch_size, "transform": self.transform_name}
         if declared is None:
             return prm
         names = set(declared)
@@ -167,8 +254,16 @@ class TrainSpec(_Strict):
         return prm
 
     def key(self) -> str:
-        """Hash of everything but the model code: with the code hash it identifies a run."""
-        data = self.model_dump(exclude={"model"})
+        """Hash of everything but the model code: with the code hash it identifies a run.
+
+        The transform list is hashed as its ``,``-joined names (``[flip]`` and ``flip`` are
+        one spec) and ``shape`` only when given, so specs written before either existed keep
+        their keys.
+        """
+        data = self.model_dump(exclude={"model", "shape"})
+        data["transform"] = self.transform_name
+        if self.shape is not None:
+            data["shape"] = list(self.shape)
         return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
@@ -177,6 +272,8 @@ def parse_spec(data: Any, source: str = "spec") -> TrainSpec:
     if not isinstance(data, dict):
         raise SpecError(f"{source}: a spec is a mapping with at least 'model', "
                         f"got {type(data).__name__}")
+    if _too_deep(data):
+        raise _nested(source)
     try:
         spec = TrainSpec.model_validate(data)
         if spec.model.code is not None:  # inline code: its declared names are known now
@@ -190,8 +287,11 @@ def parse_spec(data: Any, source: str = "spec") -> TrainSpec:
         lines = []
         for e in exc.errors():
             where = ".".join(str(p) for p in e["loc"]) or "(top level)"
-            lines.append(f"  {where}: {e['msg']}")
-        raise SpecError(f"{source} is not a valid training spec:\n" + "\n".join(lines)) from None
+            lines.append(f"{where}: {e['msg']}")
+        if len(lines) == 1:  # the usual case: one line, like every other CLI error
+            raise SpecError(f"{source} is not a valid training spec: {lines[0]}") from None
+        raise SpecError(f"{source} is not a valid training spec:\n"
+                        + "\n".join(f"  {line}" for line in lines)) from None
 
 
 def load_spec(path: str | Path) -> list[TrainSpec]:
@@ -203,11 +303,18 @@ def load_spec(path: str | Path) -> list[TrainSpec]:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"cannot read spec {p}: {exc}") from exc
+    if _brackets_too_deep(text):
+        raise _nested(p)
     try:
         data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+    except RecursionError:  # the parsers recurse once per level
+        raise _nested(p) from None
     except (ValueError, yaml.YAMLError) as exc:
+        message = " ".join(str(exc).split())
         raise SpecError(f"{p}: not valid {'JSON' if p.suffix == '.json' else 'YAML'}: "
-                        f"{exc}") from exc
+                        f"{message}") from None
+    if _too_deep(data):
+        raise _nested(p)
     items = data if isinstance(data, list) else [data]
     specs = []
     for i, item in enumerate(items):

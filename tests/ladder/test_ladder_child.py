@@ -492,3 +492,31 @@ def test_optional_layer_factories_get_nn_classes() -> None:
         "GELU",
         "Conv2d",
     )
+
+
+def test_a_sandbox_refusal_is_sandbox_denied_not_needs_arguments() -> None:
+    body = """
+    class Snoop(nn.Module):
+        def __init__(self):
+            super().__init__()
+            raise PermissionError(13, "Permission denied", "/etc/shadow")
+    """
+    r = climb(body, "Snoop")
+    assert (r["rung"], r["failed_rung"], r["cause"]) == (3, "instantiate", "sandbox_denied")
+    assert classify(PermissionError("no"), "instantiate") == "sandbox_denied"
+    assert classify(OSError(30, "Read-only file system"), "forward") == "sandbox_denied"
+    assert classify(OSError(2, "No such file"), "instantiate") == "needs_arguments"
+
+
+def test_a_sandbox_refusal_in_forward_is_sandbox_denied() -> None:
+    body = """
+    class Writer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 4)
+
+        def forward(self, x):
+            raise PermissionError(1, "Operation not permitted")
+    """
+    r = climb(body, "Writer")
+    assert (r["failed_rung"], r["cause"]) == ("forward", "sandbox_denied")

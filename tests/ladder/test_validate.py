@@ -130,3 +130,21 @@ def test_refine_cause_blames_the_resolver_for_indexed_modules() -> None:
     ]
     for value, emitted, expected in table:
         assert refine_cause(value, emitted, modules) == expected, value
+
+
+def test_a_result_under_other_limits_is_not_the_default_result(tmp_path: Path) -> None:
+    root = tmp_path / "pkg"
+    root.mkdir()
+    (root / "__init__.py").write_text("")
+    (root / "layer.py").write_text(
+        "import torch.nn as nn\n\n\nclass Twice(nn.Module):\n"
+        "    def forward(self, x):\n        return x * 2\n"
+    )
+    store = Store(tmp_path / "index.db")
+    index_path(store, root)
+    starved = validate(store, ["Twice"], limits=Limits(wall_s=0.01, memory_mb=4096))
+    assert starved[0].rung < 6 and starved[0].error_type == "Timeout"
+    default = validate(store, ["Twice"])
+    assert not default[0].cached and default[0].rung == 6  # not the starved run's result
+    assert validate(store, ["Twice"])[0].cached
+    assert validate(store, ["Twice"], limits=Limits(wall_s=0.01, memory_mb=4096))[0].cached

@@ -376,7 +376,8 @@ def test_the_index_keeps_a_blocks_best_run(engine: Engine, tmp_path: Path) -> No
 def test_metric_and_transform_registries() -> None:
     import torch
 
-    from nnrag.train.registry import METRICS, TRANSFORMS, UnknownEntryError, metric_fn
+    from nnrag.train.registry import METRICS, UnknownEntryError, metric_fn
+    from nnrag.train.transforms import TRANSFORMS
 
     logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 2.0, 1.0]])
     assert metric_fn("accuracy")(logits, torch.tensor([0, 0])) == 0.5
