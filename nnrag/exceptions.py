@@ -29,13 +29,31 @@ def unknown_name(kind: str, name: str, known: Iterable[str], *, suggest: int = 3
 class NnragError(Exception):
     """Base class of every error nnrag raises on purpose."""
 
+    exit_code = 2  # what the CLI exits with (docs/cli.md, "Exit codes")
+
 
 class StoreError(NnragError):
     """The index database is missing, locked, corrupt or of an unknown schema."""
 
 
-class IndexMissingError(StoreError):
+class StoreMissingError(StoreError):
+    """A store a command only reads does not exist (reads never create one)."""
+
+
+class IndexMissingError(StoreMissingError):
     """No index exists at the given location."""
+
+
+class WrongStoreError(StoreError):
+    """The file is a store of another kind (a run store given as the index, or the other way
+    round) or another program's database; nothing was written to it."""
+
+
+class CorruptStoreError(StoreError):
+    """The store file is damaged; the message names it and says how to check and recover
+    (``nnrag doctor``, re-index). The CLI exits 3."""
+
+    exit_code = 3
 
 
 class SchemaVersionError(StoreError):

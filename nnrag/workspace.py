@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from nnrag.config import default_db_path, nnrag_home
 from nnrag.exceptions import NnragError
+from nnrag.logging import get_logger
 
 if TYPE_CHECKING:
+    from nnrag._sqlite import Health as StoreHealth
     from nnrag.extract import Emitted, SpliceResult
     from nnrag.generate import Backend, GenerateConfig, GenerateReport
     from nnrag.generate.events import Progress as GenerateProgress
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from nnrag.train import Progress as TrainProgress
 
 Progress = Callable[[int, int], None]  # (done, total)
+logger = get_logger(__name__)
 
 __all__ = [
     "Block", "ExportResult", "MutateResult", "PackageStats", "Progress", "SkippedBlock",
@@ -125,6 +128,8 @@ class Workspace:
         self.home, self.db, self.runs = home, db, runs
         self._store: Store | None = None
         self._searchers: dict[str | None, Searcher] = {}
+        # Where warnings about the stores go (an incomplete index); the CLI prints them.
+        self.on_warning: Callable[[str], None] = logger.warning
 
     def __repr__(self) -> str:
         return f"Workspace(home={str(self.home)!r}, db={str(self.db)!r}, runs={str(self.runs)!r})"
@@ -142,12 +147,23 @@ class Workspace:
             self._store = None
 
     # -- the stores
-    def open(self, *, create: bool = False) -> Workspace:
-        """Open the index now: a missing one (unless ``create``) is an error here, not later."""
+    def open(self, *, create: bool = False, readonly: bool = False) -> Workspace:
+        """Open the index now: a missing one (unless ``create``) is an error here, not later.
+
+        ``readonly`` opens it for reading only (SQLite ``mode=ro``); a later write reopens it.
+        An index that an interrupted ``nnrag index`` left incomplete is reported through
+        :attr:`on_warning` (the CLI prints it), unless ``create`` (indexing finishes it).
+        """
+        if self._store is not None and self._store.readonly and not readonly:
+            self._store.close()
+            self._store = None
         if self._store is None:
             from nnrag.index import Store
 
-            self._store = Store(self.db, create=create)
+            self._store = Store(self.db, create=create, readonly=readonly)
+            why = None if create else self._store.incomplete
+            if why:
+                self.on_warning(why)
         return self
 
     @property
@@ -157,15 +173,45 @@ class Workspace:
         assert store is not None
         return store
 
+    @property
+    def reader(self) -> Store:
+        """The index, for reading only: opened read-only unless it is already open."""
+        store = self.open(readonly=True)._store
+        assert store is not None
+        return store
+
     def _changed(self) -> None:
         """The index was written: searchers hold a stale view of it."""
         self._searchers.clear()
 
-    def run_store(self) -> RunStore:
-        """The run store of :meth:`train` (created on first use)."""
+    def run_store(self, *, readonly: bool = False) -> RunStore:
+        """The run store of :meth:`train` (created on first use); ``readonly``: an existing
+        one, opened for reading only (missing: :class:`StoreMissingError`)."""
         from nnrag.train import RunStore
 
-        return RunStore(self.runs)
+        return RunStore(self.runs, readonly=readonly)
+
+    def doctor(self, *, full: bool = True) -> list[StoreHealth]:
+        """Check the index and the run store without changing them: kind, SQLite's
+        ``integrity_check`` (``quick_check`` unless ``full``) and, for the index, whether an
+        interrupted ``nnrag index`` left it incomplete."""
+        from dataclasses import replace as with_
+
+        from nnrag._sqlite import INDEX, RUNS, check
+        from nnrag.index import Store
+
+        index, runs = check(Path(self.db), INDEX, full=full), check(Path(self.runs), RUNS,
+                                                                    full=full)
+        if index.status == "ok":
+            try:
+                with Store(self.db, readonly=True) as store:
+                    why = store.incomplete
+            except NnragError as exc:
+                index = with_(index, status="corrupt", problems=(str(exc),))
+            else:
+                if why:
+                    index = with_(index, status="incomplete", problems=(why,))
+        return [index, runs]
 
     # -- index and extract
     def index(self, path: str | Path | None = None, *, package: str | None = None,
@@ -218,13 +264,13 @@ class Workspace:
         """``name`` (short or qualified) as one scope-closed, self-contained module."""
         from nnrag.extract import extract
 
-        return extract(self.store, name)
+        return extract(self.reader, name)
 
     def resolve(self, name: str, *, blocks_only: bool = True) -> str:
         """The qualified name ``name`` refers to (unknown or ambiguous: a clear error)."""
         from nnrag.extract import ClosureBuilder
 
-        return str(ClosureBuilder(self.store).find(name, blocks_only=blocks_only)["qualname"])
+        return str(ClosureBuilder(self.reader).find(name, blocks_only=blocks_only)["qualname"])
 
     def blocks(self, pattern: str | None = None, *, min_rung: str | int = "none",
                package: str | None = None) -> list[Block]:
@@ -232,7 +278,7 @@ class Workspace:
         from nnrag.extract import block_rows
         from nnrag.index import rung_number
 
-        rows = block_rows(self.store, min_rung=rung_number(min_rung), pattern=pattern,
+        rows = block_rows(self.reader, min_rung=rung_number(min_rung), pattern=pattern,
                           package=package)
         names = [f.name for f in fields(Block)]
         return [Block(**{k: r[k] for k in names}) for r in rows]
@@ -247,7 +293,7 @@ class Workspace:
         from nnrag.extract import export
         from nnrag.index import rung_number
 
-        result = export(self.store, outdir, min_rung=rung_number(min_rung),
+        result = export(self.reader, outdir, min_rung=rung_number(min_rung),
                         include_broken=include_broken, progress=progress)
         skipped = tuple(SkippedBlock(s["qualname"], s["reason"]) for s in result["skipped"])
         return ExportResult(Path(result["outdir"]), result["count"], skipped)
@@ -258,7 +304,7 @@ class Workspace:
 
         names = [f.name for f in fields(PackageStats)]
         return {name: PackageStats(**{k: p[k] for k in names if k != "name"}, name=name)
-                for name, p in stats(self.store)["packages"].items()}
+                for name, p in stats(self.reader)["packages"].items()}
 
     # -- the validation ladder
     def validate(self, names: Sequence[str] = (), *, all_blocks: bool = False, jobs: int = 1,
@@ -401,6 +447,8 @@ class Workspace:
         an index to splice packages that are not installed from (see :meth:`splice`)."""
         from nnrag.train import indexed_engine, make_executor
 
+        if Path(self.db).exists():  # a wrong or damaged index fails here, before any training
+            self.open()
         return indexed_engine(self.run_store(), make_executor(executor, workers, address), self.db,
                               Path(splice_from) if splice_from is not None else None)
 

@@ -25,7 +25,8 @@ PACKAGE = ROOT / "nnrag"
 SKIP = (PACKAGE / "examples" / "zoo",)  # example source to index, never imported
 
 # Modules every stage may import (and that import nothing but each other).
-BASE = frozenset({"config", "exceptions", "logging", "_imports", "_version", "examples"})
+BASE = frozenset({"config", "exceptions", "logging", "_imports", "_version", "examples",
+                  "_sqlite"})
 BASE_RANK = -1
 RANKS: dict[str, int] = {
     "sandbox": 0,

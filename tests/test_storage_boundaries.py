@@ -15,7 +15,9 @@ import nnrag
 
 PACKAGE = Path(nnrag.__file__).parent
 # The store classes themselves: the only modules that may run SQL on a store's connection.
-STORES = {"index/_store.py", "index/_queries.py", "index/_search_tables.py", "train/runstore.py"}
+# ``_sqlite.py`` opens their connections (kind checks, error translation, ``nnrag doctor``).
+STORES = {"index/_store.py", "index/_queries.py", "index/_search_tables.py", "train/runstore.py",
+          "_sqlite.py"}
 RAW = {"rows", "_rows", "conn", "_conn", "execute", "executemany"}
 
 

@@ -10,7 +10,17 @@ from __future__ import annotations
 import click
 
 from nnrag._version import __version__
-from nnrag.cli import _demo, _generate, _index, _lemur, _mutate, _sandbox, _search, _train
+from nnrag.cli import (
+    _demo,
+    _doctor,
+    _generate,
+    _index,
+    _lemur,
+    _mutate,
+    _sandbox,
+    _search,
+    _train,
+)
 from nnrag.cli._common import Group
 
 
@@ -30,6 +40,7 @@ for _command in (
     _generate.generate,
     _sandbox.sandbox,
     _lemur.lemur,
+    _doctor.doctor,
 ):
     main.add_command(_command)
 

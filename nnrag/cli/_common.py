@@ -1,9 +1,9 @@
 """Output helpers and shared options of the ``nnrag`` command line.
 
 Every :class:`~nnrag.exceptions.NnragError` becomes a one-paragraph message on stderr and
-exit code 2, and so does every usage error (a bad option value, out of its range) and an
-output file or folder that cannot be written; an ``index`` run that skipped files exits 1;
-success exits 0.
+its ``exit_code`` (2; 3 for a damaged store), and so does every usage error (a bad option
+value, out of its range) and an output file or folder that cannot be written (exit 2); an
+``index`` run that skipped files exits 1; success exits 0.
 
 Numeric options take their types from here (:data:`POSITIVE_INT`, :data:`SEED`, ...), so a
 value that would only fail deep inside a command (or, worse, be cached) is refused before
@@ -116,7 +116,9 @@ def workspace(db: Path | None = None, runs: Path | None = None) -> Workspace:
     """The workspace a command works in: ``$NNRAG_HOME``, with ``--db``/``--runs`` if given."""
     from nnrag.workspace import open_workspace
 
-    return open_workspace(db=db, runs=runs)
+    ws = open_workspace(db=db, runs=runs)
+    ws.on_warning = lambda message: err.print(f"warning: {message}")
+    return ws
 
 
 @contextmanager
@@ -218,7 +220,7 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except NnragError as exc:
-            _error(str(exc), 2)
+            _error(str(exc), exc.exit_code)
         except KeyboardInterrupt:
             err.print("interrupted; everything committed so far is kept")
             sys.exit(130)

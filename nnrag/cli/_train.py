@@ -41,7 +41,8 @@ EXECUTOR = [
 
 
 def _runs(path: Path | None) -> RunStore:
-    return workspace(runs=path).run_store()
+    """The run store, for a read command: read-only, and it must exist."""
+    return workspace(runs=path).run_store(readonly=True)
 
 
 def _printer() -> Any:
@@ -92,7 +93,8 @@ def _run_table(rows: list[Any]) -> None:
     table = Table("run", "model", "dataset", "outcome", "best", "params", "seconds", "note",
                   box=None)
     for r in rows:
-        note = f"duplicate of {r.duplicate_of}" if r.duplicate_of else (r.error or "")[:60]
+        note = (f"duplicate of {r.duplicate_of}" if r.duplicate_of
+                else f"not indexed: {r.not_indexed}" if r.not_indexed else r.error or "")[:60]
         table.add_row(str(r.id), r.name, r.dataset, r.outcome or r.status,
                       "" if r.best is None else f"{r.best:.4f}", str(r.params or ""),
                       "" if r.duration_s is None else f"{r.duration_s:.1f}", note)
@@ -168,7 +170,7 @@ def show(run_id: int, runs_db: Path | None, fmt: str) -> None:
         return
     out.print(f"run {run.id} {run.name} on {run.dataset}: {run.status} / {run.outcome}")
     for key in ("adapters", "best", "params", "flops", "duration_s", "duplicate_of", "indexed_as",
-                "versions"):
+                "not_indexed", "versions"):
         if getattr(run, key) is not None:
             out.print(f"  {key}: {getattr(run, key)}")
     table = Table("epoch", "metric", "value", box=None)

@@ -224,9 +224,10 @@ def index_path(
         todo.append((key, data, module, is_pkg, sha))
     removed = [] if only is not None else [p for p in known if p not in seen_paths]
     changed = bool(todo or removed)
-    if changed:
+    if changed:  # cleared when the run ends: until then reads say the index is incomplete
         with store.transaction():
             store.set_meta("blocks_dirty", "1")
+            store.set_meta("indexing", f"{package} ({root_path})")
     total = len(files)
     done = report.unchanged
     if progress:
@@ -258,6 +259,9 @@ def index_path(
     if changed or store.get_meta("blocks_dirty") == "1":
         mark_blocks(store)
     sync_catalog(store)  # categories, fingerprints, FTS5: only changed blocks are touched
+    if store.get_meta("indexing"):
+        with store.transaction():
+            store.set_meta("indexing", "")
     counts = store.package_counts(package)
     report.definitions, report.blocks = counts.definitions, counts.blocks
     logger.info("indexed %s: %d scanned, %d unchanged, %d problems", package, report.scanned,

@@ -14,7 +14,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nnrag.exceptions import IndexMissingError, SchemaVersionError, StoreError
+from nnrag._sqlite import INDEX, connect
+from nnrag.exceptions import (
+    CorruptStoreError,
+    IndexMissingError,
+    SchemaVersionError,
+    StoreError,
+    StoreMissingError,
+)
 from nnrag.index._model import FileScan
 from nnrag.index._queries import CodeQueries
 from nnrag.index._rows import BlockMetric
@@ -95,25 +102,49 @@ def rung_number(name_or_number: str | int) -> int:
 class Store(CodeQueries, SearchTables):
     """A handle on one index database."""
 
-    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+    def __init__(self, path: str | Path, *, create: bool = True, readonly: bool = False) -> None:
+        """Open (``create``: or create) the index at ``path``; ``readonly`` opens it with
+        SQLite's ``mode=ro`` and never writes (an older schema is upgraded first, once)."""
         self.path = Path(path)
-        self._create = create
-        if not create and not self.path.exists():
+        self._create = create and not readonly
+        self.readonly = readonly
+        if not self._create and not self.path.exists():
             raise IndexMissingError(
                 f"no index at {self.path}; build one with `nnrag index PATH` "
                 f"(or point --db / NNRAG_DB at an existing one)"
             )
+        if readonly:
+            self._conn = self._connect(readonly=True)
+            if self._schema_version() < SCHEMA_VERSION:  # upgrade once, then read
+                self._conn.close()
+                Store(self.path, create=False).close()
+                self._conn = self._connect(readonly=True)
+            self._check_version()
+        else:
+            self._conn = self._connect(readonly=False)
+            self._migrate()
+        if not readonly:
+            self._conn.execute("PRAGMA foreign_keys=ON")
+
+    def _connect(self, *, readonly: bool) -> sqlite3.Connection:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=30000")
-            conn.execute("PRAGMA foreign_keys=ON")
-        except (sqlite3.DatabaseError, OSError) as exc:
-            raise StoreError(f"cannot open index database {self.path}: {exc}") from exc
-        self._conn = conn
-        self._migrate()
+            conn, _found = connect(self.path, INDEX, readonly=readonly, create=self._create)
+        except StoreMissingError as exc:  # an empty file
+            raise IndexMissingError(f"{exc}; build one with `nnrag index PATH --db "
+                                    f"{self.path}`") from exc
+        return conn
+
+    @property
+    def incomplete(self) -> str | None:
+        """Why the index is not whole (an ``nnrag index`` run was interrupted), or ``None``."""
+        running = self.get_meta("indexing")
+        if running:
+            return (f"index is incomplete: indexing {running} did not finish (interrupted, "
+                    f"or still running); run the same `nnrag index` again (--db {self.path})")
+        if self.get_meta("blocks_dirty") == "1":
+            return (f"index is incomplete: an indexing run stopped before it marked the "
+                    f"blocks; run `nnrag index` again (--db {self.path})")
+        return None
 
     def close(self) -> None:
         self._conn.close()
@@ -125,26 +156,23 @@ class Store(CodeQueries, SearchTables):
         self.close()
 
     # -- schema
+    def _check_version(self) -> None:
+        version = self._schema_version()
+        if version > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"{self.path} has schema version {version}, newer than this nnrag "
+                f"({SCHEMA_VERSION}); upgrade nnrag or use another --db"
+            )
+
     def _migrate(self) -> None:
-        try:
-            version = self._schema_version()
-            if version == 0 and not self._create and self._has_tables():
-                raise StoreError(f"{self.path} is an SQLite database but not an nnrag index; "
-                                 "give another --db")
-            if version > SCHEMA_VERSION:
-                raise SchemaVersionError(
-                    f"{self.path} has schema version {version}, newer than this nnrag "
-                    f"({SCHEMA_VERSION}); upgrade nnrag or use another --db"
-                )
-            if version < SCHEMA_VERSION:
-                with self.transaction():
-                    for statement in _SCHEMA.split(";"):
-                        if statement.strip():
-                            self._conn.execute(statement)
-                    self._add_columns()
-                    self.set_meta("schema_version", str(SCHEMA_VERSION))
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path} is not a usable nnrag index: {exc}") from exc
+        self._check_version()
+        if self._schema_version() < SCHEMA_VERSION:
+            with self.transaction():
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._conn.execute(statement)
+                self._add_columns()
+                self.set_meta("schema_version", str(SCHEMA_VERSION))
 
     def _add_columns(self) -> None:
         """Columns added to a table after its first release: ``CREATE TABLE IF NOT EXISTS``
@@ -154,10 +182,6 @@ class Store(CodeQueries, SearchTables):
             if column not in have:
                 self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
-    def _has_tables(self) -> bool:
-        return (self._conn.execute("SELECT 1 FROM sqlite_master WHERE type='table'").fetchone()
-                is not None)
-
     def _schema_version(self) -> int:
         has_meta = self._conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
@@ -165,7 +189,11 @@ class Store(CodeQueries, SearchTables):
         if not has_meta:
             return 0
         row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        return int(row[0]) if row else 0
+        try:
+            return int(row[0]) if row else 0
+        except (TypeError, ValueError) as exc:
+            raise CorruptStoreError(f"{self.path} is damaged (schema version {row[0]!r}): run "
+                                    f"`nnrag doctor --db {self.path}`, then re-index") from exc
 
     def set_meta(self, key: str, value: str) -> None:
         self._conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))

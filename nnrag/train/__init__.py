@@ -21,7 +21,15 @@ from nnrag.train.spec import SpecError, TrainSpec, load_spec, parse_spec
 
 if TYPE_CHECKING:
     from nnrag.train._scoring import TrialData, write_trial_data
-    from nnrag.train.engine import BatchReport, Engine, OnTrained, Resolver, Trained, local_code
+    from nnrag.train.engine import (
+        BatchReport,
+        Engine,
+        NotIndexed,
+        OnTrained,
+        Resolver,
+        Trained,
+        local_code,
+    )
     from nnrag.train.wiring import (
         index_resolver,
         index_writer,
@@ -30,8 +38,8 @@ if TYPE_CHECKING:
     )
 
 _LAZY = {
-    **dict.fromkeys(("BatchReport", "Engine", "OnTrained", "Resolver", "Trained", "local_code"),
-                    "nnrag.train.engine"),
+    **dict.fromkeys(("BatchReport", "Engine", "NotIndexed", "OnTrained", "Resolver", "Trained",
+                     "local_code"), "nnrag.train.engine"),
     **dict.fromkeys(("TrialData", "write_trial_data"), "nnrag.train._scoring"),
     **dict.fromkeys(("index_resolver", "index_writer", "indexed_engine", "trained_folder"),
                     "nnrag.train.wiring"),
@@ -45,7 +53,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "BatchReport", "Engine", "EpochRecord", "Executor", "LocalExecutor", "OnTrained", "Progress",
+    "BatchReport", "Engine", "EpochRecord", "Executor", "LocalExecutor", "NotIndexed",
+    "OnTrained", "Progress",
     "RayExecutor", "Resolver", "RunRecord", "RunStore", "SpecError", "TrainEvent", "TrainSpec",
     "Trained", "TrialData", "TrialDeduplicated", "TrialDone", "TrialEpoch", "estimate_flops",
     "index_resolver", "index_writer", "indexed_engine", "load_spec", "local_code",

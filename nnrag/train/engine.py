@@ -26,6 +26,7 @@ import json
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -76,8 +77,17 @@ class Trained:
 
 # How a spec's model becomes ``(module code, block class name or None)``.
 Resolver = Callable[[TrainSpec], tuple[str, str | None]]
-# Where a successful model goes; returns the qualified name it was indexed as, if any.
-OnTrained = Callable[[Trained], str | None]
+@dataclass(frozen=True)
+class NotIndexed:
+    """What a write-back sink returns when it kept the model out of the index, and why
+    (e.g. the file is too large to index): the run is marked, nothing points at a block
+    that does not exist."""
+
+    reason: str
+
+
+# Where a successful model goes; returns the qualified name it was indexed as, or why not.
+OnTrained = Callable[[Trained], str | NotIndexed | None]
 
 
 def local_code(spec: TrainSpec) -> tuple[str, str | None]:
@@ -282,8 +292,12 @@ class Engine:
         """Hand the trained model to the sink; record where it was indexed."""
         assert self.on_trained is not None
         try:
-            qualname = self.on_trained(Trained(self.runs.get(run_id), spec, code, block))
-            if qualname:
-                self.runs.mark_indexed(run_id, qualname)
+            result = self.on_trained(Trained(self.runs.get(run_id), spec, code, block))
+            if isinstance(result, NotIndexed):
+                self.runs.mark_not_indexed(run_id, result.reason)
+            elif result:
+                self.runs.mark_indexed(run_id, result)
         except Exception as exc:  # write-back is a bonus: never lose the run over it
             logger.warning("write-back of run %d failed: %s", run_id, exc)
+            with suppress(Exception):  # the run store itself failing: the warning says it
+                self.runs.mark_not_indexed(run_id, f"write-back failed: {exc}")

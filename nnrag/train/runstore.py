@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from nnrag.exceptions import SchemaVersionError, StoreError
+from nnrag._sqlite import RUNS, connect
+from nnrag.exceptions import CorruptStoreError, SchemaVersionError, StoreError, StoreMissingError
 from nnrag.train import _owner
 
 # Each entry upgrades the schema by one version; never edit a released entry, append.
@@ -61,13 +62,17 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE runs ADD COLUMN adapters TEXT;
     """,
+    # 6: why a successful run's model is not in the index (too large, unparsable, no block)
+    """
+    ALTER TABLE runs ADD COLUMN not_indexed TEXT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 MAX_STORED_INT = 2**62  # SQLite's INTEGER overflows at 2**63; larger counts are stored NULL
 STALE_AFTER_S = 60.0  # a running trial without a heartbeat for this long is orphaned
 # What ``nnrag runs`` and ``nnrag leaderboard`` show of a run (and emit as JSON).
 LISTING_FIELDS = ("id", "name", "dataset", "status", "outcome", "best", "params", "duration_s",
-                  "duplicate_of", "error", "adapters")
+                  "duplicate_of", "error", "adapters", "indexed_as", "not_indexed")
 LEADERBOARD_FIELDS = ("id", "name", "dataset", "best", "params", "flops", "duration_s")
 
 
@@ -115,6 +120,7 @@ class RunRecord:
     attempts: int = 0
     owner: str | None = None
     adapters: str | None = None
+    not_indexed: str | None = None  # why the trained model is not in the index, if it is not
     epochs: tuple[EpochRecord, ...] = ()
 
     @property
@@ -135,17 +141,31 @@ _COLUMNS = tuple(f.name for f in fields(RunRecord) if f.name != "epochs")
 class RunStore:
     """A handle on one runs database (default ``$NNRAG_HOME/runs.db``)."""
 
-    def __init__(self, path: str | Path, *, upgrade_to: int = SCHEMA_VERSION) -> None:
+    def __init__(self, path: str | Path, *, upgrade_to: int = SCHEMA_VERSION,
+                 readonly: bool = False) -> None:
+        """Open (or create) the run store at ``path``; ``readonly`` opens an existing one
+        with SQLite's ``mode=ro`` and never writes (an older schema is upgraded first)."""
         self.path = Path(path)
+        if readonly and not self.path.exists():
+            raise StoreMissingError(f"no run store at {self.path}; train something first "
+                                    "(`nnrag train SPEC`) or give --runs an existing one")
+        self._conn = self._connect(readonly)
+        if readonly:
+            if self.version < SCHEMA_VERSION:  # upgrade once, then read
+                self._conn.close()
+                RunStore(self.path).close()
+                self._conn = self._connect(readonly)
+            self._migrate(0)  # only checks the version
+        else:
+            self._migrate(upgrade_to)
+
+    def _connect(self, readonly: bool) -> sqlite3.Connection:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA busy_timeout=30000")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-        except (sqlite3.DatabaseError, OSError) as exc:
-            raise StoreError(f"cannot open run store {self.path}: {exc}") from exc
-        self._migrate(upgrade_to)
+            conn, _found = connect(self.path, RUNS, readonly=readonly, create=True)
+        except StoreMissingError as exc:  # an empty file
+            raise StoreMissingError(f"{exc}; train into it with `nnrag train SPEC --runs "
+                                    f"{self.path}`") from exc
+        return conn
 
     def close(self) -> None:
         self._conn.close()
@@ -155,10 +175,11 @@ class RunStore:
         return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
 
     def _migrate(self, target: int) -> None:
-        try:
-            current = self.version
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path} is not a usable run store: {exc}") from exc
+        current = self.version
+        if current < 0 or (current == 0 and self._has_runs()):
+            raise CorruptStoreError(
+                f"{self.path} is damaged (run-store schema {current}): run `nnrag doctor "
+                f"--runs {self.path}` to check it, then move it aside and train into a new one")
         if current > SCHEMA_VERSION:
             raise SchemaVersionError(
                 f"{self.path} has run-store schema {current}, newer than this nnrag "
@@ -175,6 +196,11 @@ class RunStore:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
+
+    def _has_runs(self) -> bool:
+        """Whether the runs table exists (a store at schema 0 must not have it)."""
+        return self._conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='runs'").fetchone() is not None
 
     def _write(self, sql: str, params: tuple[Any, ...] = ()) -> int:
         self._conn.execute("BEGIN IMMEDIATE")
@@ -251,7 +277,14 @@ class RunStore:
         self._conn.execute("COMMIT")
 
     def mark_indexed(self, run_id: int, qualname: str) -> None:
-        self._write("UPDATE runs SET indexed_as=? WHERE id=?", (qualname, run_id))
+        self._write("UPDATE runs SET indexed_as=?, not_indexed=NULL WHERE id=?",
+                    (qualname, run_id))
+
+    def mark_not_indexed(self, run_id: int, reason: str) -> None:
+        """A successful run whose model did not reach the index, and why (shown by
+        ``nnrag runs``): nothing in the index points at it."""
+        self._write("UPDATE runs SET not_indexed=?, indexed_as=NULL WHERE id=?",
+                    (reason[:500], run_id))
 
     def quarantine(self, run_id: int, reason: str) -> None:
         """Give up on a run whose trial never finishes: done, outcome ``quarantined``."""

@@ -29,7 +29,7 @@ from nnrag.config import default_db_path, nnrag_home
 from nnrag.extract import Splicer, SpliceResult, extract
 from nnrag.index import BlockMetric, Store, index_path, normalised_md5
 from nnrag.logging import get_logger
-from nnrag.train.engine import Engine, OnTrained, Resolver, Trained, local_code
+from nnrag.train.engine import Engine, NotIndexed, OnTrained, Resolver, Trained, local_code
 from nnrag.train.executors import Executor
 from nnrag.train.runstore import RunStore
 from nnrag.train.spec import TrainSpec
@@ -89,12 +89,14 @@ def index_writer(index_db: Path | None = None, runs: Path | None = None) -> OnTr
     its best metric beside it.
 
     Only that file is indexed, and only its block's metric is recorded (when it beats the
-    one recorded): nothing else in the index changes.
+    one recorded): nothing else in the index changes. When the index keeps the file out
+    (too large, unparsable) or finds no block of that name in it, no metric is recorded
+    and the sink returns :class:`NotIndexed` with the reason, which the run keeps.
     """
     run_store = (runs or nnrag_home() / "runs.db").expanduser().absolute()
     folder = trained_folder(run_store)
 
-    def write(trained: Trained) -> str:
+    def write(trained: Trained) -> str | NotIndexed:
         spec, record = trained.spec, trained.record
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "__init__.py").touch()
@@ -107,8 +109,13 @@ def index_writer(index_db: Path | None = None, runs: Path | None = None) -> OnTr
             tmp.replace(target)
         qualname = f"trained.{module}.{trained.block or 'Net'}"
         with Store(index_db or default_db_path()) as store:
-            index_path(store, folder, prefix="trained", package="trained",
-                       only=[folder / "__init__.py", target])
+            report = index_path(store, folder, prefix="trained", package="trained",
+                                only=[folder / "__init__.py", target])
+            problems = [p for p in report.problems if Path(p.path) == target.resolve()]
+            if problems:
+                return NotIndexed(f"{problems[0].kind}: {problems[0].message}")
+            if not store.definitions_named(qualname, qualified=True, blocks_only=True):
+                return NotIndexed(f"{qualname} is not a block of the indexed file")
             store.record_block_metric(BlockMetric(qualname, spec.dataset, spec.metric, record.best,
                                                   record.id, record.params,
                                                   str(run_store)))
