@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import gzip
 import json
 import random
 import re
@@ -36,6 +37,7 @@ sys.path.insert(0, str(HERE))
 import _results  # noqa: E402
 
 LEMUR = HERE.parent.parent / "shared" / "data" / "lemur" / "models.jsonl.gz"
+STATS = LEMUR.with_name("stats.jsonl.gz")
 WHEEL = Path("/work/bench-src/dl/torchvision-0.29.1-cp311-cp311-manylinux_2_28_x86_64.whl")
 HARNESS = re.compile(r"rejected trial output|SandboxError|SpecError|WorkerDied|BadResult")
 MISSING = re.compile(r"No module named '([\w.]+)'")
@@ -55,6 +57,19 @@ def load_models(path: Path, sample: int | None, seed: int,
             chosen += [m for m in models if "torchvision" in m[1] and m[0] not in names]
         models = chosen
     return models
+
+
+def lemur_tasks(stats: Path) -> dict[str, str]:
+    """Each model's task as LEMUR recorded it (its most frequent one): the zoo also holds
+    detection, segmentation, captioning and text models, which a classification run cannot
+    be expected to train, so the figures are broken down by task."""
+    counts: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    if stats.is_file():
+        with gzip.open(stats, "rt", encoding="utf-8") as f:
+            for line in f:
+                row = json.loads(line)
+                counts[str(row["model"])][str(row["task"])] += 1
+    return {name: c.most_common(1)[0][0] for name, c in counts.items()}
 
 
 def torchvision_source(wheel: Path, work: Path) -> Path | None:
@@ -128,6 +143,16 @@ def main(argv: list[str] | None = None) -> int:
               "budget": {"epochs": args.epochs, "wall_s": args.wall, "memory_mb": 4096}}
              for name, code in models]
     uses_tv = {name for name, code in models if "torchvision" in code}
+    tasks = lemur_tasks(args.models.with_name(STATS.name))
+    from nnrag.train.spec import SpecError, parse_spec
+
+    accepted: list[Any] = []
+    rejected: dict[str, str] = {}  # refused before any run (e.g. undeclared-default names)
+    for spec in specs:
+        try:
+            accepted.append(parse_spec(spec))
+        except SpecError as exc:
+            rejected[spec["model"]["name"]] = str(exc)
     done = 0
 
     def progress(event: Any) -> None:
@@ -138,13 +163,21 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {done}/{len(specs)} trials done", file=sys.stderr)
 
     t0 = time.perf_counter()
-    report = ws.train(specs, workers=args.workers, progress=progress,
+    report = ws.train(accepted, workers=args.workers, progress=progress,
                       splice_from=ws.db if source is not None else None)
     train_s = time.perf_counter() - t0
     runs = [ws.run_store().get(i) for i in report.run_ids]
     outcomes = collections.Counter(str(r.outcome) for r in runs)
+    outcomes.update({"spec_rejected": len(rejected)} if rejected else {})
     failed = [r for r in runs if r.outcome != "ok"]
     causes = collections.Counter(cause(r) for r in failed)
+    causes.update({"spec_rejected": len(rejected)} if rejected else {})
+    by_task: dict[str, dict[str, int]] = collections.defaultdict(lambda: {"models": 0, "ok": 0})
+    for name, _ in models:
+        by_task[tasks.get(name, "unrecorded")]["models"] += 1
+    for r in runs:
+        by_task[tasks.get(r.name, "unrecorded")]["ok"] += r.outcome == "ok"
+    cls = by_task.get("img-classification", {"models": 0, "ok": 0})
     missing = collections.Counter(m.group(1).split(".")[0] for r in failed
                                   if (m := MISSING.search(f"{r.error}\n{r.traceback}")))
     tv_ok = sum(1 for r in runs if r.name in uses_tv and r.outcome == "ok")
@@ -153,11 +186,15 @@ def main(argv: list[str] | None = None) -> int:
         "models": len(specs), "dataset": args.dataset, "shape": [3, args.side, args.side],
         "limit": args.limit, "epochs": args.epochs, "workers": args.workers,
         "outcomes": dict(outcomes), "trained_pct": round(100 * outcomes["ok"] / len(specs), 1),
+        "by_lemur_task": dict(by_task),
+        "classification_trained_pct": round(100 * cls["ok"] / max(cls["models"], 1), 1),
         "failure_causes": dict(causes), "missing_packages": dict(missing),
         "torchvision": {"models": len(uses_tv), "trained": tv_ok,
                         "source_indexed": source is not None},
-        "examples": {c: [f"{r.name}: {model_line(r)}" for r in failed if cause(r) == c][:5]
-                     for c in causes},
+        "examples": {**{c: [f"{r.name}: {model_line(r)}" for r in failed if cause(r) == c][:5]
+                        for c in causes if c != "spec_rejected"},
+                     **({"spec_rejected": [f"{n}: {m[:200]}" for n, m in rejected.items()][:5]}
+                        if rejected else {})},
         "structures": {"all_models": structures.models,
                        "names_and_constants_abstracted": structures.structures,
                        "constants_kept": structures.configurations},
