@@ -10,7 +10,17 @@ from __future__ import annotations
 import click
 
 from nnrag._version import __version__
-from nnrag.cli import _demo, _generate, _index, _lemur, _mutate, _sandbox, _search, _train
+from nnrag.cli import (
+    _demo,
+    _generate,
+    _index,
+    _learn,
+    _lemur,
+    _mutate,
+    _sandbox,
+    _search,
+    _train,
+)
 from nnrag.cli._common import Group
 
 
@@ -27,6 +37,7 @@ for _command in (
     _search.embed, _search.query, _search.similar, _search.duplicates,
     _mutate.mutate,
     _generate.generate,
+    _learn.learn,
     _sandbox.sandbox,
     _lemur.lemur,
 ):

@@ -40,10 +40,17 @@ _CANONICAL_IMPORTS = ("import torch", "from torch import nn")
 class ProgramLike(Protocol):
     """A reference program: what the learning loop's programs provide."""
 
-    name: str
-    family: str
-    code: str
-    source: str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def family(self) -> str: ...
+
+    @property
+    def code(self) -> str: ...
+
+    @property
+    def source(self) -> str: ...
 
 
 def approx_tokens(text: str) -> int:
@@ -204,5 +211,27 @@ class TrainingFormat:
         return out
 
 
+def base_id(model: str | None) -> str:
+    """The id the transformers backend reports for ``--model`` (what adapters are keyed by),
+    without loading or converting anything."""
+    from nnrag.generate.models import EMBEDDED_NAME, local_model_path
+
+    if model is None:
+        return EMBEDDED_NAME
+    path = local_model_path(model)
+    return model if path is None else str(path)
+
+
+def base_source(model: str | None) -> tuple[str, str]:
+    """``(folder or hub id that transformers loads, display id)`` for ``--model``, as the
+    transformers backend resolves it (the embedded GGUF becomes its cached bf16 folder)."""
+    from nnrag.generate.backends.base import BackendConfig
+    from nnrag.generate.backends.hf import TransformersBackend
+
+    # a bf16 load always resolves to a folder (GGUF files are converted once, cached)
+    source, _gguf, display = TransformersBackend._source(BackendConfig(model=model, dtype="bf16"))
+    return source, display
+
+
 __all__ = ["ANSWER_END", "CODE_PREFIX", "NET_PREFIX", "ProgramLike", "TrainingFormat",
-           "approx_tokens", "as_answer_program"]
+           "approx_tokens", "as_answer_program", "base_id", "base_source"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,10 @@ from nnrag._imports import optional_import
 from nnrag.exceptions import LearnError
 from nnrag.learn.dataset import read_examples
 from nnrag.learn.reward import SandboxReward
-from nnrag.learn.sft import SFTSettings, latest_checkpoint, load_base, lora_model
+from nnrag.learn.sft import SFTSettings, latest_checkpoint, load_base, lora_model, quiet
+from nnrag.logging import get_logger
+
+logger = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,8 @@ def _left_trim(tokenizer: Any, prompt: str, limit: int) -> str:
 def grpo(source: str, dataset_folder: Path, reward: SandboxReward, adapter_out: Path,
          checkpoints: Path, *, settings: GRPOSettings = GRPOSettings(),
          lora: SFTSettings | None = None, start_adapter: Path | None = None,
-         resume: bool = True, callbacks: list[Any] | None = None) -> GRPOResult:
+         resume: bool = True, callbacks: list[Any] | None = None,
+         log: Callable[[str], None] | None = None) -> GRPOResult:
     """Run GRPO from ``source`` (plus ``start_adapter``, e.g. the SFT result, when given)."""
     lora = lora or SFTSettings()
     torch = optional_import("torch", "llm")
@@ -86,6 +91,7 @@ def grpo(source: str, dataset_folder: Path, reward: SandboxReward, adapter_out: 
     trainer = trl.GRPOTrainer(model=model, reward_funcs=[reward], args=args,
                               train_dataset=datasets.Dataset.from_list(prompts),
                               processing_class=tokenizer, callbacks=callbacks or [])
+    quiet(trainer, log or logger.info)
     last = latest_checkpoint(checkpoints) if resume else None
     start = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=str(last) if last else None)

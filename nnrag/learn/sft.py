@@ -130,6 +130,26 @@ class _Collator:
                 "attention_mask": torch.tensor(mask)}
 
 
+def quiet(trainer: Any, log: Callable[[str], None]) -> None:
+    """Send the trainer's log lines to ``log`` instead of printing them on stdout (where a
+    command's table or JSON goes)."""
+    transformers = optional_import("transformers", "llm")
+    trainer.remove_callback(transformers.trainer_callback.PrinterCallback)
+    trainer.remove_callback(transformers.trainer_callback.ProgressCallback)
+
+    class Forward(transformers.TrainerCallback):  # type: ignore[misc, name-defined]
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None,
+                   **kw: Any) -> None:
+            if logs:
+                shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in logs.items()
+                         if k in ("loss", "reward", "train_loss", "epoch", "grad_norm")}
+                if shown:
+                    log(f"step {state.global_step}: " + ", ".join(
+                        f"{k} {v}" for k, v in shown.items()))
+
+    trainer.add_callback(Forward())
+
+
 def latest_checkpoint(folder: Path) -> Path | None:
     """The newest complete ``checkpoint-<step>`` (one with ``trainer_state.json``)."""
     done = [p for p in folder.glob("checkpoint-*")
@@ -188,6 +208,7 @@ def finetune(source: str, dataset_folder: Path, adapter_out: Path, checkpoints: 
     collate = _Collator(int(tokenizer.pad_token_id))
     trainer = transformers.Trainer(model=model, args=args, train_dataset=encoded,
                                    data_collator=collate, callbacks=callbacks or [])
+    quiet(trainer, say)
     last = latest_checkpoint(checkpoints) if resume else None
     if last is not None:
         say(f"resuming from {last}")

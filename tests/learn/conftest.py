@@ -18,7 +18,9 @@ from tests.generate.conftest import build_tiny_model
 def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("transformers")
     pytest.importorskip("peft")
-    return build_tiny_model(tmp_path_factory.mktemp("learn_tiny") / "model", chat=False)
+    # a long context: generate's fixed prompt (task, contract, one reference) fits in it
+    return build_tiny_model(tmp_path_factory.mktemp("learn_tiny") / "model", chat=False,
+                            context=8192)
 
 
 def write_rows(folder: Path, rows: list[dict[str, Any]], heldout: Sequence[dict[str, Any]] = ()
@@ -29,6 +31,17 @@ def write_rows(folder: Path, rows: list[dict[str, Any]], heldout: Sequence[dict[
     (folder / "manifest.json").write_text(json.dumps({
         "dataset_hash": "test", "counts": {"train_examples": len(rows),
                                            "heldout_examples": len(heldout)}}))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three corpus models of three families (few sandbox probes)."""
+    from nnrag.examples import corpus_dir
+
+    folder = tmp_path_factory.mktemp("small_corpus")
+    for name in ("mlp.py", "lenet5.py", "alexnet_small.py"):
+        (folder / name).write_text((corpus_dir() / name).read_text())
     return folder
 
 
