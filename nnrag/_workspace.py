@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
@@ -135,7 +135,8 @@ class WorkspaceLearn:
                                sft_steps=result.steps, sft_s=round(result.seconds, 3),
                                resumed_from=result.resumed_from)
             if method in ("grpo", "sft+grpo"):
-                reward = SandboxReward(self.fmt, cache=self.cache)
+                reward = SandboxReward(self.fmt, cache=self.cache,
+                                       accuracy=self.accuracy if cfg.reward_train else None)
                 g = grpo(self.source, dataset.folder, reward, staged, checkpoints / "grpo",
                          settings=grpo_settings, lora=sft,
                          start_adapter=checkpoints / "sft-adapter" if method == "sft+grpo"
@@ -152,6 +153,24 @@ class WorkspaceLearn:
             self.store.discard(staged)
             raise
         return Tuned(info.number, info.path, metrics)
+
+    def accuracy(self, codes: Sequence[str]) -> list[float | None]:
+        """The GRPO bonus: each program's accuracy after one short epoch through the engine
+        (sandboxed; a twin already trained is answered from the run store)."""
+        from nnrag.train.spec import Budget, ModelRef, TrainSpec
+
+        cfg = self.cfg
+        specs = [TrainSpec(model=ModelRef(code=code, name="grpo_" + hashlib.sha1(
+                               code.encode()).hexdigest()[:8]), dataset=cfg.data,
+                           budget=Budget(epochs=1, wall_s=120.0), limit=cfg.limit,
+                           seed=cfg.seed) for code in codes]
+        batch = self.ws.train(specs, workers=cfg.workers)
+        runs = self.ws.run_store()
+        try:
+            rows = [runs.get(run_id) for run_id in batch.run_ids]
+        finally:
+            runs.close()
+        return [row.best if row.outcome == "ok" else None for row in rows]
 
     def measure(self, adapter: Tuned | None, pool: Dataset, cycle: int) -> Measured:
         from nnrag.generate import BackendConfig, GenerateConfig, make_backend

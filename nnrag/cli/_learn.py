@@ -59,6 +59,8 @@ def _cell(value: object) -> str:
 @click.option("--steps", default=-1, show_default=True, type=int,
               help="SFT optimiser steps per cycle (-1: one epoch over the dataset).")
 @click.option("--grpo-steps", default=10, show_default=True, type=click.IntRange(1))
+@click.option("--reward-train/--no-reward-train", default=False, show_default=True,
+              help="GRPO: add each running program's accuracy after one epoch to its reward.")
 @click.option("--max-new-tokens", default=768, show_default=True, type=click.IntRange(16))
 @click.option("--repairs", default=0, show_default=True, type=click.IntRange(0, 10),
               help="Repair prompts while measuring (0 measures the model alone).")
@@ -76,9 +78,9 @@ def _cell(value: object) -> str:
 def learn(cycles: int, per_cycle: int, method: str, base: str | None, adapter: str,
           dataset_dir: Path | None, task: str, data: str, shots: int, corpus: Path | None,
           lemur: Path | None, lemur_limit: int | None, max_length: int, steps: int,
-          grpo_steps: int, max_new_tokens: int, repairs: int, epochs: int, limit: int | None,
-          train: bool, workers: int, seed: int, report: bool, run_id: str | None,
-          all_runs: bool, fmt: str) -> None:
+          grpo_steps: int, reward_train: bool, max_new_tokens: int, repairs: int, epochs: int,
+          limit: int | None, train: bool, workers: int, seed: int, report: bool,
+          run_id: str | None, all_runs: bool, fmt: str) -> None:
     """Fine-tune the generator on programs that provably run, cycle by cycle, and measure it."""
     ws = workspace()
     if report:
@@ -90,7 +92,7 @@ def learn(cycles: int, per_cycle: int, method: str, base: str | None, adapter: s
             cycles=cycles, per_cycle=per_cycle, method=method, base=base,
             adapter=None if adapter == "newest" else adapter, dataset=dataset_dir, task=task,
             data=data, shots=shots, corpus=corpus, lemur=lemur, lemur_limit=lemur_limit,
-            max_length=max_length, steps=steps, grpo_steps=grpo_steps,
+            max_length=max_length, steps=steps, grpo_steps=grpo_steps, reward_train=reward_train,
             max_new_tokens=max_new_tokens, repairs=repairs, epochs=epochs, limit=limit,
             train=train, workers=workers, seed=seed)
         rows = ws.learn(config, lambda line: err.print(line))

@@ -194,6 +194,7 @@ class LearnConfig:
     max_length: int = 1536
     steps: int = -1  # SFT optimiser steps per cycle (-1: one epoch)
     grpo_steps: int = 10
+    reward_train: bool = False  # GRPO bonus: accuracy after one epoch through the engine
     seed: int = 0
     epochs: int = 1
     limit: int | None = None
