@@ -149,6 +149,10 @@ class WorkspaceLearn:
                 "dataset": str(dataset.folder), "metrics": metrics,
                 "settings": {"sft": asdict(sft), "grpo": asdict(grpo_settings),
                              "format": self.fmt.describe()}})
+        except OSError as exc:  # disk full, permissions: nothing was published
+            self.store.discard(staged)
+            raise LearnError(f"saving the adapter failed ({exc}); nothing was published, the "
+                             f"checkpoints in {checkpoints} are kept: rerun to resume") from None
         except BaseException:
             self.store.discard(staged)
             raise

@@ -18,11 +18,11 @@ COLUMNS = ("cycle", "adapter", "prompts", "parsed", "schema_valid", "unique", "n
            "train_loss", "dataset_s", "finetune_s", "measure_s")
 
 
-def _cell(value: object) -> str:
+def _cell(column: str, value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:.4f}" if value < 10 else f"{value:.1f}"
+        return f"{value:.1f}" if column.endswith("_s") else f"{value:.4f}"
     return str(value)
 
 
@@ -105,6 +105,6 @@ def learn(cycles: int, per_cycle: int, method: str, base: str | None, adapter: s
     table = Table(*(["run"] if all_runs else []), *COLUMNS, box=None)
     for r in rows:
         data_row = r.as_dict()
-        table.add_row(*([r.run] if all_runs else []), *(_cell(data_row[c]) for c in COLUMNS))
+        table.add_row(*([r.run] if all_runs else []), *(_cell(c, data_row[c]) for c in COLUMNS))
     out.print(table)
     out.print(f"run {rows[-1].run}, base {rows[-1].base}, method {rows[-1].method}")

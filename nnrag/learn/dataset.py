@@ -232,8 +232,11 @@ def build_dataset(programs: Iterable[Program], fmt: ExampleFormat, out: Path, *,
 
 
 def _write(out: Path, rows: dict[str, list[dict[str, Any]]], manifest: dict[str, Any]) -> Dataset:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staged = Path(tempfile.mkdtemp(prefix=".tmp-", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staged = Path(tempfile.mkdtemp(prefix=".tmp-", dir=out.parent))
+    except OSError as exc:
+        raise LearnError(f"cannot write the dataset to {out}: {exc}") from None
     try:
         digest = hashlib.sha256()
         for split in ("train", "heldout"):
@@ -247,6 +250,9 @@ def _write(out: Path, rows: dict[str, list[dict[str, Any]]], manifest: dict[str,
         if out.exists():
             shutil.rmtree(out)
         os.replace(staged, out)
+    except OSError as exc:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise LearnError(f"writing the dataset to {out} failed: {exc}") from None
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise

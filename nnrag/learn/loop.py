@@ -103,9 +103,13 @@ class CycleLog:
         self.path = path
 
     def append(self, row: CycleMetrics) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(row.as_dict(), sort_keys=True) + "\n")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(row.as_dict(), sort_keys=True) + "\n")
+        except OSError as exc:
+            raise LearnError(f"cannot record cycle {row.cycle} in {self.path}: {exc} "
+                             f"(its adapter, if any, is published: {row.adapter})") from None
 
     def rows(self, run: str | None = None) -> list[CycleMetrics]:
         if not self.path.is_file():

@@ -131,3 +131,20 @@ def test_the_real_probe_filters_what_does_not_run(tmp_path: Path) -> None:
     assert ds.manifest["counts"]["proven"] == 1
     assert ds.manifest["probe_failures"] == {"forward": 1}
     assert [r["answer"] for r in read_examples(ds.train_path)] == ["corpus:mlp.py"]
+
+
+def test_a_prompt_is_byte_for_byte_what_generate_sends(tmp_path: Path) -> None:
+    """The replay backend records the prompt the real pipeline sent for one reference; the
+    dataset's format renders the same text for that reference."""
+    from nnrag.generate import BackendConfig, GenerateConfig, generate, make_backend
+
+    backend = make_backend(BackendConfig(backend="replay", style="completion",
+                                         extra={"outputs": ["no code"]}))
+    report = generate(backend, GenerateConfig(n=1, shots=1, train=False, repairs=0,
+                                              reprompts=0, runs_db=tmp_path / "runs.db",
+                                              index_db=tmp_path / "none.db"))
+    (sent,) = backend.prompts  # type: ignore[attr-defined]
+    (reference,) = report.candidates[0].references
+    program = next(p for p in _programs() if p.source == reference)
+    fmt = TrainingFormat("image-classification", "digits", max_length=32768)
+    assert fmt.prompt([program], "        pass\n```\n") == sent.text
