@@ -210,6 +210,11 @@ def _sha_of(codes: Any) -> str:
     return digest.hexdigest()
 
 
+def learn_dataset(ws: Workspace, config: LearnConfig) -> Dataset:
+    """Build (or reuse, by key) the dataset the loop's first cycle would train on."""
+    return WorkspaceLearn(ws, config).dataset(0)
+
+
 def learn(ws: Workspace, config: LearnConfig,
           say: Callable[[str], None] | None = None) -> list[Any]:
     """Run the loop (see :func:`nnrag.learn.loop.run_loop`); returns its rows."""

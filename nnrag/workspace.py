@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from nnrag.generate.events import Progress as GenerateProgress
     from nnrag.index import IndexReport, LemurImport, Store
     from nnrag.ladder import Outcome
+    from nnrag.learn import Dataset
     from nnrag.learn.loop import CycleMetrics, LearnConfig
     from nnrag.mutate import MutationReport, Target
     from nnrag.search import Embedder, EmbedReport, Filters, Hit, Searcher
@@ -449,6 +450,13 @@ class Workspace:
             return learn(self, config, progress)
         finally:
             self._changed()
+
+    def learn_dataset(self, config: LearnConfig) -> Dataset:
+        """Build the dataset ``learn`` would train on first (prompts fitted with the base
+        model's tokenizer), without fine-tuning; its folder can be passed as ``dataset``."""
+        from nnrag._workspace import learn_dataset
+
+        return learn_dataset(self, config)
 
     def learn_report(self, run: str | None = None, *,
                      all_runs: bool = False) -> list[CycleMetrics]:

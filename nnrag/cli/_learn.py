@@ -7,11 +7,15 @@ The loop is :meth:`Workspace.learn`; ``--report`` reads the logged cycles with
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
 
 from nnrag.cli._common import FORMAT, emit_json, err, out, workspace
+
+if TYPE_CHECKING:
+    from nnrag.learn import Dataset
 
 COLUMNS = ("cycle", "adapter", "prompts", "parsed", "schema_valid", "unique", "novel",
            "executable", "trained", "best_accuracy", "mean_accuracy", "train_examples",
@@ -24,6 +28,24 @@ def _cell(column: str, value: object) -> str:
     if isinstance(value, float):
         return f"{value:.1f}" if column.endswith("_s") else f"{value:.4f}"
     return str(value)
+
+
+def _show_dataset(dataset: Dataset, fmt: str) -> None:
+    manifest = {"folder": str(dataset.folder), **dataset.manifest}
+    if fmt == "json":
+        emit_json(manifest)
+        return
+    counts = manifest.get("counts", {})
+    table = Table("programs", "no answer form", "duplicates", "proven", "too long",
+                  "train examples", "held-out examples", box=None)
+    table.add_row(*(str(counts.get(k, "")) for k in (
+        "programs", "no_answer_form", "duplicates", "proven", "too_long", "train_examples",
+        "heldout_examples")))
+    out.print(table)
+    failures = ", ".join(f"{k} {v}" for k, v in manifest.get("probe_failures", {}).items())
+    out.print(f"probe failures by stage: {failures or 'none'}")
+    out.print(f"held-out families: {', '.join(manifest.get('heldout_families', [])) or 'none'}")
+    out.print(f"dataset {dataset.dataset_hash[:12]} in {dataset.folder}")
 
 
 @click.command()
@@ -71,6 +93,9 @@ def _cell(column: str, value: object) -> str:
               help="Train the executable generated models (they join the pool).")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 256))
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0))
+@click.option("--dataset-only", is_flag=True,
+              help="Build the dataset (probing what it must) and print its manifest; no "
+                   "fine-tune. Its folder can be given as --dataset.")
 @click.option("--report", is_flag=True, help="Show the logged cycles instead of running.")
 @click.option("--run", "run_id", default=None, help="With --report: this run (default: latest).")
 @click.option("--all", "all_runs", is_flag=True, help="With --report: every run.")
@@ -79,8 +104,8 @@ def learn(cycles: int, per_cycle: int, method: str, base: str | None, adapter: s
           dataset_dir: Path | None, task: str, data: str, shots: int, corpus: Path | None,
           lemur: Path | None, lemur_limit: int | None, max_length: int, steps: int,
           grpo_steps: int, reward_train: bool, max_new_tokens: int, repairs: int, epochs: int,
-          limit: int | None, train: bool, workers: int, seed: int, report: bool,
-          run_id: str | None, all_runs: bool, fmt: str) -> None:
+          limit: int | None, train: bool, workers: int, seed: int, dataset_only: bool,
+          report: bool, run_id: str | None, all_runs: bool, fmt: str) -> None:
     """Fine-tune the generator on programs that provably run, cycle by cycle, and measure it."""
     ws = workspace()
     if report:
@@ -95,6 +120,9 @@ def learn(cycles: int, per_cycle: int, method: str, base: str | None, adapter: s
             max_length=max_length, steps=steps, grpo_steps=grpo_steps, reward_train=reward_train,
             max_new_tokens=max_new_tokens, repairs=repairs, epochs=epochs, limit=limit,
             train=train, workers=workers, seed=seed)
+        if dataset_only:
+            _show_dataset(ws.learn_dataset(config), fmt)
+            return
         rows = ws.learn(config, lambda line: err.print(line))
     if fmt == "json":
         emit_json([r.as_dict() for r in rows])

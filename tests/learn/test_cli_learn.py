@@ -67,3 +67,15 @@ def test_bad_input_is_one_line_and_exit_2(cli: Callable, tiny_lm: Path, tmp_path
     wrong_learn = cli("learn", "--base", tiny_lm, "--adapter", other, "--corpus", small_corpus,
                       *FAST)
     assert wrong_learn.returncode == 2 and "trained on 'some/other-model'" in wrong_learn.stderr
+
+
+@pytest.mark.sandbox
+def test_dataset_only_prints_the_manifest(cli: Callable, tiny_lm: Path,
+                                          small_corpus: Path) -> None:
+    result = cli("learn", "--base", tiny_lm, "--corpus", small_corpus, "--dataset-only",
+                 "--max-length", "4096", "--format", "json", timeout=300)
+    assert result.returncode == 0, result
+    manifest = json.loads(result.stdout)
+    assert manifest["counts"]["proven"] == 3 and manifest["format"]["tokenizer"] == str(tiny_lm)
+    assert (Path(manifest["folder"]) / "train.jsonl").is_file()
+    assert [s["kind"] for s in manifest["sources"]] == ["corpus", "runs"]
