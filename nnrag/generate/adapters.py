@@ -123,7 +123,7 @@ class AdapterStore:
                 raise AdapterError(f"adapter {choice!r}: no such folder (or use a version "
                                    f"number from {self.root}, or 'none')")
             info = read_adapter(path)
-        if info.base != base:
+        if info.base not in ("?", base):  # "?": a plain peft folder that names no base
             raise AdapterError(f"adapter {info.path} was trained on {info.base!r}, not on "
                                f"{base!r}: pass --adapter none or the matching --model")
         return info
@@ -153,6 +153,8 @@ class AdapterStore:
         for _ in range(100):  # another publisher may take a number between listing and rename
             numbers = [int(c.name) for c in self.root.iterdir() if c.name.isdigit()]
             target = self.root / str(max(numbers, default=0) + 1)
+            if target.exists():
+                continue
             try:
                 os.rename(staged, target)  # fails if target exists (non-empty) or appears
             except OSError:

@@ -55,7 +55,6 @@ class SandboxReward:
     accuracy: Callable[[Sequence[str]], Sequence[float | None]] | None = None
     calls: int = 0
     probed: int = 0
-    __name__: str = "nnrag_sandbox_reward"
 
     def __post_init__(self) -> None:
         self._bonus: dict[str, float] = {}

@@ -75,3 +75,11 @@ def test_a_manifest_without_base_is_refused(tmp_path: Path) -> None:
     store = AdapterStore(tmp_path)
     with pytest.raises(AdapterError, match="base"):
         store.publish(_staged(store), {})
+
+
+def test_a_plain_peft_folder_naming_no_base_is_accepted(tmp_path: Path) -> None:
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text("{}")
+    info = AdapterStore(tmp_path / "adapters").resolve(str(folder), "any-model")
+    assert info is not None and info.base == "?" and info.path == folder
