@@ -465,9 +465,9 @@ class Workspace:
 
         log = CycleLog(self.home / "learn" / "cycles.jsonl")
         if all_runs:
-            return log.rows()
+            return log.read()
         run = run or log.last_run()
-        return log.rows(run) if run else []
+        return log.read(run) if run else []
 
 
 def open_workspace(home: str | Path | None = None, *, db: str | Path | None = None,

@@ -111,7 +111,7 @@ class CycleLog:
             raise LearnError(f"cannot record cycle {row.cycle} in {self.path}: {exc} "
                              f"(its adapter, if any, is published: {row.adapter})") from None
 
-    def rows(self, run: str | None = None) -> list[CycleMetrics]:
+    def read(self, run: str | None = None) -> list[CycleMetrics]:
         if not self.path.is_file():
             return []
         names = {f.name for f in fields(CycleMetrics)}
@@ -127,7 +127,7 @@ class CycleLog:
         return out
 
     def last_run(self) -> str | None:
-        rows = self.rows()
+        rows = self.read()
         return rows[-1].run if rows else None
 
 

@@ -40,17 +40,17 @@ def test_cycles_are_measured_tuned_and_logged(tmp_path: Path) -> None:
                            "finetune 2 on hash2", "measure 2 with 2"]
     assert [(r.cycle, r.adapter, r.executable, r.train_loss) for r in rows] == [
         (0, None, 0, None), (1, 1, 1, 1.0), (2, 2, 2, 0.5)]
-    assert log.rows() == rows and log.last_run() == rows[0].run
+    assert log.read() == rows and log.last_run() == rows[0].run
 
 
 def test_a_killed_loop_keeps_its_finished_cycles(tmp_path: Path) -> None:
     log = CycleLog(tmp_path / "cycles.jsonl")
     with pytest.raises(KeyboardInterrupt):
         run_loop(Steps(tmp_path, die_in=2), log, cycles=3, method="sft", base="tiny")
-    assert [r.cycle for r in log.rows()] == [0, 1]
+    assert [r.cycle for r in log.read()] == [0, 1]
     with (tmp_path / "cycles.jsonl").open("a") as f:
         f.write('{"run": "torn", "cyc')  # a write cut short
-    assert [r.cycle for r in log.rows()] == [0, 1]
+    assert [r.cycle for r in log.read()] == [0, 1]
 
 
 def test_bad_settings_are_clear_errors() -> None:
