@@ -132,3 +132,11 @@ class BackendUnavailableError(GenerateError):
 
 class ContextOverflowError(GenerateError):
     """The prompt's fixed part (task, contract, format) does not fit the model's context."""
+
+
+class AdapterError(GenerateError):
+    """A LoRA adapter cannot be used: missing, half-written, or trained for another base."""
+
+
+class LearnError(NnragError):
+    """The learning loop cannot start or continue (no proven programs, base not loadable)."""

@@ -24,9 +24,12 @@ if TYPE_CHECKING:
     from nnrag._sqlite import Health as StoreHealth
     from nnrag.extract import Emitted, SpliceResult
     from nnrag.generate import Backend, GenerateConfig, GenerateReport
+    from nnrag.generate.adapters import AdapterInfo
     from nnrag.generate.events import Progress as GenerateProgress
     from nnrag.index import IndexReport, LemurImport, Store
     from nnrag.ladder import Outcome
+    from nnrag.learn import Dataset
+    from nnrag.learn.loop import CycleMetrics, LearnConfig
     from nnrag.mutate import MutationReport, Target
     from nnrag.search import Embedder, EmbedReport, Filters, Hit, Searcher
     from nnrag.train import BatchReport, Engine, RunStore, TrainSpec
@@ -493,6 +496,52 @@ class Workspace:
             return Generator(backend, config, progress).run()
         finally:
             self._changed()
+
+    # -- the learning loop and its adapters
+    def adapter_for(self, model: str | None, choice: str | None = None) -> AdapterInfo | None:
+        """The adapter ``nnrag generate --model model --adapter choice`` loads: ``None``
+        means the newest published for that base, ``'none'`` none, else a version number or
+        a folder (refused when it was trained on another base)."""
+        from nnrag.generate.adapters import AdapterStore
+        from nnrag.generate.training import base_id
+
+        return AdapterStore(self.home / "adapters").resolve(choice, base_id(model))
+
+    def adapters(self) -> list[AdapterInfo]:
+        """Every published adapter version, oldest first."""
+        from nnrag.generate.adapters import AdapterStore
+
+        return AdapterStore(self.home / "adapters").versions()
+
+    def learn(self, config: LearnConfig,
+              progress: Callable[[str], None] | None = None) -> list[CycleMetrics]:
+        """Run ``nnrag learn``: cycle 0 measures the generator, each further cycle builds the
+        dataset from every proven program, fine-tunes and publishes an adapter, and measures
+        again. Per-cycle figures go to ``<home>/learn/cycles.jsonl``."""
+        from nnrag._workspace import learn
+
+        try:
+            return learn(self, config, progress)
+        finally:
+            self._changed()
+
+    def learn_dataset(self, config: LearnConfig) -> Dataset:
+        """Build the dataset ``learn`` would train on first (prompts fitted with the base
+        model's tokenizer), without fine-tuning; its folder can be passed as ``dataset``."""
+        from nnrag._workspace import learn_dataset
+
+        return learn_dataset(self, config)
+
+    def learn_report(self, run: str | None = None, *,
+                     all_runs: bool = False) -> list[CycleMetrics]:
+        """The logged cycles of ``run`` (default: the latest run; ``all_runs``: every one)."""
+        from nnrag.learn.loop import CycleLog
+
+        log = CycleLog(self.home / "learn" / "cycles.jsonl")
+        if all_runs:
+            return log.read()
+        run = run or log.last_run()
+        return log.read(run) if run else []
 
 
 def _check_limit(name: str, value: float, most: float) -> None:

@@ -72,7 +72,10 @@ def _fmt(v: float | None) -> str:
               help="transformers | llama-cpp | openai | replay")
 @click.option("--model", default=None,
               help="Model id, folder or .gguf (default: embedded Gemma 3 270M).")
-@click.option("--adapter", default=None, help="LoRA adapter folder (peft; transformers backend).")
+@click.option("--adapter", default=None,
+              help="LoRA adapter (transformers backend): a folder, a version number under "
+                   "$NNRAG_HOME/adapters, or none (default: the newest adapter nnrag learn "
+                   "published for this model, if any).")
 @click.option("--base-url", default=None,
               help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1.")
 @click.option("--style", default="auto", show_default=True,
@@ -125,6 +128,15 @@ def generate(task: str, dataset: str, n: int, shots: int, blocks: int, backend: 
                             top_p=top_p, max_new_tokens=max_new_tokens, repairs=repairs,
                             constrained=constrained, train=train, limit=limit, runs_db=runs_db,
                             index_db=db)
+    ws = workspace(db, runs_db)
+    if backend == "transformers":
+        chosen = ws.adapter_for(model, adapter)
+        adapter = str(chosen.path) if chosen else None
+        err.print(f"adapter: {chosen.path} (version {chosen.number}, trained on {chosen.base})"
+                  if chosen and chosen.number >= 0 else
+                  f"adapter: {adapter}" if adapter else "adapter: none")
+    elif adapter is not None and adapter.strip().lower() == "none":
+        adapter = None
     llm = make_backend(BackendConfig(backend=backend, model=model, adapter=adapter,
                                      base_url=base_url, style=style, dtype=dtype, context=context,
                                      threads=threads))
@@ -133,7 +145,7 @@ def generate(task: str, dataset: str, n: int, shots: int, blocks: int, backend: 
               f"{info['context_length']}, constrained spec: "
               f"{'yes' if info['constrained'] and constrained else 'no'})")
     try:
-        report = workspace(db, runs_db).generate(config, llm, _progress(fmt))
+        report = ws.generate(config, llm, _progress(fmt))
     finally:
         llm.close()
     if save:

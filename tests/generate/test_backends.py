@@ -32,7 +32,7 @@ def test_transformers_completion_style_is_seeded_and_recorded(tiny_model: Path) 
     import importlib.util
 
     assert llm.describe() == {"backend": "transformers", "model": str(tiny_model),
-                              "style": "completion", "context_length": 512,
+                              "style": "completion", "context_length": 512, "adapter": None,
                               "constrained": importlib.util.find_spec("xgrammar") is not None}
     sampling = Sampling(temperature=0.9, top_p=0.9, max_new_tokens=12, seed=7)
     a, b = llm.generate(COMPLETION, sampling), llm.generate(COMPLETION, sampling)

@@ -81,6 +81,9 @@ class TransformersBackend(Backend):
         logger.info("loaded %s (%s, %s) in %.1fs", self.model_id, self.device, kwargs.get("dtype"),
                     time.perf_counter() - start)
 
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "adapter": self.config.adapter}
+
     # -- loading
     @staticmethod
     def _source(config: BackendConfig) -> tuple[str, str | None, str]:
