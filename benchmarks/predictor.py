@@ -54,8 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     from sklearn.model_selection import GroupKFold
 
-    from nnrag.predict import KS, Predictor, read_lemur
-    from nnrag.predict._evaluate import baseline, scores
+    from nnrag.predict import KS, Predictor, baseline, read_lemur, scores
 
     start = time.monotonic()
     data = read_lemur(args.lemur)

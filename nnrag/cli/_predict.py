@@ -54,6 +54,9 @@ def fit(lemur_dir: Path | None, runs_db: Path | None, out_file: Path | None,
 
     if lemur_dir is None and runs_db is None:
         runs_db = nnrag_home() / "runs.db"
+        if not runs_db.exists():
+            raise PredictError(f"nothing to fit on: no run store at {runs_db}; give --lemur "
+                               "DIR (a LEMUR export folder) or --runs FILE")
     reports = []
     start = time.monotonic()
     if lemur_dir is not None:

@@ -8,7 +8,7 @@ accuracies. ``Predictor().fit(trials).predict(code, hp, dataset, curve=[...])`` 
 
 from pathlib import Path
 
-from nnrag.predict._evaluate import KS, Scores, evaluate
+from nnrag.predict._evaluate import KS, Scores, baseline, evaluate, scores
 from nnrag.predict._features import (
     LEMUR_DATASETS,
     dataset_facts,
@@ -35,6 +35,7 @@ def default_path() -> Path:
 
 __all__ = [
     "FORMAT_VERSION", "K_MAX", "KS", "LEMUR_DATASETS", "LEMUR_FILES", "Prediction", "Predictor",
-    "ReadReport", "Scores", "Trial", "dataset_facts", "default_path", "evaluate",
-    "feature_names", "model_family", "parse_or_raise", "read_lemur", "read_runs", "trials_of",
+    "ReadReport", "Scores", "Trial", "baseline", "dataset_facts", "default_path", "evaluate",
+    "feature_names", "model_family", "parse_or_raise", "read_lemur", "read_runs", "scores",
+    "trials_of",
 ]

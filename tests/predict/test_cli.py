@@ -91,6 +91,8 @@ def test_bad_inputs_are_one_line_and_exit_2(folders: tuple[Path, Path, Path],
                                             tmp_path: Path) -> None:
     train, _, model = folders
     assert "stats.jsonl.gz" in one_line_error(invoke("predict", "fit", "--lemur", tmp_path))
+    assert "--lemur" in one_line_error(invoke("predict", "fit"))  # no runs.db in NNRAG_HOME
+    assert "not a folder" in one_line_error(invoke("predict", "fit", "--lemur", model))
     broken = write_lemur(tmp_path / "broken")
     data = (broken / "stats.jsonl.gz").read_bytes()
     (broken / "stats.jsonl.gz").write_bytes(data[:-30])
