@@ -140,3 +140,17 @@ class AdapterError(GenerateError):
 
 class LearnError(NnragError):
     """The learning loop cannot start or continue (no proven programs, base not loadable)."""
+
+
+class PredictError(NnragError):
+    """The accuracy predictor cannot fit, load or predict (the message says what to fix)."""
+
+
+class PredictDataError(PredictError):
+    """Training records cannot be read at all: a LEMUR folder without its two files, a
+    truncated gzip, a run store that is not one. Single bad records are skipped and counted."""
+
+
+class PredictorVersionError(PredictError):
+    """A saved predictor was written in a format this nnrag does not read; re-fit it with
+    ``nnrag predict fit``."""

@@ -18,6 +18,7 @@ from nnrag.cli import (
     _learn,
     _lemur,
     _mutate,
+    _predict,
     _sandbox,
     _search,
     _train,
@@ -42,6 +43,7 @@ for _command in (
     _learn.learn,
     _sandbox.sandbox,
     _lemur.lemur,
+    _predict.predict,
     _doctor.doctor,
 ):
     main.add_command(_command)
