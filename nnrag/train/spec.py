@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -119,6 +119,11 @@ DECLARED_DEFAULTS: dict[str, float] = {
     "beta1": 0.9,  # Adam
     "beta2": 0.999,  # Adam
     "patch_size": 0.25,  # LEMUR's ViT: patch side as a fraction of the image side
+}
+
+# Declared names whose value is a fact of the spec's dataset (LEMUR's ``num_classes``).
+DATASET_FACTS: dict[str, Callable[[Any], int]] = {
+    "num_classes": lambda info: int(info.num_classes),
 }
 
 
@@ -243,6 +248,10 @@ class TrainSpec(_Strict):
         for name in sorted(names - prm.keys()):
             if name in DECLARED_DEFAULTS:
                 prm[name] = DECLARED_DEFAULTS[name]
+            elif name in DATASET_FACTS:  # the dataset answers it, not a guess
+                from nnrag.train.datasets import dataset_info
+
+                prm[name] = DATASET_FACTS[name](dataset_info(self.dataset))
         missing = sorted(names - prm.keys())
         if missing:
             raise SpecError(

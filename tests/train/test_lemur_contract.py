@@ -129,6 +129,13 @@ def test_prm_fills_checks_and_aliases() -> None:
         s.prm({"dropout_aux", "score_thresh"})
 
 
+def test_num_classes_comes_from_the_dataset() -> None:
+    s = spec(lemur((), declares='{"lr", "num_classes"}'))
+    assert s.prm({"lr", "num_classes"})["num_classes"] == 10  # digits
+    given = spec(lemur((), declares='{"lr", "num_classes"}'), {"num_classes": 3})
+    assert given.prm({"lr", "num_classes"})["num_classes"] == 3
+
+
 def test_inline_code_is_checked_when_parsed() -> None:
     code = lemur((), declares='{"lr", "score_thresh"}')
     with pytest.raises(SpecError, match="'score_thresh'"):
