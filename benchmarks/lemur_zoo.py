@@ -8,7 +8,8 @@ half of them while 64 builds 97.5%), on a fixed training subsample, sandboxed, w
 budget per model. Models that import torchvision get it from an index of torchvision's
 *source* (``--torchvision-wheel``, unpacked, never installed), spliced in before the trial.
 Every failure gets a cause: ``missing_package`` (neither installed nor indexed),
-``timeout``, ``oom``, ``harness`` (nnrag's side: spec, channel, sandbox) or ``model``
+``timeout``, ``oom``, ``wrong_output`` (logits that are not one row of class scores per
+image, refused by the parent), ``harness`` (nnrag's side: spec, channel, sandbox) or ``model``
 (an error raised in the model's own code, with the line). It also counts the zoo's
 structures two ways (names and constants abstracted; constants kept).
 
@@ -40,6 +41,9 @@ LEMUR = HERE.parent.parent / "shared" / "data" / "lemur" / "models.jsonl.gz"
 STATS = LEMUR.with_name("stats.jsonl.gz")
 WHEEL = Path("/work/bench-src/dl/torchvision-0.29.1-cp311-cp311-manylinux_2_28_x86_64.whl")
 HARNESS = re.compile(r"rejected trial output|SandboxError|SpecError|WorkerDied|BadResult")
+# the parent refused the trial's logits by size: the model's output is not one row of class
+# scores per image (a captioning or detection head), so it cannot be a classifier's result
+WRONG_OUTPUT = re.compile(r"rejected trial output: logits file")
 MISSING = re.compile(r"No module named '([\w.]+)'")
 
 
@@ -88,6 +92,8 @@ def cause(run: Any) -> str:
     if run.outcome in ("timeout", "oom"):
         return str(run.outcome)
     text = f"{run.error or ''}\n{run.traceback or ''}"
+    if WRONG_OUTPUT.search(text):
+        return "wrong_output"
     if HARNESS.search(text):
         return "harness"
     if MISSING.search(text):
