@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="add every torchvision-importing model to the sample")
     ap.add_argument("--side", type=int, default=64, help="present images as 3 x SIDE x SIDE")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--memory-mb", type=int, default=4096, help="memory budget per model")
     ap.add_argument("--wall", type=float, default=180.0, help="wall budget per model, s")
     ap.add_argument("--torchvision-wheel", type=Path, default=WHEEL)
     ap.add_argument("--json")
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     hp = {"lr": 0.01, "momentum": 0.9, "batch_size": 64, "dropout": 0.2}
     specs = [{"model": {"code": code, "name": name}, "dataset": args.dataset,
               "shape": [3, args.side, args.side], "limit": args.limit, "hyperparameters": hp,
-              "budget": {"epochs": args.epochs, "wall_s": args.wall, "memory_mb": 4096}}
+              "budget": {"epochs": args.epochs, "wall_s": args.wall, "memory_mb": args.memory_mb}}
              for name, code in models]
     uses_tv = {name for name, code in models if "torchvision" in code}
     tasks = lemur_tasks(args.models.with_name(STATS.name))
