@@ -491,6 +491,7 @@ class Workspace:
             ref: dict[str, Any] = {"file": str(path.resolve())}
             declared = declared_hyperparameters(path.read_text(encoding="utf-8"))
         else:
+            self.resolve(model)  # an unknown block: one line now, not a failed trial each
             ref, declared = {"block": model}, None
         parsed = (load_space(space, declared) if isinstance(space, str | Path)
                   else parse_space(space, declared))

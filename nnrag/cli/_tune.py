@@ -71,13 +71,19 @@ def tune(model: str | None, dataset: str, trials: int, sampler: str, space_file:
                      progress=_trial_line)
     if fmt == "json":
         emit_json(result.to_dict())
+    else:
+        out.print(f"study {result.study} in {result.storage}: {result.n_trials} trials")
+    if result.best_value is None:
+        from nnrag.exceptions import TuneError
+
+        last = result.trials[-1] if result.trials else None
+        why = f" (last: {last.outcome}: {last.error})" if last and last.error else ""
+        raise TuneError(f"no trial of study {result.study!r} ended ok{why}; its failed "
+                        "trials are kept in the storage")
+    if fmt == "json":
         return
     import yaml
 
-    out.print(f"study {result.study} in {result.storage}: {result.n_trials} trials")
-    if result.best_value is None:
-        out.print("no trial ended ok yet")
-        return
     out.print(f"best accuracy {result.best_value:.4f} with {result.best_params}")
     out.print("nnrag train spec:")
     out.print(yaml.safe_dump(result.spec, sort_keys=False).rstrip())

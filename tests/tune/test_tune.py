@@ -94,3 +94,17 @@ def test_bad_input_is_one_line_exit_2(cli, tmp_path: Path, args: tuple[str, ...]
     assert r.returncode == 2, r.stderr
     assert words in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert "trial " not in r.stderr  # nothing ran
+
+
+def test_unknown_block_and_a_model_that_always_fails_exit_2(cli, tmp_path: Path) -> None:  # noqa: ANN001
+    r = cli("tune", "NoSuchBlock", "--trials", "1")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "trial " not in r.stderr
+
+    bad = tmp_path / "bad.py"
+    bad.write_text(MLP.read_text().replace("self.to(self.device)",
+                                           "raise RuntimeError('boom in setup')"))
+    r = cli("tune", bad, *TINY, "--trials", "1", "--study", "b")
+    assert r.returncode == 2, r
+    last = r.stderr.strip().splitlines()[-1]
+    assert "no trial of study 'b' ended ok" in last and "boom" in last
