@@ -520,6 +520,16 @@ class Workspace:
         return run_study(name=name, url=url, base=base, space=parsed, trials=trials,
                          sampler=sampler, seed=seed, train=train_one, progress=progress)
 
+    def tune_study(self, study: str, storage: str | None = None) -> dict[str, Any]:
+        """One study of ``storage`` (default ``$NNRAG_HOME/tune.db``) and all its trials."""
+        from nnrag.exceptions import TuneStorageError
+        from nnrag.tune.study import show_study
+
+        if storage is None and not (self.home / "tune.db").exists():
+            raise TuneStorageError(f"no studies yet in {self.home / 'tune.db'}; "
+                                   "run nnrag tune MODEL first")
+        return show_study(study, storage or f"sqlite:///{self.home / 'tune.db'}")
+
     def tune_studies(self, storage: str | None = None) -> list[dict[str, Any]]:
         """The studies in ``storage`` (default ``$NNRAG_HOME/tune.db``), best first."""
         from nnrag.tune import list_studies

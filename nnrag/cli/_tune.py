@@ -22,6 +22,20 @@ def _trial_line(t: Any) -> None:
     err.print(f"trial {t.number} [run {t.run}]: {t.outcome}{value}  {params}{note}")
 
 
+def _show(data: dict[str, Any], fmt: str) -> None:
+    if fmt == "json":
+        emit_json(data)
+        return
+    best = "" if data["best_value"] is None else f", best {data['best_value']:.4f}"
+    out.print(f"study {data['study']} in {data['storage']}: {data['n_trials']} trials{best}")
+    table = Table("trial", "state", "value", "run", "outcome", "params", box=None)
+    for t in data["trials"]:
+        table.add_row(str(t["number"]), t["state"],
+                      "" if t["value"] is None else f"{t['value']:.4f}", str(t["run"] or ""),
+                      t["outcome"] or "", str(t["params"]))
+    out.print(table)
+
+
 @click.command()
 @click.argument("model", required=False)
 @click.option("--dataset", default="digits", show_default=True)
@@ -40,15 +54,20 @@ def _trial_line(t: Any) -> None:
               help="Optuna storage URL (default: sqlite:///$NNRAG_HOME/tune.db).")
 @click.option("--seed", default=None, type=SEED, help="Sampler and training seed.")
 @click.option("--list", "list_", is_flag=True, help="List the studies in the storage.")
+@click.option("--show", "show_study", default=None, metavar="STUDY",
+              help="One study's trials (state, value, params, run, outcome).")
 @FORMAT
 def tune(model: str | None, dataset: str, trials: int, sampler: str, space_file: Path | None,
          epochs: int, limit: int | None, study: str | None, storage: str | None,
-         seed: int | None, list_: bool, fmt: str) -> None:
+         seed: int | None, list_: bool, show_study: str | None, fmt: str) -> None:
     """Tune MODEL (a contract file or an indexed block name) on --dataset with Optuna.
 
     Each trial is one sandboxed `nnrag train` run, recorded in the run store; the study
     lives in Optuna's storage, so re-running the command resumes it."""
     ws = workspace()
+    if show_study is not None:
+        _show(ws.tune_study(show_study, storage), fmt)
+        return
     if list_:
         rows = ws.tune_studies(storage)
         if fmt == "json":

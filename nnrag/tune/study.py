@@ -167,3 +167,25 @@ def list_studies(url: str) -> list[dict[str, Any]]:
                      "space": json.loads(space) if space else None,
                      "started": s.datetime_start.isoformat() if s.datetime_start else None})
     return rows
+
+
+def show_study(name: str, url: str) -> dict[str, Any]:
+    """One study: its summary and every trial (state, value, params, outcome, run)."""
+    optuna = _optuna()
+    storage = open_storage(url)
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = optuna.get_all_study_names(storage)
+        raise TuneStorageError(f"no study {name!r} in {url} (studies: "
+                               f"{', '.join(names) or 'none'})") from None
+    summary = summarize(study, url, None)
+    space = study.user_attrs.get(SPACE_ATTR)
+    trials = [{"number": t.number, "state": t.state.name, "value": t.value,
+               "params": dict(t.params), "run": t.user_attrs.get("run"),
+               "outcome": t.user_attrs.get("outcome"), "error": t.user_attrs.get("error"),
+               "epochs": {str(k): v for k, v in sorted(t.intermediate_values.items())}}
+              for t in study.trials]
+    return {"study": name, "storage": url, "n_trials": summary.n_trials,
+            "best_value": summary.best_value, "best_params": summary.best_params,
+            "space": json.loads(space) if space else None, "trials": trials}

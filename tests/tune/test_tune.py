@@ -108,3 +108,23 @@ def test_unknown_block_and_a_model_that_always_fails_exit_2(cli, tmp_path: Path)
     assert r.returncode == 2, r
     last = r.stderr.strip().splitlines()[-1]
     assert "no trial of study 'b' ended ok" in last and "boom" in last
+
+
+def test_show_reads_one_study(cli, nnrag_home: Path) -> None:  # noqa: ANN001
+    url = f"sqlite:///{nnrag_home / 'tune.db'}"
+    study = optuna.create_study(study_name="made", storage=url, direction="maximize")
+    study.enqueue_trial({"lr": 0.01})
+    trial = study.ask({"lr": optuna.distributions.FloatDistribution(1e-4, 0.1, log=True)})
+    trial.report(0.5, 1)
+    trial.set_user_attr("outcome", "ok")
+    study.tell(trial, 0.5)
+    r = cli("tune", "--show", "made", "--format", "json")
+    assert r.returncode == 0, r
+    data = json.loads(r.stdout)
+    assert data["n_trials"] == 1 and data["best_value"] == 0.5
+    assert data["trials"][0] == {"number": 0, "state": "COMPLETE", "value": 0.5,
+                                 "params": {"lr": 0.01}, "run": None, "outcome": "ok",
+                                 "error": None, "epochs": {"1": 0.5}}
+    r = cli("tune", "--show", "missing")
+    assert r.returncode == 2 and "no study 'missing'" in r.stderr and "made" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
