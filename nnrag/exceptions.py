@@ -154,3 +154,17 @@ class PredictDataError(PredictError):
 class PredictorVersionError(PredictError):
     """A saved predictor was written in a format this nnrag does not read; re-fit it with
     ``nnrag predict fit``."""
+
+
+class TuneError(NnragError):
+    """``nnrag tune`` cannot run a study: a bad search space, sampler or storage URL, or a
+    study name already used with another space (the message says what to change)."""
+
+
+class SearchSpaceError(TuneError):
+    """The search space is empty, contradictory (low > high, a log range through 0) or
+    names a hyperparameter the model does not support."""
+
+
+class TuneStorageError(TuneError):
+    """The Optuna storage URL cannot be opened, or a study there does not match."""

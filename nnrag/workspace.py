@@ -473,6 +473,71 @@ class Workspace:
         finally:
             self._changed()
 
+    def tune(self, model: str, *, dataset: str, trials: int, sampler: str = "tpe",
+             space: str | Path | dict[str, Any] | None = None, epochs: int = 1,
+             study: str | None = None, storage: str | None = None, seed: int | None = None,
+             limit: int | None = None, progress: Callable[[Any], None] | None = None,
+             train_progress: TrainProgress | None = None) -> Any:
+        """Run ``trials`` more trials of an Optuna study tuning ``model`` (a contract file or
+        an indexed block name) on ``dataset``; each trial is one :meth:`train` call.
+        Returns a :class:`nnrag.tune.TuneResult` (the whole study's best, and a spec)."""
+        from nnrag.train.contract import declared_hyperparameters
+        from nnrag.tune import load_space, parse_space, run_study
+        from nnrag.tune.study import make_sampler
+
+        make_sampler(sampler, seed)  # an unknown sampler fails before anything opens
+        path = Path(model).expanduser()
+        if path.is_file():
+            ref: dict[str, Any] = {"file": str(path.resolve())}
+            declared = declared_hyperparameters(path.read_text(encoding="utf-8"))
+        else:
+            self.resolve(model)  # an unknown block: one line now, not a failed trial each
+            ref, declared = {"block": model}, None
+        parsed = (load_space(space, declared) if isinstance(space, str | Path)
+                  else parse_space(space, declared))
+        base: dict[str, Any] = {"model": ref, "dataset": dataset, "budget": {"epochs": epochs}}
+        if seed is not None:
+            base["seed"] = seed
+        if limit is not None:
+            base["limit"] = limit
+        from nnrag.train import parse_spec
+
+        metric = parse_spec(base, "tune").metric  # unknown dataset: one line, before a trial
+
+        def train_one(spec: dict[str, Any]) -> tuple[Any, list[tuple[int, float]]]:
+            report = self.train(spec, progress=train_progress)
+            store = self.run_store()
+            record = store.get(report.run_ids[0])
+            source = store.get(record.duplicate_of) if record.duplicate_of else record
+            values = [(e.epoch, e.value) for e in source.epochs
+                      if e.metric == metric and e.value is not None]
+            return record, values
+
+        name = study or f"{ref.get('block') or path.stem}-{dataset}"
+        url = storage or f"sqlite:///{self.home / 'tune.db'}"
+        if storage is None:
+            self.home.mkdir(parents=True, exist_ok=True)
+        return run_study(name=name, url=url, base=base, space=parsed, trials=trials,
+                         sampler=sampler, seed=seed, train=train_one, progress=progress)
+
+    def tune_study(self, study: str, storage: str | None = None) -> dict[str, Any]:
+        """One study of ``storage`` (default ``$NNRAG_HOME/tune.db``) and all its trials."""
+        from nnrag.exceptions import TuneStorageError
+        from nnrag.tune.study import show_study
+
+        if storage is None and not (self.home / "tune.db").exists():
+            raise TuneStorageError(f"no studies yet in {self.home / 'tune.db'}; "
+                                   "run nnrag tune MODEL first")
+        return show_study(study, storage or f"sqlite:///{self.home / 'tune.db'}")
+
+    def tune_studies(self, storage: str | None = None) -> list[dict[str, Any]]:
+        """The studies in ``storage`` (default ``$NNRAG_HOME/tune.db``), best first."""
+        from nnrag.tune import list_studies
+
+        if storage is None and not (self.home / "tune.db").exists():
+            return []  # a read: never creates the default storage
+        return list_studies(storage or f"sqlite:///{self.home / 'tune.db'}")
+
     def resume(self, *, workers: int = 1, executor: str = "local", address: str | None = None,
                progress: TrainProgress | None = None) -> BatchReport:
         """Re-run every run a killed engine or worker left unfinished, with the same spec."""

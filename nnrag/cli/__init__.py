@@ -22,6 +22,7 @@ from nnrag.cli import (
     _sandbox,
     _search,
     _train,
+    _tune,
 )
 from nnrag.cli._common import Group
 
@@ -44,6 +45,7 @@ for _command in (
     _sandbox.sandbox,
     _lemur.lemur,
     _predict.predict,
+    _tune.tune,
     _doctor.doctor,
 ):
     main.add_command(_command)
