@@ -73,7 +73,7 @@ def fit(lemur_dir: Path | None, runs_db: Path | None, out_file: Path | None,
     trained = predictor.trained_on
     skipped = {**data.skipped, **trained["skipped"]}
     if fmt == "json":
-        emit_json({"model": str(path), "sources": data.sources, "rows": data.rows,
+        emit_json({"model": str(path), "sources": data.sources, "rows": data.row_count,
                    **trained, "skipped": skipped, "seconds": round(seconds, 1)})
         return
     out.print(f"fitted a {trained['learner']} predictor on {trained['trials']} trials of "

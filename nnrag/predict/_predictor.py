@@ -59,7 +59,7 @@ class _Head:
     low: Any
     high: Any
     adjust: float
-    rows: int
+    row_count: int
 
 
 def _calibration(name: str) -> bool:
@@ -117,7 +117,7 @@ class Predictor:
         self.trained_on = {
             "trials": len(trials), "models": len({t.model for t in trials}),
             "datasets": dict(Counter(t.dataset for t in trials).most_common()),
-            "skipped": dict(skipped), "rows": {str(k): h.rows for k, h in self.heads.items()},
+            "skipped": dict(skipped), "rows": {str(k): h.row_count for k, h in self.heads.items()},
             "learner": self.learner,
         }
         return self
@@ -213,7 +213,7 @@ class Predictor:
             "format": FORMAT, "version": FORMAT_VERSION, "learner": self.learner,
             "k_max": self.k_max, "seed": self.seed, "alpha": ALPHA,
             "trained_on": self.trained_on, "fingerprints": sorted(self.fingerprints),
-            "heads": {str(k): {"features": list(feature_names(k)), "rows": h.rows,
+            "heads": {str(k): {"features": list(feature_names(k)), "rows": h.row_count,
                                "adjust": h.adjust,
                                "mean": _learner.dump(self.learner, h.mean),
                                "low": _learner.dump(self.learner, h.low),

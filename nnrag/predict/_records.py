@@ -57,7 +57,7 @@ class ReadReport:
     """What a reader kept and what it skipped (and why), for ``nnrag predict fit``."""
 
     trials: list[Trial] = field(default_factory=list)
-    rows: int = 0
+    row_count: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     sources: list[str] = field(default_factory=list)
 
@@ -67,7 +67,7 @@ class ReadReport:
 
     def extend(self, other: ReadReport) -> None:
         self.trials.extend(other.trials)
-        self.rows += other.rows
+        self.row_count += other.row_count
         self.skipped.update(other.skipped)
         self.sources.extend(other.sources)
 
@@ -144,7 +144,7 @@ def read_lemur(folder: str | Path, *, progress: Progress | None = None,
     curves: dict[str, list[tuple[int, float]]] = defaultdict(list)
     heads: dict[str, tuple[str, str, dict[str, Any]]] = {}
     for line in _lines(stats_path, progress):
-        report.rows += 1
+        report.row_count += 1
         try:
             row = json.loads(line)
         except ValueError:
@@ -189,7 +189,7 @@ def read_runs(path: str | Path, *, metric: str = "accuracy") -> ReadReport:
         raise PredictDataError(f"cannot read run store {path}: {exc}") from exc
     try:
         for head in store.runs(limit=2**31):
-            report.rows += 1
+            report.row_count += 1
             run = store.get(head.id)
             spec = run.spec_dict
             wanted = spec.get("metric") or metric
