@@ -1,7 +1,8 @@
 """``nnrag learn``: registered on :data:`nnrag.cli.main`; formatting only.
 
 The loop is :meth:`Workspace.learn`; ``--report`` reads the logged cycles with
-:meth:`Workspace.learn_report`.
+:meth:`Workspace.learn_report` and, with ``--out DIR``, draws them
+(:func:`nnrag.learn.report.write_report`: ``learn.png`` and ``learn.html``).
 """
 
 from __future__ import annotations
@@ -16,18 +17,6 @@ from nnrag.cli._common import FORMAT, emit_json, err, out, workspace
 
 if TYPE_CHECKING:
     from nnrag.learn import Dataset
-
-COLUMNS = ("cycle", "adapter", "prompts", "parsed", "schema_valid", "unique", "novel",
-           "executable", "trained", "best_accuracy", "mean_accuracy", "train_examples",
-           "train_loss", "dataset_s", "finetune_s", "measure_s")
-
-
-def _cell(column: str, value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.1f}" if column.endswith("_s") else f"{value:.4f}"
-    return str(value)
 
 
 def _show_dataset(dataset: Dataset, fmt: str) -> None:
@@ -99,17 +88,29 @@ def _show_dataset(dataset: Dataset, fmt: str) -> None:
 @click.option("--report", is_flag=True, help="Show the logged cycles instead of running.")
 @click.option("--run", "run_id", default=None, help="With --report: this run (default: latest).")
 @click.option("--all", "all_runs", is_flag=True, help="With --report: every run.")
+@click.option("--out", "out_dir", default=None,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="With --report: also write learn.png (per-cycle rates and accuracy) and "
+                   "learn.html (the table and the plot) into this folder.")
 @FORMAT
 def learn(cycles: int, per_cycle: int, method: str, base: str | None, adapter: str,
           dataset_dir: Path | None, task: str, data: str, shots: int, corpus: Path | None,
           lemur: Path | None, lemur_limit: int | None, max_length: int, steps: int,
           grpo_steps: int, reward_train: bool, max_new_tokens: int, repairs: int, epochs: int,
           limit: int | None, train: bool, workers: int, seed: int, dataset_only: bool,
-          report: bool, run_id: str | None, all_runs: bool, fmt: str) -> None:
+          report: bool, run_id: str | None, all_runs: bool, out_dir: Path | None,
+          fmt: str) -> None:
     """Fine-tune the generator on programs that provably run, cycle by cycle, and measure it."""
+    if out_dir is not None and not report:
+        raise click.UsageError("--out goes with --report")
     ws = workspace()
     if report:
         rows = ws.learn_report(run_id, all_runs=all_runs)
+        if out_dir is not None and rows:
+            from nnrag.learn.report import write_report
+
+            for path in write_report(rows, out_dir, all_runs=all_runs):
+                err.print(f"wrote {path}")
     else:
         from nnrag.learn.loop import LearnConfig
 
@@ -127,12 +128,15 @@ def learn(cycles: int, per_cycle: int, method: str, base: str | None, adapter: s
     if fmt == "json":
         emit_json([r.as_dict() for r in rows])
         return
+    from nnrag.learn.report import TABLE_COLUMNS, cell
+
     if not rows:
         out.print("no learning cycles recorded (run nnrag learn)")
         return
-    table = Table(*(["run"] if all_runs else []), *COLUMNS, box=None)
+    table = Table(*(["run"] if all_runs else []), *TABLE_COLUMNS, box=None)
     for r in rows:
         data_row = r.as_dict()
-        table.add_row(*([r.run] if all_runs else []), *(_cell(c, data_row[c]) for c in COLUMNS))
+        table.add_row(*([r.run] if all_runs else []),
+                      *(cell(c, data_row[c]) for c in TABLE_COLUMNS))
     out.print(table)
     out.print(f"run {rows[-1].run}, base {rows[-1].base}, method {rows[-1].method}")
