@@ -77,12 +77,29 @@ class WorkspaceLearn:
                                  f"not {cfg.data}")
             return ds
         programs, sources = self._programs()
+        improvements = self._lineage(sources)
         settings = DatasetSettings(shots=cfg.shots, heldout_fraction=cfg.heldout_fraction,
                                    seed=cfg.seed, lemur_limit=cfg.lemur_limit)
         key = hashlib.sha1(json.dumps([asdict(s) for s in sources] + [asdict(settings),
                                       self.fmt.describe()], sort_keys=True).encode()).hexdigest()
         return build_dataset(programs, self.fmt, self.dir / "datasets" / key[:12],
-                             settings=settings, sources=sources, cache=self.cache)
+                             settings=settings, sources=sources, cache=self.cache,
+                             improvements=improvements)
+
+    def _lineage(self, sources: list[Any]) -> list[Any]:
+        """Parent -> better child pairs on the dataset (index lineage, run store results);
+        recorded as a source so the dataset's key changes when one appears."""
+        from nnrag.learn import Source
+        from nnrag.learn.lineage import lineage_improvements
+
+        if not self.cfg.use_runs:
+            return []
+        found = lineage_improvements(self.ws.db, self.ws.runs, self.cfg.data,
+                                     corpus=self.cfg.corpus)
+        sources.append(Source("lineage", str(self.ws.db), _sha_of(
+            f"{i.parent.source}>{i.child.source}:{i.parent.code}\0{i.child.code}"
+            for i in found), len(found)))
+        return found
 
     def _programs(self) -> tuple[list[Any], list[Any]]:
         from nnrag.learn import Source, corpus_programs, lemur_programs, run_programs

@@ -29,10 +29,14 @@ from nnrag.generate.prompts import (
     NET_PREFIX,
     Reference,
     architecture_prompt,
+    repair_prompt,
     template,
 )
 
 ANSWER_END = "```\n"  # the completion prompt opened a fence; generate stops at its close
+# What an "improve" example's repair prompt says about its parent (in place of a failure).
+IMPROVE_NOTE = ("it trains to test accuracy {score:.4f} on {dataset}; change it so that it "
+                "trains better")
 PROBE_ENTRY = "nnrag.generate._probe:run"
 _CANONICAL_IMPORTS = ("import torch", "from torch import nn")
 
@@ -147,7 +151,9 @@ class TrainingFormat:
         return {"task": self.task.task, "dataset": self.task.dataset, "style": "completion",
                 "in_shape": list(self.in_shape), "num_classes": self.num_classes,
                 "max_length": self.max_length, "tokenizer": self.tokenizer_id,
-                "templates_sha1": hashlib.sha1(text.encode()).hexdigest()}
+                "templates_sha1": hashlib.sha1(text.encode()).hexdigest(),
+                "improve_template_sha1": hashlib.sha1((template("repair.completion.txt")
+                                                       + IMPROVE_NOTE).encode()).hexdigest()}
 
     def answer(self, code: str) -> str | None:
         """The completion that continues the prompt with ``code`` (then closes the fence)."""
@@ -171,6 +177,31 @@ class TrainingFormat:
         if not fitted.references and refs:
             return None
         return fitted.prompt.text
+
+    def improve_prompt(self, references: Sequence[ProgramLike], parent: str, score: float,
+                       answer: str) -> str | None:
+        """generate's repair prompt (completion style) asking to improve ``parent`` (an
+        answer, as :meth:`answer` gives it) that trained to ``score``; its context is the
+        architecture prompt showing ``references``, as generate's repair prompt is. Cut to
+        fit ``max_length`` with :meth:`improve_completion` of ``answer``; None when it
+        cannot fit. Ends with the opened fence and :data:`CODE_PREFIX`."""
+        refs = [Reference(r.name, r.family, compact_code(r.code), r.source, full_code=r.code)
+                for r in references]
+        counter = _Counter(self.count, self.max_length, self.tokenizer_id)
+        new_tokens = self.count(self.improve_completion(answer))
+        note = IMPROVE_NOTE.format(score=score, dataset=self.task.dataset)
+        try:
+            fitted = architecture_prompt(counter, self.task, refs, [], new_tokens)
+            prompt, _prefix = repair_prompt(counter, self.task, fitted, self.program(parent),
+                                            note, new_tokens)
+        except ContextOverflowError:
+            return None
+        return prompt.text
+
+    def improve_completion(self, answer: str) -> str:
+        """The completion of an improve prompt that writes ``answer``'s program: the repair
+        prompt opens the module with :data:`CODE_PREFIX`, so ``Net``'s head comes first."""
+        return NET_PREFIX[len(CODE_PREFIX):] + answer
 
     def code_from(self, completion: str) -> str | None:
         """The code of a completion as ``generate`` reads it (None: no parse)."""
@@ -233,5 +264,5 @@ def base_source(model: str | None) -> tuple[str, str]:
     return source, display
 
 
-__all__ = ["ANSWER_END", "CODE_PREFIX", "NET_PREFIX", "ProgramLike", "TrainingFormat",
-           "approx_tokens", "as_answer_program", "base_id", "base_source"]
+__all__ = ["ANSWER_END", "CODE_PREFIX", "IMPROVE_NOTE", "NET_PREFIX", "ProgramLike",
+           "TrainingFormat", "approx_tokens", "as_answer_program", "base_id", "base_source"]

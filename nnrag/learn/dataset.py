@@ -2,11 +2,14 @@
 
 An example is a prompt exactly as ``nnrag generate`` renders it (task, dataset, shape,
 ``shots`` references, contract) and, as its completion, a *different* proven program
-rewritten to continue the prompt. Only answers that pass the sandbox probe on the prompt's
-input shape are kept (cached by hash of code and shape), answers are deduplicated by their
-structural fingerprint, and whole families are held out for evaluation. The format comes
-from the caller (the workspace injects ``generate``'s :class:`~nnrag.generate.training.
-TrainingFormat`): ``learn`` may not import its sibling stage.
+rewritten to continue the prompt. An "improve" example (from lineage: a parent and the
+child of it that trained better, :mod:`nnrag.learn.lineage`) is generate's repair prompt
+showing the parent, and the child as its completion. Only answers that pass the sandbox
+probe on the prompt's input shape are kept (cached by hash of code and shape), answers are
+deduplicated by their structural fingerprint, and whole families are held out for
+evaluation. The format comes from the caller (the workspace injects ``generate``'s
+:class:`~nnrag.generate.training.TrainingFormat`): ``learn`` may not import its sibling
+stage.
 
 A dataset is a folder with ``train.jsonl``, ``heldout.jsonl`` and ``manifest.json``
 (settings, format, sources with their hashes, counts, file hashes). The same inputs and
@@ -29,6 +32,7 @@ from typing import Any, Protocol
 
 from nnrag.exceptions import LearnError
 from nnrag.learn._cache import ProbeCache, probe_key
+from nnrag.learn.lineage import Improvement
 from nnrag.learn.programs import Program
 
 
@@ -42,6 +46,11 @@ class ExampleFormat(Protocol):
     def program(self, answer: str) -> str: ...
 
     def prompt(self, references: Sequence[Program], answer: str) -> str | None: ...
+
+    def improve_prompt(self, references: Sequence[Program], parent: str, score: float,
+                       answer: str) -> str | None: ...
+
+    def improve_completion(self, answer: str) -> str: ...
 
     def probe(self, codes: Sequence[str]) -> list[dict[str, Any]]: ...
 
@@ -144,14 +153,16 @@ def _split(families: Iterable[str], fraction: float, seed: int) -> set[str]:
 
 
 def _references(pool: list[_Candidate], answer: _Candidate, shots: int,
-                rng: random.Random) -> list[Program]:
-    """``shots`` references of distinct families, none the answer's family or structure."""
+                rng: random.Random, avoid: Iterable[str] = ()) -> list[Program]:
+    """``shots`` references of distinct families, none the answer's family or structure
+    (nor a structure in ``avoid``)."""
     order = list(pool)
     rng.shuffle(order)
     refs: list[Program] = []
     families = {answer.program.family}
+    skip = {answer.fingerprint, *avoid}
     for c in order:
-        if c.program.family in families or c.fingerprint == answer.fingerprint:
+        if c.program.family in families or c.fingerprint in skip:
             continue
         refs.append(c.program)
         families.add(c.program.family)
@@ -163,8 +174,10 @@ def _references(pool: list[_Candidate], answer: _Candidate, shots: int,
 def build_dataset(programs: Iterable[Program], fmt: ExampleFormat, out: Path, *,
                   settings: DatasetSettings = DatasetSettings(),
                   sources: Sequence[Source] = (), cache: ProbeCache | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> Dataset:
-    """Build the dataset into ``out`` (replaced atomically) and return it."""
+                  progress: Callable[[int, int], None] | None = None,
+                  improvements: Iterable[Improvement] = ()) -> Dataset:
+    """Build the dataset into ``out`` (replaced atomically) and return it; ``improvements``
+    (parent -> better child pairs) add "improve" examples."""
     from nnrag.index import code_fingerprint
 
     cache = cache if cache is not None else ProbeCache()
@@ -190,7 +203,10 @@ def build_dataset(programs: Iterable[Program], fmt: ExampleFormat, out: Path, *,
             continue
         seen.add(fingerprint)
         cands.append(_Candidate(program, answer, fingerprint, probe_key(code, shape)))
-    counts["probed_now"] = _probe_all(cands, fmt, cache, settings.probe_batch, report)
+    pairs, counts["improve_pairs"], counts["improve_skipped"] = _improve_candidates(
+        improvements, fmt, shape)
+    counts["probed_now"] = _probe_all(cands + [child for _, child in pairs], fmt, cache,
+                                      settings.probe_batch, report)
     proven = [c for c in cands if c.probe and c.probe.get("ok")]
     failed: dict[str, int] = {}
     for c in cands:
@@ -221,14 +237,85 @@ def build_dataset(programs: Iterable[Program], fmt: ExampleFormat, out: Path, *,
                 "id": f"{c.fingerprint[:12]}-{rep}", "prompt": prompt, "completion": c.answer,
                 "answer": c.program.source, "family": c.program.family,
                 "fingerprint": c.fingerprint, "references": [r.source for r in refs]})
+    improve_rows, skipped = _improve_rows(pairs, train_pool, heldout, fmt, settings)
+    counts["improve_skipped"] += skipped
+    for split, row in improve_rows:
+        rows[split].append(row)
     counts.update(too_long=too_long, train_examples=len(rows["train"]),
-                  heldout_examples=len(rows["heldout"]))
+                  heldout_examples=len(rows["heldout"]), improve_examples=len(improve_rows))
     manifest: dict[str, Any] = {
         "kind": "nnrag-learn-dataset", "version": 1, "settings": asdict(settings),
         "format": fmt.describe(), "sources": [asdict(s) for s in sources], "counts": counts,
         "probe_failures": dict(sorted(failed.items())), "heldout_families": sorted(heldout),
         "train_families": sorted({c.program.family for c in train_pool})}
     return _write(out, rows, manifest)
+
+
+def _improve_candidates(improvements: Iterable[Improvement], fmt: ExampleFormat,
+                        shape: dict[str, Any]) -> tuple[list[tuple[_Candidate, _Candidate]],
+                                                         int, int]:
+    """``(parent, child)`` answer forms of each pair, deduplicated by the two structural
+    fingerprints; ``(pairs, read, skipped)`` (skipped: no answer form, or a child that is
+    its parent's structure)."""
+    from nnrag.index import code_fingerprint
+
+    pairs: list[tuple[_Candidate, _Candidate]] = []
+    seen: set[tuple[str, str]] = set()
+    read = skipped = 0
+    for imp in improvements:
+        read += 1
+        sides = []
+        for program in (imp.parent, imp.child):
+            answer = fmt.answer(program.code)
+            try:
+                fingerprint = code_fingerprint(fmt.program(answer)) if answer else None
+            except Exception:  # noqa: BLE001 - an unparsable program is no answer
+                fingerprint = None
+            if answer is None or fingerprint is None:
+                break
+            sides.append(_Candidate(program, answer, fingerprint,
+                                    probe_key(fmt.program(answer), shape)))
+        if len(sides) < 2 or sides[0].fingerprint == sides[1].fingerprint:
+            skipped += 1
+            continue
+        key = (sides[0].fingerprint, sides[1].fingerprint)
+        if key in seen:
+            skipped += 1
+            continue
+        seen.add(key)
+        pairs.append((sides[0], sides[1]))
+    return pairs, read, skipped
+
+
+def _improve_rows(pairs: list[tuple[_Candidate, _Candidate]], train_pool: list[_Candidate],
+                  heldout: set[str], fmt: ExampleFormat,
+                  settings: DatasetSettings) -> tuple[list[tuple[str, dict[str, Any]]], int]:
+    """One improve example per pair whose child passed the probe: generate's repair prompt
+    showing the parent (and ``shots`` references of other families), the child as its
+    completion. Held out when the pair's family is; its own seeded draw of references, so
+    the other examples do not change when lineage appears. ``(rows, skipped)``."""
+    rng = random.Random(f"improve-{settings.seed}")
+    out: list[tuple[str, dict[str, Any]]] = []
+    skipped = 0
+    for parent, child in pairs:
+        if not (child.probe and child.probe.get("ok")):
+            skipped += 1
+            continue
+        refs = (_references(train_pool, child, settings.shots, rng, avoid=[parent.fingerprint])
+                if settings.shots else [])
+        score = parent.program.score if parent.program.score is not None else 0.0
+        prompt = fmt.improve_prompt(refs, parent.answer, score, child.answer)
+        if prompt is None:
+            skipped += 1
+            continue
+        family = parent.program.family
+        out.append(("heldout" if {family, child.program.family} & heldout else "train", {
+            "id": f"improve-{parent.fingerprint[:12]}-{child.fingerprint[:12]}",
+            "kind": "improve", "prompt": prompt,
+            "completion": fmt.improve_completion(child.answer), "answer": child.program.source,
+            "parent": parent.program.source, "family": family,
+            "fingerprint": child.fingerprint, "references": [r.source for r in refs]}))
+    return out, skipped
 
 
 def _write(out: Path, rows: dict[str, list[dict[str, Any]]], manifest: dict[str, Any]) -> Dataset:
