@@ -12,6 +12,7 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nnrag.exceptions import LearnError, NnragError
@@ -52,7 +53,8 @@ class WorkspaceLearn:
             raise LearnError(f"base model cannot be loaded: {exc}") from None
         self.fmt = TrainingFormat(config.task, config.data, max_length=config.max_length,
                                   count_tokens=_tokenizer_counter(self.source),
-                                  tokenizer_id=self.base, jobs=config.workers)
+                                  tokenizer_id=self.base, jobs=config.workers,
+                                  blocks=config.blocks, index_db=Path(ws.db))
         self.store = AdapterStore(ws.home / "adapters")
         self.dir = ws.home / "learn"
         self.cache = ProbeCache(self.dir / "probe_cache.jsonl")
@@ -200,10 +202,10 @@ class WorkspaceLearn:
 
         cfg = self.cfg
         config = GenerateConfig(task=cfg.task, dataset=cfg.data, n=cfg.per_cycle,
-                                shots=cfg.shots, epochs=cfg.epochs, workers=cfg.workers,
-                                seed=cfg.seed, max_new_tokens=cfg.max_new_tokens,
-                                repairs=cfg.repairs, train=cfg.train, limit=cfg.limit,
-                                corpus=cfg.corpus)
+                                shots=cfg.shots, blocks=cfg.blocks, epochs=cfg.epochs,
+                                workers=cfg.workers, seed=cfg.seed,
+                                max_new_tokens=cfg.max_new_tokens, repairs=cfg.repairs,
+                                train=cfg.train, limit=cfg.limit, corpus=cfg.corpus)
         backend = make_backend(BackendConfig(model=cfg.base, style="completion",
                                              adapter=str(adapter.path) if adapter else None))
         try:

@@ -58,6 +58,9 @@ def _show_dataset(dataset: Dataset, fmt: str) -> None:
 @click.option("--data", default="digits", show_default=True,
               help="The registered dataset the generated models are for (nnrag datasets).")
 @click.option("--shots", default=1, show_default=True, type=click.IntRange(0, 16))
+@click.option("--blocks", default=0, show_default=True, type=click.IntRange(0, 32),
+              help="Blocks retrieved from the index per prompt, in the training examples and "
+                   "when measuring (as nnrag generate --blocks).")
 @click.option("--corpus", default=None, type=click.Path(file_okay=False, exists=True,
                                                        path_type=Path),
               help="A folder of contract models (default: the packaged seed corpus).")
@@ -94,7 +97,8 @@ def _show_dataset(dataset: Dataset, fmt: str) -> None:
                    "learn.html (the table and the plot) into this folder.")
 @FORMAT
 def learn(cycles: int, per_cycle: int, method: str, base: str | None, adapter: str,
-          dataset_dir: Path | None, task: str, data: str, shots: int, corpus: Path | None,
+          dataset_dir: Path | None, task: str, data: str, shots: int, blocks: int,
+          corpus: Path | None,
           lemur: Path | None, lemur_limit: int | None, max_length: int, steps: int,
           grpo_steps: int, reward_train: bool, max_new_tokens: int, repairs: int, epochs: int,
           limit: int | None, train: bool, workers: int, seed: int, dataset_only: bool,
@@ -117,8 +121,9 @@ def learn(cycles: int, per_cycle: int, method: str, base: str | None, adapter: s
         config = LearnConfig(
             cycles=cycles, per_cycle=per_cycle, method=method, base=base,
             adapter=None if adapter == "newest" else adapter, dataset=dataset_dir, task=task,
-            data=data, shots=shots, corpus=corpus, lemur=lemur, lemur_limit=lemur_limit,
-            max_length=max_length, steps=steps, grpo_steps=grpo_steps, reward_train=reward_train,
+            data=data, shots=shots, blocks=blocks, corpus=corpus, lemur=lemur,
+            lemur_limit=lemur_limit, max_length=max_length, steps=steps,
+            grpo_steps=grpo_steps, reward_train=reward_train,
             max_new_tokens=max_new_tokens, repairs=repairs, epochs=epochs, limit=limit,
             train=train, workers=workers, seed=seed)
         if dataset_only:

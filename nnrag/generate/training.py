@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import hashlib
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from nnrag.exceptions import ContextOverflowError
@@ -27,6 +28,7 @@ from nnrag.generate.parsing import ParseError, extract_code
 from nnrag.generate.prompts import (
     CODE_PREFIX,
     NET_PREFIX,
+    BlockRef,
     Reference,
     architecture_prompt,
     repair_prompt,
@@ -35,7 +37,7 @@ from nnrag.generate.prompts import (
 
 ANSWER_END = "```\n"  # the completion prompt opened a fence; generate stops at its close
 # What an "improve" example's repair prompt says about its parent (in place of a failure).
-IMPROVE_NOTE = ("it trains to test accuracy {score:.4f} on {dataset}; change it so that it "
+IMPROVE_NOTE = ("it trains to test {metric} {score:.4f} on {dataset}; change it so that it "
                 "trains better")
 PROBE_ENTRY = "nnrag.generate._probe:run"
 _CANONICAL_IMPORTS = ("import torch", "from torch import nn")
@@ -133,10 +135,15 @@ class TrainingFormat:
 
     def __init__(self, task: str, dataset: str, *, max_length: int = 1024,
                  count_tokens: Callable[[str], int] | None = None, tokenizer_id: str = "approx",
-                 probe_wall_s: float = 60.0, jobs: int = 1) -> None:
+                 probe_wall_s: float = 60.0, jobs: int = 1, blocks: int = 0,
+                 index_db: Path | None = None) -> None:
         from nnrag.generate.pipeline import task_text
 
         self.task, self.info = task_text(task, dataset)
+        # ``--blocks``: retrieved from the index at ``index_db`` exactly as generate's
+        # pipeline retrieves them for a prompt's references (none without an index)
+        self.blocks, self.index_db = blocks, index_db
+        self._retrieved: dict[tuple[str, ...], list[BlockRef]] = {}
         self.max_length = max_length
         self.count = count_tokens or approx_tokens
         self.tokenizer_id = tokenizer_id
@@ -151,6 +158,9 @@ class TrainingFormat:
         return {"task": self.task.task, "dataset": self.task.dataset, "style": "completion",
                 "in_shape": list(self.in_shape), "num_classes": self.num_classes,
                 "max_length": self.max_length, "tokenizer": self.tokenizer_id,
+                "blocks": self.blocks,
+                "index": str(self.index_db) if self.blocks and self.index_db else None,
+                "blocks_template_sha1": hashlib.sha1(template("blocks.txt").encode()).hexdigest(),
                 "templates_sha1": hashlib.sha1(text.encode()).hexdigest(),
                 "improve_template_sha1": hashlib.sha1((template("repair.completion.txt")
                                                        + IMPROVE_NOTE).encode()).hexdigest()}
@@ -171,27 +181,48 @@ class TrainingFormat:
                 for r in references]
         counter = _Counter(self.count, self.max_length, self.tokenizer_id)
         try:
-            fitted = architecture_prompt(counter, self.task, refs, [], self.count(answer))
+            fitted = architecture_prompt(counter, self.task, refs, self._blocks_for(refs),
+                                         self.count(answer))
         except ContextOverflowError:
             return None
         if not fitted.references and refs:
             return None
         return fitted.prompt.text
 
+    def _blocks_for(self, refs: list[Reference]) -> list[BlockRef]:
+        """The blocks generate's pipeline retrieves for a prompt showing ``refs`` (lexical
+        search of the index: deterministic), cached by the references' names as there."""
+        if self.blocks <= 0 or self.index_db is None:
+            return []
+        from nnrag.generate.references import retrieve_blocks
+
+        key = tuple(r.name for r in refs)
+        if key not in self._retrieved:
+            self._retrieved[key] = retrieve_blocks(self.index_db, self.task.task, refs,
+                                                   self.blocks)[0]
+        return list(self._retrieved[key])
+
+    def blocks_in(self, prompt: str) -> bool:
+        """Whether ``prompt`` shows retrieved blocks (its blocks section survived fitting)."""
+        heading = template("blocks.txt").strip().splitlines()[0]
+        return heading in prompt
+
     def improve_prompt(self, references: Sequence[ProgramLike], parent: str, score: float,
-                       answer: str) -> str | None:
+                       answer: str, metric: str = "accuracy") -> str | None:
         """generate's repair prompt (completion style) asking to improve ``parent`` (an
         answer, as :meth:`answer` gives it) that trained to ``score``; its context is the
-        architecture prompt showing ``references``, as generate's repair prompt is. Cut to
+        architecture prompt showing ``references``, as generate's repair prompt is; ``score``
+        is the parent's best ``metric``. Cut to
         fit ``max_length`` with :meth:`improve_completion` of ``answer``; None when it
         cannot fit. Ends with the opened fence and :data:`CODE_PREFIX`."""
         refs = [Reference(r.name, r.family, compact_code(r.code), r.source, full_code=r.code)
                 for r in references]
         counter = _Counter(self.count, self.max_length, self.tokenizer_id)
         new_tokens = self.count(self.improve_completion(answer))
-        note = IMPROVE_NOTE.format(score=score, dataset=self.task.dataset)
+        note = IMPROVE_NOTE.format(metric=metric, score=score, dataset=self.task.dataset)
         try:
-            fitted = architecture_prompt(counter, self.task, refs, [], new_tokens)
+            fitted = architecture_prompt(counter, self.task, refs, self._blocks_for(refs),
+                                         new_tokens)
             prompt, _prefix = repair_prompt(counter, self.task, fitted, self.program(parent),
                                             note, new_tokens)
         except ContextOverflowError:

@@ -48,9 +48,11 @@ class ExampleFormat(Protocol):
     def prompt(self, references: Sequence[Program], answer: str) -> str | None: ...
 
     def improve_prompt(self, references: Sequence[Program], parent: str, score: float,
-                       answer: str) -> str | None: ...
+                       answer: str, metric: str = "accuracy") -> str | None: ...
 
     def improve_completion(self, answer: str) -> str: ...
+
+    def blocks_in(self, prompt: str) -> bool: ...
 
     def probe(self, codes: Sequence[str]) -> list[dict[str, Any]]: ...
 
@@ -205,7 +207,7 @@ def build_dataset(programs: Iterable[Program], fmt: ExampleFormat, out: Path, *,
         cands.append(_Candidate(program, answer, fingerprint, probe_key(code, shape)))
     pairs, counts["improve_pairs"], counts["improve_skipped"] = _improve_candidates(
         improvements, fmt, shape)
-    counts["probed_now"] = _probe_all(cands + [child for _, child in pairs], fmt, cache,
+    counts["probed_now"] = _probe_all(cands + [child for _, child, _ in pairs], fmt, cache,
                                       settings.probe_batch, report)
     proven = [c for c in cands if c.probe and c.probe.get("ok")]
     failed: dict[str, int] = {}
@@ -242,7 +244,9 @@ def build_dataset(programs: Iterable[Program], fmt: ExampleFormat, out: Path, *,
     for split, row in improve_rows:
         rows[split].append(row)
     counts.update(too_long=too_long, train_examples=len(rows["train"]),
-                  heldout_examples=len(rows["heldout"]), improve_examples=len(improve_rows))
+                  heldout_examples=len(rows["heldout"]), improve_examples=len(improve_rows),
+                  examples_with_blocks=sum(fmt.blocks_in(r["prompt"]) for split in rows.values()
+                                           for r in split))
     manifest: dict[str, Any] = {
         "kind": "nnrag-learn-dataset", "version": 1, "settings": asdict(settings),
         "format": fmt.describe(), "sources": [asdict(s) for s in sources], "counts": counts,
@@ -252,14 +256,14 @@ def build_dataset(programs: Iterable[Program], fmt: ExampleFormat, out: Path, *,
 
 
 def _improve_candidates(improvements: Iterable[Improvement], fmt: ExampleFormat,
-                        shape: dict[str, Any]) -> tuple[list[tuple[_Candidate, _Candidate]],
-                                                         int, int]:
+                        shape: dict[str, Any]
+                        ) -> tuple[list[tuple[_Candidate, _Candidate, str]], int, int]:
     """``(parent, child)`` answer forms of each pair, deduplicated by the two structural
     fingerprints; ``(pairs, read, skipped)`` (skipped: no answer form, or a child that is
     its parent's structure)."""
     from nnrag.index import code_fingerprint
 
-    pairs: list[tuple[_Candidate, _Candidate]] = []
+    pairs: list[tuple[_Candidate, _Candidate, str]] = []
     seen: set[tuple[str, str]] = set()
     read = skipped = 0
     for imp in improvements:
@@ -283,11 +287,11 @@ def _improve_candidates(improvements: Iterable[Improvement], fmt: ExampleFormat,
             skipped += 1
             continue
         seen.add(key)
-        pairs.append((sides[0], sides[1]))
+        pairs.append((sides[0], sides[1], imp.metric))
     return pairs, read, skipped
 
 
-def _improve_rows(pairs: list[tuple[_Candidate, _Candidate]], train_pool: list[_Candidate],
+def _improve_rows(pairs: list[tuple[_Candidate, _Candidate, str]], train_pool: list[_Candidate],
                   heldout: set[str], fmt: ExampleFormat,
                   settings: DatasetSettings) -> tuple[list[tuple[str, dict[str, Any]]], int]:
     """One improve example per pair whose child passed the probe: generate's repair prompt
@@ -297,14 +301,14 @@ def _improve_rows(pairs: list[tuple[_Candidate, _Candidate]], train_pool: list[_
     rng = random.Random(f"improve-{settings.seed}")
     out: list[tuple[str, dict[str, Any]]] = []
     skipped = 0
-    for parent, child in pairs:
+    for parent, child, metric in pairs:
         if not (child.probe and child.probe.get("ok")):
             skipped += 1
             continue
         refs = (_references(train_pool, child, settings.shots, rng, avoid=[parent.fingerprint])
                 if settings.shots else [])
         score = parent.program.score if parent.program.score is not None else 0.0
-        prompt = fmt.improve_prompt(refs, parent.answer, score, child.answer)
+        prompt = fmt.improve_prompt(refs, parent.answer, score, child.answer, metric)
         if prompt is None:
             skipped += 1
             continue

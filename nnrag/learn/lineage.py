@@ -9,8 +9,8 @@ store says how each one trained. A node of the lineage is matched to its runs by
 records: the indexed block it trained (``spec.model.block``), the block its model was
 written back as (``indexed_as``), the file it trained (``spec.model.file``) or, for inline
 code, the structural fingerprint of the code (the engine's ``fingerprint`` column). A pair
-counts when both sides have a successful run on the same dataset and the child's best
-metric is higher than the parent's; each side's best run gives its code and score.
+counts when both sides have a successful run on the same dataset and metric and the
+child's best is higher than the parent's; each side's best run gives its code and score.
 The index and the run store are only read.
 """
 
@@ -36,6 +36,7 @@ class Improvement:
     child: Program
     kind: str  # mutate | generate
     dataset: str
+    metric: str = "accuracy"  # what both scores are (the runs' spec metric)
 
 
 class _Runs:
@@ -62,6 +63,11 @@ class _Runs:
     def best(self, keys: list[tuple[str, str]]) -> Any | None:
         found = [self.by_key[k] for k in keys if k in self.by_key]
         return max(found, key=lambda r: (r.best, -r.id)) if found else None
+
+
+def _metric(row: Any) -> str:
+    """The metric a run's ``best`` is (every registered metric is higher-is-better)."""
+    return str(row.spec_dict.get("metric") or "accuracy")
 
 
 def _resolved(path: str) -> str:
@@ -171,11 +177,12 @@ def lineage_improvements(index_db: Path, runs_db: Path, dataset: str, *,
                 keys, run_id = _parent_keys(store, paths, ref, corpus)
                 parent = runs.by_id.get(run_id) if run_id is not None else runs.best(keys)
                 if (parent is None or parent.best is None or parent.id == child.id
-                        or parent.fingerprint == child.fingerprint or child.best <= parent.best):
+                        or parent.fingerprint == child.fingerprint or child.best <= parent.best
+                        or _metric(parent) != _metric(child)):
                     continue
                 family = family_of(parent.name)
                 out.append(Improvement(
                     Program(parent.name, family, parent.code, f"run:{parent.id}", parent.best),
                     Program(child.name, family, child.code, f"run:{child.id}", child.best),
-                    str(prov["source"]), dataset))
+                    str(prov["source"]), dataset, _metric(child)))
     return out

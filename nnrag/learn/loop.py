@@ -190,6 +190,7 @@ class LearnConfig:
     task: str = "image-classification"
     data: str = "digits"
     shots: int = 1
+    blocks: int = 0  # blocks retrieved from the index per prompt, as generate's --blocks
     corpus: Path | None = None  # None: the packaged seed corpus
     use_corpus: bool = True
     use_runs: bool = True

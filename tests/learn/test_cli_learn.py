@@ -78,4 +78,7 @@ def test_dataset_only_prints_the_manifest(cli: Callable, tiny_lm: Path,
     manifest = json.loads(result.stdout)
     assert manifest["counts"]["proven"] == 3 and manifest["format"]["tokenizer"] == str(tiny_lm)
     assert (Path(manifest["folder"]) / "train.jsonl").is_file()
-    assert [s["kind"] for s in manifest["sources"]] == ["corpus", "runs"]
+    # an empty home: the run store and the index's lineage are read and hold nothing
+    assert [s["kind"] for s in manifest["sources"]] == ["corpus", "runs", "lineage"]
+    assert manifest["sources"][2]["programs"] == manifest["counts"]["improve_examples"] == 0
+    assert manifest["format"]["blocks"] == 0 and manifest["counts"]["examples_with_blocks"] == 0

@@ -148,3 +148,58 @@ def test_a_prompt_is_byte_for_byte_what_generate_sends(tmp_path: Path) -> None:
     program = next(p for p in _programs() if p.source == reference)
     fmt = TrainingFormat("image-classification", "digits", max_length=32768)
     assert fmt.prompt([program], "        pass\n```\n") == sent.text
+
+
+def _sent_by_generate(tmp_path: Path, index_db: Path, blocks: int) -> tuple[str, Any]:
+    """The one prompt the real pipeline sends (replay backend) and its candidate."""
+    from nnrag.generate import BackendConfig, GenerateConfig, generate, make_backend
+
+    backend = make_backend(BackendConfig(backend="replay", style="completion",
+                                         extra={"outputs": ["no code"]}))
+    report = generate(backend, GenerateConfig(n=1, shots=1, blocks=blocks, train=False,
+                                              repairs=0, reprompts=0,
+                                              runs_db=tmp_path / "runs.db", index_db=index_db))
+    (sent,) = backend.prompts  # type: ignore[attr-defined]
+    return sent.text, report.candidates[0]
+
+
+def test_a_prompt_with_retrieved_blocks_is_what_generate_sends(zoo_db: Path,
+                                                              tmp_path: Path) -> None:
+    """With ``--blocks``, the format retrieves blocks from the index exactly as the pipeline
+    does for the same reference: the same text, blocks section included."""
+    sent, candidate = _sent_by_generate(tmp_path, zoo_db, blocks=2)
+    assert len(candidate.blocks) == 2  # the pipeline did show two blocks
+    (reference,) = candidate.references
+    program = next(p for p in _programs() if p.source == reference)
+    fmt = TrainingFormat("image-classification", "digits", max_length=32768, blocks=2,
+                         index_db=zoo_db)
+    prompt = fmt.prompt([program], "        pass\n```\n")
+    assert prompt == sent and fmt.blocks_in(prompt)
+    assert all(q.rsplit(".", 1)[-1] in prompt for q in candidate.blocks)
+    assert fmt.describe()["blocks"] == 2 and fmt.describe()["index"] == str(zoo_db)
+    # no index: no blocks, as generate shows none
+    missing = tmp_path / "none.db"
+    plain_sent, plain = _sent_by_generate(tmp_path, missing, blocks=2)
+    assert plain.blocks == []
+    no_index = TrainingFormat("image-classification", "digits", max_length=32768, blocks=2,
+                              index_db=missing)
+    assert no_index.prompt([program], "        pass\n```\n") == plain_sent
+    assert not no_index.blocks_in(plain_sent)
+
+
+def test_the_manifest_says_whether_blocks_were_shown(zoo_db: Path, tmp_path: Path) -> None:
+    class BlocksFormat(StubFormat):
+        def __init__(self, blocks: int) -> None:
+            super().__init__()
+            self.blocks, self.index_db = blocks, zoo_db
+
+    a = build_dataset(_programs(), BlocksFormat(2), tmp_path / "a")
+    b = build_dataset(_programs(), BlocksFormat(2), tmp_path / "b")
+    assert a.train_path.read_bytes() == b.train_path.read_bytes()  # retrieval is deterministic
+    assert a.manifest["format"]["blocks"] == 2
+    assert a.manifest["counts"]["examples_with_blocks"] == a.train + a.heldout > 0
+    rows = read_examples(a.train_path)
+    assert all("## Building blocks from the index" in r["prompt"] for r in rows)
+    none = build_dataset(_programs(), BlocksFormat(0), tmp_path / "c")
+    assert none.manifest["format"]["blocks"] == 0 and none.manifest["format"]["index"] is None
+    assert none.manifest["counts"]["examples_with_blocks"] == 0

@@ -45,11 +45,10 @@ class StubFormat(TrainingFormat):
 
 
 def _run(runs: RunStore, name: str, model: dict[str, Any], code: str, best: float,
-         dataset: str = "digits") -> int:
-    run_id = runs.create(name, dataset, {"model": model, "dataset": dataset}, f"k-{name}",
-                         f"md5-{name}", code_fingerprint(code), code)
-    runs.finish(run_id, {"outcome": "ok", "epochs": [{"epoch": 1, "accuracy": best}]},
-                "accuracy")
+         dataset: str = "digits", metric: str = "accuracy") -> int:
+    run_id = runs.create(name, dataset, {"model": model, "dataset": dataset, "metric": metric},
+                         f"k-{name}", f"md5-{name}", code_fingerprint(code), code)
+    runs.finish(run_id, {"outcome": "ok", "epochs": [{"epoch": 1, metric: best}]}, metric)
     return run_id
 
 
@@ -100,6 +99,7 @@ def test_pairs_whose_child_trained_better_are_found(lineage: tuple[Path, Path, P
         ("mutate", MLP, BETTER), ("generate", MLP, GENERATED)]  # not the worse mutant
     (mutant, generated) = found
     assert (mutant.parent.score, mutant.child.score, generated.child.score) == (0.8, 0.9, 0.85)
+    assert mutant.metric == generated.metric == "accuracy"
     assert mutant.parent.family == mutant.child.family == "mlp"
     assert mutant.parent.source == "run:1" and mutant.child.source == "run:2"
     # on another dataset the parent never trained: no pair; nothing without a store
@@ -117,6 +117,12 @@ def test_a_worse_child_gives_no_example(lineage: tuple[Path, Path, Path], tmp_pa
     _run(runs, "m2", {"code": WORSE, "name": "y"}, WORSE, 0.70)
     runs.close()
     assert lineage_improvements(db, worse_db, "digits") == []
+    other_metric = tmp_path / "f1_runs.db"  # a higher score of another metric is no gain
+    runs = RunStore(other_metric)
+    _run(runs, "mlp", {"file": str(parent)}, MLP, 0.80)
+    _run(runs, "m", {"code": BETTER, "name": "x"}, BETTER, 0.95, metric="f1")
+    runs.close()
+    assert lineage_improvements(db, other_metric, "digits") == []
     ds = build_dataset(corpus_programs("image"), StubFormat(), tmp_path / "ds",
                        improvements=lineage_improvements(db, worse_db, "digits"))
     assert ds.manifest["counts"]["improve_examples"] == 0
@@ -151,8 +157,8 @@ def test_an_improve_example_is_generates_repair_prompt(lineage: tuple[Path, Path
         Reference(r.name, r.family, compact_code(r.code), r.source, full_code=r.code)
         for r in refs], [], new_tokens)
     parent_program = fmt.program(fmt.answer(MLP) or "")
-    expected, prefix = repair_prompt(counter, fmt.task, fitted, parent_program,
-                                     IMPROVE_NOTE.format(score=0.8, dataset="digits"),
+    note = IMPROVE_NOTE.format(metric="accuracy", score=0.8, dataset="digits")
+    expected, prefix = repair_prompt(counter, fmt.task, fitted, parent_program, note,
                                      new_tokens)
     assert row["prompt"] == expected.text and prefix == CODE_PREFIX
     assert "test accuracy 0.8000 on digits" in row["prompt"]
