@@ -96,8 +96,12 @@ class WorkspaceLearn:
 
         if not self.cfg.use_runs:
             return []
-        found = lineage_improvements(self.ws.db, self.ws.runs, self.cfg.data,
-                                     corpus=self.cfg.corpus)
+        try:
+            found = lineage_improvements(Path(self.ws.db), Path(self.ws.runs), self.cfg.data,
+                                         corpus=self.cfg.corpus)
+        except NnragError as exc:  # a damaged or newer index: no improve examples, said so
+            self.say(f"lineage not read, no improve examples: {exc}")
+            found = []
         sources.append(Source("lineage", str(self.ws.db), _sha_of(
             f"{i.parent.source}>{i.child.source}:{i.parent.code}\0{i.child.code}"
             for i in found), len(found)))

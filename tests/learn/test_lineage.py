@@ -214,3 +214,23 @@ def test_the_workspace_adds_its_lineage_to_the_dataset(tiny_lm: Path, small_corp
                                              max_length=8192, use_runs=False))
     monkeypatch.setattr(without.fmt, "probe", StubFormat().probe)
     assert without.dataset(0).manifest["counts"]["improve_examples"] == 0
+
+
+def test_a_damaged_index_costs_the_improve_examples_only(tiny_lm: Path, small_corpus: Path,
+                                                         tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from nnrag import open_workspace
+    from nnrag._workspace import WorkspaceLearn
+    from nnrag.learn.loop import LearnConfig
+
+    ws = open_workspace(tmp_path / "home")
+    Path(ws.db).parent.mkdir(parents=True, exist_ok=True)
+    Path(ws.db).write_bytes(b"not a database" * 100)
+    RunStore(Path(ws.runs)).close()
+    said: list[str] = []
+    hooks = WorkspaceLearn(ws, LearnConfig(base=str(tiny_lm), corpus=small_corpus,
+                                           max_length=8192), said.append)
+    monkeypatch.setattr(hooks.fmt, "probe", StubFormat().probe)
+    ds = hooks.dataset(0)
+    assert ds.train > 0 and ds.manifest["counts"]["improve_examples"] == 0
+    assert any(line.startswith("lineage not read, no improve examples: ") for line in said)
