@@ -51,6 +51,8 @@ def test_the_plotted_data_has_one_point_per_cycle() -> None:
 
 def test_the_png_is_a_valid_image_of_the_series(monkeypatch: pytest.MonkeyPatch,
                                                 tmp_path: Path) -> None:
+    import os
+
     pytest.importorskip("matplotlib")
     drawn: list[list[int]] = []
     import matplotlib.axes
@@ -62,12 +64,18 @@ def test_the_png_is_a_valid_image_of_the_series(monkeypatch: pytest.MonkeyPatch,
         return real_plot(self, *args, **kwargs)
 
     monkeypatch.setattr(matplotlib.axes.Axes, "plot", spy)
-    png_path, html_path = write_report(ROWS, tmp_path / "out")
+    old_mask = os.umask(0o022)
+    try:
+        png_path, html_path = write_report(ROWS, tmp_path / "out")
+    finally:
+        os.umask(old_mask)
     assert (png_path.name, html_path.name) == ("learn.png", "learn.html")
     assert _png_size(png_path.read_bytes()) == (1000, 400)
     # four rates over all three cycles, two accuracies over the cycles that trained
     assert drawn == [[0, 1, 2]] * 4 + [[1, 2]] * 2
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
+    for path in (png_path, html_path):  # shareable, as the umask says (mkstemp's are 0600)
+        assert path.stat().st_mode & 0o777 == 0o644
 
 
 def test_the_page_holds_the_table_and_the_plot() -> None:
