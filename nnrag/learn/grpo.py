@@ -58,6 +58,14 @@ def _left_trim(tokenizer: Any, prompt: str, limit: int) -> str:
     return prompt if len(ids) <= limit else str(tokenizer.decode(ids[-limit:]))
 
 
+def prompt_rows(dataset_folder: Path, limit: int) -> list[dict[str, Any]]:
+    """The first ``limit`` architecture examples of the training split. Improve examples
+    (repair prompts, whose answer continues ``import torch`` rather than ``class Net``) are
+    left out: the reward reads a completion as the continuation of the architecture prompt."""
+    rows = read_examples(dataset_folder / "train.jsonl")
+    return [r for r in rows if r.get("kind", "architecture") != "improve"][:limit]
+
+
 def grpo(source: str, dataset_folder: Path, reward: SandboxReward, adapter_out: Path,
          checkpoints: Path, *, settings: GRPOSettings = GRPOSettings(),
          lora: SFTSettings | None = None, start_adapter: Path | None = None,
@@ -68,7 +76,7 @@ def grpo(source: str, dataset_folder: Path, reward: SandboxReward, adapter_out: 
     torch = optional_import("torch", "llm")
     trl = optional_import("trl", "llm")
     datasets = optional_import("datasets", "llm")
-    rows = read_examples(dataset_folder / "train.jsonl")[: settings.prompts]
+    rows = prompt_rows(dataset_folder, settings.prompts)
     if not rows:
         raise LearnError(f"{dataset_folder} has no training prompts (train.jsonl is empty)")
     model, tokenizer = load_base(source, lora.dtype)

@@ -234,3 +234,19 @@ def test_a_damaged_index_costs_the_improve_examples_only(tiny_lm: Path, small_co
     ds = hooks.dataset(0)
     assert ds.train > 0 and ds.manifest["counts"]["improve_examples"] == 0
     assert any(line.startswith("lineage not read, no improve examples: ") for line in said)
+
+
+def test_grpo_samples_architecture_prompts_only(tmp_path: Path) -> None:
+    """The reward reads a completion as the continuation of the architecture prompt, so
+    GRPO leaves improve examples (repair prompts) out."""
+    from nnrag.learn.grpo import prompt_rows
+    from tests.learn.conftest import write_rows
+
+    rows = [{"prompt": f"p{i}", "completion": "c", "kind": "improve" if i % 2 else None}
+            for i in range(6)]
+    for row in rows:
+        if row["kind"] is None:
+            del row["kind"]
+    folder = write_rows(tmp_path / "ds", rows)
+    assert [r["prompt"] for r in prompt_rows(folder, 10)] == ["p0", "p2", "p4"]
+    assert [r["prompt"] for r in prompt_rows(folder, 2)] == ["p0", "p2"]
