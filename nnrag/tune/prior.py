@@ -103,10 +103,11 @@ def nearest(target: tuple[str, Sequence[float]], models: Iterable[PriorModel], k
 def _snap_choice(value: Any, choices: Sequence[Any], log: bool) -> Any:
     """The choice equal to ``value`` (strings: case-insensitively), or for a number the
     nearest numeric choice (in log scale for ``log``); None when nothing fits."""
-    if isinstance(value, str):
-        for c in choices:
-            if isinstance(c, str) and c.lower() == value.lower():
-                return c
+    if isinstance(value, str):  # the name, else its kind (LEMUR's norm_32_flip: norm)
+        for wanted in (value.lower(), value.lower().split("_")[0]):
+            for c in choices:
+                if isinstance(c, str) and c.lower() == wanted:
+                    return c
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
         return None
