@@ -125,8 +125,8 @@ def test_workers_train_a_batch_at_once(cli) -> None:  # noqa: ANN001
     assert len({t.user_attrs["run"] for t in trials}) == 3
 
 
-@pytest.mark.slow
 def test_ray_executor_runs_the_trials(cli) -> None:  # noqa: ANN001
+    """Ray on one local CPU (about 40 s here, Ray's start included)."""
     pytest.importorskip("ray")
     start = time.monotonic()
     r = cli("tune", MLP, *TINY, "--trials", "2", "--executor", "ray", "--workers", "1",
