@@ -36,8 +36,9 @@ SAMPLERS = ("random", "tpe", "prior", "llm")
 def sampler_ms(sampler: str, trials: int, folder: Path, hook: Any) -> list[float]:
     """Milliseconds per trial spent in Optuna and the sampler's hook."""
     from nnrag.tune import default_space
+    from nnrag.tune.samplers import make_sampler, mark
     from nnrag.tune.space import suggest
-    from nnrag.tune.study import load_or_create, make_sampler, mark
+    from nnrag.tune.study import load_or_create
 
     space = default_space({"dropout"})
     study = load_or_create(sampler, f"sqlite:///{folder / 'tune.db'}", space,
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from nnrag import _tune
+    from nnrag import tune_sources as _tune
     from nnrag.examples import CORPUS
     from nnrag.tune import default_space
     from nnrag.tune.prior import warm_configs

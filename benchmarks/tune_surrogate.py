@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     _results.add_arguments(ap)
     args = ap.parse_args(argv)
 
-    from nnrag import _tune
+    from nnrag import tune_sources as _tune
     from nnrag.predict import read_lemur
     from nnrag.tune.prior import warm_configs
 

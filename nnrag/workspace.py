@@ -543,7 +543,7 @@ class Workspace:
                    llm_model: str | None, seed: int | None,
                    warn: Callable[[str], None] | None) -> Any:
         """The ``prior`` or ``llm`` sampler's hook (None for Optuna's own samplers)."""
-        from nnrag import _tune
+        from nnrag import tune_sources as _tune
         from nnrag.tune.prior import warm_configs
         from nnrag.tune.samplers import LLMHook, PriorHook
 

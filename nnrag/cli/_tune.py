@@ -37,11 +37,11 @@ def _show(data: dict[str, Any], fmt: str) -> None:
         return
     best = "" if data["best_value"] is None else f", best {data['best_value']:.4f}"
     out.print(f"study {data['study']} in {data['storage']}: {data['n_trials']} trials{best}")
-    table = Table("trial", "state", "value", "run", "outcome", "params", box=None)
+    table = Table("trial", "state", "value", "run", "outcome", "source", "params", box=None)
     for t in data["trials"]:
         table.add_row(str(t["number"]), t["state"],
                       "" if t["value"] is None else f"{t['value']:.4f}", str(t["run"] or ""),
-                      t["outcome"] or "", str(t["params"]))
+                      t["outcome"] or "", t.get("source") or "", str(t["params"]))
     out.print(table)
 
 

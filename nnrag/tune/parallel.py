@@ -10,20 +10,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from nnrag.tune.samplers import SamplerHook
+from nnrag.tune.samplers import SamplerHook, mark
 from nnrag.tune.space import Param, suggest
 
 
 def run_batches(study: Any, base: dict[str, Any], space: dict[str, Param], trials: int,
                 workers: int, train_many: Callable[..., Any], hook: SamplerHook, sampler: str,
-                progress: Callable[[Any], None] | None) -> list[Any]:
+                progress: Callable[[Any], None] | None,
+                result_type: Callable[..., Any]) -> list[Any]:
     """Run ``trials`` trials, ``workers`` at a time; a refused spec or a run that does not end
-    ``ok`` is a FAIL trial with its outcome, as in the sequential loop."""
+    ``ok`` is a FAIL trial with its outcome, as in the sequential loop. Each trial's result
+    is a ``result_type(number, params, run, outcome, value, error)``
+    (:class:`nnrag.tune.study.TrialResult`, passed in: the study imports this module)."""
     import optuna
 
-    from nnrag.tune.study import TrialResult, best_values, mark
-
-    done: list[TrialResult] = []
+    done: list[Any] = []
     left = trials
     while left > 0:
         batch = []
@@ -45,7 +46,8 @@ def run_batches(study: Any, base: dict[str, Any], space: dict[str, Param], trial
                 run, outcome, error = record.id, record.outcome or record.status, record.error
                 for epoch, v in epochs:
                     trial.report(v, epoch)
-                value = best_values(epochs) if record.best is None else record.best
+                best = max((v for _, v in epochs), default=None)
+                value = best if record.best is None else record.best
             trial.set_user_attr("run", run)
             trial.set_user_attr("outcome", outcome)
             if error:
@@ -55,7 +57,7 @@ def run_batches(study: Any, base: dict[str, Any], space: dict[str, Param], trial
                 study.tell(trial, value)
             else:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            res = TrialResult(trial.number, params, run, outcome, value if ok else None, error)
+            res = result_type(trial.number, params, run, outcome, value if ok else None, error)
             done.append(res)
             if progress is not None:
                 progress(res)

@@ -53,6 +53,15 @@ class SamplerHook:
         return {}
 
 
+def mark(trial: Any, attrs: dict[str, Any], sampler: str) -> None:
+    """Say where the trial's configuration came from (an enqueued one already says)."""
+    if SOURCE_ATTR in trial.user_attrs:
+        return
+    for key, value in {SOURCE_ATTR: sampler if sampler in ("tpe", "random") else "tpe",
+                       **attrs}.items():
+        trial.set_user_attr(key, value)
+
+
 def _key(params: dict[str, Any]) -> str:
     return json.dumps({k: (round(v, 6) if isinstance(v, float) else v)
                        for k, v in sorted(params.items())}, default=str)

@@ -14,7 +14,7 @@ from typing import Any
 
 from nnrag._imports import optional_import
 from nnrag.exceptions import NnragError, TuneStorageError
-from nnrag.tune.samplers import SAMPLERS, SOURCE_ATTR, SamplerHook
+from nnrag.tune.samplers import SAMPLERS, SOURCE_ATTR, SamplerHook, mark
 from nnrag.tune.samplers import make_sampler as make_sampler
 from nnrag.tune.space import Param, signature, suggest
 
@@ -96,15 +96,6 @@ TrainMany = Callable[[list[dict[str, Any]]], list[tuple[Any, list[tuple[int, flo
 Progress = Callable[[TrialResult], None]
 
 
-def mark(trial: Any, attrs: dict[str, Any], sampler: str) -> None:
-    """Say where the trial's configuration came from (an enqueued one already says)."""
-    if SOURCE_ATTR in trial.user_attrs:
-        return
-    for key, value in {SOURCE_ATTR: sampler if sampler in ("tpe", "random") else "tpe",
-                       **attrs}.items():
-        trial.set_user_attr(key, value)
-
-
 def run_study(*, name: str, url: str, base: dict[str, Any], space: dict[str, Param],
               trials: int, sampler: str, seed: int | None, train: TrainOne,
               progress: Progress | None = None, hook: SamplerHook | None = None,
@@ -123,7 +114,7 @@ def run_study(*, name: str, url: str, base: dict[str, Any], space: dict[str, Par
         from nnrag.tune.parallel import run_batches
 
         done = run_batches(study, base, space, trials, max(1, workers), train_many, hook,
-                           sampler, progress)
+                           sampler, progress, TrialResult)
         return summarize(study, url, base, tuple(done))
     done = []
     for _ in range(trials):
@@ -201,6 +192,7 @@ def show_study(name: str, url: str) -> dict[str, Any]:
     trials = [{"number": t.number, "state": t.state.name, "value": t.value,
                "params": dict(t.params), "run": t.user_attrs.get("run"),
                "outcome": t.user_attrs.get("outcome"), "error": t.user_attrs.get("error"),
+               "source": t.user_attrs.get(SOURCE_ATTR),
                "epochs": {str(k): v for k, v in sorted(t.intermediate_values.items())}}
               for t in study.trials]
     return {"study": name, "storage": url, "n_trials": summary.n_trials,

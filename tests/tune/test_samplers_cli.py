@@ -112,6 +112,8 @@ def test_llm_sampler_with_replayed_answers(cli, tmp_path: Path) -> None:  # noqa
     study = optuna.load_study(study_name="l1", storage=storage)
     assert study.user_attrs["nnrag_llm_proposals"] == 2
     assert study.user_attrs["nnrag_llm_fallbacks"] == 1
+    shown = json.loads(cli("tune", "--show", "l1", "--format", "json").stdout)
+    assert [t["source"] for t in shown["trials"]] == ["llm", "tpe-fallback"]
 
 
 def test_workers_train_a_batch_at_once(cli) -> None:  # noqa: ANN001

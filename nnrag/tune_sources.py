@@ -3,7 +3,9 @@ records and the code features (``predict``), the fingerprint (``index``) and an 
 with its answer parser (``generate``).
 
 ``tune`` is a sibling of ``predict`` and ``generate`` and may not import them; the workspace
-(the API layer) builds what the ``prior`` and ``llm`` samplers need here and injects it.
+(the API layer) builds what the ``prior`` and ``llm`` samplers need here and injects it. The
+benchmarks (``benchmarks/tune_*.py``) use the same functions, so they measure what the
+command does.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ def layer_histogram(code: str) -> tuple[float, ...]:
     """How often the code constructs each layer type, and its weight layers: the part of
     the predictor's source features that says what the network is made of (its size, lines
     and loops say little about which hyperparameters suit it)."""
-    from nnrag.predict._features import LAYERS, SOURCE_FEATURES, source_features
+    from nnrag.predict import LAYERS, SOURCE_FEATURES, source_features
 
     feats = source_features(code)
     return (*feats[:len(LAYERS)], feats[SOURCE_FEATURES.index("weight_layers")])
@@ -50,7 +52,7 @@ def dataset_rule(dataset: str) -> tuple[Any, Any]:
     import math
 
     from nnrag.exceptions import NnragError
-    from nnrag.predict._features import dataset_facts
+    from nnrag.predict import dataset_facts
 
     def facts(name: str) -> Any:
         try:
@@ -109,13 +111,17 @@ def lemur_models(folder: Path, cache_dir: Path) -> list[PriorModel]:
     read once (streamed, a few seconds) and then from a cache under ``cache_dir`` keyed by
     the folder and its files' sizes and times. An unreadable folder: one-line TuneError."""
     from nnrag.exceptions import PredictDataError
-    from nnrag.predict._records import _lemur_paths, read_lemur
+    from nnrag.predict import LEMUR_FILES, read_lemur
 
+    missing = [name for name in LEMUR_FILES if not (folder / name).is_file()]
+    if not folder.is_dir() or missing:
+        what = "is not a folder" if not folder.is_dir() else f"has no {' or '.join(missing)}"
+        raise TuneError(f"cannot read LEMUR records: {folder} {what}; give a LEMUR export "
+                        f"folder holding {' and '.join(LEMUR_FILES)}")
     try:
-        _lemur_paths(folder)
         key = _cache_key(folder)
-    except (PredictDataError, OSError) as exc:
-        raise TuneError(f"cannot read LEMUR records: {str(exc).splitlines()[0]}") from None
+    except OSError as exc:
+        raise TuneError(f"cannot read LEMUR records in {folder}: {exc}") from None
     path = cache_dir / f"tune-prior-lemur-{hashlib.sha1(key.encode()).hexdigest()[:12]}.json.gz"
     cached = load_models(path, key)
     if cached is not None:
@@ -130,9 +136,9 @@ def lemur_models(folder: Path, cache_dir: Path) -> list[PriorModel]:
 
 
 def models_of_trials(trials: Sequence[Any], per_dataset: int = PER_DATASET) -> list[PriorModel]:
-    """Predictor trials (:class:`nnrag.predict._records.Trial`) as prior models: the best
+    """Predictor trials (:class:`nnrag.predict.Trial`) as prior models: the best
     ``per_dataset`` configurations of each model on each dataset."""
-    from nnrag.predict._records import model_family
+    from nnrag.predict import model_family
 
     by_model: dict[str, list[Any]] = defaultdict(list)
     codes: dict[str, str] = {}
