@@ -3,8 +3,9 @@
 Figures typed into the docs by hand drift from what was measured; here the JSON files are
 the only source. Each file's last run becomes the tables between ``<!-- results:NAME -->``
 and ``<!-- /results:NAME -->`` in ``docs/benchmarks.md`` (a file without markers gets a
-section appended), and the files' ``headline`` entries become the README's table between
-``<!-- results:headline -->`` markers.
+section appended) and in any other ``docs/*.md`` page that places the same markers (a
+feature's page may show its own benchmark), and the files' ``headline`` entries become the
+README's table between ``<!-- results:headline -->`` markers.
 
     python benchmarks/render.py            # rewrite the docs in place
     python benchmarks/render.py --check    # exit 1 when they are out of date
@@ -198,6 +199,15 @@ def render(root: Path) -> dict[Path, str]:
                    + section(name, doc).rstrip("\n") + f"\n\n<!-- /results:{name} -->\n")
         text = new
     out = {bench_md: text}
+    for page in sorted((root / "docs").glob("*.md")):
+        if page == bench_md:
+            continue
+        before = page.read_text()
+        after = before
+        for name, doc in docs.items():
+            after = replace(after, name, section(name, doc)) or after
+        if after != before:
+            out[page] = after
     if readme.exists():
         new_readme = replace(readme.read_text(), HEADLINE, headline(docs))
         if new_readme is not None:

@@ -98,6 +98,20 @@ def test_a_results_file_without_markers_gets_its_own_section(tmp_path: Path) -> 
     assert _run("--check", "--root", str(tmp_path)).returncode == 0
 
 
+def test_another_docs_page_with_markers_gets_the_same_section(tmp_path: Path) -> None:
+    _fixture(tmp_path, [RUN])
+    page = tmp_path / "docs" / "feature.md"
+    page.write_text("# feature\n\n<!-- results:toy -->\nold\n<!-- /results:toy -->\n\nend\n")
+    plain = tmp_path / "docs" / "plain.md"
+    plain.write_text("# nothing placed here\n")
+    assert _run("--check", "--root", str(tmp_path)).returncode == 1
+    assert _run("--root", str(tmp_path)).returncode == 0
+    text = page.read_text()
+    assert "old" not in text and "| fast | 1.5 | yes |" in text and text.endswith("end\n")
+    assert plain.read_text() == "# nothing placed here\n"
+    assert _run("--check", "--root", str(tmp_path)).returncode == 0
+
+
 @pytest.mark.parametrize("doc, message", [
     ({"benchmark": "b", "command": "c", "machine": "m", "runs": []}, "non-empty"),
     ({"benchmark": "b", "command": "c", "runs": [{"label": "l", "commit": "c"}]}, "'machine'"),

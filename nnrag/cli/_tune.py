@@ -11,7 +11,16 @@ from typing import Any
 import click
 from rich.table import Table
 
-from nnrag.cli._common import FORMAT, POSITIVE_INT, SEED, emit_json, err, out, workspace
+from nnrag.cli._common import (
+    FORMAT,
+    POSITIVE_INT,
+    SEED,
+    WORKERS,
+    emit_json,
+    err,
+    out,
+    workspace,
+)
 
 
 def _trial_line(t: Any) -> None:
@@ -28,11 +37,11 @@ def _show(data: dict[str, Any], fmt: str) -> None:
         return
     best = "" if data["best_value"] is None else f", best {data['best_value']:.4f}"
     out.print(f"study {data['study']} in {data['storage']}: {data['n_trials']} trials{best}")
-    table = Table("trial", "state", "value", "run", "outcome", "params", box=None)
+    table = Table("trial", "state", "value", "run", "outcome", "source", "params", box=None)
     for t in data["trials"]:
         table.add_row(str(t["number"]), t["state"],
                       "" if t["value"] is None else f"{t['value']:.4f}", str(t["run"] or ""),
-                      t["outcome"] or "", str(t["params"]))
+                      t["outcome"] or "", t.get("source") or "", str(t["params"]))
     out.print(table)
 
 
@@ -41,7 +50,23 @@ def _show(data: dict[str, Any], fmt: str) -> None:
 @click.option("--dataset", default="digits", show_default=True)
 @click.option("--trials", default=10, show_default=True, type=POSITIVE_INT,
               help="Trials to add to the study in this call.")
-@click.option("--sampler", default="tpe", show_default=True, help="tpe or random (Optuna's).")
+@click.option("--sampler", default="tpe", show_default=True,
+              help="tpe or random (Optuna's); prior (start from the best configurations of "
+                   "the most similar models, then TPE); llm (a generate backend proposes).")
+@click.option("--lemur", "lemur_dir", default=None, type=click.Path(path_type=Path),
+              help="With --sampler prior: also retrieve from this LEMUR export folder "
+                   "(models.jsonl.gz, stats.jsonl.gz); default: the run store only.")
+@click.option("--workers", default=1, show_default=True, type=WORKERS,
+              help="Trials trained at once (Optuna ask/tell in batches).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True, help="Where trials run: local sandboxes or Ray tasks.")
+@click.option("--address", default=None,
+              help="Ray cluster address (default: a local Ray instance).")
+@click.option("--backend", "llm_backend", default="transformers", show_default=True,
+              help="With --sampler llm: transformers | llama-cpp | openai | replay.")
+@click.option("--llm-model", default=None,
+              help="With --sampler llm: model id, folder, .gguf or replay file "
+                   "(default: the embedded model).")
 @click.option("--space", "space_file", default=None,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="YAML search space: {name: {low, high, log}} or {name: {choices: [...]}}.")
@@ -57,9 +82,11 @@ def _show(data: dict[str, Any], fmt: str) -> None:
 @click.option("--show", "show_study", default=None, metavar="STUDY",
               help="One study's trials (state, value, params, run, outcome).")
 @FORMAT
-def tune(model: str | None, dataset: str, trials: int, sampler: str, space_file: Path | None,
-         epochs: int, limit: int | None, study: str | None, storage: str | None,
-         seed: int | None, list_: bool, show_study: str | None, fmt: str) -> None:
+def tune(model: str | None, dataset: str, trials: int, sampler: str, lemur_dir: Path | None,
+         workers: int, executor: str, address: str | None, llm_backend: str,
+         llm_model: str | None, space_file: Path | None, epochs: int, limit: int | None,
+         study: str | None, storage: str | None, seed: int | None, list_: bool,
+         show_study: str | None, fmt: str) -> None:
     """Tune MODEL (a contract file or an indexed block name) on --dataset with Optuna.
 
     Each trial is one sandboxed `nnrag train` run, recorded in the run store; the study
@@ -87,7 +114,9 @@ def tune(model: str | None, dataset: str, trials: int, sampler: str, space_file:
         raise click.UsageError("give MODEL (or --list)")
     result = ws.tune(model, dataset=dataset, trials=trials, sampler=sampler, space=space_file,
                      epochs=epochs, study=study, storage=storage, seed=seed, limit=limit,
-                     progress=_trial_line)
+                     progress=_trial_line, lemur=lemur_dir, workers=workers,
+                     executor=executor, address=address, llm_backend=llm_backend,
+                     llm_model=llm_model, warn=lambda line: err.print(f"warning: {line}"))
     if fmt == "json":
         emit_json(result.to_dict())
     else:

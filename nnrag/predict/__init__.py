@@ -10,10 +10,13 @@ from pathlib import Path
 
 from nnrag.predict._evaluate import KS, Scores, baseline, evaluate, scores
 from nnrag.predict._features import (
+    LAYERS,
     LEMUR_DATASETS,
+    SOURCE_FEATURES,
     dataset_facts,
     feature_names,
     parse_or_raise,
+    source_features,
 )
 from nnrag.predict._predictor import FORMAT_VERSION, K_MAX, Prediction, Predictor
 from nnrag.predict._records import (
@@ -34,8 +37,8 @@ def default_path() -> Path:
     return nnrag_home() / "predictor.json"
 
 __all__ = [
-    "FORMAT_VERSION", "K_MAX", "KS", "LEMUR_DATASETS", "LEMUR_FILES", "Prediction", "Predictor",
-    "ReadReport", "Scores", "Trial", "baseline", "dataset_facts", "default_path", "evaluate",
-    "feature_names", "model_family", "parse_or_raise", "read_lemur", "read_runs", "scores",
-    "trials_of",
+    "FORMAT_VERSION", "K_MAX", "KS", "LAYERS", "LEMUR_DATASETS", "LEMUR_FILES", "Prediction",
+    "Predictor", "ReadReport", "SOURCE_FEATURES", "Scores", "Trial", "baseline",
+    "dataset_facts", "default_path", "evaluate", "feature_names", "model_family",
+    "parse_or_raise", "read_lemur", "read_runs", "scores", "source_features", "trials_of",
 ]

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nnrag._imports import optional_import
-from nnrag.exceptions import NnragError, TuneError, TuneStorageError
+from nnrag.exceptions import NnragError, TuneStorageError
+from nnrag.tune.samplers import SAMPLERS, SOURCE_ATTR, SamplerHook, mark
+from nnrag.tune.samplers import make_sampler as make_sampler
 from nnrag.tune.space import Param, signature, suggest
 
-SAMPLERS = ("tpe", "random")
+__all__ = ["SAMPLERS", "TrialResult", "TuneResult", "make_sampler", "run_study"]
 SPACE_ATTR = "nnrag_space"
 
 
@@ -67,15 +69,6 @@ def open_storage(url: str) -> Any:
         raise TuneStorageError(f"cannot open the study storage {url!r}: {first}") from None
 
 
-def make_sampler(name: str, seed: int | None) -> Any:
-    optuna = _optuna()
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    raise TuneError(f"unknown sampler {name!r} (choose from {', '.join(SAMPLERS)})")
-
-
 def load_or_create(name: str, url: str, space: dict[str, Param], sampler: Any) -> Any:
     """The study ``name`` (created when new); one with another space is refused."""
     optuna = _optuna()
@@ -98,21 +91,36 @@ def best_values(epochs: list[tuple[int, float]]) -> float | None:
 
 
 TrainOne = Callable[[dict[str, Any]], tuple[Any, list[tuple[int, float]]]]
+#: Several specs at once: per spec, (record, epochs) or the NnragError that refused it.
+TrainMany = Callable[[list[dict[str, Any]]], list[tuple[Any, list[tuple[int, float]]] | Exception]]
 Progress = Callable[[TrialResult], None]
 
 
 def run_study(*, name: str, url: str, base: dict[str, Any], space: dict[str, Param],
               trials: int, sampler: str, seed: int | None, train: TrainOne,
-              progress: Progress | None = None) -> TuneResult:
+              progress: Progress | None = None, hook: SamplerHook | None = None,
+              workers: int = 1, train_many: TrainMany | None = None) -> TuneResult:
     """Run ``trials`` more trials of study ``name``: each asks Optuna for a configuration,
     trains ``base`` with it through ``train`` (which returns the run record and its
     per-epoch ``(epoch, value)`` metric), reports every epoch and tells Optuna the best. A
-    run that does not end ``ok`` is a FAIL trial carrying the outcome, never the end."""
+    run that does not end ``ok`` is a FAIL trial carrying the outcome, never the end.
+    ``hook`` steers the sampler (``prior``, ``llm``); with ``train_many`` the trials run
+    ``workers`` at a time (:func:`nnrag.tune.parallel.run_batches`)."""
     optuna = _optuna()
     study = load_or_create(name, url, space, make_sampler(sampler, seed))
-    done: list[TrialResult] = []
+    hook = hook or SamplerHook()
+    hook.start(study)
+    if train_many is not None:
+        from nnrag.tune.parallel import run_batches
+
+        done = run_batches(study, base, space, trials, max(1, workers), train_many, hook,
+                           sampler, progress, TrialResult)
+        return summarize(study, url, base, tuple(done))
+    done = []
     for _ in range(trials):
+        attrs = hook.before_ask(study)
         trial = study.ask()
+        mark(trial, attrs, sampler)
         params = suggest(trial, space)
         spec = {**base, "hyperparameters": {**base.get("hyperparameters", {}), **params}}
         run, outcome, value, error = None, "error", None, None
@@ -184,6 +192,7 @@ def show_study(name: str, url: str) -> dict[str, Any]:
     trials = [{"number": t.number, "state": t.state.name, "value": t.value,
                "params": dict(t.params), "run": t.user_attrs.get("run"),
                "outcome": t.user_attrs.get("outcome"), "error": t.user_attrs.get("error"),
+               "source": t.user_attrs.get(SOURCE_ATTR),
                "epochs": {str(k): v for k, v in sorted(t.intermediate_values.items())}}
               for t in study.trials]
     return {"study": name, "storage": url, "n_trials": summary.n_trials,

@@ -124,7 +124,7 @@ def test_show_reads_one_study(cli, nnrag_home: Path) -> None:  # noqa: ANN001
     assert data["n_trials"] == 1 and data["best_value"] == 0.5
     assert data["trials"][0] == {"number": 0, "state": "COMPLETE", "value": 0.5,
                                  "params": {"lr": 0.01}, "run": None, "outcome": "ok",
-                                 "error": None, "epochs": {"1": 0.5}}
+                                 "error": None, "source": None, "epochs": {"1": 0.5}}
     r = cli("tune", "--show", "missing")
     assert r.returncode == 2 and "no study 'missing'" in r.stderr and "made" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1

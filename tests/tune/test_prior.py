@@ -1,0 +1,174 @@
+"""The ``prior`` sampler's retrieval and mapping, and the ``llm`` sampler's proposals, on an
+in-memory Optuna study (no training)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nnrag.tune.prior import (
+    PriorConfig,
+    PriorModel,
+    adapt,
+    load_models,
+    nearest,
+    save_models,
+    similarity,
+    to_space,
+    warm_configs,
+)
+from nnrag.tune.samplers import SOURCE_ATTR, LLMHook, PriorHook, schema, validate
+from nnrag.tune.space import Param, default_space
+
+optuna = pytest.importorskip("optuna")
+SPACE = {**default_space({"dropout"}), "transform": Param("transform", choices=("norm", "none"))}
+CONV = (3.0, 0.0, 1.0)  # a toy histogram: Conv2d, Linear, ReLU counts
+MLP = (0.0, 3.0, 2.0)
+
+
+def model(name: str, features: tuple[float, ...], *configs: PriorConfig, fp: str = "",
+          family: str | None = None) -> PriorModel:
+    return PriorModel("lemur", name, family or name, fp or name, features, configs)
+
+
+def cfg(dataset: str, best: float, **hp: object) -> PriorConfig:
+    return PriorConfig(dataset, dict(hp), best, f"rec {dataset} {best}")
+
+
+def test_lemur_names_are_mapped_clipped_and_snapped() -> None:
+    hp = {"lr": 0.5, "momentum": 0.9, "batch": 100, "dropout": 0.7, "transform": "NORM",
+          "unknown": 3, "optimizer": "adam"}
+    assert to_space(hp, SPACE) == {"lr": 0.1, "momentum": 0.9, "batch_size": 128,
+                                   "dropout": 0.5, "transform": "norm"}
+    # batch sizes snap in log scale: log2 46 = 5.52 -> 64, log2 45 = 5.49 -> 32
+    assert to_space({"batch": 46}, SPACE) == {"batch_size": 64}
+    assert to_space({"batch": 45}, SPACE) == {"batch_size": 32}
+    assert to_space({"transform": "norm_32_flip"}, SPACE) == {"transform": "norm"}  # its kind
+    assert to_space({"transform": "echo_32"}, SPACE) == {}  # no such choice: dropped
+    assert to_space({"lr": float("nan")}, SPACE) == {}
+
+
+def test_dataset_rule_cuts_the_batch_and_scales_lr() -> None:
+    params = {"lr": 0.08, "batch_size": 128, "momentum": 0.5}
+    # 400 training samples: at most 400 / 8 = 50 per batch -> 32, lr scaled by 32/128
+    assert adapt(params, SPACE, 400) == {"lr": pytest.approx(0.02), "batch_size": 32,
+                                         "momentum": 0.5}
+    assert adapt(params, SPACE, 10_000) == params
+    assert adapt(params, SPACE, None) == params
+
+
+def test_similarity_prefers_the_same_structure_and_excludes() -> None:
+    same = model("Twin", (9.0, 9.0, 9.0), fp="abc")
+    assert similarity(("abc", CONV), same) == 1.0
+    conv, mlp = model("Conv", CONV, cfg("mnist", 0.9)), model("Mlp", MLP, cfg("mnist", 0.9))
+    assert similarity(("x", CONV), conv) > similarity(("x", CONV), mlp)
+    assert [m.name for _, m in nearest(("x", CONV), [mlp, conv], 2, min_similarity=0)] == [
+        "Conv", "Mlp"]
+    found = nearest(("x", CONV), [mlp, conv], 2, exclude=lambda m: m.family == "Conv",
+                    min_similarity=0)
+    assert [m.name for _, m in found] == ["Mlp"]
+    assert nearest(("x", CONV), [model("Empty", CONV)], 2) == []  # no configurations
+
+
+def test_warm_configs_order_dedup_and_provenance() -> None:
+    conv = model("Conv", CONV,
+                 cfg("cifar-10", 0.8, lr=0.01, momentum=0.9, batch=64),
+                 cfg("mnist", 0.99, lr=0.02, momentum=0.8, batch=32),
+                 cfg("mnist", 0.98, lr=0.02, momentum=0.8, batch=32),  # same after mapping
+                 cfg("mnist", 0.05, lr=0.5, momentum=0.1, batch=16))
+    other = model("Other", (3.0, 0.0, 1.1), cfg("svhn", 0.9, lr=0.003, batch=16))
+    far = model("Far", MLP, cfg("mnist", 0.9, lr=0.004))
+    warm = warm_configs(("t", CONV), [far, other, conv], SPACE, "mnist", per_model=2,
+                        useful=lambda c: c.best > 0.15)
+    assert [w.provenance["model"] for w in warm] == ["Conv", "Conv", "Other"]
+    assert warm[0].params == {"lr": 0.02, "momentum": 0.8, "batch_size": 32}  # mnist first
+    assert warm[0].provenance == {"source": "lemur", "model": "Conv", "similarity": 1.0,
+                                  "dataset": "mnist", "recorded_best": 0.99,
+                                  "record": "rec mnist 0.99"}
+    assert warm[1].provenance["dataset"] == "cifar-10"  # the duplicate and the useless skipped
+    assert len({json.dumps(w.params, sort_keys=True) for w in warm}) == len(warm)
+    # a closer dataset comes before a farther one
+    two = model("Two", CONV, cfg("cifar-100", 0.5, lr=0.01), cfg("svhn", 0.9, lr=0.02))
+    order = warm_configs(("t", CONV), [two], SPACE, "cifar-10", per_model=2,
+                         distance=lambda d: {"svhn": 0.0, "cifar-100": 2.3}[d])
+    assert [w.provenance["dataset"] for w in order] == ["svhn", "cifar-100"]
+    assert warm_configs(("t", CONV), [], SPACE, "mnist") == []
+
+
+def test_cache_round_trip_and_key(tmp_path: Path) -> None:
+    models = [model("Conv", (1.0, float("nan")), cfg("mnist", 0.9, lr=0.1))]
+    path = tmp_path / "c.json.gz"
+    save_models(path, "k1", models)
+    assert load_models(path, "k1") is not None
+    back = load_models(path, "k1") or []
+    assert back[0].configs == models[0].configs and back[0].features[0] == 1.0
+    assert load_models(path, "k2") is None
+    assert load_models(tmp_path / "missing.json.gz", "k1") is None
+
+
+def _study() -> object:
+    return optuna.create_study(direction="maximize",
+                               sampler=optuna.samplers.TPESampler(seed=0))
+
+
+def test_prior_hook_enqueues_first_once_with_provenance() -> None:
+    from nnrag.tune.space import suggest
+
+    warm = warm_configs(("t", CONV), [model("Conv", CONV, cfg("mnist", 0.9, lr=0.02, batch=32),
+                                            cfg("mnist", 0.8, lr=0.05, batch=64))],
+                        SPACE, "mnist")
+    study = _study()
+    PriorHook(warm).start(study)
+    PriorHook(warm).start(study)  # a resumed study: nothing enqueued twice
+    seen = []
+    for _ in range(3):
+        trial = study.ask()  # type: ignore[attr-defined]
+        seen.append((suggest(trial, SPACE), dict(trial.user_attrs)))
+        study.tell(trial, 0.5)  # type: ignore[attr-defined]
+    assert seen[0][0]["lr"] == 0.02 and seen[0][0]["batch_size"] == 32
+    assert seen[1][0]["lr"] == 0.05 and seen[1][0]["batch_size"] == 64
+    assert seen[0][1][SOURCE_ATTR] == "prior"
+    assert json.loads(seen[0][1]["nnrag_provenance"])["record"] == "rec mnist 0.9"
+    assert SOURCE_ATTR not in seen[2][1]  # then TPE
+
+
+def test_llm_proposals_are_validated_and_fallbacks_counted() -> None:
+    from nnrag.tune.space import suggest
+
+    assert validate({"lr": 0.01, "batch_size": 32}, SPACE) == {"lr": 0.01, "batch_size": 32}
+    assert validate({"hyperparameters": {"transform": "none"}}, SPACE) == {"transform": "none"}
+    for bad in ({"lr": 5.0}, {"batch_size": 33}, {"nope": 1}, {"lr": "x"}, {}, [1], None,
+                {"transform": "echo"}, {"batch_size": 32.5}):
+        assert validate(bad, SPACE) is None, bad
+    assert set(schema(SPACE)["properties"]) == set(SPACE)
+
+    answers = iter(['```json\n{"lr": 0.03, "momentum": 0.5}\n```', "no idea", "boom"])
+    prompts: list[str] = []
+
+    def ask(prompt: str) -> str:
+        prompts.append(prompt)
+        answer = next(answers)
+        if answer == "boom":
+            raise RuntimeError("backend down")
+        return answer
+
+    from nnrag.generate.parsing import extract_spec
+
+    hook = LLMHook(ask, lambda t: extract_spec(t)[0], "class Net: pass", SPACE)
+    study = _study()
+    sources = []
+    for _ in range(3):
+        attrs = hook.before_ask(study)
+        trial = study.ask()  # type: ignore[attr-defined]
+        values = suggest(trial, SPACE)
+        sources.append(trial.user_attrs.get(SOURCE_ATTR) or attrs.get(SOURCE_ATTR))
+        if sources[-1] == "llm":
+            assert values["lr"] == 0.03 and values["momentum"] == 0.5
+        study.tell(trial, 0.4)  # type: ignore[attr-defined]
+    assert sources == ["llm", "tpe-fallback", "tpe-fallback"]
+    assert (hook.proposals, hook.fallbacks) == (3, 2)
+    assert study.user_attrs["nnrag_llm_fallbacks"] == 2  # type: ignore[attr-defined]
+    assert "class Net" in prompts[0] and "Trials so far" in prompts[1]
+    assert '"value": 0.4' in prompts[1]
