@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from nnrag.search import Embedder, EmbedReport, Filters, Hit, Searcher
     from nnrag.train import BatchReport, Engine, RunStore, TrainSpec
     from nnrag.train import Progress as TrainProgress
+    from nnrag.train.stopping import Stopper
 
 Progress = Callable[[int, int], None]  # (done, total)
 logger = get_logger(__name__)
@@ -458,20 +459,46 @@ class Workspace:
     def train(self, specs: TrainSpec | dict[str, Any] | Sequence[TrainSpec | dict[str, Any]], *,
               workers: int = 1, executor: str = "local", address: str | None = None,
               progress: TrainProgress | None = None, force: bool = False,
-              splice_from: str | Path | None = None) -> BatchReport:
+              splice_from: str | Path | None = None, early_stop: str | Stopper = "off",
+              early_stop_after: int = 2, predictor: str | Path | None = None) -> BatchReport:
         """Train ``specs`` (one or several, parsed or plain dicts) in sandboxes; twins reuse
         stored successful results unless ``force``. With ``splice_from`` (an index database),
         what a model imports from packages that are not installed is spliced in from that
-        index first; the trained code (kept in the run store) says what was spliced."""
+        index first; the trained code (kept in the run store) says what was spliced.
+
+        ``early_stop="predicted"`` stops a trial after epoch 1..``early_stop_after`` when the
+        accuracy predictor (``predictor``, default the one ``nnrag predict fit`` saved) says
+        its best cannot reach the best finished run of its dataset; such a run ends
+        ``stopped``. A :class:`~nnrag.train.stopping.Stopper` may be given instead."""
         from nnrag.train import TrainSpec, parse_spec
 
         items = [specs] if isinstance(specs, TrainSpec | dict) else list(specs)
         parsed = [s if isinstance(s, TrainSpec) else parse_spec(s) for s in items]
         try:
-            return self.engine(workers=workers, executor=executor, address=address,
-                               splice_from=splice_from).train(parsed, progress, force=force)
+            engine = self.engine(workers=workers, executor=executor, address=address,
+                                 splice_from=splice_from)
+            stopper = self.stopper(early_stop, engine.runs, early_stop_after, predictor)
+            return engine.train(parsed, progress, force=force, stopper=stopper)
         finally:
             self._changed()
+
+    def stopper(self, early_stop: str | Stopper, runs: RunStore | None = None,
+                after: int = 2, predictor: str | Path | None = None) -> Stopper | None:
+        """The early stopper ``early_stop`` names (``off``: None; ``predicted``: the fitted
+        predictor's, over ``runs``); a :class:`Stopper` comes back as it is."""
+        from nnrag.train.stopping import EARLY_STOP, EarlyStopError, Stopper
+
+        if isinstance(early_stop, Stopper):
+            return early_stop
+        if early_stop == "off":
+            return None
+        if early_stop != "predicted":
+            raise EarlyStopError(f"unknown early stopping {early_stop!r} (choose from "
+                                 f"{', '.join(EARLY_STOP)})")
+        from nnrag.predict import PredictedStopper, default_path
+
+        return PredictedStopper.load(predictor if predictor is not None else default_path(),
+                                     runs or self.run_store(), after)
 
     def tune(self, model: str, *, dataset: str, trials: int, sampler: str = "tpe",
              space: str | Path | dict[str, Any] | None = None, epochs: int = 1,

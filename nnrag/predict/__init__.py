@@ -25,6 +25,7 @@ from nnrag.predict._records import (
     read_runs,
     trials_of,
 )
+from nnrag.predict._stopper import PredictedStopper
 
 
 def default_path() -> Path:
@@ -34,7 +35,8 @@ def default_path() -> Path:
     return nnrag_home() / "predictor.json"
 
 __all__ = [
-    "FORMAT_VERSION", "K_MAX", "KS", "LEMUR_DATASETS", "LEMUR_FILES", "Prediction", "Predictor",
+    "FORMAT_VERSION", "K_MAX", "KS", "LEMUR_DATASETS", "LEMUR_FILES", "PredictedStopper",
+    "Prediction", "Predictor",
     "ReadReport", "Scores", "Trial", "baseline", "dataset_facts", "default_path", "evaluate",
     "feature_names", "model_family", "parse_or_raise", "read_lemur", "read_runs", "scores",
     "trials_of",
