@@ -504,15 +504,22 @@ class Workspace:
              space: str | Path | dict[str, Any] | None = None, epochs: int = 1,
              study: str | None = None, storage: str | None = None, seed: int | None = None,
              limit: int | None = None, progress: Callable[[Any], None] | None = None,
-             train_progress: TrainProgress | None = None) -> Any:
+             train_progress: TrainProgress | None = None, pruner: str = "none",
+             early_stop_after: int = 2, predictor: str | Path | None = None) -> Any:
         """Run ``trials`` more trials of an Optuna study tuning ``model`` (a contract file or
         an indexed block name) on ``dataset``; each trial is one :meth:`train` call.
+        ``pruner`` (``median``, ``hyperband``: Optuna's; ``predicted``: the accuracy
+        predictor's, as ``train(early_stop="predicted")``) stops hopeless trials early.
         Returns a :class:`nnrag.tune.TuneResult` (the whole study's best, and a spec)."""
         from nnrag.train.contract import declared_hyperparameters
         from nnrag.tune import load_space, parse_space, run_study
+        from nnrag.tune.pruners import check_pruner
         from nnrag.tune.study import make_sampler
 
         make_sampler(sampler, seed)  # an unknown sampler fails before anything opens
+        check_pruner(pruner)
+        predicted = (self.stopper("predicted", None, early_stop_after, predictor)
+                     if pruner == "predicted" else None)
         path = Path(model).expanduser()
         if path.is_file():
             ref: dict[str, Any] = {"file": str(path.resolve())}
@@ -531,8 +538,9 @@ class Workspace:
 
         metric = parse_spec(base, "tune").metric  # unknown dataset: one line, before a trial
 
-        def train_one(spec: dict[str, Any]) -> tuple[Any, list[tuple[int, float]]]:
-            report = self.train(spec, progress=train_progress)
+        def train_one(spec: dict[str, Any],
+                      stopper: Stopper | None = None) -> tuple[Any, list[tuple[int, float]]]:
+            report = self.train(spec, progress=train_progress, early_stop=stopper or "off")
             store = self.run_store()
             record = store.get(report.run_ids[0])
             source = store.get(record.duplicate_of) if record.duplicate_of else record
@@ -545,7 +553,8 @@ class Workspace:
         if storage is None:
             self.home.mkdir(parents=True, exist_ok=True)
         return run_study(name=name, url=url, base=base, space=parsed, trials=trials,
-                         sampler=sampler, seed=seed, train=train_one, progress=progress)
+                         sampler=sampler, seed=seed, train=train_one, progress=progress,
+                         pruner=pruner, predicted=predicted)
 
     def tune_study(self, study: str, storage: str | None = None) -> dict[str, Any]:
         """One study of ``storage`` (default ``$NNRAG_HOME/tune.db``) and all its trials."""

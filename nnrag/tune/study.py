@@ -14,6 +14,8 @@ from typing import Any
 
 from nnrag._imports import optional_import
 from nnrag.exceptions import NnragError, TuneError, TuneStorageError
+from nnrag.train.stopping import Stopper
+from nnrag.tune.pruners import make_pruner, reported_steps, trial_stopper
 from nnrag.tune.space import Param, signature, suggest
 
 SAMPLERS = ("tpe", "random")
@@ -76,11 +78,13 @@ def make_sampler(name: str, seed: int | None) -> Any:
     raise TuneError(f"unknown sampler {name!r} (choose from {', '.join(SAMPLERS)})")
 
 
-def load_or_create(name: str, url: str, space: dict[str, Param], sampler: Any) -> Any:
+def load_or_create(name: str, url: str, space: dict[str, Param], sampler: Any,
+                   pruner: Any = None) -> Any:
     """The study ``name`` (created when new); one with another space is refused."""
     optuna = _optuna()
     storage = open_storage(url)
     study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
+                                pruner=pruner or optuna.pruners.NopPruner(),
                                 direction="maximize", load_if_exists=True)
     wanted = signature(space)
     have = study.user_attrs.get(SPACE_ATTR)
@@ -97,30 +101,39 @@ def best_values(epochs: list[tuple[int, float]]) -> float | None:
     return max((v for _, v in epochs), default=None)
 
 
-TrainOne = Callable[[dict[str, Any]], tuple[Any, list[tuple[int, float]]]]
+# One spec in (with the run's early stopper, or None), its run record and curve out.
+TrainOne = Callable[[dict[str, Any], Stopper | None], tuple[Any, list[tuple[int, float]]]]
 Progress = Callable[[TrialResult], None]
 
 
 def run_study(*, name: str, url: str, base: dict[str, Any], space: dict[str, Param],
               trials: int, sampler: str, seed: int | None, train: TrainOne,
-              progress: Progress | None = None) -> TuneResult:
+              progress: Progress | None = None, pruner: str = "none",
+              predicted: Stopper | None = None) -> TuneResult:
     """Run ``trials`` more trials of study ``name``: each asks Optuna for a configuration,
     trains ``base`` with it through ``train`` (which returns the run record and its
     per-epoch ``(epoch, value)`` metric), reports every epoch and tells Optuna the best. A
-    run that does not end ``ok`` is a FAIL trial carrying the outcome, never the end."""
+    run that does not end ``ok`` is a FAIL trial carrying the outcome, never the end; one a
+    ``pruner`` stopped (:mod:`nnrag.tune.pruners`; ``predicted`` uses the given stopper)
+    is PRUNED."""
     optuna = _optuna()
-    study = load_or_create(name, url, space, make_sampler(sampler, seed))
+    steps = int((base.get("budget") or {}).get("epochs", 1))
+    study = load_or_create(name, url, space, make_sampler(sampler, seed),
+                           make_pruner(pruner, steps))
     done: list[TrialResult] = []
     for _ in range(trials):
         trial = study.ask()
         params = suggest(trial, space)
         spec = {**base, "hyperparameters": {**base.get("hyperparameters", {}), **params}}
         run, outcome, value, error = None, "error", None, None
+        stopper = trial_stopper(pruner, trial, predicted)
         try:
-            record, epochs = train(spec)
+            record, epochs = train(spec, stopper)
             run, outcome, error = record.id, record.outcome or record.status, record.error
+            reported = reported_steps(stopper)
             for epoch, v in epochs:
-                trial.report(v, epoch)
+                if epoch not in reported:
+                    trial.report(v, epoch)
             value = best_values(epochs) if record.best is None else record.best
         except NnragError as exc:  # a spec the engine refuses for these values
             outcome, error = "invalid", str(exc).splitlines()[0]
@@ -131,6 +144,8 @@ def run_study(*, name: str, url: str, base: dict[str, Any], space: dict[str, Par
         ok = outcome == "ok" and value is not None and value == value
         if ok:
             study.tell(trial, value)
+        elif outcome == "stopped":
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         else:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
         result = TrialResult(trial.number, params, run, outcome, value if ok else None, error)
