@@ -13,6 +13,11 @@ every message strictly (:mod:`nnrag.train._channel`); a malformed one is that tr
 ``error``. A trial whose engine keeps dying under it is re-run by ``resume`` at most
 :data:`MAX_RERUNS` times, then ``quarantined``.
 
+An injected :class:`~nnrag.train.stopping.Stopper` (``train(..., stopper=...)``) decides
+after each scored epoch whether a trial goes on; the answer reaches the child as a file in
+its run folder, and a stopped run ends ``stopped`` with the decision recorded. It never
+answers a twin and is never written back.
+
 The engine knows nothing of the block index: how a ``block:`` reference becomes code (the
 ``resolver``) and where a successful model goes (the ``on_trained`` sink) are given by the
 caller. :mod:`nnrag.train.wiring` has the standard pair, which extracts blocks from the
