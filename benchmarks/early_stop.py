@@ -96,7 +96,7 @@ def predictor_for(args: argparse.Namespace) -> Any:
 def predicted_stops(configs: list[dict[str, Any]], predictor: Any, after: int) -> list[list[
         float]]:
     """Each configuration's predicted upper bound after epochs 1..after (order-free)."""
-    from nnrag.predict._records import spec_hyperparameters
+    from nnrag.predict import spec_hyperparameters
 
     highs = []
     for c in configs:

@@ -23,6 +23,7 @@ from nnrag.predict._records import (
     model_family,
     read_lemur,
     read_runs,
+    spec_hyperparameters,
     trials_of,
 )
 from nnrag.predict._stopper import PredictedStopper
@@ -39,5 +40,6 @@ __all__ = [
     "Prediction", "Predictor",
     "ReadReport", "Scores", "Trial", "baseline", "dataset_facts", "default_path", "evaluate",
     "feature_names", "model_family", "parse_or_raise", "read_lemur", "read_runs", "scores",
+    "spec_hyperparameters",
     "trials_of",
 ]
