@@ -79,6 +79,7 @@ def test_a_stop_ends_the_trial_exactly_after_epoch_k(engine: Engine) -> None:
     assert stopped == {"by": "test", "epoch": 1, "seen": accuracy}
     assert stopper.asked == [(run.id, 1)]
     assert run.indexed_as is None and run.not_indexed is None  # never written back
+    assert engine.resume(stale_after_s=0).run_ids == []  # a stopped run is done, not orphaned
 
 
 def test_a_stopper_that_lets_go_changes_nothing(engine: Engine) -> None:
