@@ -139,7 +139,8 @@ def test_a_trial_that_can_win_runs_to_the_end(tmp_path: Path, predictor_file: Pa
 
 
 @pytest.mark.sandbox
-def test_cli_early_stop(cli, tmp_path: Path, predictor_file: Path) -> None:  # noqa: ANN001
+def test_cli_early_stop(cli, tmp_path: Path, nnrag_home: Path,  # noqa: ANN001
+                        predictor_file: Path) -> None:
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps(mlp_spec(epochs=2)))
     missing = cli("train", spec, "--early-stop", "predicted")
@@ -153,3 +154,14 @@ def test_cli_early_stop(cli, tmp_path: Path, predictor_file: Path) -> None:  # n
     assert json.loads(ok.stdout)["outcomes"] == {"ok": 1}
     bad = cli("train", spec, "--early-stop", "predicted", "--early-stop-after", "3")
     assert bad.returncode == 2 and "--early-stop-after" in bad.stderr
+    # a weak trial against a best it cannot reach: stopped, and that is not a failure
+    finished(RunStore(nnrag_home / "runs.db"), 1.0)
+    spec.write_text(json.dumps(mlp_spec(lr=1e-5, epochs=2, name="slow")))
+    stop = cli("train", spec, "--early-stop", "predicted", "--early-stop-after", "1",
+               "--predictor", predictor_file, "--format", "json")
+    assert stop.returncode == 0, stop
+    data = json.loads(stop.stdout)
+    assert data["outcomes"] == {"stopped": 1}
+    assert data["runs"][0]["stopped_by"]["by"] == "predicted"
+    listing = cli("runs")
+    assert "stopped after epoch 1 by predicted: high" in listing.stdout
