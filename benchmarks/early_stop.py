@@ -1,9 +1,10 @@
 """Early stopping on nnrag's own runs: epochs saved against the regret of the selected best
 model, for no stopping, Optuna's MedianPruner and HyperbandPruner, and predicted stopping.
 
-Real training happens once: every configuration (corpus models x learning rates x datasets)
-is trained for its full epoch budget by nnrag's engine (sandboxed, recorded in a run store of
-its own), and its per-epoch test accuracy is kept (``--curves``, reused when present). Each
+Real training happens once: every configuration (corpus models and a few seeded mutants of
+two of them x learning rates x datasets) is trained for its full epoch budget by nnrag's
+engine (sandboxed, recorded in a run store of its own), and its per-epoch test accuracy is
+kept (``--curves``: configurations found there are not trained again). Each
 policy is then *replayed* on those recorded curves, over many random orders of the
 configurations, one study per dataset: a stopped configuration costs only the epochs it ran
 and cannot be selected; the selected model is the best (by best accuracy) of those that ran
@@ -42,15 +43,32 @@ import _results  # noqa: E402
 
 LEMUR = HERE.parent.parent / "shared" / "data" / "lemur"
 MODELS = ("mlp", "lenet5", "gru_classifier", "res2net_lite", "resnet8", "mobilenetv2_small")
+MUTATE = ("lenet5", "mlp")
 LRS = (0.001, 0.01, 0.05, 0.2)
 DATASETS = ("digits", "fashion-mnist")
 POLICIES = ("none", "median", "hyperband", "predicted")
 
 
-def config_spec(model: str, lr: float, dataset: str, epochs: int, limit: int) -> dict[str, Any]:
+def model_files(models: list[str], mutate: list[str], mutants: int) -> list[Path]:
+    """The corpus models' files, then ``mutants`` valid mutants of each of ``mutate``
+    (nnrag's shape-preserving mutation, validated in the sandbox on digits' shape; seeded,
+    so the same files every time)."""
     from nnrag.examples import CORPUS
+    from nnrag.workspace import open_workspace
 
-    return {"model": {"file": str(CORPUS / f"{model}.py"), "name": model},
+    files = [CORPUS / f"{m}.py" for m in models]
+    if mutants:
+        folder = Path(tempfile.gettempdir()) / "nnrag-early-stop-mutants"
+        ws = open_workspace(Path(tempfile.mkdtemp(prefix="nnrag-early-stop-home-")))
+        for m in mutate:
+            result = ws.mutate(str(CORPUS / f"{m}.py"), n=mutants, dataset="digits",
+                               out_dir=folder, index=False, seed=0)
+            files += sorted(result.files)[:mutants]
+    return files
+
+
+def config_spec(model: Path, lr: float, dataset: str, epochs: int, limit: int) -> dict[str, Any]:
+    return {"model": {"file": str(model), "name": model.stem},
             "dataset": dataset, "limit": limit, "seed": 0,
             "budget": {"epochs": epochs, "wall_s": 600, "memory_mb": 4096},
             "hyperparameters": {"lr": lr, "momentum": 0.9}}
@@ -58,6 +76,8 @@ def config_spec(model: str, lr: float, dataset: str, epochs: int, limit: int) ->
 
 def train_all(specs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], float]:
     """Train every spec fully, once, through nnrag's engine; their curves and the time."""
+    if not specs:
+        return [], 0.0
     import torch
 
     from nnrag.train import Engine, LocalExecutor, RunStore, parse_spec
@@ -213,6 +233,9 @@ def simulate(configs: list[dict[str, Any]], highs: list[list[float]], orders: in
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--mutate", default=",".join(MUTATE),
+                    help="corpus models to add mutants of (empty: none)")
+    ap.add_argument("--mutants", type=int, default=2, help="mutants of each --mutate model")
     ap.add_argument("--lrs", default=",".join(map(str, LRS)))
     ap.add_argument("--datasets", default=",".join(DATASETS))
     ap.add_argument("--epochs", type=int, default=5)
@@ -231,16 +254,21 @@ def main(argv: list[str] | None = None) -> int:
     _results.add_arguments(ap)
     args = ap.parse_args(argv)
 
-    specs = [config_spec(m, float(lr), d, args.epochs, args.limit)
-             for d in args.datasets.split(",") for m in args.models.split(",")
-             for lr in args.lrs.split(",")]
-    cached = json.loads(args.curves.read_text()) if args.curves.exists() else None
-    if cached is not None and [c["spec"] for c in cached["configs"]] == specs:
-        configs, train_s = cached["configs"], cached["train_s"]
-        print(f"reusing {len(configs)} trained curves from {args.curves}", file=sys.stderr)
-    else:
-        configs, train_s = train_all(specs)
-        args.curves.write_text(json.dumps({"configs": configs, "train_s": train_s}))
+    files = model_files(args.models.split(","), args.mutate.split(",") if args.mutate else [],
+                        args.mutants)
+    specs = [config_spec(f, float(lr), d, args.epochs, args.limit)
+             for d in args.datasets.split(",") for f in files for lr in args.lrs.split(",")]
+    cached = (json.loads(args.curves.read_text()) if args.curves.exists()
+              else {"configs": [], "train_s": 0.0})
+    known = {json.dumps(c["spec"], sort_keys=True): c for c in cached["configs"]}
+    missing = [s for s in specs if json.dumps(s, sort_keys=True) not in known]
+    print(f"{len(specs) - len(missing)} trained curves reused from {args.curves}, "
+          f"{len(missing)} to train", file=sys.stderr)
+    trained, took = train_all(missing)
+    known.update({json.dumps(c["spec"], sort_keys=True): c for c in trained})
+    train_s = cached["train_s"] + took
+    args.curves.write_text(json.dumps({"configs": list(known.values()), "train_s": train_s}))
+    configs = [known[json.dumps(s, sort_keys=True)] for s in specs]
     usable = [c for c in configs if c["outcome"] == "ok" and len(c["curve"]) == args.epochs
               and all(v is not None and math.isfinite(v) for v in c["curve"])]
     predictor = predictor_for(args)
@@ -249,10 +277,12 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         print(json.dumps(row))
     figures = {"configs": len(usable), "failed_configs": len(configs) - len(usable),
-               "models": args.models.split(","), "lrs": [float(x) for x in args.lrs.split(",")],
+               "models": [f.stem for f in files], "lrs": [float(x) for x in args.lrs.split(",")],
                "datasets": args.datasets.split(","), "epochs": args.epochs,
                "limit": args.limit, "orders": args.orders, "after": args.after,
                "train_s": round(train_s, 1),
+               "train_s_note": "real training of every configuration once, summed over "
+                               "the runs that trained them",
                "predictor": (str(args.predictor) if args.predictor
                              else "fitted on LEMUR (all image-classification trials)"),
                "table": rows,
