@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from nnrag.search import Embedder, EmbedReport, Filters, Hit, Searcher
     from nnrag.train import BatchReport, Engine, RunStore, TrainSpec
     from nnrag.train import Progress as TrainProgress
+    from nnrag.train.stopping import Stopper
 
 Progress = Callable[[int, int], None]  # (done, total)
 logger = get_logger(__name__)
@@ -459,20 +460,46 @@ class Workspace:
     def train(self, specs: TrainSpec | dict[str, Any] | Sequence[TrainSpec | dict[str, Any]], *,
               workers: int = 1, executor: str = "local", address: str | None = None,
               progress: TrainProgress | None = None, force: bool = False,
-              splice_from: str | Path | None = None) -> BatchReport:
+              splice_from: str | Path | None = None, early_stop: str | Stopper = "off",
+              early_stop_after: int = 2, predictor: str | Path | None = None) -> BatchReport:
         """Train ``specs`` (one or several, parsed or plain dicts) in sandboxes; twins reuse
         stored successful results unless ``force``. With ``splice_from`` (an index database),
         what a model imports from packages that are not installed is spliced in from that
-        index first; the trained code (kept in the run store) says what was spliced."""
+        index first; the trained code (kept in the run store) says what was spliced.
+
+        ``early_stop="predicted"`` stops a trial after epoch 1..``early_stop_after`` when the
+        accuracy predictor (``predictor``, default the one ``nnrag predict fit`` saved) says
+        its best cannot reach the best finished run of its dataset; such a run ends
+        ``stopped``. A :class:`~nnrag.train.stopping.Stopper` may be given instead."""
         from nnrag.train import TrainSpec, parse_spec
 
         items = [specs] if isinstance(specs, TrainSpec | dict) else list(specs)
         parsed = [s if isinstance(s, TrainSpec) else parse_spec(s) for s in items]
         try:
-            return self.engine(workers=workers, executor=executor, address=address,
-                               splice_from=splice_from).train(parsed, progress, force=force)
+            engine = self.engine(workers=workers, executor=executor, address=address,
+                                 splice_from=splice_from)
+            stopper = self.stopper(early_stop, engine.runs, early_stop_after, predictor)
+            return engine.train(parsed, progress, force=force, stopper=stopper)
         finally:
             self._changed()
+
+    def stopper(self, early_stop: str | Stopper, runs: RunStore | None = None,
+                after: int = 2, predictor: str | Path | None = None) -> Stopper | None:
+        """The early stopper ``early_stop`` names (``off``: None; ``predicted``: the fitted
+        predictor's, over ``runs``); a :class:`Stopper` comes back as it is."""
+        from nnrag.train.stopping import EARLY_STOP, EarlyStopError, Stopper
+
+        if isinstance(early_stop, Stopper):
+            return early_stop
+        if early_stop == "off":
+            return None
+        if early_stop != "predicted":
+            raise EarlyStopError(f"unknown early stopping {early_stop!r} (choose from "
+                                 f"{', '.join(EARLY_STOP)})")
+        from nnrag.predict import PredictedStopper, default_path
+
+        return PredictedStopper.load(predictor if predictor is not None else default_path(),
+                                     runs or self.run_store(), after)
 
     def tune(self, model: str, *, dataset: str, trials: int, sampler: str = "tpe",
              space: str | Path | dict[str, Any] | None = None, epochs: int = 1,
@@ -481,18 +508,26 @@ class Workspace:
              train_progress: TrainProgress | None = None, lemur: str | Path | None = None,
              workers: int = 1, executor: str = "local", address: str | None = None,
              llm_backend: str = "transformers", llm_model: str | None = None,
-             warn: Callable[[str], None] | None = None) -> Any:
+             warn: Callable[[str], None] | None = None, pruner: str = "none",
+             early_stop_after: int = 2, predictor: str | Path | None = None) -> Any:
         """Run ``trials`` more trials of an Optuna study tuning ``model`` (a contract file or
         an indexed block name) on ``dataset``; each trial is one :meth:`train` call.
         ``sampler`` ``prior`` starts from the best configurations of the most similar models
         in the run store (and LEMUR's records with ``lemur``); ``llm`` asks the generate
         backend ``llm_backend`` for each configuration. ``workers`` > 1 or ``executor``
-        ``ray`` trains trials in batches. Returns a :class:`nnrag.tune.TuneResult`."""
+        ``ray`` trains trials in batches. ``pruner`` (``median``, ``hyperband``: Optuna's;
+        ``predicted``: the accuracy predictor's, as ``train(early_stop="predicted")``) stops
+        hopeless trials early (one trial at a time only). Returns a
+        :class:`nnrag.tune.TuneResult` (the whole study's best, and a spec)."""
         from nnrag.train.contract import declared_hyperparameters
         from nnrag.tune import load_space, parse_space, run_study
+        from nnrag.tune.pruners import check_pruner
         from nnrag.tune.study import make_sampler
 
         make_sampler(sampler, seed)  # an unknown sampler fails before anything opens
+        check_pruner(pruner)
+        predicted = (self.stopper("predicted", None, early_stop_after, predictor)
+                     if pruner == "predicted" else None)
         path = Path(model).expanduser()
         if path.is_file():
             ref: dict[str, Any] = {"file": str(path.resolve())}
@@ -513,8 +548,9 @@ class Workspace:
 
         metric = parse_spec(base, "tune").metric  # unknown dataset: one line, before a trial
 
-        def train_one(spec: dict[str, Any]) -> tuple[Any, list[tuple[int, float]]]:
-            report = self.train(spec, progress=train_progress)
+        def train_one(spec: dict[str, Any],
+                      stopper: Stopper | None = None) -> tuple[Any, list[tuple[int, float]]]:
+            report = self.train(spec, progress=train_progress, early_stop=stopper or "off")
             store = self.run_store()
             record = store.get(report.run_ids[0])
             source = store.get(record.duplicate_of) if record.duplicate_of else record
@@ -536,7 +572,8 @@ class Workspace:
         return run_study(name=name, url=url, base=base, space=parsed, trials=trials,
                          sampler=sampler, seed=seed, train=train_one, progress=progress,
                          hook=hook, workers=workers,
-                         train_many=train_many if batched else None)
+                         train_many=train_many if batched else None,
+                         pruner=pruner, predicted=predicted)
 
     def _tune_hook(self, sampler: str, code: str, space: Any, dataset: str, limit: int | None,
                    lemur: str | Path | None, trials: int, llm_backend: str,

@@ -39,6 +39,18 @@ EXECUTOR = [
                  help="Ray cluster address (default: a local Ray instance)."),
 ]
 
+EARLY_STOP = [
+    click.option("--early-stop", "early_stop", type=click.Choice(["off", "predicted"]),
+                 default="off", show_default=True,
+                 help="predicted: stop a trial after epoch 1..K when the accuracy predictor's "
+                      "upper bound is below the best finished run of its dataset."),
+    click.option("--early-stop-after", "early_stop_after", type=click.IntRange(1, 2),
+                 default=2, show_default=True, help="K: the last epoch a stop may follow."),
+    click.option("--predictor", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                 help="Saved predictor (default: the one `nnrag predict fit` wrote under "
+                      "$NNRAG_HOME)."),
+]
+
 
 def _runs(path: Path | None) -> RunStore:
     """The run store, for a read command: read-only, and it must exist."""
@@ -69,9 +81,10 @@ def _report(report: Any, runs: Any, fmt: str) -> None:
     """Print what a train or resume call did, then exit 1 if any of its runs did not end
     ``ok`` (error, timeout, oom, nan, quarantined): scripts and CI see the failure."""
     _print_report(report, runs, fmt)
-    failed = sum(n for outcome, n in report.outcomes.items() if outcome != "ok")
+    failed = sum(n for outcome, n in report.outcomes.items() if outcome not in ("ok", "stopped"))
     if failed:
-        err.print(f"{failed} of {len(report.run_ids)} runs did not end ok (exit status 1)")
+        err.print(f"{failed} of {len(report.run_ids)} runs did not end ok or stopped "
+                  "(exit status 1)")
         sys.exit(1)
 
 
@@ -81,7 +94,8 @@ def _print_report(report: Any, runs: Any, fmt: str) -> None:
         emit_json({"trained": report.trained, "deduplicated": report.deduplicated,
                     "outcomes": report.outcomes,
                     "runs": [r.to_dict(("id", "name", "dataset", "outcome", "best", "params",
-                                        "duration_s", "duplicate_of", "error", "adapters"))
+                                        "duration_s", "duplicate_of", "error", "adapters",
+                                        "stopped_by"))
                              for r in rows]})
         return
     _run_table(rows)
@@ -89,11 +103,24 @@ def _print_report(report: Any, runs: Any, fmt: str) -> None:
               + ", ".join(f"{k}: {v}" for k, v in sorted(report.outcomes.items())))
 
 
+def _stop_note(stopped_by: str) -> str:
+    """``stopped after epoch 2 by predicted: high 0.612 < best 0.874 (run 3)``."""
+    import json
+
+    d = json.loads(stopped_by)
+    note = f"stopped after epoch {d.get('epoch')} by {d.get('by')}"
+    if isinstance(d.get("high"), float) and isinstance(d.get("reference_best"), float):
+        note += (f": high {d['high']:.3f} < best {d['reference_best']:.3f} "
+                 f"(run {d.get('reference_run')})")
+    return note
+
+
 def _run_table(rows: list[Any]) -> None:
     table = Table("run", "model", "dataset", "outcome", "best", "params", "seconds", "note",
                   box=None)
     for r in rows:
         note = (f"duplicate of {r.duplicate_of}" if r.duplicate_of
+                else _stop_note(r.stopped_by) if r.stopped_by
                 else f"not indexed: {r.not_indexed}" if r.not_indexed else r.error or "")[:60]
         table.add_row(str(r.id), r.name, r.dataset, r.outcome or r.status,
                       "" if r.best is None else f"{r.best:.4f}", str(r.params or ""),
@@ -114,16 +141,20 @@ def _run_table(rows: list[Any]) -> None:
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Index of package source (e.g. torchvision's): what a model imports from a "
                    "package that is not installed is spliced in from it before training.")
+@options(EARLY_STOP)
 @FORMAT
 def train(spec_file: Path, workers: int, executor: str, address: str | None, runs_db: Path | None,
-          db: Path | None, force: bool, splice_from: Path | None, fmt: str) -> None:
+          db: Path | None, force: bool, splice_from: Path | None, early_stop: str,
+          early_stop_after: int, predictor: Path | None, fmt: str) -> None:
     """Train the model(s) of SPEC_FILE (YAML or JSON: one spec or a list) in the sandbox."""
     from nnrag.train.spec import load_spec
 
     specs = load_spec(spec_file)
     ws = workspace(db, runs_db)
     report = ws.train(specs, workers=workers, executor=executor, address=address,
-                      progress=_printer(), force=force, splice_from=splice_from)
+                      progress=_printer(), force=force, splice_from=splice_from,
+                      early_stop=early_stop, early_stop_after=early_stop_after,
+                      predictor=predictor)
     _report(report, ws.run_store(), fmt)
 
 
@@ -170,7 +201,7 @@ def show(run_id: int, runs_db: Path | None, fmt: str) -> None:
         return
     out.print(f"run {run.id} {run.name} on {run.dataset}: {run.status} / {run.outcome}")
     for key in ("adapters", "best", "params", "flops", "duration_s", "duplicate_of", "indexed_as",
-                "not_indexed", "versions"):
+                "not_indexed", "stopped_by", "versions"):
         if getattr(run, key) is not None:
             out.print(f"  {key}: {getattr(run, key)}")
     table = Table("epoch", "metric", "value", box=None)

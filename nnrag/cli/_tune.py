@@ -78,6 +78,17 @@ def _show(data: dict[str, Any], fmt: str) -> None:
 @click.option("--storage", default=None,
               help="Optuna storage URL (default: sqlite:///$NNRAG_HOME/tune.db).")
 @click.option("--seed", default=None, type=SEED, help="Sampler and training seed.")
+@click.option("--pruner", type=click.Choice(["none", "median", "hyperband", "predicted"]),
+              default="none", show_default=True,
+              help="Stop hopeless trials early: Optuna's MedianPruner or HyperbandPruner, or "
+                   "the accuracy predictor (see `nnrag train --early-stop`); a stopped trial "
+                   "is PRUNED.")
+@click.option("--early-stop-after", "early_stop_after", type=click.IntRange(1, 2), default=2,
+              show_default=True, help="With --pruner predicted: the last epoch a stop may "
+                                      "follow.")
+@click.option("--predictor", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --pruner predicted: the saved predictor (default: the one "
+                   "`nnrag predict fit` wrote).")
 @click.option("--list", "list_", is_flag=True, help="List the studies in the storage.")
 @click.option("--show", "show_study", default=None, metavar="STUDY",
               help="One study's trials (state, value, params, run, outcome).")
@@ -85,7 +96,8 @@ def _show(data: dict[str, Any], fmt: str) -> None:
 def tune(model: str | None, dataset: str, trials: int, sampler: str, lemur_dir: Path | None,
          workers: int, executor: str, address: str | None, llm_backend: str,
          llm_model: str | None, space_file: Path | None, epochs: int, limit: int | None,
-         study: str | None, storage: str | None, seed: int | None, list_: bool,
+         study: str | None, storage: str | None, seed: int | None, pruner: str,
+         early_stop_after: int, predictor: Path | None, list_: bool,
          show_study: str | None, fmt: str) -> None:
     """Tune MODEL (a contract file or an indexed block name) on --dataset with Optuna.
 
@@ -116,7 +128,8 @@ def tune(model: str | None, dataset: str, trials: int, sampler: str, lemur_dir: 
                      epochs=epochs, study=study, storage=storage, seed=seed, limit=limit,
                      progress=_trial_line, lemur=lemur_dir, workers=workers,
                      executor=executor, address=address, llm_backend=llm_backend,
-                     llm_model=llm_model, warn=lambda line: err.print(f"warning: {line}"))
+                     llm_model=llm_model, warn=lambda line: err.print(f"warning: {line}"),
+                     pruner=pruner, early_stop_after=early_stop_after, predictor=predictor)
     if fmt == "json":
         emit_json(result.to_dict())
     else:

@@ -26,8 +26,10 @@ from nnrag.predict._records import (
     model_family,
     read_lemur,
     read_runs,
+    spec_hyperparameters,
     trials_of,
 )
+from nnrag.predict._stopper import PredictedStopper
 
 
 def default_path() -> Path:
@@ -37,8 +39,9 @@ def default_path() -> Path:
     return nnrag_home() / "predictor.json"
 
 __all__ = [
-    "FORMAT_VERSION", "K_MAX", "KS", "LAYERS", "LEMUR_DATASETS", "LEMUR_FILES", "Prediction",
-    "Predictor", "ReadReport", "SOURCE_FEATURES", "Scores", "Trial", "baseline",
-    "dataset_facts", "default_path", "evaluate", "feature_names", "model_family",
-    "parse_or_raise", "read_lemur", "read_runs", "scores", "source_features", "trials_of",
+    "FORMAT_VERSION", "K_MAX", "KS", "LAYERS", "LEMUR_DATASETS", "LEMUR_FILES",
+    "PredictedStopper", "Prediction", "Predictor", "ReadReport", "SOURCE_FEATURES", "Scores",
+    "Trial", "baseline", "dataset_facts", "default_path", "evaluate", "feature_names",
+    "model_family", "parse_or_raise", "read_lemur", "read_runs", "scores", "source_features",
+    "spec_hyperparameters", "trials_of",
 ]

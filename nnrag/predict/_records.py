@@ -178,6 +178,17 @@ def read_lemur(folder: str | Path, *, progress: Progress | None = None,
     return report
 
 
+def spec_hyperparameters(spec: dict[str, Any]) -> dict[str, Any]:
+    """A training spec's settings under the names the predictor's features read (LEMUR's)."""
+    hp = dict(spec.get("hyperparameters") or {})
+    transform = spec.get("transform", "none")
+    hyper = {"lr": hp.get("lr"), "momentum": hp.get("momentum"),
+             "batch": hp.get("batch_size"), "dropout": hp.get("dropout"),
+             "optimizer": hp.get("optimizer"),
+             "transform": ",".join(transform) if isinstance(transform, list) else transform}
+    return {k: v for k, v in hyper.items() if v is not None}
+
+
 def read_runs(path: str | Path, *, metric: str = "accuracy") -> ReadReport:
     """The finished runs of an nnrag run store with a per-epoch ``metric`` curve."""
     from nnrag.train import RunStore
@@ -195,23 +206,15 @@ def read_runs(path: str | Path, *, metric: str = "accuracy") -> ReadReport:
             wanted = spec.get("metric") or metric
             curve = tuple(v for e in run.epochs if e.metric == wanted
                           for v in [_finite(e.value)] if v is not None)
-            if run.status != "done" or run.outcome not in ("ok", "stopped"):
+            if run.status != "done" or run.outcome != "ok":  # a stopped run's end is unknown
                 why = run.outcome if run.status == "done" else run.status
                 report.skipped[f"run {why}"] += 1
                 continue
             if not curve or not run.code:
                 report.skipped["no curve or code"] += 1
                 continue
-            hp = dict(spec.get("hyperparameters") or {})
             budget = spec.get("budget") or {}
-            transform = spec.get("transform", "none")
-            hyper = {"lr": hp.get("lr"), "momentum": hp.get("momentum"),
-                     "batch": hp.get("batch_size"), "dropout": hp.get("dropout"),
-                     "optimizer": hp.get("optimizer"),
-                     "transform": ",".join(transform) if isinstance(transform, list)
-                     else transform}
-            report.trials.append(Trial(run.name, run.dataset,
-                                       {k: v for k, v in hyper.items() if v is not None},
+            report.trials.append(Trial(run.name, run.dataset, spec_hyperparameters(spec),
                                        curve, code=run.code, params=run.params,
                                        epochs=budget.get("epochs") or len(curve)))
     finally:

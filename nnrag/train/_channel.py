@@ -81,7 +81,7 @@ class ChildResult(_Strict):
     """The child's final word. Only ``error``/``traceback`` (text) and ``params``/``flops``
     (shown, never ranked on) are kept; its outcome can only make a run worse, not better."""
 
-    outcome: Literal["ok", "nan", "error", "oom"]
+    outcome: Literal["ok", "nan", "error", "oom", "stopped"]
     params: Count | None = None
     flops: Count | None = None
     versions: dict[Annotated[str, Field(max_length=40)],

@@ -80,25 +80,34 @@ class TrialWatch:
     rows: list[dict[str, float]] = field(default_factory=list)
     failure: str | None = None  # the first protocol violation; the run is then ``error``
     nan_at: int | None = None  # the epoch whose logits were not finite
+    stopped_at: int | None = None  # the parent stopped the run after this epoch
+    pause_after: frozenset[int] = frozenset()  # epochs a stop decision follows
+    pending: list[bytes] = field(default_factory=list)  # lines read, not scored yet
 
     def poll(self, scratch: Path) -> list[dict[str, float]]:
-        """Score every epoch announced since the last poll; return the new rows."""
+        """Score every epoch announced since the last poll, up to the first one in
+        ``pause_after`` (the engine decides on it before the next is scored); return the new
+        rows."""
         if self.failure is not None or self.nan_at is not None:
             return []
         new: list[dict[str, float]] = []
         try:
             lines, self.offset = read_new_lines(scratch / progress_name(self.run_id),
                                                 self.offset)
-            for line in lines:
-                new.append(self._score_line(line, scratch))
-                if self.nan_at is not None:
-                    break
+            self.pending.extend(lines)
+            while self.pending:
+                new.append(self._score_line(self.pending.pop(0), scratch))
+                if self.nan_at is not None or new[-1]["epoch"] in self.pause_after:
+                    break  # a stop decision comes first: what follows is read after it
         except ChannelError as exc:
             self.failure = str(exc)
         return new
 
     def _score_line(self, line: bytes, scratch: Path) -> dict[str, float]:
         row = parse_progress_line(line, self.spec.budget.epochs)
+        if self.stopped_at is not None:
+            raise ChannelError(f"it trained on to epoch {row.epoch} after being stopped "
+                               f"after epoch {self.stopped_at}")
         if row.epoch != len(self.rows) + 1:
             raise ChannelError(f"progress row for epoch {row.epoch}, "
                                f"expected epoch {len(self.rows) + 1}")
@@ -138,8 +147,24 @@ class TrialWatch:
         if self.nan_at is not None:
             return {**out, "outcome": "nan",
                     "error": f"non-finite test logits after epoch {self.nan_at}"}
+        if child.outcome == "stopped" or self.stopped_at is not None:
+            return {**out, **self._stop_verdict(child.outcome)}
         if child.outcome == "ok" and len(self.rows) < epochs:
             return {**out, "outcome": "error",
                     "error": f"rejected trial output: it claimed ok after {len(self.rows)} "
                              f"of {epochs} scored epochs"}
         return {**out, "outcome": child.outcome}
+
+    def _stop_verdict(self, outcome: str) -> dict[str, Any]:
+        """A stopped run is ``stopped`` only if the parent stopped it and the child ended
+        exactly there; a child that stops on its own, or ends otherwise, is an ``error``."""
+        if self.stopped_at is None:
+            return {"outcome": "error",
+                    "error": "rejected trial output: it stopped without being told to"}
+        if outcome == "stopped" and len(self.rows) == self.stopped_at:
+            return {"outcome": "stopped", "error": None}
+        if outcome in ("error", "oom"):
+            return {"outcome": outcome}
+        return {"outcome": "error",
+                "error": f"rejected trial output: it ended {outcome} after being stopped "
+                         f"after epoch {self.stopped_at}"}

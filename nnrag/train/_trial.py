@@ -38,6 +38,8 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
     spec = TrainSpec.model_validate(payload["spec"])
     run_id = int(payload.get("run_id", 0))
     progress = Path(payload["progress"]) if payload.get("progress") else None
+    stop = payload.get("stop") or {}  # early stopping: epochs to wait after, and how long
+    wait_after = {int(e) for e in stop.get("wait", ())}
     torch.set_num_threads(1)
     torch.manual_seed(spec.seed)
     start = time.perf_counter()
@@ -80,6 +82,9 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
                 result["outcome"] = "nan"
                 result["error"] = f"non-finite logits or weights after epoch {epoch}"
                 break
+            if epoch in wait_after and _told_to_stop(epoch, float(stop.get("wait_s", 60))):
+                result["outcome"] = "stopped"
+                break
         else:
             result["outcome"] = "ok"
     except Exception as exc:  # the model's own failure is a result, with its traceback
@@ -89,6 +94,23 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
         result["traceback"] = traceback.format_exc()[-6000:]
     result["duration_s"] = round(time.perf_counter() - start, 3)
     return result
+
+
+def _told_to_stop(epoch: int, wait_s: float) -> bool:
+    """Wait (at most ``wait_s``) for the parent's answer to epoch ``epoch``: ``stop`` ends
+    the trial here, ``go-<epoch>`` lets it go on; no answer in time goes on too (the parent
+    still decides what it scores)."""
+    from nnrag.train.stopping import STOP_NAME, go_name
+
+    go, stop = Path(go_name(epoch)), Path(STOP_NAME)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if stop.exists():
+            return True
+        if go.exists():
+            return False
+        time.sleep(0.02)
+    return False
 
 
 def _inputs(name: str) -> tuple[Any, Any, Any]:

@@ -13,6 +13,11 @@ every message strictly (:mod:`nnrag.train._channel`); a malformed one is that tr
 ``error``. A trial whose engine keeps dying under it is re-run by ``resume`` at most
 :data:`MAX_RERUNS` times, then ``quarantined``.
 
+An injected :class:`~nnrag.train.stopping.Stopper` (``train(..., stopper=...)``) decides
+after each scored epoch whether a trial goes on; the answer reaches the child as a file in
+its run folder, and a stopped run ends ``stopped`` with the decision recorded. It never
+answers a twin and is never written back.
+
 The engine knows nothing of the block index: how a ``block:`` reference becomes code (the
 ``resolver``) and where a successful model goes (the ``on_trained`` sink) are given by the
 caller. :mod:`nnrag.train.wiring` has the standard pair, which extracts blocks from the
@@ -43,6 +48,15 @@ from nnrag.train.events import Progress, TrialDeduplicated, TrialDone, TrialEpoc
 from nnrag.train.executors import Executor, LocalExecutor
 from nnrag.train.runstore import RunRecord, RunStore
 from nnrag.train.spec import SpecError, TrainSpec
+from nnrag.train.stopping import (
+    STOP_NAME,
+    EarlyStopError,
+    StopDecision,
+    Stopper,
+    go_name,
+    wait_list,
+    write_answer,
+)
 
 logger = get_logger(__name__)
 
@@ -119,9 +133,14 @@ class Engine:
         self._hidden_paths: tuple[str, ...] | None = None
 
     def train(self, specs: Sequence[TrainSpec], progress: Progress | None = None, *,
-              force: bool = False) -> BatchReport:
+              force: bool = False, stopper: Stopper | None = None) -> BatchReport:
         """Train ``specs``; a stored successful twin answers unless ``force`` (twins within
-        the batch are trained once either way)."""
+        the batch are trained once either way). ``stopper`` decides after each epoch whether
+        a trial goes on (:mod:`nnrag.train.stopping`); one it stops ends ``stopped``."""
+        if stopper is not None and not self.executor.supports_stop:
+            raise EarlyStopError(f"early stopping needs the local executor; the "
+                                 f"{type(self.executor).__name__} cannot tell a running trial "
+                                 "to stop (train with --executor local or --early-stop off)")
         report = BatchReport()
         todo: list[tuple[int, TrainSpec, dict[str, Any]]] = []
         in_batch: dict[tuple[str, str], int] = {}  # (spec key, md5 or fingerprint) -> run
@@ -149,7 +168,7 @@ class Engine:
             in_batch[(spec.key(), md5)] = in_batch[(spec.key(), fp)] = run_id
             todo.append((run_id, spec, {"code": code, "block": block,
                                         "module_name": f"nnrag_model_{run_id}"}))
-        self._execute(todo, report, progress)
+        self._execute(todo, report, progress, stopper)
         for run_id, first, spec in twins:
             self._answer_from(first, run_id, spec, report, progress)
         return report
@@ -210,7 +229,8 @@ class Engine:
         epochs: dict[int, dict[str, Any]] = {}
         for e in stored.epochs:
             epochs.setdefault(e.epoch, {"epoch": e.epoch})[e.metric] = e.value
-        result = stored.to_dict(("outcome", "error", "traceback", "params", "flops", "duration_s"))
+        result = stored.to_dict(("outcome", "error", "traceback", "params", "flops", "duration_s",
+                                 "stopped_by"))
         result["epochs"] = [epochs[k] for k in sorted(epochs)]
         result["versions"] = json.loads(stored.versions or "{}")
         self.runs.start(run_id)
@@ -221,7 +241,7 @@ class Engine:
             progress(TrialDeduplicated(run_id, spec.model.label, twin_id))
 
     def _execute(self, todo: list[tuple[int, TrainSpec, dict[str, Any]]], report: BatchReport,
-                 progress: Progress | None) -> None:
+                 progress: Progress | None, stopper: Stopper | None = None) -> None:
         if not todo:
             return
         scratch = self._scratch()
@@ -236,23 +256,41 @@ class Engine:
                              "data": f"../{data.name}", "progress": progress_name(run_id)})
         limits = Limits(wall_s=max(s.budget.wall_s for _, s, _ in todo),
                         memory_mb=max(s.budget.memory_mb for _, s, _ in todo))
+        waits: dict[int, set[int]] = {}  # run -> epochs its child waits for an answer after
+        decisions: dict[int, StopDecision] = {}
+        if stopper is not None:
+            for (run_id, spec, _), payload in zip(todo, payloads, strict=True):
+                waits[run_id] = set(wait_list(stopper, spec))
+                watches[run_id].pause_after = frozenset(waits[run_id])
+                payload["stop"] = {"wait": sorted(waits[run_id]), "wait_s": limits.wall_s}
         running = {run_id for run_id, _, _ in todo}
         for run_id, _, _ in todo:
             self.runs.start(run_id)
 
+        def poll(run_id: int) -> None:
+            watch = watches[run_id]
+            for row in watch.poll(scratch / run_dir_name(run_id)):
+                self.runs.add_epoch(run_id, int(row["epoch"]), row)
+                if progress:
+                    progress(TrialEpoch(run_id, int(row["epoch"]),
+                                        {k: v for k, v in row.items() if k != "epoch"}))
+                if int(row["epoch"]) in waits.get(run_id, ()):
+                    self._answer(stopper, watch, scratch / run_dir_name(run_id), decisions)
+
         def tick() -> None:
             for run_id in list(running):
-                for row in watches[run_id].poll(scratch / run_dir_name(run_id)):
-                    self.runs.add_epoch(run_id, int(row["epoch"]), row)
-                    if progress:
-                        progress(TrialEpoch(run_id, int(row["epoch"]),
-                                            {k: v for k, v in row.items() if k != "epoch"}))
+                poll(run_id)
             self.runs.beat(sorted(running))
 
         def done(i: int, result: SandboxResult) -> None:
             run_id, spec, extra = todo[i]
             tick()
+            watch = watches[run_id]
+            while watch.pending and watch.failure is None and watch.nan_at is None:
+                poll(run_id)  # lines held back for a stop decision
             value = watches[run_id].verdict(result)
+            if run_id in decisions:
+                value["stopped_by"] = decisions[run_id].to_dict()
             self.runs.finish(run_id, value, spec.metric)
             running.discard(run_id)
             report.trained += 1
@@ -273,6 +311,28 @@ class Engine:
                 shutil.rmtree(scratch / run_dir_name(run_id), ignore_errors=True)
             for data in datas.values():
                 (scratch / data.name).unlink(missing_ok=True)
+
+    @staticmethod
+    def _answer(stopper: Stopper | None, watch: TrialWatch, run_dir: Path,
+                decisions: dict[int, StopDecision]) -> None:
+        """Ask the stopper about the epoch just scored and tell the waiting child. A stopper
+        that fails lets the run go on: stopping early is a saving, never a reason to lose a
+        run."""
+        assert stopper is not None
+        epoch = len(watch.rows)
+        try:
+            decision = stopper.decide(watch.run_id, watch.spec, list(watch.rows))
+        except Exception as exc:
+            logger.warning("early stopping of run %d after epoch %d failed: %s",
+                           watch.run_id, epoch, exc)
+            decision = None
+        if decision is None:
+            write_answer(run_dir, go_name(epoch))
+            return
+        decision = StopDecision(decision.by, epoch, decision.details)
+        decisions[watch.run_id] = decision
+        watch.stopped_at = epoch  # from here on the parent scores nothing more
+        write_answer(run_dir, STOP_NAME, str(epoch))
 
     def _hidden(self) -> tuple[str, ...]:
         """Every file that holds a dataset's labels, out of every trial's sight: the child

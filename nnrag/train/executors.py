@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from nnrag._imports import optional_import
 from nnrag.sandbox import Limits, SandboxResult, run_function, run_many
@@ -22,7 +22,12 @@ PRELOAD = ("torch", "?sklearn.datasets", "?sklearn.model_selection", "?nnrag.tra
 
 
 class Executor(abc.ABC):
-    """Runs trial payloads; reports each result as it arrives."""
+    """Runs trial payloads; reports each result as it arrives.
+
+    ``supports_stop``: whether a running trial can read the answer files the engine writes
+    into its folder (early stopping, :mod:`nnrag.train.stopping`)."""
+
+    supports_stop: ClassVar[bool] = False
 
     @abc.abstractmethod
     def run(self, payloads: Sequence[dict[str, Any]], limits: Limits,
@@ -37,6 +42,8 @@ class Executor(abc.ABC):
 
 class LocalExecutor(Executor):
     """``workers`` sandbox processes on this machine, one trial each at a time."""
+
+    supports_stop = True  # the trial's folder is the engine's own scratch
 
     def __init__(self, workers: int = 1) -> None:
         self.workers = max(1, workers)
@@ -85,6 +92,8 @@ class RayExecutor(Executor):
     ``address=None`` starts (or joins) a local Ray instance; ``"auto"`` or
     ``"ray://host:10001"`` joins a cluster. Each task gets the trial's data file; its
     progress and logits files come back with the result, and the engine checks them then.
+    Early stopping is not supported: the trial's folder is on another node, and the engine
+    sees its epochs only when it has ended.
     """
 
     def __init__(self, address: str | None = None, cpus_per_trial: float = 1.0,

@@ -66,13 +66,17 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE runs ADD COLUMN not_indexed TEXT;
     """,
+    # 7: why a run was stopped early (outcome ``stopped``): the decision as JSON
+    """
+    ALTER TABLE runs ADD COLUMN stopped_by TEXT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 MAX_STORED_INT = 2**62  # SQLite's INTEGER overflows at 2**63; larger counts are stored NULL
 STALE_AFTER_S = 60.0  # a running trial without a heartbeat for this long is orphaned
 # What ``nnrag runs`` and ``nnrag leaderboard`` show of a run (and emit as JSON).
 LISTING_FIELDS = ("id", "name", "dataset", "status", "outcome", "best", "params", "duration_s",
-                  "duplicate_of", "error", "adapters", "indexed_as", "not_indexed")
+                  "duplicate_of", "error", "adapters", "indexed_as", "not_indexed", "stopped_by")
 LEADERBOARD_FIELDS = ("id", "name", "dataset", "best", "params", "flops", "duration_s")
 
 
@@ -92,6 +96,8 @@ class RunRecord:
     ``spec`` and ``versions`` stay the JSON text the store holds (``spec_dict`` parses it);
     ``adapters`` is the JSON list of transforms the spec's ``shape`` chose (``to_rgb``,
     ``resize_32``), None for a spec without ``shape``; :meth:`to_dict` gives it as a list.
+    ``stopped_by`` is the JSON decision that stopped a ``stopped`` run (who, after which
+    epoch, on what figures); :meth:`to_dict` gives it as a dict.
     """
 
     id: int
@@ -121,6 +127,7 @@ class RunRecord:
     owner: str | None = None
     adapters: str | None = None
     not_indexed: str | None = None  # why the trained model is not in the index, if it is not
+    stopped_by: str | None = None  # JSON: the decision that stopped the run early
     epochs: tuple[EpochRecord, ...] = ()
 
     @property
@@ -132,6 +139,7 @@ class RunRecord:
         data = asdict(self)
         data["epochs"] = [asdict(e) for e in self.epochs]
         data["adapters"] = None if self.adapters is None else json.loads(self.adapters)
+        data["stopped_by"] = None if self.stopped_by is None else json.loads(self.stopped_by)
         return data if keys is None else {k: data[k] for k in keys}
 
 
@@ -265,11 +273,14 @@ class RunStore:
             )
             self._conn.execute(
                 "UPDATE runs SET status='done', outcome=?, error=?, traceback=?, finished=?,"
-                " params=?, flops=?, duration_s=?, best=?, versions=?, duplicate_of=? WHERE id=?",
+                " params=?, flops=?, duration_s=?, best=?, versions=?, duplicate_of=?,"
+                " stopped_by=? WHERE id=?",
                 (result.get("outcome"), result.get("error"), result.get("traceback"), time.time(),
                  _count(result.get("params")), _count(result.get("flops")),
                  _real(result.get("duration_s")), best,
-                 json.dumps(result.get("versions") or {}), duplicate_of, run_id),
+                 json.dumps(result.get("versions") or {}), duplicate_of,
+                 None if result.get("stopped_by") is None
+                 else json.dumps(result["stopped_by"], sort_keys=True), run_id),
             )
         except BaseException:
             self._conn.execute("ROLLBACK")
@@ -339,6 +350,18 @@ class RunStore:
     def datasets(self) -> list[str]:
         """Every dataset some run of this store was trained on."""
         return [r[0] for r in self._conn.execute("SELECT DISTINCT dataset FROM runs ORDER BY 1")]
+
+    def best_finished(self, dataset: str, limit: int | None,
+                      metric: str = "accuracy") -> RunRecord | None:
+        """The best finished, successful run on ``dataset`` with the same sample ``limit``
+        and ``metric`` (accuracies on another subsample do not compare): what early stopping
+        measures a running trial against. Stopped and failed runs never count."""
+        rows = self._records(
+            "status='done' AND outcome='ok' AND duplicate_of IS NULL AND dataset=?"
+            " AND best IS NOT NULL AND json_extract(spec, '$.limit') IS ?"
+            " AND COALESCE(json_extract(spec, '$.metric'), 'accuracy')=?"
+            " ORDER BY best DESC, id LIMIT 1", (dataset, limit, metric))
+        return rows[0] if rows else None
 
     def leaderboard(self, dataset: str | None = None, limit: int = 20) -> list[RunRecord]:
         """Finished, successful, non-duplicate runs, best metric first."""

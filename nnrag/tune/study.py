@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nnrag._imports import optional_import
-from nnrag.exceptions import NnragError, TuneStorageError
+from nnrag.exceptions import NnragError, TuneError, TuneStorageError
+from nnrag.train.stopping import Stopper
+from nnrag.tune.pruners import make_pruner, reported_steps, trial_stopper
 from nnrag.tune.samplers import SAMPLERS, SOURCE_ATTR, SamplerHook, mark
 from nnrag.tune.samplers import make_sampler as make_sampler
 from nnrag.tune.space import Param, signature, suggest
@@ -69,11 +71,13 @@ def open_storage(url: str) -> Any:
         raise TuneStorageError(f"cannot open the study storage {url!r}: {first}") from None
 
 
-def load_or_create(name: str, url: str, space: dict[str, Param], sampler: Any) -> Any:
+def load_or_create(name: str, url: str, space: dict[str, Param], sampler: Any,
+                   pruner: Any = None) -> Any:
     """The study ``name`` (created when new); one with another space is refused."""
     optuna = _optuna()
     storage = open_storage(url)
     study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
+                                pruner=pruner or optuna.pruners.NopPruner(),
                                 direction="maximize", load_if_exists=True)
     wanted = signature(space)
     have = study.user_attrs.get(SPACE_ATTR)
@@ -90,7 +94,8 @@ def best_values(epochs: list[tuple[int, float]]) -> float | None:
     return max((v for _, v in epochs), default=None)
 
 
-TrainOne = Callable[[dict[str, Any]], tuple[Any, list[tuple[int, float]]]]
+# One spec in (with the run's early stopper, or None), its run record and curve out.
+TrainOne = Callable[[dict[str, Any], Stopper | None], tuple[Any, list[tuple[int, float]]]]
 #: Several specs at once: per spec, (record, epochs) or the NnragError that refused it.
 TrainMany = Callable[[list[dict[str, Any]]], list[tuple[Any, list[tuple[int, float]]] | Exception]]
 Progress = Callable[[TrialResult], None]
@@ -99,24 +104,33 @@ Progress = Callable[[TrialResult], None]
 def run_study(*, name: str, url: str, base: dict[str, Any], space: dict[str, Param],
               trials: int, sampler: str, seed: int | None, train: TrainOne,
               progress: Progress | None = None, hook: SamplerHook | None = None,
-              workers: int = 1, train_many: TrainMany | None = None) -> TuneResult:
+              workers: int = 1, train_many: TrainMany | None = None, pruner: str = "none",
+              predicted: Stopper | None = None) -> TuneResult:
     """Run ``trials`` more trials of study ``name``: each asks Optuna for a configuration,
     trains ``base`` with it through ``train`` (which returns the run record and its
     per-epoch ``(epoch, value)`` metric), reports every epoch and tells Optuna the best. A
-    run that does not end ``ok`` is a FAIL trial carrying the outcome, never the end.
-    ``hook`` steers the sampler (``prior``, ``llm``); with ``train_many`` the trials run
-    ``workers`` at a time (:func:`nnrag.tune.parallel.run_batches`)."""
+    run that does not end ``ok`` is a FAIL trial carrying the outcome, never the end; one a
+    ``pruner`` stopped (:mod:`nnrag.tune.pruners`; ``predicted`` uses the given stopper)
+    is PRUNED. ``hook`` steers the sampler (``prior``, ``llm``); with ``train_many`` the
+    trials run ``workers`` at a time (:func:`nnrag.tune.parallel.run_batches`), which
+    cannot stop trials mid-run, so a pruner other than ``none`` is refused there."""
     optuna = _optuna()
-    study = load_or_create(name, url, space, make_sampler(sampler, seed))
+    if train_many is not None and pruner != "none":
+        raise TuneError(f"--pruner {pruner} needs trials run one at a time: pruning goes "
+                        "through the local engine's stop channel; drop --workers/--executor "
+                        "ray or use --pruner none")
+    steps = int((base.get("budget") or {}).get("epochs", 1))
+    study = load_or_create(name, url, space, make_sampler(sampler, seed),
+                           make_pruner(pruner, steps))
     hook = hook or SamplerHook()
     hook.start(study)
     if train_many is not None:
         from nnrag.tune.parallel import run_batches
 
-        done = run_batches(study, base, space, trials, max(1, workers), train_many, hook,
-                           sampler, progress, TrialResult)
-        return summarize(study, url, base, tuple(done))
-    done = []
+        batch = run_batches(study, base, space, trials, max(1, workers), train_many, hook,
+                            sampler, progress, TrialResult)
+        return summarize(study, url, base, tuple(batch))
+    done: list[TrialResult] = []
     for _ in range(trials):
         attrs = hook.before_ask(study)
         trial = study.ask()
@@ -124,11 +138,14 @@ def run_study(*, name: str, url: str, base: dict[str, Any], space: dict[str, Par
         params = suggest(trial, space)
         spec = {**base, "hyperparameters": {**base.get("hyperparameters", {}), **params}}
         run, outcome, value, error = None, "error", None, None
+        stopper = trial_stopper(pruner, trial, predicted)
         try:
-            record, epochs = train(spec)
+            record, epochs = train(spec, stopper)
             run, outcome, error = record.id, record.outcome or record.status, record.error
+            reported = reported_steps(stopper)
             for epoch, v in epochs:
-                trial.report(v, epoch)
+                if epoch not in reported:
+                    trial.report(v, epoch)
             value = best_values(epochs) if record.best is None else record.best
         except NnragError as exc:  # a spec the engine refuses for these values
             outcome, error = "invalid", str(exc).splitlines()[0]
@@ -139,6 +156,8 @@ def run_study(*, name: str, url: str, base: dict[str, Any], space: dict[str, Par
         ok = outcome == "ok" and value is not None and value == value
         if ok:
             study.tell(trial, value)
+        elif outcome == "stopped":
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         else:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
         result = TrialResult(trial.number, params, run, outcome, value if ok else None, error)
