@@ -77,7 +77,7 @@ class TrialWatch:
     spec: TrainSpec
     data: TrialData
     offset: int = 0
-    rows: list[dict[str, float]] = field(default_factory=list)
+    scored: list[dict[str, float]] = field(default_factory=list)
     failure: str | None = None  # the first protocol violation; the run is then ``error``
     nan_at: int | None = None  # the epoch whose logits were not finite
     stopped_at: int | None = None  # the parent stopped the run after this epoch
@@ -108,9 +108,9 @@ class TrialWatch:
         if self.stopped_at is not None:
             raise ChannelError(f"it trained on to epoch {row.epoch} after being stopped "
                                f"after epoch {self.stopped_at}")
-        if row.epoch != len(self.rows) + 1:
+        if row.epoch != len(self.scored) + 1:
             raise ChannelError(f"progress row for epoch {row.epoch}, "
-                               f"expected epoch {len(self.rows) + 1}")
+                               f"expected epoch {len(self.scored) + 1}")
         path = scratch / logits_name(self.run_id, row.epoch)
         logits = load_logits(path, len(self.data.test_y), self.data.classes)
         path.unlink(missing_ok=True)
@@ -120,14 +120,14 @@ class TrialWatch:
                   "epoch_s_self_reported": row.epoch_s}
         if row.train_loss is not None:
             scored["train_loss_self_reported"] = row.train_loss
-        self.rows.append(scored)
+        self.scored.append(scored)
         return scored
 
     def verdict(self, result: SandboxResult) -> dict[str, Any]:
         """What the run store records: the parent's scores, the child's word only where it
         cannot raise a run's standing (its errors, its self-described size)."""
         epochs = self.spec.budget.epochs
-        out: dict[str, Any] = {"epochs": self.rows, "duration_s": round(result.duration_s, 3),
+        out: dict[str, Any] = {"epochs": self.scored, "duration_s": round(result.duration_s, 3),
                                "params": None, "flops": None, "versions": {}, "error": None,
                                "traceback": None}
         if self.failure is not None:
@@ -149,9 +149,9 @@ class TrialWatch:
                     "error": f"non-finite test logits after epoch {self.nan_at}"}
         if child.outcome == "stopped" or self.stopped_at is not None:
             return {**out, **self._stop_verdict(child.outcome)}
-        if child.outcome == "ok" and len(self.rows) < epochs:
+        if child.outcome == "ok" and len(self.scored) < epochs:
             return {**out, "outcome": "error",
-                    "error": f"rejected trial output: it claimed ok after {len(self.rows)} "
+                    "error": f"rejected trial output: it claimed ok after {len(self.scored)} "
                              f"of {epochs} scored epochs"}
         return {**out, "outcome": child.outcome}
 
@@ -161,7 +161,7 @@ class TrialWatch:
         if self.stopped_at is None:
             return {"outcome": "error",
                     "error": "rejected trial output: it stopped without being told to"}
-        if outcome == "stopped" and len(self.rows) == self.stopped_at:
+        if outcome == "stopped" and len(self.scored) == self.stopped_at:
             return {"outcome": "stopped", "error": None}
         if outcome in ("error", "oom"):
             return {"outcome": outcome}

@@ -319,9 +319,9 @@ class Engine:
         that fails lets the run go on: stopping early is a saving, never a reason to lose a
         run."""
         assert stopper is not None
-        epoch = len(watch.rows)
+        epoch = len(watch.scored)
         try:
-            decision = stopper.decide(watch.run_id, watch.spec, list(watch.rows))
+            decision = stopper.decide(watch.run_id, watch.spec, list(watch.scored))
         except Exception as exc:
             logger.warning("early stopping of run %d after epoch %d failed: %s",
                            watch.run_id, epoch, exc)
