@@ -11,6 +11,7 @@ command does.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -163,22 +164,33 @@ def models_of_trials(trials: Sequence[Any], per_dataset: int = PER_DATASET) -> l
     return models
 
 
-def llm_asker(backend: str, model: str | None, seed: int | None) -> tuple[
+def llm_asker(backend: str, model: str | None, seed: int | None,
+              schema: dict[str, Any] | None = None) -> tuple[
         Callable[[str], str], Callable[[str], Any]]:
-    """A prompt -> text function over a generate backend, and generate's JSON parser."""
+    """A prompt -> text function over a generate backend, and generate's JSON parser.
+
+    ``schema`` (the search space's, :func:`nnrag.tune.samplers.schema`) constrains decoding
+    where the backend can (llama-cpp's grammar, transformers with xgrammar): a small model
+    left unconstrained rarely writes a valid point of the space at all. Bounds are not
+    enforced by the grammar; the sampler re-validates every answer."""
     from nnrag.generate import BackendConfig, make_backend
     from nnrag.generate.backends import Prompt, Sampling
     from nnrag.generate.parsing import extract_spec
 
     llm = make_backend(BackendConfig(backend=backend, model=model))
     sampling = Sampling(temperature=0.7, max_new_tokens=256, seed=seed or 0)
+    constrain = schema if llm.supports_schema else None
 
     def ask(text: str) -> str:
         prompt = (Prompt("chat", messages=({"role": "user", "content": text},))
                   if llm.style == "chat" else Prompt("completion", text=text + "\n```json\n"))
-        return llm.generate(prompt, sampling).text
+        return llm.generate(prompt, sampling, schema=constrain).text
 
     def parse(text: str) -> Any:
+        try:  # a constrained answer is the JSON object itself
+            return json.loads(text)
+        except ValueError:
+            pass
         data, _ = extract_spec(text)
         if data is None:  # a completion prompt ends inside the fence: the answer is its body
             data, _ = extract_spec(f"```json\n{text.split('```')[0]}\n```")

@@ -11,6 +11,9 @@ workspace costs no torch, LibCST or FAISS import.
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from functools import partial
@@ -133,6 +136,7 @@ class Workspace:
         self.home, self.db, self.runs = home, db, runs
         self._store: Store | None = None
         self._searchers: dict[str | None, Searcher] = {}
+        self._scratch: Path | None = None  # shared by this workspace's engines (warm workers)
         # Where warnings about the stores go (an incomplete index); the CLI prints them.
         self.on_warning: Callable[[str], None] = logger.warning
 
@@ -454,8 +458,12 @@ class Workspace:
 
         if Path(self.db).exists():  # a wrong or damaged index fails here, before any training
             self.open()
+        if self._scratch is None:
+            self._scratch = Path(tempfile.mkdtemp(prefix="nnrag-trials-"))
+            atexit.register(shutil.rmtree, self._scratch, True)
         return indexed_engine(self.run_store(), make_executor(executor, workers, address), self.db,
-                              Path(splice_from) if splice_from is not None else None)
+                              Path(splice_from) if splice_from is not None else None,
+                              scratch=self._scratch)
 
     def train(self, specs: TrainSpec | dict[str, Any] | Sequence[TrainSpec | dict[str, Any]], *,
               workers: int = 1, executor: str = "local", address: str | None = None,
@@ -582,10 +590,10 @@ class Workspace:
         """The ``prior`` or ``llm`` sampler's hook (None for Optuna's own samplers)."""
         from nnrag import tune_sources as _tune
         from nnrag.tune.prior import warm_configs
-        from nnrag.tune.samplers import LLMHook, PriorHook
+        from nnrag.tune.samplers import LLMHook, PriorHook, schema
 
         if sampler == "llm":
-            ask, parse = _tune.llm_asker(llm_backend, llm_model, seed)
+            ask, parse = _tune.llm_asker(llm_backend, llm_model, seed, schema(space))
             return LLMHook(ask, parse, code, space, one_shot=trials == 1)
         if sampler != "prior":
             if lemur is not None and warn is not None:

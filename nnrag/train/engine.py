@@ -124,12 +124,16 @@ class Engine:
     """Runs training specs through an executor and records everything in a run store."""
 
     def __init__(self, runs: RunStore, executor: Executor | None = None, *,
-                 resolver: Resolver | None = None, on_trained: OnTrained | None = None) -> None:
+                 resolver: Resolver | None = None, on_trained: OnTrained | None = None,
+                 scratch: Path | None = None) -> None:
         self.runs = runs
         self.executor = executor or LocalExecutor(1)
         self.resolver = resolver or local_code
         self.on_trained = on_trained  # None: successful models are only recorded
-        self._scratch_dir: Path | None = None
+        # Pooled sandbox workers are tied to the scratch folder: engines that share one (a
+        # workspace's, across a tune study's trials) reuse warm workers instead of starting
+        # a fresh one, with its torch import, per call. Each batch removes what it wrote.
+        self._scratch_dir: Path | None = scratch
         self._hidden_paths: tuple[str, ...] | None = None
 
     def train(self, specs: Sequence[TrainSpec], progress: Progress | None = None, *,
@@ -342,7 +346,7 @@ class Engine:
         return self._hidden_paths
 
     def _scratch(self) -> Path:
-        """One scratch folder per engine: pooled sandbox workers are tied to it."""
+        """The engine's scratch folder (given, or made on first use)."""
         if self._scratch_dir is None:
             self._scratch_dir = Path(tempfile.mkdtemp(prefix="nnrag-trials-"))
             atexit.register(shutil.rmtree, self._scratch_dir, True)

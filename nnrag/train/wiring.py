@@ -125,9 +125,10 @@ def index_writer(index_db: Path | None = None, runs: Path | None = None) -> OnTr
 
 
 def indexed_engine(runs: RunStore, executor: Executor | None = None,
-                   index_db: Path | None = None, splice_from: Path | None = None) -> Engine:
+                   index_db: Path | None = None, splice_from: Path | None = None,
+                   scratch: Path | None = None) -> Engine:
     """An engine that trains indexed blocks and writes successful models back to the index
     (files in :func:`trained_folder` of ``runs``); ``splice_from``: an index to splice
     packages that are not installed from (see :func:`index_resolver`)."""
     return Engine(runs, executor, resolver=index_resolver(index_db, splice_from),
-                  on_trained=index_writer(index_db, runs.path))
+                  on_trained=index_writer(index_db, runs.path), scratch=scratch)

@@ -477,3 +477,20 @@ def test_run_records_are_frozen_and_keep_their_json_form(tmp_path: Path) -> None
     assert run.spec_dict["dataset"] == "digits" and data["best"] == 0.5
     assert run.to_dict(("id", "best")) == {"id": run_id, "best": 0.5}
     assert [r.id for r in runs.leaderboard("digits")] == [run_id]
+
+
+def test_a_workspace_reuses_its_warm_sandbox_worker_across_train_calls(tmp_path: Path) -> None:
+    """A tune study trains one spec per call: each call must not start a fresh worker (and
+    pay its torch import) — the workspace's engines share a scratch folder, so the worker
+    the first call kept is the one the second call uses."""
+    from nnrag.sandbox._kept import KEPT
+    from nnrag.workspace import open_workspace
+
+    ws = open_workspace(tmp_path / "home")
+    first = ws.train(spec(GOOD, hyperparameters={"lr": 0.1}))
+    kept = {w.pid for w in KEPT.workers()}
+    second = ws.train(spec(GOOD, hyperparameters={"lr": 0.05}))
+    store = ws.run_store(readonly=True)
+    assert [store.get(r).outcome for r in (*first.run_ids, *second.run_ids)] == ["ok", "ok"]
+    assert kept and {w.pid for w in KEPT.workers()} == kept
+    assert ws.engine()._scratch() == ws.engine()._scratch()

@@ -1,0 +1,326 @@
+"""``nnrag tune`` with real training: which sampler and pruner finds the best configuration
+in 1, 5, 10 and 20 trials, and at what cost.
+
+A *task* is one corpus model on one dataset with one seed (the seed drives both the
+sampler and the training). Each method runs one study of ``--trials`` trials through
+:meth:`nnrag.workspace.Workspace.tune` exactly as ``nnrag tune`` does (sandboxed engine,
+run store, Optuna storage), 3 epochs per trial, on the default search space (lr
+log-uniform 1e-4..0.1, momentum 0..0.99, batch size 16/32/64/128). The best test accuracy
+after the first n trials is read off the study; ``llm`` at n=1 is a separate one-shot study
+(its prompt asks for the single best configuration).
+
+Methods: ``random``, ``tpe``, ``tpe+median`` (Optuna's MedianPruner), ``prior``
+(retrieval from LEMUR's records only: the run store is empty when it starts, so nothing
+of the task itself can leak in), ``prior+predicted`` (the accuracy predictor's early stop,
+fitted on LEMUR), ``llm`` (the embedded Gemma 3 270M through llama-cpp, or ``--llm-model``).
+Every method has its own workspace, except that ``tpe`` shares ``random``'s: Optuna's TPE
+samples its first 10 trials with the same seeded random sampler, so those trials are the
+same runs and the engine answers them from the run store; their time is counted as the
+original's.
+
+Fashion-MNIST is a fixed subsample (seeded): ``--fashion-train`` training and
+``--fashion-test`` test images, written as IDX files under the benchmark's data folder.
+
+Time is the wall time of each trial as seen by the study (sandbox, data loading, training,
+evaluation and the sampler), summed over the first n trials.
+
+    python benchmarks/tune_real.py [--jobs 2] [--out DIR] [--record LABEL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import struct
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import _results  # noqa: E402
+
+LEMUR = HERE.parent.parent / "shared" / "data" / "lemur"
+MODELS = ("mlp", "lenet5", "gru_classifier", "res2net_lite", "resnet8", "mobilenetv2_small")
+DATASETS = ("digits", "fashion-mnist")
+METHODS = ("random", "tpe", "tpe+median", "prior", "prior+predicted", "llm")
+BUDGETS = (1, 5, 10, 20)
+#: method -> (sampler, pruner, workspace it runs in)
+PLAN = {"random": ("random", "none", "random"), "tpe": ("tpe", "none", "random"),
+        "tpe+median": ("tpe", "median", "tpe+median"), "prior": ("prior", "none", "prior"),
+        "prior+predicted": ("prior", "predicted", "prior+predicted"),
+        "llm": ("llm", "none", "llm"), "llm-1shot": ("llm", "none", "llm-1shot")}
+
+
+def write_idx(path: Path, array: Any) -> None:
+    import numpy as np
+
+    data = np.ascontiguousarray(array, dtype=np.uint8)
+    path.write_bytes(struct.pack(">HBB", 0, 0x08, data.ndim)
+                     + struct.pack(f">{data.ndim}I", *data.shape) + data.tobytes())
+
+
+def fashion_subsample(data_root: Path, n_train: int, n_test: int, seed: int = 0) -> None:
+    """A fixed, seeded subsample of the installed Fashion-MNIST as IDX files."""
+    import numpy as np
+
+    from nnrag.train._idx import read_idx
+
+    folder = data_root / "fashion-mnist"
+    if (folder / "done").exists():
+        return
+    src = Path("/usr/share/datasets/fashion-mnist")
+    if not src.is_dir():
+        sys.exit("Fashion-MNIST is not installed: apt-get install dataset-fashion-mnist")
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for split, n, prefix in (("train", n_train, "train"), ("test", n_test, "t10k")):
+        images = read_idx(next(src.glob(f"{prefix}-images-idx3-ubyte*")))
+        labels = read_idx(next(src.glob(f"{prefix}-labels-idx1-ubyte*")))
+        keep = np.sort(rng.permutation(len(labels))[:n])
+        write_idx(folder / f"{prefix}-images-idx3-ubyte", images[keep])
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte", labels[keep])
+        print(f"fashion-mnist {split}: {len(keep)} of {len(labels)}", file=sys.stderr)
+    (folder / "done").write_text("")
+
+
+def run_method(task_dir: Path, method: str, model: Path, dataset: str, seed: int,
+               trials: int, epochs: int, predictor: Path, cache: Path,
+               llm_backend: str, llm_model: str | None) -> dict[str, Any]:
+    """One study; per trial its value, outcome and wall seconds (a run answered from the
+    run store costs what the original cost)."""
+    from nnrag.workspace import open_workspace
+
+    sampler, pruner, home_name = PLAN[method]
+    home = task_dir / home_name
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "cache").exists():
+        (home / "cache").symlink_to(cache)
+    ws = open_workspace(home)
+    times_path = home / "trial_seconds.json"
+    seconds: dict[str, float] = (json.loads(times_path.read_text())
+                                 if times_path.exists() else {})
+    rows: list[dict[str, Any]] = []
+    last = [time.monotonic()]
+
+    def progress(t: Any) -> None:
+        now = time.monotonic()
+        rows.append({"number": t.number, "value": t.value, "outcome": t.outcome,
+                     "run": t.run, "seconds": now - last[0], "params": t.params})
+        last[0] = now
+
+    result = ws.tune(str(model), dataset=dataset, trials=trials, sampler=sampler,
+                     epochs=epochs, study=method, seed=seed, progress=progress,
+                     lemur=LEMUR if sampler == "prior" else None, pruner=pruner,
+                     predictor=predictor if pruner == "predicted" else None,
+                     llm_backend=llm_backend, llm_model=llm_model)
+    store = ws.run_store(readonly=True)
+    for row in rows:
+        if row["run"] is None:
+            continue
+        record = store.get(row["run"])
+        if record.duplicate_of is not None and str(record.duplicate_of) in seconds:
+            row["seconds"] = seconds[str(record.duplicate_of)]
+            row["answered_from_store"] = True
+        else:
+            seconds[str(row["run"])] = row["seconds"]
+    times_path.write_text(json.dumps(seconds))
+    return {"method": method, "best_value": result.best_value, "trials": rows}
+
+
+def run_task(task: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(1)
+    out = Path(task["out"]) / "tasks" / f"{task['model']}-{task['dataset']}-{task['seed']}.json"
+    if out.exists():
+        return json.loads(out.read_text())
+    task_dir = Path(task["out"]) / "work" / out.stem
+    from nnrag.examples import CORPUS
+
+    model = CORPUS / f"{task['model']}.py"
+    results = {}
+    start = time.monotonic()
+    for method in task["methods"]:
+        trials = 1 if method == "llm-1shot" else task["trials"]
+        results[method] = run_method(task_dir, method, model, task["dataset"], task["seed"],
+                                     trials, task["epochs"], Path(task["predictor"]),
+                                     Path(task["cache"]), task["llm_backend"],
+                                     task["llm_model"])
+    doc = {"model": task["model"], "dataset": task["dataset"], "seed": task["seed"],
+           "seconds": round(time.monotonic() - start, 1), "methods": results}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc))
+    tmp.replace(out)
+    return doc
+
+
+def best_at(trials: list[dict[str, Any]], n: int) -> float:
+    """The best accuracy among the first n trials (0 when none finished)."""
+    values = [t["value"] for t in trials[:n] if t["value"] is not None]
+    return max(values, default=0.0)
+
+
+def seconds_at(trials: list[dict[str, Any]], n: int) -> float:
+    return sum(t["seconds"] for t in trials[:n])
+
+
+def summarize(docs: Sequence[dict[str, Any]], methods: Sequence[str],
+              tolerance: float) -> dict[str, Any]:
+    """Per method and budget: mean and spread of the best accuracy, mean wall time; the
+    issue's two targets for ``prior``."""
+    def curve(doc: dict[str, Any], method: str, n: int) -> float | None:
+        if method == "llm" and n == 1 and "llm-1shot" in doc["methods"]:
+            return best_at(doc["methods"]["llm-1shot"]["trials"], 1)
+        got = doc["methods"].get(method)
+        return None if got is None or len(got["trials"]) < n else best_at(got["trials"], n)
+
+    rows = []
+    for method in methods:
+        row: dict[str, Any] = {"method": method}
+        for n in BUDGETS:
+            values = [v for d in docs if (v := curve(d, method, n)) is not None]
+            if not values:
+                continue
+            # spread: the std over seeds of a (model, dataset), averaged over them
+            groups: dict[tuple[str, str], list[float]] = {}
+            for d in docs:
+                v = curve(d, method, n)
+                if v is not None:
+                    groups.setdefault((d["model"], d["dataset"]), []).append(v)
+            spreads = [statistics.pstdev(g) for g in groups.values() if len(g) > 1]
+            row[f"acc_at_{n}"] = round(statistics.mean(values), 4)
+            row[f"median_at_{n}"] = round(statistics.median(values), 4)
+            row[f"seed_std_at_{n}"] = round(statistics.mean(spreads), 4) if spreads else None
+            key = "llm-1shot" if method == "llm" and n == 1 else method
+            secs = [seconds_at(d["methods"][key]["trials"], n) for d in docs
+                    if key in d["methods"] and len(d["methods"][key]["trials"]) >= n]
+            row[f"seconds_at_{n}"] = round(statistics.mean(secs), 1) if secs else None
+        pruned = [t for d in docs for t in d["methods"].get(method, {}).get("trials", [])]
+        if pruned:
+            row["stopped_pct"] = round(100 * statistics.mean(
+                [t["outcome"] == "stopped" for t in pruned]), 1)
+            row["failed_pct"] = round(100 * statistics.mean(
+                [t["outcome"] not in ("ok", "stopped") for t in pruned]), 1)
+        rows.append(row)
+    targets: dict[str, Any] = {}
+    both = [d for d in docs if "prior" in d["methods"] and "tpe" in d["methods"]]
+    if both:
+        tpe20 = [best_at(d["methods"]["tpe"]["trials"], 20) for d in both]
+        prior5 = [best_at(d["methods"]["prior"]["trials"], 5) for d in both]
+        prior1 = [best_at(d["methods"]["prior"]["trials"], 1) for d in both]
+        tpe10 = [best_at(d["methods"]["tpe"]["trials"], 10) for d in both]
+        targets = {
+            "tasks": len(both),
+            "prior5_reaches_tpe20_pct": round(100 * statistics.mean(
+                [p >= t for p, t in zip(prior5, tpe20, strict=True)]), 1),
+            "prior5_within_tolerance_of_tpe20_pct": round(100 * statistics.mean(
+                [p >= t - tolerance for p, t in zip(prior5, tpe20, strict=True)]), 1),
+            "tolerance": tolerance,
+            "prior_one_shot_median": round(statistics.median(prior1), 4),
+            "tpe_at_10_median": round(statistics.median(tpe10), 4),
+            "prior_one_shot_ge_tpe10_per_task_pct": round(100 * statistics.mean(
+                [p >= t for p, t in zip(prior1, tpe10, strict=True)]), 1),
+        }
+    return {"tasks": len(docs), "table": rows, "targets": targets}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=list(MODELS))
+    ap.add_argument("--datasets", nargs="+", default=list(DATASETS))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--methods", nargs="+", default=list(METHODS),
+                    choices=list(METHODS))
+    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--fashion-train", type=int, default=1000)
+    ap.add_argument("--fashion-test", type=int, default=2000)
+    ap.add_argument("--jobs", type=int, default=2, help="tasks run at once")
+    ap.add_argument("--llm-backend", default="llama-cpp")
+    ap.add_argument("--llm-model", default=None)
+    ap.add_argument("--tolerance", type=float, default=0.01,
+                    help="accuracy within which prior@5 counts as reaching tpe@20 (also "
+                         "reported strictly)")
+    ap.add_argument("--out", type=Path, default=Path("/tmp/nnrag-tune-real"),
+                    help="work folder; finished tasks are kept, so a rerun resumes")
+    ap.add_argument("--lemur", type=Path, default=LEMUR)
+    ap.add_argument("--summarize-only", action="store_true")
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--record")
+    ap.add_argument("--note")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    args.out.mkdir(parents=True, exist_ok=True)
+    data = args.out / "data"
+    os.environ["NNRAG_DATA"] = str(data)
+    start = time.monotonic()
+    methods = list(args.methods) + (["llm-1shot"] if "llm" in args.methods else [])
+    tasks = [{"model": m, "dataset": d, "seed": s} for m in args.models
+             for d in args.datasets for s in args.seeds]
+    if not args.summarize_only:
+        if "fashion-mnist" in args.datasets:
+            fashion_subsample(data, args.fashion_train, args.fashion_test)
+        cache, predictor = prepare(args)
+        common = {"out": str(args.out), "methods": methods, "trials": args.trials,
+                  "epochs": args.epochs, "predictor": str(predictor), "cache": str(cache),
+                  "llm_backend": args.llm_backend, "llm_model": args.llm_model}
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            futures = {pool.submit(run_task, {**common, **t}): t for t in tasks}
+            for i, fut in enumerate(as_completed(futures), 1):
+                t = futures[fut]
+                doc = fut.result()
+                bests = {m: r["best_value"] for m, r in doc["methods"].items()}
+                print(f"[{i}/{len(tasks)}] {t['model']} {t['dataset']} seed {t['seed']} "
+                      f"({doc['seconds']:.0f}s): {bests}", file=sys.stderr, flush=True)
+    docs = []
+    for t in tasks:
+        path = args.out / "tasks" / f"{t['model']}-{t['dataset']}-{t['seed']}.json"
+        if path.exists():
+            docs.append(json.loads(path.read_text()))
+    figures = {**summarize(docs, list(args.methods), args.tolerance),
+               "models": list(args.models), "datasets": list(args.datasets),
+               "seeds": list(args.seeds), "trials": args.trials, "epochs": args.epochs,
+               "fashion_subsample": [args.fashion_train, args.fashion_test],
+               "llm": f"{args.llm_backend}:{args.llm_model or 'embedded'}"
+               if "llm" in args.methods else None,
+               "seconds": round(time.monotonic() - start, 1)}
+    print(json.dumps(figures, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps({**figures, "per_task": docs}, indent=1) + "\n")
+    if args.record:
+        _results.record("tune_real", args.record, figures, script=__file__, note=args.note)
+    return 0
+
+
+def prepare(args: argparse.Namespace) -> tuple[Path, Path]:
+    """LEMUR's prior models read once into a shared cache, and the predictor fitted on
+    LEMUR once, before the tasks fan out."""
+    cache = args.out / "cache"
+    cache.mkdir(exist_ok=True)
+    predictor = args.out / "predictor.json"
+    if "prior" in args.methods or "prior+predicted" in args.methods:
+        from nnrag.tune_sources import lemur_models
+
+        t0 = time.monotonic()
+        n = len(lemur_models(args.lemur, cache))
+        print(f"LEMUR prior: {n} models ({time.monotonic() - t0:.0f}s)", file=sys.stderr)
+    if "prior+predicted" in args.methods and not predictor.exists():
+        from nnrag.predict import Predictor, read_lemur
+
+        t0 = time.monotonic()
+        Predictor().fit(read_lemur(args.lemur).trials).save(predictor)
+        print(f"predictor fitted on LEMUR ({time.monotonic() - t0:.0f}s)", file=sys.stderr)
+    return cache, predictor
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
