@@ -11,9 +11,6 @@ workspace costs no torch, LibCST or FAISS import.
 
 from __future__ import annotations
 
-import atexit
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from functools import partial
@@ -459,8 +456,9 @@ class Workspace:
         if Path(self.db).exists():  # a wrong or damaged index fails here, before any training
             self.open()
         if self._scratch is None:
-            self._scratch = Path(tempfile.mkdtemp(prefix="nnrag-trials-"))
-            atexit.register(shutil.rmtree, self._scratch, True)
+            from nnrag.train.engine import scratch_folder
+
+            self._scratch = scratch_folder()
         return indexed_engine(self.run_store(), make_executor(executor, workers, address), self.db,
                               Path(splice_from) if splice_from is not None else None,
                               scratch=self._scratch)

@@ -120,6 +120,13 @@ def local_code(spec: TrainSpec) -> tuple[str, str | None]:
     )
 
 
+def scratch_folder() -> Path:
+    """A new folder for trials' files, removed when this process exits."""
+    folder = Path(tempfile.mkdtemp(prefix="nnrag-trials-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
 class Engine:
     """Runs training specs through an executor and records everything in a run store."""
 
@@ -348,8 +355,7 @@ class Engine:
     def _scratch(self) -> Path:
         """The engine's scratch folder (given, or made on first use)."""
         if self._scratch_dir is None:
-            self._scratch_dir = Path(tempfile.mkdtemp(prefix="nnrag-trials-"))
-            atexit.register(shutil.rmtree, self._scratch_dir, True)
+            self._scratch_dir = scratch_folder()
         return self._scratch_dir
 
     def _write_back(self, run_id: int, spec: TrainSpec, code: str, block: str | None) -> None:
