@@ -40,9 +40,8 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import _results  # noqa: E402
+from _shared import LEMUR, MODELS  # noqa: E402
 
-LEMUR = HERE.parent.parent / "shared" / "data" / "lemur"
-MODELS = ("mlp", "lenet5", "gru_classifier", "res2net_lite", "resnet8", "mobilenetv2_small")
 MUTATE = ("lenet5", "mlp")
 LRS = (0.001, 0.01, 0.05, 0.2)
 DATASETS = ("digits", "fashion-mnist")

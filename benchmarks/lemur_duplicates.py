@@ -25,8 +25,9 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import _results  # noqa: E402
+import _shared  # noqa: E402
 
-LEMUR = HERE.parent.parent / "shared" / "data" / "lemur" / "models.jsonl.gz"
+LEMUR = _shared.LEMUR / "models.jsonl.gz"
 GROUPS = ("ast", "ga", "rag")
 
 

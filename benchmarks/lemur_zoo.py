@@ -36,8 +36,9 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import _results  # noqa: E402
+import _shared  # noqa: E402
 
-LEMUR = HERE.parent.parent / "shared" / "data" / "lemur" / "models.jsonl.gz"
+LEMUR = _shared.LEMUR / "models.jsonl.gz"
 STATS = LEMUR.with_name("stats.jsonl.gz")
 WHEEL = Path("/work/bench-src/dl/torchvision-0.29.1-cp311-cp311-manylinux_2_28_x86_64.whl")
 HARNESS = re.compile(r"rejected trial output|SandboxError|SpecError|WorkerDied|BadResult")

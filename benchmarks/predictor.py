@@ -27,8 +27,8 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import _results  # noqa: E402
+from _shared import LEMUR  # noqa: E402
 
-LEMUR = HERE.parent.parent / "shared" / "data" / "lemur"
 NNGPT = {"predictor": "NNGPT (published, 8B LLM, k = 2)", "rmse": 0.145, "r": 0.78}
 
 

@@ -28,8 +28,8 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import _results  # noqa: E402
+from _shared import LEMUR  # noqa: E402
 
-LEMUR = HERE.parent.parent / "shared" / "data" / "lemur"
 SAMPLERS = ("random", "tpe", "prior", "llm")
 
 

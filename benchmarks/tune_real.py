@@ -46,9 +46,8 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import _results  # noqa: E402
+from _shared import LEMUR, MODELS  # noqa: E402
 
-LEMUR = HERE.parent.parent / "shared" / "data" / "lemur"
-MODELS = ("mlp", "lenet5", "gru_classifier", "res2net_lite", "resnet8", "mobilenetv2_small")
 DATASETS = ("digits", "fashion-mnist")
 METHODS = ("random", "tpe", "tpe+median", "prior", "prior+predicted", "llm")
 BUDGETS = (1, 5, 10, 20)

@@ -36,8 +36,8 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import _results  # noqa: E402
+from _shared import LEMUR  # noqa: E402
 
-LEMUR = HERE.parent.parent / "shared" / "data" / "lemur"
 PICKS = (1, 5, 10, 20)
 METHODS = ("random", "tpe", "prior")
 NUMERIC = ("lr", "momentum", "batch", "dropout")

@@ -14,15 +14,21 @@ import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from nnrag.exceptions import TuneError
+from nnrag.exceptions import NnragError, TuneError
 from nnrag.tune.prior import PriorConfig, PriorModel, load_models, save_models
 
-#: Configurations kept per (model, dataset) in the LEMUR cache (best first).
+#: Configurations kept per (model, dataset) and epoch budget in the LEMUR cache.
 PER_DATASET = 5
-CACHE_VERSION = "2"
+#: The epoch budgets the cache keeps each dataset's best configurations for (None: overall),
+#: so a study of any of these lengths finds the configurations that were best at its length.
+BUDGETS = (1, 2, 3, 5, 10, None)
+#: Learning-curve epochs kept per cached configuration.
+CURVE_EPOCHS = 20
+CACHE_VERSION = "3"
 
 
 def layer_histogram(code: str) -> tuple[float, ...]:
@@ -136,9 +142,15 @@ def lemur_models(folder: Path, cache_dir: Path) -> list[PriorModel]:
     return models
 
 
+def _best_within(epochs: int | None, trial: Any) -> float:
+    """A sort key: minus the best value within ``epochs`` epochs (all of them for None)."""
+    return -max(trial.curve[:epochs])
+
+
 def models_of_trials(trials: Sequence[Any], per_dataset: int = PER_DATASET) -> list[PriorModel]:
-    """Predictor trials (:class:`nnrag.predict.Trial`) as prior models: the best
-    ``per_dataset`` configurations of each model on each dataset."""
+    """Predictor trials (:class:`nnrag.predict.Trial`) as prior models: of each model on
+    each dataset, the best ``per_dataset`` configurations within each of :data:`BUDGETS`
+    epochs (with their first :data:`CURVE_EPOCHS` epochs' curve)."""
     from nnrag.predict import model_family
 
     by_model: dict[str, list[Any]] = defaultdict(list)
@@ -156,9 +168,14 @@ def models_of_trials(trials: Sequence[Any], per_dataset: int = PER_DATASET) -> l
             per[t.dataset].append(t)
         configs = []
         for ds in sorted(per):
-            best = sorted(per[ds], key=lambda t: -t.best)[:per_dataset]
+            kept: dict[int, Any] = {}
+            for budget in BUDGETS:
+                ranked = sorted(per[ds], key=partial(_best_within, budget))
+                kept.update((id(t), t) for t in ranked[:per_dataset])
             configs += [PriorConfig(ds, dict(t.hyperparameters), float(t.best),
-                                    f"lemur {name} on {ds}") for t in best]
+                                    f"lemur {name} on {ds}",
+                                    tuple(round(float(v), 5) for v in t.curve[:CURVE_EPOCHS]))
+                        for t in sorted(kept.values(), key=lambda t: -t.best)]
         fp, feats = code_target(codes[name])
         models.append(PriorModel("lemur", name, model_family(name), fp, feats, tuple(configs)))
     return models
@@ -197,3 +214,76 @@ def llm_asker(backend: str, model: str | None, seed: int | None,
         return data
 
     return ask, parse
+
+
+def sampler_hook(sampler: str, code: str, space: Any, dataset: str, *, limit: int | None,
+                 trials: int, epochs: int, seed: int | None, lemur: str | Path | None,
+                 cache_dir: Path, runs: Callable[[], Sequence[Any]], llm_backend: str,
+                 llm_model: str | None, warn: Callable[[str], None] | None) -> Any:
+    """The ``prior`` or ``llm`` sampler's hook (None for Optuna's own samplers). ``runs``
+    reads the run store's records only when the prior needs them."""
+    from nnrag.train.datasets import dataset_info
+    from nnrag.tune.prior import warm_configs
+    from nnrag.tune.samplers import LLMHook, PriorHook, schema
+
+    if sampler == "llm":
+        ask, parse = llm_asker(llm_backend, llm_model, seed, schema(space))
+        return LLMHook(ask, parse, code, space, one_shot=trials == 1)
+    if sampler != "prior":
+        if lemur is not None and warn is not None:
+            warn(f"--lemur is read by --sampler prior only; sampler {sampler} ignores it")
+        return None
+    models = []
+    if lemur is not None:  # first: an unreadable folder stops before anything else
+        models += lemur_models(Path(lemur).expanduser(), cache_dir)
+    models += run_store_models(runs())
+    n_train = dataset_info(dataset).n_train
+    train_size = min(n_train or limit or 0, limit or n_train or 0) or None
+    distance, useful = dataset_rule(dataset)
+    warm = warm_configs(code_target(code), models, space, dataset, train_size=train_size,
+                        distance=distance, useful=useful, epochs=epochs)
+    if not warm and warn is not None:
+        where = "the run store" + (f" or {lemur}" if lemur is not None else "")
+        warn(f"prior: no model similar to this one with recorded results in {where}; "
+             "tuning with plain TPE")
+    return PriorHook(warm)
+
+
+def trial_values(store: Any, run_id: int, metric: str) -> tuple[Any, list[tuple[int, float]]]:
+    """A trial's run record and its per-epoch ``metric`` values (a run answered from the
+    store reports the values of the run it duplicates)."""
+    record = store.get(run_id)
+    source = store.get(record.duplicate_of) if record.duplicate_of else record
+    return record, [(e.epoch, e.value) for e in source.epochs
+                    if e.metric == metric and e.value is not None]
+
+
+def train_batch(train: Callable[[Any], Any], store: Callable[[], Any],
+                specs: list[dict[str, Any]], *, metric: str) -> list[Any]:
+    """Train several trials at once through ``train`` (the workspace's, with its workers
+    and executor bound); a spec the engine refuses is that trial's error, not the batch's."""
+    from nnrag.train import parse_spec
+
+    out: list[Any] = [None] * len(specs)
+    good: list[tuple[int, Any]] = []
+    for i, spec in enumerate(specs):
+        try:
+            good.append((i, parse_spec(spec, "tune")))
+        except NnragError as exc:
+            out[i] = exc
+    if not good:
+        return out
+    try:
+        report = train([p for _, p in good])
+        pairs = list(zip([i for i, _ in good], report.run_ids, strict=True))
+    except NnragError:  # one refused spec stops the batch before any run: one at a time
+        pairs = []
+        for i, p in good:
+            try:
+                pairs.append((i, train(p).run_ids[0]))
+            except NnragError as exc:
+                out[i] = exc
+    runs = store()
+    for i, run_id in pairs:
+        out[i] = trial_values(runs, run_id, metric)
+    return out

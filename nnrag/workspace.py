@@ -525,6 +525,7 @@ class Workspace:
         ``predicted``: the accuracy predictor's, as ``train(early_stop="predicted")``) stops
         hopeless trials early (one trial at a time only). Returns a
         :class:`nnrag.tune.TuneResult` (the whole study's best, and a spec)."""
+        from nnrag import tune_sources as _tune
         from nnrag.train.contract import declared_hyperparameters
         from nnrag.tune import load_space, parse_space, run_study
         from nnrag.tune.pruners import check_pruner
@@ -557,19 +558,21 @@ class Workspace:
         def train_one(spec: dict[str, Any],
                       stopper: Stopper | None = None) -> tuple[Any, list[tuple[int, float]]]:
             report = self.train(spec, progress=train_progress, early_stop=stopper or "off")
-            store = self.run_store()
-            record = store.get(report.run_ids[0])
-            source = store.get(record.duplicate_of) if record.duplicate_of else record
-            values = [(e.epoch, e.value) for e in source.epochs
-                      if e.metric == metric and e.value is not None]
-            return record, values
+            return _tune.trial_values(self.run_store(), report.run_ids[0], metric)
 
-        hook = self._tune_hook(sampler, code, parsed, dataset, limit, lemur, trials,
-                               llm_backend, llm_model, seed, warn)
+        def runs() -> list[Any]:
+            if not Path(self.runs).exists():
+                return []
+            return self.run_store(readonly=True).runs(limit=1 << 20)
+
+        hook = _tune.sampler_hook(
+            sampler, code, parsed, dataset, limit=limit, trials=trials, epochs=epochs,
+            seed=seed, lemur=lemur, cache_dir=self.home / "cache", runs=runs,
+            llm_backend=llm_backend, llm_model=llm_model, warn=warn)
         batched = workers > 1 or executor != "local"
-
-        def train_many(specs: list[dict[str, Any]]) -> list[Any]:
-            return self._tune_batch(specs, metric, workers, executor, address, train_progress)
+        train_many = partial(_tune.train_batch, partial(
+            self.train, workers=workers, executor=executor, address=address,
+            progress=train_progress), self.run_store, metric=metric)
 
         name = study or f"{ref.get('block') or path.stem}-{dataset}"
         url = storage or f"sqlite:///{self.home / 'tune.db'}"
@@ -580,75 +583,6 @@ class Workspace:
                          hook=hook, workers=workers,
                          train_many=train_many if batched else None,
                          pruner=pruner, predicted=predicted)
-
-    def _tune_hook(self, sampler: str, code: str, space: Any, dataset: str, limit: int | None,
-                   lemur: str | Path | None, trials: int, llm_backend: str,
-                   llm_model: str | None, seed: int | None,
-                   warn: Callable[[str], None] | None) -> Any:
-        """The ``prior`` or ``llm`` sampler's hook (None for Optuna's own samplers)."""
-        from nnrag import tune_sources as _tune
-        from nnrag.tune.prior import warm_configs
-        from nnrag.tune.samplers import LLMHook, PriorHook, schema
-
-        if sampler == "llm":
-            ask, parse = _tune.llm_asker(llm_backend, llm_model, seed, schema(space))
-            return LLMHook(ask, parse, code, space, one_shot=trials == 1)
-        if sampler != "prior":
-            if lemur is not None and warn is not None:
-                warn(f"--lemur is read by --sampler prior only; sampler {sampler} ignores it")
-            return None
-        models = []
-        if lemur is not None:  # first: an unreadable folder stops before anything else
-            models += _tune.lemur_models(Path(lemur).expanduser(), self.home / "cache")
-        if Path(self.runs).exists():
-            models += _tune.run_store_models(self.run_store(readonly=True).runs(limit=1 << 20))
-        from nnrag.train.datasets import dataset_info
-
-        n_train = dataset_info(dataset).n_train
-        train_size = min(n_train or limit or 0, limit or n_train or 0) or None
-        distance, useful = _tune.dataset_rule(dataset)
-        warm = warm_configs(_tune.code_target(code), models, space, dataset,
-                            train_size=train_size, distance=distance, useful=useful)
-        if not warm and warn is not None:
-            where = "the run store" + (f" or {lemur}" if lemur is not None else "")
-            warn(f"prior: no model similar to this one with recorded results in {where}; "
-                 "tuning with plain TPE")
-        return PriorHook(warm)
-
-    def _tune_batch(self, specs: list[dict[str, Any]], metric: str, workers: int,
-                    executor: str, address: str | None,
-                    train_progress: TrainProgress | None) -> list[Any]:
-        """Train several trials at once; a spec the engine refuses is that trial's error."""
-        from nnrag.train import parse_spec
-
-        out: list[Any] = [None] * len(specs)
-        good: list[tuple[int, Any]] = []
-        for i, spec in enumerate(specs):
-            try:
-                good.append((i, parse_spec(spec, "tune")))
-            except NnragError as exc:
-                out[i] = exc
-        if not good:
-            return out
-        train = partial(self.train, workers=workers, executor=executor, address=address,
-                        progress=train_progress)
-        try:
-            report = train([p for _, p in good])
-            pairs = list(zip([i for i, _ in good], report.run_ids, strict=True))
-        except NnragError:  # one refused spec stops the batch before any run: one at a time
-            pairs = []
-            for i, p in good:
-                try:
-                    pairs.append((i, train(p).run_ids[0]))
-                except NnragError as exc:
-                    out[i] = exc
-        store = self.run_store()
-        for i, run_id in pairs:
-            record = store.get(run_id)
-            source = store.get(record.duplicate_of) if record.duplicate_of else record
-            out[i] = (record, [(e.epoch, e.value) for e in source.epochs
-                               if e.metric == metric and e.value is not None])
-        return out
 
     def tune_study(self, study: str, storage: str | None = None) -> dict[str, Any]:
         """One study of ``storage`` (default ``$NNRAG_HOME/tune.db``) and all its trials."""

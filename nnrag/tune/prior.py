@@ -32,12 +32,22 @@ MIN_STEPS = 8
 @dataclass(frozen=True)
 class PriorConfig:
     """One recorded trial's configuration (source names, e.g. LEMUR's ``batch``) and the
-    best value it reached on ``dataset``; ``ref`` says where it was recorded."""
+    best value it reached on ``dataset``; ``ref`` says where it was recorded. ``curve`` (the
+    value per epoch, where recorded) lets a study with a short epoch budget prefer the
+    configurations that were good early over those that only won after long training."""
 
     dataset: str
     hyperparameters: dict[str, Any]
     best: float
     ref: str
+    curve: tuple[float, ...] = ()
+
+    def at(self, epochs: int | None) -> float:
+        """The best value within the first ``epochs`` epochs (``best`` without a curve or a
+        budget)."""
+        if not epochs or not self.curve:
+            return self.best
+        return max(self.curve[:epochs])
 
 
 @dataclass(frozen=True)
@@ -62,7 +72,8 @@ class PriorModel:
     def from_dict(cls, d: dict[str, Any]) -> PriorModel:
         return cls(d["source"], d["name"], d["family"], d["fingerprint"],
                    tuple(math.nan if f is None else float(f) for f in d["features"]),
-                   tuple(PriorConfig(**c) for c in d["configs"]))
+                   tuple(PriorConfig(**{**c, "curve": tuple(c.get("curve") or ())})
+                         for c in d["configs"]))
 
 
 @dataclass(frozen=True)
@@ -179,15 +190,16 @@ Useful = Callable[[PriorConfig], bool]
 
 
 def _ordered(configs: Sequence[PriorConfig], dataset: str, distance: Distance | None = None,
-             useful: Useful | None = None) -> list[PriorConfig]:
+             useful: Useful | None = None, epochs: int | None = None) -> list[PriorConfig]:
     """One model's useful configurations: the tuned dataset's first, then round-robin over
-    its other datasets, closest first (``distance``), each dataset best first."""
+    its other datasets, closest first (``distance``), each dataset best first, where best
+    means best within the study's ``epochs`` when the record has a learning curve."""
     groups: dict[str, list[PriorConfig]] = {}
     for c in configs:
         if useful is None or useful(c):
             groups.setdefault(c.dataset, []).append(c)
     for g in groups.values():
-        g.sort(key=lambda c: -c.best)
+        g.sort(key=lambda c: (-c.at(epochs), -c.best))
 
     def far(d: str) -> float:
         return 0.0 if d == dataset else 1.0 + (distance(d) if distance is not None else 0.0)
@@ -203,15 +215,19 @@ def warm_configs(target: tuple[str, Sequence[float]], models: Iterable[PriorMode
                  space: dict[str, Param], dataset: str, *, train_size: int | None = None,
                  k_models: int = 5, per_model: int = 2, limit: int = 8,
                  exclude: Callable[[PriorModel], bool] | None = None,
-                 distance: Distance | None = None, useful: Useful | None = None) -> list[Warm]:
+                 distance: Distance | None = None, useful: Useful | None = None,
+                 epochs: int | None = None) -> list[Warm]:
     """The configurations to try first, most similar model first, deduplicated after
     mapping into ``space``; each carries its provenance (source, model, similarity, the
-    dataset it was recorded on, its recorded best and its record)."""
+    dataset it was recorded on, its recorded best and its record). With ``epochs`` (the
+    study's budget per trial) each model's configurations are ranked by what they reached
+    within that many epochs: LEMUR's overall best often comes from long training at a small
+    learning rate, which is a poor start for a 3-epoch study."""
     out: list[Warm] = []
     seen: set[str] = set()
     for score, model in nearest(target, models, k_models, exclude):
         taken = 0
-        for config in _ordered(model.configs, dataset, distance, useful):
+        for config in _ordered(model.configs, dataset, distance, useful, epochs):
             if taken >= per_model or len(out) >= limit:
                 break
             params = adapt(to_space(config.hyperparameters, space), space, train_size)
@@ -222,6 +238,8 @@ def warm_configs(target: tuple[str, Sequence[float]], models: Iterable[PriorMode
             out.append(Warm(params, {"source": model.source, "model": model.name,
                                      "similarity": round(score, 4), "dataset": config.dataset,
                                      "recorded_best": round(config.best, 4),
+                                     **({"recorded_at_epochs": round(config.at(epochs), 4)}
+                                        if epochs and config.curve else {}),
                                      "record": config.ref}))
     return out
 

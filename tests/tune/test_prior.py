@@ -97,8 +97,37 @@ def test_warm_configs_order_dedup_and_provenance() -> None:
     assert warm_configs(("t", CONV), [], SPACE, "mnist") == []
 
 
+def test_a_short_epoch_budget_prefers_configurations_that_were_good_early() -> None:
+    slow = PriorConfig("mnist", {"lr": 0.0002, "batch": 16}, 0.99, "slow",
+                       curve=(0.2, 0.4, 0.6, 0.9, 0.99))
+    fast = PriorConfig("mnist", {"lr": 0.05, "batch": 64}, 0.97, "fast",
+                       curve=(0.9, 0.95, 0.96, 0.97, 0.97))
+    conv = model("Conv", CONV, slow, fast)
+    first = [w.provenance["record"] for w in warm_configs(("t", CONV), [conv], SPACE, "mnist")]
+    assert first == ["slow", "fast"]  # no budget: the overall best first
+    short = warm_configs(("t", CONV), [conv], SPACE, "mnist", epochs=3)
+    assert [w.provenance["record"] for w in short] == ["fast", "slow"]
+    assert short[0].provenance["recorded_at_epochs"] == 0.96
+    assert slow.at(3) == 0.6 and slow.at(None) == 0.99 and cfg("mnist", 0.5).at(3) == 0.5
+
+
+def test_lemur_trials_keep_the_best_per_epoch_budget_with_their_curves() -> None:
+    from nnrag.predict import Trial
+    from nnrag.tune_sources import PER_DATASET, models_of_trials
+
+    code = "import torch.nn as nn\nclass Net(nn.Module):\n    pass\n"
+    late = [Trial("m", "mnist", {"lr": 0.001 * i}, (0.1, 0.2, 0.3, 0.9 + i / 100), code)
+            for i in range(PER_DATASET)]
+    early = Trial("m", "mnist", {"lr": 0.5}, (0.8, 0.85, 0.86, 0.87), code)
+    (m,) = models_of_trials([*late, early])
+    refs = {c.hyperparameters["lr"]: c for c in m.configs}
+    assert set(refs) == {0.5, *(0.001 * i for i in range(PER_DATASET))}  # early kept too
+    assert refs[0.5].curve == (0.8, 0.85, 0.86, 0.87)
+
+
 def test_cache_round_trip_and_key(tmp_path: Path) -> None:
-    models = [model("Conv", (1.0, float("nan")), cfg("mnist", 0.9, lr=0.1))]
+    models = [model("Conv", (1.0, float("nan")), cfg("mnist", 0.9, lr=0.1),
+                    PriorConfig("cifar-10", {"lr": 0.1}, 0.5, "r", curve=(0.3, 0.5)))]
     path = tmp_path / "c.json.gz"
     save_models(path, "k1", models)
     assert load_models(path, "k1") is not None

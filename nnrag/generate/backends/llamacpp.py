@@ -76,7 +76,7 @@ class LlamaCppBackend(Backend):
         eos = self.llm.detokenize([self.llm.token_eos()]).decode(errors="ignore")
         bos = self.llm.detokenize([self.llm.token_bos()]).decode(errors="ignore")
         fmt = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
-        return fmt(messages=list(prompt.messages)).prompt
+        return fmt(messages=list(prompt.messages)).prompt  # type: ignore[arg-type,unused-ignore]
 
     def count_tokens(self, prompt: Prompt) -> int:
         return len(self._tokens(prompt))
