@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nnrag.tune.samplers import SamplerHook, mark
-from nnrag.tune.space import Param, suggest
+from nnrag.tune.space import Param, suggest, trial_spec
 
 
 def run_batches(study: Any, base: dict[str, Any], space: dict[str, Param], trials: int,
@@ -33,7 +33,7 @@ def run_batches(study: Any, base: dict[str, Any], space: dict[str, Param], trial
             trial = study.ask()
             mark(trial, attrs, sampler)
             params = suggest(trial, space)
-            spec = {**base, "hyperparameters": {**base.get("hyperparameters", {}), **params}}
+            spec = trial_spec(base, params)
             batch.append((trial, params, spec))
         left -= len(batch)
         results = train_many([spec for _, _, spec in batch])

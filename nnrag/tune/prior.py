@@ -27,6 +27,13 @@ NAMES = {"lr": "lr", "momentum": "momentum", "batch": "batch_size", "batch_size"
          "weight_decay": "weight_decay", "scheduler": "scheduler"}
 #: An epoch should take at least this many optimizer steps after adaptation (see adapt()).
 MIN_STEPS = 8
+#: What a record that does not name these was trained with: LEMUR's models (and nnrag's
+#: contract, :func:`nnrag.train.contract.make_optimizer`) train with SGD, no scheduler and
+#: no transform unless told otherwise, so a warm configuration keeps those rather than
+#: letting the sampler draw, say, Adam for a learning rate tuned for SGD.
+RECORD_DEFAULTS = {"optimizer": "sgd", "scheduler": "none", "transform": "none"}
+#: Recorded transform kinds -> nnrag's transform doing the same (LEMUR's ``norm_*``).
+TRANSFORM_ALIASES = {"norm": "standardize"}
 
 
 @dataclass(frozen=True)
@@ -115,7 +122,8 @@ def _snap_choice(value: Any, choices: Sequence[Any], log: bool) -> Any:
     """The choice equal to ``value`` (strings: case-insensitively), or for a number the
     nearest numeric choice (in log scale for ``log``); None when nothing fits."""
     if isinstance(value, str):  # the name, else its kind (LEMUR's norm_32_flip: norm)
-        for wanted in (value.lower(), value.lower().split("_")[0]):
+        kind = value.lower().split("_")[0]
+        for wanted in (value.lower(), kind, TRANSFORM_ALIASES.get(kind, kind)):
             for c in choices:
                 if isinstance(c, str) and c.lower() == wanted:
                     return c
@@ -133,7 +141,8 @@ def _snap_choice(value: Any, choices: Sequence[Any], log: bool) -> Any:
 def to_space(hp: dict[str, Any], space: dict[str, Param]) -> dict[str, Any]:
     """A recorded configuration in the study's space: names mapped (:data:`NAMES`), ranges
     clipped, choices snapped to the nearest (batch sizes in log scale) or matched by name;
-    what does not fit is dropped (Optuna's sampler fills it in)."""
+    what does not fit is dropped (Optuna's sampler fills it in), and a dimension the record
+    does not name at all takes what the record was trained with (:data:`RECORD_DEFAULTS`)."""
     out: dict[str, Any] = {}
     for key, value in hp.items():
         name = NAMES.get(key, key)
@@ -150,6 +159,12 @@ def to_space(hp: dict[str, Any], space: dict[str, Param]) -> dict[str, Any]:
         low, high = float(p.low or 0.0), float(p.high or 0.0)
         clipped = min(max(float(value), low), high)
         out[name] = int(round(clipped)) if name == "batch_size" else clipped
+    named = {NAMES.get(key, key) for key in hp}
+    for name, default in RECORD_DEFAULTS.items():
+        q = space.get(name)
+        if out and name not in named and q is not None and q.choices is not None \
+                and default in q.choices:
+            out[name] = default
     return out
 
 

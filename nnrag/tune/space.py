@@ -11,9 +11,12 @@ from typing import Any
 
 from nnrag.exceptions import SearchSpaceError
 
-#: nnrag's own training fields (``Hyperparameters``): every model can be tuned on these.
+#: nnrag's own training fields (``Hyperparameters``, and the spec's ``transform``): every
+#: model can be tuned on these.
 NNRAG_FIELDS = frozenset({"lr", "momentum", "weight_decay", "batch_size", "dropout",
-                          "optimizer", "scheduler"})
+                          "optimizer", "scheduler", "transform"})
+#: Dimensions that are fields of the training spec itself, not of its ``hyperparameters``.
+SPEC_FIELDS = frozenset({"transform"})
 
 
 @dataclass(frozen=True)
@@ -38,11 +41,16 @@ DEFAULTS: dict[str, Param] = {
     "momentum": Param("momentum", 0.0, 0.99),
     "batch_size": Param("batch_size", choices=(16, 32, 64, 128)),
     "dropout": Param("dropout", 0.0, 0.5),
+    "optimizer": Param("optimizer", choices=("sgd", "adam", "adamw")),
+    "scheduler": Param("scheduler", choices=("none", "cosine", "step")),
+    # transforms that fit every dataset kind; flips and resizes only where the user says so
+    "transform": Param("transform", choices=("none", "standardize")),
 }
 
 
 def default_space(declared: Iterable[str] | None) -> dict[str, Param]:
-    """lr, momentum and batch_size always; dropout when the model declares it."""
+    """Every default dimension; dropout only when the model declares it (a model without
+    a dropout layer ignores the value, so searching it would only add noise)."""
     names = set(declared or ())
     return {k: p for k, p in DEFAULTS.items() if k != "dropout" or "dropout" in names}
 
@@ -122,6 +130,14 @@ def load_space(path: str | Path, declared: Iterable[str] | None) -> dict[str, Pa
 def signature(space: dict[str, Param]) -> str:
     """The space as canonical JSON: a study keeps it and refuses another one."""
     return json.dumps({k: space[k].to_dict() for k in sorted(space)}, sort_keys=True)
+
+
+def trial_spec(base: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """The training spec of one point of the space: ``base`` with the point's
+    hyperparameters, and its spec fields (:data:`SPEC_FIELDS`) at the top level."""
+    hp = {k: v for k, v in params.items() if k not in SPEC_FIELDS}
+    top = {k: v for k, v in params.items() if k in SPEC_FIELDS}
+    return {**base, **top, "hyperparameters": {**base.get("hyperparameters", {}), **hp}}
 
 
 def suggest(trial: Any, space: dict[str, Param]) -> dict[str, Any]:

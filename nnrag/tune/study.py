@@ -18,7 +18,7 @@ from nnrag.train.stopping import Stopper
 from nnrag.tune.pruners import make_pruner, reported_steps, trial_stopper
 from nnrag.tune.samplers import SAMPLERS, SOURCE_ATTR, SamplerHook, mark
 from nnrag.tune.samplers import make_sampler as make_sampler
-from nnrag.tune.space import Param, signature, suggest
+from nnrag.tune.space import Param, signature, suggest, trial_spec
 
 __all__ = ["SAMPLERS", "TrialResult", "TuneResult", "make_sampler", "run_study"]
 SPACE_ATTR = "nnrag_space"
@@ -136,7 +136,7 @@ def run_study(*, name: str, url: str, base: dict[str, Any], space: dict[str, Par
         trial = study.ask()
         mark(trial, attrs, sampler)
         params = suggest(trial, space)
-        spec = {**base, "hyperparameters": {**base.get("hyperparameters", {}), **params}}
+        spec = trial_spec(base, params)
         run, outcome, value, error = None, "error", None, None
         stopper = trial_stopper(pruner, trial, predicted)
         try:
@@ -174,7 +174,7 @@ def summarize(study: Any, url: str, base: dict[str, Any] | None,
     best = max(complete, key=lambda t: t.value) if complete else None
     spec = None
     if best is not None and base is not None:
-        spec = {**base, "hyperparameters": {**base.get("hyperparameters", {}), **best.params}}
+        spec = trial_spec(base, dict(best.params))
     return TuneResult(study.study_name, url, len(study.trials),
                       best.value if best else None, dict(best.params) if best else {},
                       spec, trials)

@@ -23,7 +23,9 @@ from nnrag.tune.samplers import SOURCE_ATTR, LLMHook, PriorHook, schema, validat
 from nnrag.tune.space import Param, default_space
 
 optuna = pytest.importorskip("optuna")
-SPACE = {**default_space({"dropout"}), "transform": Param("transform", choices=("norm", "none"))}
+NUMERIC = ("lr", "momentum", "batch_size", "dropout")
+SPACE = {**{k: p for k, p in default_space({"dropout"}).items() if k in NUMERIC},
+         "transform": Param("transform", choices=("norm", "flip"))}
 CONV = (3.0, 0.0, 1.0)  # a toy histogram: Conv2d, Linear, ReLU counts
 MLP = (0.0, 3.0, 2.0)
 
@@ -48,6 +50,17 @@ def test_lemur_names_are_mapped_clipped_and_snapped() -> None:
     assert to_space({"transform": "norm_32_flip"}, SPACE) == {"transform": "norm"}  # its kind
     assert to_space({"transform": "echo_32"}, SPACE) == {}  # no such choice: dropped
     assert to_space({"lr": float("nan")}, SPACE) == {}
+
+
+def test_a_record_keeps_what_it_was_trained_with_in_the_default_space() -> None:
+    full = default_space(set())
+    # LEMUR names no optimizer or scheduler: it trained with SGD, no scheduler
+    assert to_space({"lr": 0.01, "batch": 32, "transform": "norm_299_flip"}, full) == {
+        "lr": 0.01, "batch_size": 32, "optimizer": "sgd", "scheduler": "none",
+        "transform": "standardize"}  # norm_* is nnrag's standardize
+    assert to_space({"lr": 0.01, "optimizer": "Adam"}, full)["optimizer"] == "adam"
+    assert to_space({"transform": "echo_32"}, full) == {}  # nothing of it fits: no defaults
+    assert to_space({}, full) == {}
 
 
 def test_dataset_rule_cuts_the_batch_and_scales_lr() -> None:
@@ -167,7 +180,7 @@ def test_llm_proposals_are_validated_and_fallbacks_counted() -> None:
     from nnrag.tune.space import suggest
 
     assert validate({"lr": 0.01, "batch_size": 32}, SPACE) == {"lr": 0.01, "batch_size": 32}
-    assert validate({"hyperparameters": {"transform": "none"}}, SPACE) == {"transform": "none"}
+    assert validate({"hyperparameters": {"transform": "flip"}}, SPACE) == {"transform": "flip"}
     for bad in ({"lr": 5.0}, {"batch_size": 33}, {"nope": 1}, {"lr": "x"}, {}, [1], None,
                 {"transform": "echo"}, {"batch_size": 32.5}):
         assert validate(bad, SPACE) is None, bad

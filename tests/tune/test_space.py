@@ -10,10 +10,30 @@ from nnrag.tune.space import signature
 
 
 def test_defaults_follow_the_declared_names() -> None:
-    assert set(default_space({"lr", "momentum"})) == {"lr", "momentum", "batch_size"}
+    assert set(default_space({"lr", "momentum"})) == {
+        "lr", "momentum", "batch_size", "optimizer", "scheduler", "transform"}
     space = default_space({"lr", "momentum", "dropout"})
     assert space["dropout"].high == 0.5 and space["lr"].log and space["lr"].low == 1e-4
     assert space["batch_size"].choices == (16, 32, 64, 128)
+    assert space["optimizer"].choices == ("sgd", "adam", "adamw")
+    assert space["scheduler"].choices == ("none", "cosine", "step")
+    assert space["transform"].choices == ("none", "standardize")
+
+
+def test_a_point_becomes_a_training_spec_the_engine_accepts() -> None:
+    from nnrag.train import parse_spec
+    from nnrag.tune.space import trial_spec
+
+    base = {"model": {"file": "m.py"}, "dataset": "digits", "budget": {"epochs": 1},
+            "hyperparameters": {"weight_decay": 0.001}}
+    spec = trial_spec(base, {"lr": 0.01, "optimizer": "adam", "scheduler": "cosine",
+                             "transform": "standardize"})
+    assert spec["transform"] == "standardize" and "transform" not in spec["hyperparameters"]
+    parsed = parse_spec(spec, "tune")
+    assert parsed.transform == "standardize"
+    assert (parsed.hyperparameters.optimizer, parsed.hyperparameters.scheduler) == (
+        "adam", "cosine")
+    assert parsed.hyperparameters.weight_decay == 0.001
 
 
 def test_overrides_replace_and_add_dimensions() -> None:

@@ -24,9 +24,12 @@ def test_study_runs_resumes_and_opens_in_optuna(cli, nnrag_home: Path,  # noqa: 
     first = json.loads(r.stdout)
     assert first["study"] == "s1" and first["n_trials"] == 2
     assert first["storage"] == f"sqlite:///{nnrag_home / 'tune.db'}"
-    assert set(first["best_params"]) == {"lr", "momentum", "batch_size", "dropout"}
+    assert set(first["best_params"]) == {"lr", "momentum", "batch_size", "dropout",
+                                         "optimizer", "scheduler", "transform"}
     assert 0.0 <= first["best_value"] <= 1.0
-    assert first["spec"]["hyperparameters"] == first["best_params"]
+    best = dict(first["best_params"])
+    assert first["spec"]["transform"] == best.pop("transform")  # a spec field, not an hp
+    assert first["spec"]["hyperparameters"] == best
     assert r.stderr.count("trial ") == 2  # progress per trial, on stderr
 
     # a killed or finished study resumes: trials accumulate
