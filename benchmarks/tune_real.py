@@ -99,7 +99,7 @@ def fashion_subsample(data_root: Path, n_train: int, n_test: int, seed: int = 0)
 
 def run_method(task_dir: Path, method: str, model: Path, dataset: str, seed: int,
                trials: int, epochs: int, predictor: Path, cache: Path,
-               llm_backend: str, llm_model: str | None) -> dict[str, Any]:
+               llm_backend: str, llm_model: str | None, lemur: Path = LEMUR) -> dict[str, Any]:
     """One study; per trial its value, outcome and wall seconds (a run answered from the
     run store costs what the original cost)."""
     from nnrag.workspace import open_workspace
@@ -124,7 +124,7 @@ def run_method(task_dir: Path, method: str, model: Path, dataset: str, seed: int
 
     result = ws.tune(str(model), dataset=dataset, trials=trials, sampler=sampler,
                      epochs=epochs, study=method, seed=seed, progress=progress,
-                     lemur=LEMUR if sampler == "prior" else None, pruner=pruner,
+                     lemur=lemur if sampler == "prior" else None, pruner=pruner,
                      predictor=predictor if pruner == "predicted" else None,
                      llm_backend=llm_backend, llm_model=llm_model)
     store = ws.run_store(readonly=True)
@@ -159,7 +159,7 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
         results[method] = run_method(task_dir, method, model, task["dataset"], task["seed"],
                                      trials, task["epochs"], Path(task["predictor"]),
                                      Path(task["cache"]), task["llm_backend"],
-                                     task["llm_model"])
+                                     task["llm_model"], Path(task["lemur"]))
     doc = {"model": task["model"], "dataset": task["dataset"], "seed": task["seed"],
            "seconds": round(time.monotonic() - start, 1), "methods": results}
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -189,34 +189,49 @@ def summarize(docs: Sequence[dict[str, Any]], methods: Sequence[str],
         got = doc["methods"].get(method)
         return None if got is None or len(got["trials"]) < n else best_at(got["trials"], n)
 
-    rows = []
-    for method in methods:
+    def mean(values: list[float], digits: int = 4) -> float | None:
+        return round(statistics.mean(values), digits) if values else None
+
+    def accuracy(subset: Sequence[dict[str, Any]], method: str) -> dict[str, Any]:
+        row: dict[str, Any] = {"method": method}
+        have = [d for d in subset if curve(d, method, 1) is not None]
+        row["tasks"] = len(have)
+        for n in BUDGETS:
+            row[f"mean_at_{n}"] = mean([v for d in have if (v := curve(d, method, n)) is not None])
+        last = [v for d in have if (v := curve(d, method, BUDGETS[-1])) is not None]
+        row[f"median_at_{BUDGETS[-1]}"] = round(statistics.median(last), 4) if last else None
+        # spread: the std over seeds of a (model, dataset), averaged over them
+        groups: dict[tuple[str, str], list[float]] = {}
+        for d in have:
+            if (v := curve(d, method, BUDGETS[-1])) is not None:
+                groups.setdefault((d["model"], d["dataset"]), []).append(v)
+        row[f"seed_std_at_{BUDGETS[-1]}"] = mean(
+            [statistics.pstdev(g) for g in groups.values() if len(g) > 1])
+        return row
+
+    def cost(method: str) -> dict[str, Any]:
         row: dict[str, Any] = {"method": method}
         for n in BUDGETS:
-            values = [v for d in docs if (v := curve(d, method, n)) is not None]
-            if not values:
-                continue
-            # spread: the std over seeds of a (model, dataset), averaged over them
-            groups: dict[tuple[str, str], list[float]] = {}
-            for d in docs:
-                v = curve(d, method, n)
-                if v is not None:
-                    groups.setdefault((d["model"], d["dataset"]), []).append(v)
-            spreads = [statistics.pstdev(g) for g in groups.values() if len(g) > 1]
-            row[f"acc_at_{n}"] = round(statistics.mean(values), 4)
-            row[f"median_at_{n}"] = round(statistics.median(values), 4)
-            row[f"seed_std_at_{n}"] = round(statistics.mean(spreads), 4) if spreads else None
             key = "llm-1shot" if method == "llm" and n == 1 else method
-            secs = [seconds_at(d["methods"][key]["trials"], n) for d in docs
-                    if key in d["methods"] and len(d["methods"][key]["trials"]) >= n]
-            row[f"seconds_at_{n}"] = round(statistics.mean(secs), 1) if secs else None
-        pruned = [t for d in docs for t in d["methods"].get(method, {}).get("trials", [])]
-        if pruned:
-            row["stopped_pct"] = round(100 * statistics.mean(
-                [t["outcome"] == "stopped" for t in pruned]), 1)
-            row["failed_pct"] = round(100 * statistics.mean(
-                [t["outcome"] not in ("ok", "stopped") for t in pruned]), 1)
-        rows.append(row)
+            row[f"seconds_at_{n}"] = mean(
+                [seconds_at(d["methods"][key]["trials"], n) for d in docs
+                 if key in d["methods"] and len(d["methods"][key]["trials"]) >= n], 1)
+        trials = [t for d in docs for t in d["methods"].get(method, {}).get("trials", [])]
+        row["stopped_pct"] = mean([100.0 * (t["outcome"] == "stopped") for t in trials], 1)
+        row["failed_pct"] = mean(
+            [100.0 * (t["outcome"] not in ("ok", "stopped")) for t in trials], 1)
+        return row
+
+    out: dict[str, Any] = {"tasks": len(docs),
+                           "accuracy": [accuracy(docs, m) for m in methods]}
+    datasets = sorted({d["dataset"] for d in docs})
+    for ds in datasets:
+        subset = [d for d in docs if d["dataset"] == ds]
+        out[f"accuracy_{ds.replace('-', '_')}"] = [accuracy(subset, m) for m in methods]
+    llm_tasks = [d for d in docs if "llm" in d["methods"]]
+    if llm_tasks and len(llm_tasks) < len(docs):  # every method on the llm's tasks only
+        out["accuracy_on_llm_tasks"] = [accuracy(llm_tasks, m) for m in methods]
+    out["wall_seconds"] = [cost(m) for m in methods]
     targets: dict[str, Any] = {}
     both = [d for d in docs if "prior" in d["methods"] and "tpe" in d["methods"]]
     if both:
@@ -236,7 +251,7 @@ def summarize(docs: Sequence[dict[str, Any]], methods: Sequence[str],
             "prior_one_shot_ge_tpe10_per_task_pct": round(100 * statistics.mean(
                 [p >= t for p, t in zip(prior1, tpe10, strict=True)]), 1),
         }
-    return {"tasks": len(docs), "table": rows, "targets": targets}
+    return {**out, "targets": targets}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -260,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="work folder; finished tasks are kept, so a rerun resumes")
     ap.add_argument("--lemur", type=Path, default=LEMUR)
     ap.add_argument("--summarize-only", action="store_true")
+    ap.add_argument("--also", type=Path, nargs="*", default=[],
+                    help="other --out folders whose methods for the same tasks are added "
+                         "to the summary (e.g. llm run on fewer seeds)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--record")
     ap.add_argument("--note")
@@ -270,6 +288,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["NNRAG_DATA"] = str(data)
     start = time.monotonic()
     methods = list(args.methods) + (["llm-1shot"] if "llm" in args.methods else [])
+    summarized = list(args.methods)
+    for other in args.also:  # the methods the other folders hold, in METHODS order
+        found = {m for f in (other / "tasks").glob("*.json")
+                 for m in json.loads(f.read_text())["methods"]}
+        summarized += [m for m in METHODS if m in found and m not in summarized]
     tasks = [{"model": m, "dataset": d, "seed": s} for m in args.models
              for d in args.datasets for s in args.seeds]
     if not args.summarize_only:
@@ -278,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
         cache, predictor = prepare(args)
         common = {"out": str(args.out), "methods": methods, "trials": args.trials,
                   "epochs": args.epochs, "predictor": str(predictor), "cache": str(cache),
-                  "llm_backend": args.llm_backend, "llm_model": args.llm_model}
+                  "llm_backend": args.llm_backend, "llm_model": args.llm_model,
+                  "lemur": str(args.lemur)}
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
             futures = {pool.submit(run_task, {**common, **t}): t for t in tasks}
             for i, fut in enumerate(as_completed(futures), 1):
@@ -290,14 +314,21 @@ def main(argv: list[str] | None = None) -> int:
     docs = []
     for t in tasks:
         path = args.out / "tasks" / f"{t['model']}-{t['dataset']}-{t['seed']}.json"
-        if path.exists():
-            docs.append(json.loads(path.read_text()))
-    figures = {**summarize(docs, list(args.methods), args.tolerance),
+        doc = json.loads(path.read_text()) if path.exists() else None
+        for other in args.also:
+            more = other / "tasks" / path.name
+            if more.exists():
+                extra = json.loads(more.read_text())
+                doc = doc or {**extra, "methods": {}}
+                doc["methods"].update(extra["methods"])
+        if doc is not None:
+            docs.append(doc)
+    figures = {**summarize(docs, summarized, args.tolerance),
                "models": list(args.models), "datasets": list(args.datasets),
                "seeds": list(args.seeds), "trials": args.trials, "epochs": args.epochs,
                "fashion_subsample": [args.fashion_train, args.fashion_test],
                "llm": f"{args.llm_backend}:{args.llm_model or 'embedded'}"
-               if "llm" in args.methods else None,
+               if "llm" in summarized else None,
                "seconds": round(time.monotonic() - start, 1)}
     print(json.dumps(figures, indent=1))
     if args.json:
