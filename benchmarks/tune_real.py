@@ -70,14 +70,7 @@ def fashion_subsample(data_root: Path, n_train: int, n_test: int, seed: int = 0)
     """A fixed, seeded subsample of the installed Fashion-MNIST as IDX files."""
     import numpy as np
 
-    def read_idx(path: Path) -> Any:
-        import gzip
-
-        raw = path.read_bytes()
-        raw = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
-        ndim = raw[3]
-        dims = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
-        return np.frombuffer(raw[4 + 4 * ndim:], dtype=np.uint8).reshape(dims)
+    from nnrag.train.datasets import read_idx
 
     folder = data_root / "fashion-mnist"
     if (folder / "done").exists():

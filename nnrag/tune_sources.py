@@ -222,7 +222,8 @@ def sampler_hook(sampler: str, code: str, space: Any, dataset: str, *, limit: in
                  llm_model: str | None, warn: Callable[[str], None] | None) -> Any:
     """The ``prior`` or ``llm`` sampler's hook (None for Optuna's own samplers). ``runs``
     reads the run store's records only when the prior needs them."""
-    from nnrag.train.datasets import dataset_info
+    from nnrag.predict import LEMUR_TRAIN_SIZES
+    from nnrag.train.datasets import train_size as on_disk
     from nnrag.tune.prior import warm_configs
     from nnrag.tune.samplers import LLMHook, PriorHook, schema
 
@@ -237,11 +238,12 @@ def sampler_hook(sampler: str, code: str, space: Any, dataset: str, *, limit: in
     if lemur is not None:  # first: an unreadable folder stops before anything else
         models += lemur_models(Path(lemur).expanduser(), cache_dir)
     models += run_store_models(runs())
-    n_train = dataset_info(dataset).n_train
+    n_train = on_disk(dataset)  # counted, not registered: a user's files may be a subsample
     train_size = min(n_train or limit or 0, limit or n_train or 0) or None
     distance, useful = dataset_rule(dataset)
+    sizes = {**LEMUR_TRAIN_SIZES, **({dataset: train_size} if train_size else {})}
     warm = warm_configs(code_target(code), models, space, dataset, train_size=train_size,
-                        distance=distance, useful=useful, epochs=epochs)
+                        distance=distance, useful=useful, epochs=epochs, record_sizes=sizes)
     if not warm and warn is not None:
         where = "the run store" + (f" or {lemur}" if lemur is not None else "")
         warn(f"prior: no model similar to this one with recorded results in {where}; "

@@ -12,6 +12,7 @@ from nnrag.predict._evaluate import KS, Scores, baseline, evaluate, scores
 from nnrag.predict._features import (
     LAYERS,
     LEMUR_DATASETS,
+    LEMUR_TRAIN_SIZES,
     SOURCE_FEATURES,
     dataset_facts,
     feature_names,
@@ -40,6 +41,7 @@ def default_path() -> Path:
 
 __all__ = [
     "FORMAT_VERSION", "K_MAX", "KS", "LAYERS", "LEMUR_DATASETS", "LEMUR_FILES",
+    "LEMUR_TRAIN_SIZES",
     "PredictedStopper", "Prediction", "Predictor", "ReadReport", "SOURCE_FEATURES", "Scores",
     "Trial", "baseline", "dataset_facts", "default_path", "evaluate", "feature_names",
     "model_family", "parse_or_raise", "read_lemur", "read_runs", "scores", "source_features",

@@ -37,6 +37,12 @@ LEMUR_DATASETS: dict[str, tuple[int, int, int]] = {
     "mnist": (10, 1, 28), "celeba-gender": (2, 3, 178), "imagenette": (10, 3, 160),
     "places365": (365, 3, 256),
 }
+#: The size of each LEMUR dataset's standard training split (torchvision's), which turns a
+#: recorded epoch into optimizer steps (:func:`nnrag.tune.prior.matched_epochs`).
+LEMUR_TRAIN_SIZES: dict[str, int] = {
+    "cifar-10": 50_000, "cifar-100": 50_000, "svhn": 73_257, "mnist": 60_000,
+    "celeba-gender": 162_770, "imagenette": 9_469, "places365": 1_803_460,
+}
 
 SOURCE_FEATURES = (
     *(f"layer_{name}" for name in LAYERS), "layers_total", "weight_layers", "loops",

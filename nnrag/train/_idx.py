@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["IdxFormatError", "read_idx"]
+__all__ = ["IdxFormatError", "idx_length", "read_idx"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -46,3 +46,15 @@ def read_idx(path: str | Path) -> np.ndarray:
         )
     data = np.frombuffer(raw, dtype=dtype, offset=start).reshape(dims)
     return data.astype(dtype.newbyteorder("="))
+
+
+def idx_length(path: str | Path) -> int:
+    """The first dimension of an IDX file (its number of samples), from the header alone."""
+    with Path(path).open("rb") as raw:
+        gz = raw.read(2) == _GZIP_MAGIC
+    opener = gzip.open if gz else open
+    with opener(path, "rb") as fh:
+        head = fh.read(8)
+    if len(head) < 8 or head[:2] != b"\x00\x00" or head[2] not in _DTYPES or head[3] < 1:
+        raise IdxFormatError(f"{path}: not an IDX file (header {head[:4].hex()})")
+    return int(struct.unpack(">I", head[4:8])[0])

@@ -40,13 +40,13 @@ from nnrag.config import data_dir, nnrag_home
 from nnrag.exceptions import NnragError, unknown_name
 from nnrag.logging import get_logger
 from nnrag.train import _mnist1d
-from nnrag.train._idx import IdxFormatError, read_idx
+from nnrag.train._idx import IdxFormatError, idx_length, read_idx
 from nnrag.train._secret import secret_path
 
 __all__ = [
     "SYSTEM_DATA_DIRS", "Dataset", "DatasetInfo", "DatasetUnavailableError",
-    "UnknownDatasetError", "available", "dataset_info", "label_sources", "list_datasets",
-    "load_dataset", "register",
+    "IdxFormatError", "UnknownDatasetError", "available", "dataset_info", "label_sources",
+    "list_datasets", "load_dataset", "read_idx", "register", "train_size",
 ]  # fmt: skip
 
 log = get_logger(__name__)
@@ -99,6 +99,8 @@ Loader = Callable[..., Split]
 Check = Callable[[Path | None], str]
 #: ``sources()`` lists the files or folders that hold a dataset's labels (see label_sources).
 Sources = Callable[[], list[Path]]
+#: ``size(root)`` counts the training samples on disk without loading them (see train_size).
+Size = Callable[[Path | None], int]
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ class _Entry:
     loader: Loader
     check: Check
     sources: Sources | None
+    size: Size | None = None
 
 
 _REGISTRY: dict[str, _Entry] = {}
@@ -118,12 +121,13 @@ def _always(root: Path | None) -> str:
 
 @overload
 def register(
-    info: DatasetInfo, loader: Loader, *, check: Check | None = ..., sources: Sources | None = ...
+    info: DatasetInfo, loader: Loader, *, check: Check | None = ..., sources: Sources | None = ...,
+    size: Size | None = ...,
 ) -> None: ...
 @overload
 def register(
     info: DatasetInfo, loader: None = ..., *, check: Check | None = ...,
-    sources: Sources | None = ...,
+    sources: Sources | None = ..., size: Size | None = ...,
 ) -> Callable[[Loader], Loader]: ...  # fmt: skip
 def register(
     info: DatasetInfo,
@@ -131,20 +135,23 @@ def register(
     *,
     check: Check | None = None,
     sources: Sources | None = None,
+    size: Size | None = None,
 ) -> Callable[[Loader], Loader] | None:
     """Register ``loader(*, seed, root) -> (x_train, y_train, x_test, y_test)``.
 
     Usable directly or as ``@register(info)``. ``check`` is the cheap test behind
     :func:`available` (default: always available). ``sources()`` names the files or folders
     holding the dataset's labels outside the search folders, so that the sandbox can hide
-    them from trained code (see :func:`label_sources`). Names must be unique, so a plugin
+    them from trained code (see :func:`label_sources`). ``size(root)`` counts the training
+    samples on disk cheaply, for files whose size may differ from ``info.n_train`` (see
+    :func:`train_size`). Names must be unique, so a plugin
     cannot silently replace a built-in dataset.
     """
 
     def add(fn: Loader) -> Loader:
         if info.name in _REGISTRY:
             raise ValueError(f"dataset {info.name!r} is already registered")
-        _REGISTRY[info.name] = _Entry(info, fn, check or _always, sources)
+        _REGISTRY[info.name] = _Entry(info, fn, check or _always, sources, size)
         return fn
 
     if loader is None:
@@ -168,6 +175,19 @@ def _entry(name: str) -> _Entry:
 def dataset_info(name: str) -> DatasetInfo:
     """The registry's description of ``name`` (case and ``_``/``-`` insensitive)."""
     return _entry(name).info
+
+
+def train_size(name: str, root: str | Path | None = None) -> int | None:
+    """How many training samples ``name`` has here: counted on disk where the dataset can
+    (IDX files hold their count in the header, and a user's files may be a subsample), else
+    the registry's ``n_train`` (None when unknown before loading)."""
+    entry = _entry(name)
+    if entry.size is not None:
+        try:
+            return entry.size(None if root is None else Path(root).expanduser())
+        except (DatasetUnavailableError, IdxFormatError, OSError):
+            pass
+    return entry.info.n_train
 
 
 def available(name: str, root: str | Path | None = None) -> tuple[bool, str]:
@@ -371,7 +391,8 @@ _IDX_FILES = (
 )  # fmt: skip
 
 
-def _idx_source(name: str, subdirs: tuple[str, ...], hint: str) -> tuple[Loader, Check]:
+def _idx_source(name: str, subdirs: tuple[str, ...],
+                hint: str) -> tuple[Loader, Check, Size]:
     """Loader and check for the four MNIST-style IDX files (gzipped or not)."""
 
     def locate(root: Path | None) -> list[Path]:
@@ -393,7 +414,10 @@ def _idx_source(name: str, subdirs: tuple[str, ...], hint: str) -> tuple[Loader,
             raise DatasetUnavailableError(f"dataset {name!r}: {exc}") from exc
         return x_tr.astype(np.float32) / 255.0, y_tr, x_te.astype(np.float32) / 255.0, y_te
 
-    return loader, lambda root: f"IDX files in {locate(root)[0].parent}"
+    def size(root: Path | None) -> int:
+        return idx_length(locate(root)[1])  # the training labels
+
+    return loader, lambda root: f"IDX files in {locate(root)[0].parent}", size
 
 
 for _name, _subdirs, _hint, _source, _what in (
@@ -408,13 +432,13 @@ for _name, _subdirs, _hint, _source, _what in (
      "IDX files (user-provided; torchvision's MNIST/raw layout works too)",
      "LeCun's 28x28 grey handwritten digits"),
 ):  # fmt: skip
-    _loader, _check = _idx_source(_name, _subdirs, _hint)
+    _loader, _check, _size = _idx_source(_name, _subdirs, _hint)
     register(
         DatasetInfo(
             _name, "image", (1, 28, 28), 10, 60000, 10000, 0.1, _source,
             f"{_what} in 10 classes, scaled to [0, 1]",
         ),
-        _loader, check=_check,
+        _loader, check=_check, size=_size,
     )  # fmt: skip
 
 

@@ -202,60 +202,97 @@ def _key(params: dict[str, Any]) -> str:
 Distance = Callable[[str], float]
 #: Whether a recorded result is worth copying (e.g. clearly above the dataset's chance).
 Useful = Callable[[PriorConfig], bool]
+#: A configuration is copied only if it reached at least this fraction of the best value any
+#: recorded model reached on its dataset within the same epochs (see :func:`warm_configs`).
+MIN_QUALITY = 0.5
 
 
-def _ordered(configs: Sequence[PriorConfig], dataset: str, distance: Distance | None = None,
-             useful: Useful | None = None, epochs: int | None = None) -> list[PriorConfig]:
-    """One model's useful configurations: the tuned dataset's first, then round-robin over
-    its other datasets, closest first (``distance``), each dataset best first, where best
-    means best within the study's ``epochs`` when the record has a learning curve."""
-    groups: dict[str, list[PriorConfig]] = {}
-    for c in configs:
-        if useful is None or useful(c):
-            groups.setdefault(c.dataset, []).append(c)
-    for g in groups.values():
-        g.sort(key=lambda c: (-c.at(epochs), -c.best))
+def _recorded_batch(config: PriorConfig) -> float | None:
+    value = config.hyperparameters.get("batch", config.hyperparameters.get("batch_size"))
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        return None
+    return float(value)
 
-    def far(d: str) -> float:
-        return 0.0 if d == dataset else 1.0 + (distance(d) if distance is not None else 0.0)
 
-    order = sorted(groups, key=lambda d: (far(d), -len(groups[d]), d))
-    out: list[PriorConfig] = []
-    for i in range(max((len(g) for g in groups.values()), default=0)):
-        out += [groups[d][i] for d in order if i < len(groups[d])]
-    return out
+def matched_epochs(config: PriorConfig, params: dict[str, Any], epochs: int | None,
+                   train_size: int | None, record_sizes: dict[str, int] | None) -> int | None:
+    """How many of the record's epochs took about as many optimizer steps as ``epochs`` of
+    the study will with ``params``: a 3-epoch study on 1,000 images makes fewer steps than
+    one epoch of MNIST, so what a configuration reached after LEMUR's first epoch is the
+    better guide. ``epochs`` itself when a size or a batch is unknown."""
+    size = (record_sizes or {}).get(config.dataset)
+    recorded, batch = _recorded_batch(config), params.get("batch_size")
+    if not epochs or not size or not train_size or recorded is None \
+            or not isinstance(batch, int) or batch <= 0:
+        return epochs
+    steps = epochs * math.ceil(train_size / batch)
+    return max(1, round(steps / math.ceil(size / recorded)))
 
 
 def warm_configs(target: tuple[str, Sequence[float]], models: Iterable[PriorModel],
                  space: dict[str, Param], dataset: str, *, train_size: int | None = None,
-                 k_models: int = 5, per_model: int = 2, limit: int = 8,
+                 k_models: int = 10, per_model: int = 2, limit: int = 8,
                  exclude: Callable[[PriorModel], bool] | None = None,
                  distance: Distance | None = None, useful: Useful | None = None,
-                 epochs: int | None = None) -> list[Warm]:
-    """The configurations to try first, most similar model first, deduplicated after
-    mapping into ``space``; each carries its provenance (source, model, similarity, the
-    dataset it was recorded on, its recorded best and its record). With ``epochs`` (the
-    study's budget per trial) each model's configurations are ranked by what they reached
-    within that many epochs: LEMUR's overall best often comes from long training at a small
-    learning rate, which is a poor start for a 3-epoch study."""
+                 epochs: int | None = None, record_sizes: dict[str, int] | None = None,
+                 min_quality: float = MIN_QUALITY) -> list[Warm]:
+    """The configurations to try first, best scored first, deduplicated after mapping into
+    ``space``; each carries its provenance (source, model, similarity, the dataset it was
+    recorded on, its recorded best, its quality and its record).
+
+    The candidates are the configurations of the ``k_models`` most similar models. Each is
+    scored by similarity x quality x closeness of its dataset (1 for the tuned dataset,
+    ``1 / (2 + distance)`` for another). Quality is what the configuration reached within
+    the study's budget (``epochs``, matched in optimizer steps where ``record_sizes`` gives
+    the recorded datasets' sizes: :func:`matched_epochs`) over the best any model reached on
+    that dataset within the same epochs: the nearest model by code is often a variant whose
+    records never trained, and LEMUR's overall best often comes from long training at a
+    small learning rate, both poor starts for a short study. At most ``per_model`` per
+    model, so the first trials spread over several neighbours."""
+    pool = list(models)
+    reference: dict[tuple[str, int | None], float] = {}
+
+    def best_on(ds: str, e: int | None) -> float:
+        if (ds, e) not in reference:
+            reference[(ds, e)] = max((c.at(e) for m in pool for c in m.configs
+                                      if c.dataset == ds), default=0.0)
+        return reference[(ds, e)]
+
+    def closeness(ds: str) -> float:
+        return 1.0 if ds == dataset else 1.0 / (2.0 + (distance(ds) if distance else 0.0))
+
+    scored: list[tuple[float, int, PriorModel, PriorConfig, dict[str, Any], dict[str, Any]]] = []
+    for rank, (sim, model) in enumerate(nearest(target, pool, k_models, exclude)):
+        for config in model.configs:
+            if useful is not None and not useful(config):
+                continue
+            params = adapt(to_space(config.hyperparameters, space), space, train_size)
+            if not params:
+                continue
+            e = matched_epochs(config, params, epochs, train_size, record_sizes)
+            top = best_on(config.dataset, e)
+            quality = config.at(e) / top if top > 0 else 0.0
+            if quality < min_quality:
+                continue
+            info = {"similarity": round(sim, 4), "dataset": config.dataset,
+                    "recorded_best": round(config.best, 4), "quality": round(quality, 4),
+                    **({"recorded_at_epochs": round(config.at(e), 4), "record_epochs": e}
+                       if e and config.curve else {})}
+            scored.append((sim * quality * closeness(config.dataset), rank, model, config,
+                           params, info))
+    scored.sort(key=lambda s: (-s[0], s[1], -s[3].best))
     out: list[Warm] = []
     seen: set[str] = set()
-    for score, model in nearest(target, models, k_models, exclude):
-        taken = 0
-        for config in _ordered(model.configs, dataset, distance, useful, epochs):
-            if taken >= per_model or len(out) >= limit:
-                break
-            params = adapt(to_space(config.hyperparameters, space), space, train_size)
-            if not params or _key(params) in seen:
-                continue
-            seen.add(_key(params))
-            taken += 1
-            out.append(Warm(params, {"source": model.source, "model": model.name,
-                                     "similarity": round(score, 4), "dataset": config.dataset,
-                                     "recorded_best": round(config.best, 4),
-                                     **({"recorded_at_epochs": round(config.at(epochs), 4)}
-                                        if epochs and config.curve else {}),
-                                     "record": config.ref}))
+    taken: dict[int, int] = {}
+    for score, rank, model, config, params, info in scored:
+        if len(out) >= limit:
+            break
+        if taken.get(rank, 0) >= per_model or _key(params) in seen:
+            continue
+        seen.add(_key(params))
+        taken[rank] = taken.get(rank, 0) + 1
+        out.append(Warm(params, {"source": model.source, "model": model.name, **info,
+                                 "score": round(score, 4), "record": config.ref}))
     return out
 
 

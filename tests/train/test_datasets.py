@@ -19,7 +19,7 @@ import torch
 
 from nnrag.exceptions import NnragError
 from nnrag.train import datasets as D
-from nnrag.train._idx import IdxFormatError, read_idx
+from nnrag.train._idx import IdxFormatError, idx_length, read_idx
 
 ALL = [
     "animal-shape-mnist", "cifar10", "cifar100", "digits", "fashion-mnist", "mnist",
@@ -261,6 +261,9 @@ def test_read_idx_round_trip_and_errors(tmp_path: Path) -> None:
     (tmp_path / "short").write_bytes((tmp_path / "ok").read_bytes()[:-3])
     with pytest.raises(IdxFormatError, match="needs 16 data bytes, found 13"):
         read_idx(tmp_path / "short")
+    assert idx_length(tmp_path / "ok") == 4 and idx_length(tmp_path / "a12True") == 2  # gz
+    with pytest.raises(IdxFormatError, match="not an IDX"):
+        idx_length(tmp_path / "junk")
 
 
 @pytest.mark.usefixtures("no_system_data")
@@ -283,6 +286,10 @@ def test_fashion_mnist_from_written_idx_files(
     assert y.tolist() == arrays["train-labels-idx1-ubyte"].tolist()
     assert (data.info.n_train, data.info.n_test, data.info.chance) == (30, 20, 0.1)
     assert D.load_dataset("fashion-mnist", root=tmp_path, limit=7).info.n_train == 7
+    # the prior sizes its batches by the files on disk (a subsample here), not the registry
+    assert D.dataset_info("fashion-mnist").n_train == 60000
+    assert D.train_size("fashion-mnist", root=tmp_path) == 30
+    assert D.train_size("fashion-mnist", root=tmp_path / "nowhere") == 60000  # not there
 
     # $NNRAG_DATA is searched too, and a corrupt file is reported, not crashed on
     monkeypatch.setenv("NNRAG_DATA", str(tmp_path))

@@ -13,6 +13,7 @@ from nnrag.tune.prior import (
     PriorModel,
     adapt,
     load_models,
+    matched_epochs,
     nearest,
     save_models,
     similarity,
@@ -98,8 +99,8 @@ def test_warm_configs_order_dedup_and_provenance() -> None:
     assert [w.provenance["model"] for w in warm] == ["Conv", "Conv", "Other"]
     assert warm[0].params == {"lr": 0.02, "momentum": 0.8, "batch_size": 32}  # mnist first
     assert warm[0].provenance == {"source": "lemur", "model": "Conv", "similarity": 1.0,
-                                  "dataset": "mnist", "recorded_best": 0.99,
-                                  "record": "rec mnist 0.99"}
+                                  "dataset": "mnist", "recorded_best": 0.99, "quality": 1.0,
+                                  "score": 1.0, "record": "rec mnist 0.99"}
     assert warm[1].provenance["dataset"] == "cifar-10"  # the duplicate and the useless skipped
     assert len({json.dumps(w.params, sort_keys=True) for w in warm}) == len(warm)
     # a closer dataset comes before a farther one
@@ -122,6 +123,44 @@ def test_a_short_epoch_budget_prefers_configurations_that_were_good_early() -> N
     assert [w.provenance["record"] for w in short] == ["fast", "slow"]
     assert short[0].provenance["recorded_at_epochs"] == 0.96
     assert slow.at(3) == 0.6 and slow.at(None) == 0.99 and cfg("mnist", 0.5).at(3) == 0.5
+
+
+def test_a_poor_record_of_the_nearest_model_loses_to_a_good_one_of_a_neighbour() -> None:
+    # the twin by code never trained (0.16 on MNIST); a less similar model reached 0.98
+    twin = model("Twin", CONV, cfg("mnist", 0.16, lr=0.1, batch=16), fp="t")
+    near = model("Near", (3.0, 0.0, 1.5), cfg("mnist", 0.98, lr=0.02, batch=32),
+                 cfg("mnist", 0.6, lr=0.001, batch=32))
+    warm = warm_configs(("t", CONV), [twin, near], SPACE, "mnist")
+    assert [w.provenance["record"] for w in warm] == ["rec mnist 0.98", "rec mnist 0.6"]
+    assert warm[1].provenance["quality"] == pytest.approx(0.6 / 0.98, abs=1e-4)
+    # quality is relative to the best any model reached on the dataset: 0.16 / 0.98 < 0.5
+    assert warm_configs(("t", CONV), [twin, near], SPACE, "mnist", min_quality=0.7)[-1] \
+        .provenance["record"] == "rec mnist 0.98"
+    alone = warm_configs(("t", CONV), [twin], SPACE, "mnist")
+    assert [w.provenance["quality"] for w in alone] == [1.0]  # the best known, so kept
+
+
+def test_epochs_are_matched_in_optimizer_steps() -> None:
+    rec = PriorConfig("mnist", {"lr": 0.05, "batch": 64}, 0.99, "r",
+                      curve=(0.9, 0.95, 0.97, 0.98, 0.99))
+    sizes = {"mnist": 60_000}
+    # 3 epochs of 1,000 images at batch 16 = 189 steps, under one MNIST epoch (938 steps)
+    assert matched_epochs(rec, {"batch_size": 16}, 3, 1000, sizes) == 1
+    # 3 epochs of 60,000 at 16 = 11,250 steps = 12 MNIST epochs at 64
+    assert matched_epochs(rec, {"batch_size": 16}, 3, 60_000, sizes) == 12
+    assert matched_epochs(rec, {"batch_size": 64}, 3, 60_000, sizes) == 3
+    for unknown in ({}, {"cifar-10": 50_000}, None):  # no size: the study's own epochs
+        assert matched_epochs(rec, {"batch_size": 16}, 3, 1000, unknown) == 3
+    assert matched_epochs(rec, {}, 3, 1000, sizes) == 3
+    assert matched_epochs(rec, {"batch_size": 16}, None, 1000, sizes) is None
+    # ranked by what it reached after one MNIST epoch, not three
+    fast = PriorConfig("mnist", {"lr": 0.1, "batch": 64}, 0.98, "fast",
+                       curve=(0.95, 0.96, 0.96, 0.97, 0.98))
+    warm = warm_configs(("t", CONV), [model("Conv", CONV, rec, fast)], SPACE, "mnist",
+                        epochs=3, train_size=1000, record_sizes=sizes)
+    assert [w.provenance["record"] for w in warm] == ["fast", "r"]
+    assert warm[0].provenance["record_epochs"] == 1
+    assert warm[1].provenance["recorded_at_epochs"] == 0.9
 
 
 def test_lemur_trials_keep_the_best_per_epoch_budget_with_their_curves() -> None:
