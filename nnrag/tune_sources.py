@@ -85,7 +85,10 @@ def dataset_rule(dataset: str) -> tuple[Any, Any]:
 
 
 def run_store_models(runs: Sequence[Any]) -> list[PriorModel]:
-    """The run store's finished ``ok`` runs with a best value, grouped by fingerprint."""
+    """The run store's finished ``ok`` runs with a best value, grouped by fingerprint, with
+    their learning curves where the records carry their epochs
+    (:meth:`nnrag.train.runstore.RunStore.with_epochs`), so that the prior ranks them by the
+    study's budget like LEMUR's."""
     groups: dict[str, list[Any]] = defaultdict(list)
     for r in runs:
         if r.status == "done" and r.outcome == "ok" and r.best is not None and r.code:
@@ -98,7 +101,11 @@ def run_store_models(runs: Sequence[Any]) -> list[PriorModel]:
             hp = dict(spec.get("hyperparameters") or {})
             if isinstance(spec.get("transform"), str):
                 hp["transform"] = spec["transform"]
-            configs.append(PriorConfig(r.dataset, hp, float(r.best), f"run {r.id}"))
+            metric = spec.get("metric") or "accuracy"
+            curve = tuple(float(e.value) for e in sorted(r.epochs, key=lambda e: e.epoch)
+                          if e.metric == metric and e.value is not None)
+            configs.append(PriorConfig(r.dataset, hp, float(r.best), f"run {r.id}",
+                                       curve[:CURVE_EPOCHS]))
         first = rs[0]
         models.append(PriorModel("runs", first.name, first.name, fp,
                                  layer_histogram(first.code), tuple(configs)))

@@ -563,7 +563,8 @@ class Workspace:
         def runs() -> list[Any]:
             if not Path(self.runs).exists():
                 return []
-            return self.run_store(readonly=True).runs(limit=1 << 20)
+            store = self.run_store(readonly=True)
+            return store.with_epochs(store.runs(limit=1 << 20))
 
         hook = _tune.sampler_hook(
             sampler, code, parsed, dataset, limit=limit, trials=trials, epochs=epochs,

@@ -322,6 +322,20 @@ class RunStore:
         )
         return replace(rows[0], epochs=tuple(EpochRecord(*e) for e in epochs))
 
+    def with_epochs(self, records: Sequence[RunRecord]) -> list[RunRecord]:
+        """``records`` with their per-epoch metrics filled in, in one query per 500 runs
+        (what :meth:`get` does for one)."""
+        rows: dict[int, list[EpochRecord]] = {}
+        ids = [r.id for r in records]
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            cur = self._conn.execute(
+                "SELECT run_id, epoch, metric, value FROM epochs WHERE run_id IN "
+                f"({', '.join('?' * len(chunk))}) ORDER BY run_id, epoch, metric", chunk)
+            for run_id, *epoch in cur.fetchall():
+                rows.setdefault(run_id, []).append(EpochRecord(*epoch))
+        return [replace(r, epochs=tuple(rows.get(r.id, ()))) for r in records]
+
     def runs(self, limit: int = 100) -> list[RunRecord]:
         """The latest runs, newest first."""
         return self._records("1 ORDER BY id DESC LIMIT ?", (limit,))

@@ -177,6 +177,29 @@ def test_lemur_trials_keep_the_best_per_epoch_budget_with_their_curves() -> None
     assert refs[0.5].curve == (0.8, 0.85, 0.86, 0.87)
 
 
+def test_run_store_runs_carry_their_learning_curves(tmp_path: Path) -> None:
+    from nnrag.train.runstore import RunStore
+    from nnrag.tune_sources import run_store_models
+
+    code = "import torch.nn as nn\nclass Net(nn.Module):\n    pass\n"
+    store = RunStore(tmp_path / "runs.db")
+    ids = []
+    for lr, curve in ((0.001, (0.2, 0.5, 0.95)), (0.1, (0.85, 0.88, 0.9))):
+        spec = {"dataset": "digits", "hyperparameters": {"lr": lr}}
+        run = store.create("net", "digits", spec, f"k{lr}", "md5", "fp", code)
+        store.finish(run, {"outcome": "ok", "epochs": [
+            {"epoch": i + 1, "accuracy": v, "loss": 1 - v} for i, v in enumerate(curve)]},
+            "accuracy")
+        ids.append(run)
+    assert all(r.epochs == () for r in store.runs())  # listing stays cheap
+    (m,) = run_store_models(store.with_epochs(store.runs()))
+    curves = {c.hyperparameters["lr"]: c.curve for c in m.configs}
+    assert curves == {0.001: (0.2, 0.5, 0.95), 0.1: (0.85, 0.88, 0.9)}
+    # a one-epoch study prefers the run that was good after one epoch
+    warm = warm_configs(("fp", CONV), [m], SPACE, "digits", epochs=1)
+    assert warm[0].params["lr"] == 0.1 and warm[0].provenance["record"] == f"run {ids[1]}"
+
+
 def test_cache_round_trip_and_key(tmp_path: Path) -> None:
     models = [model("Conv", (1.0, float("nan")), cfg("mnist", 0.9, lr=0.1),
                     PriorConfig("cifar-10", {"lr": 0.1}, 0.5, "r", curve=(0.3, 0.5)))]
