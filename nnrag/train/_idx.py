@@ -24,11 +24,8 @@ class IdxFormatError(ValueError):
     """The file is not a well-formed IDX file (truncated, wrong header, unknown type)."""
 
 
-def read_idx(path: str | Path) -> np.ndarray:
-    """Read an IDX file (gzipped or not) into a native-endian array of its declared shape."""
-    raw = Path(path).read_bytes()
-    if raw[:2] == _GZIP_MAGIC:
-        raw = gzip.decompress(raw)
+def _header(path: str | Path, raw: bytes) -> tuple[np.dtype, tuple[int, ...], int]:
+    """The dtype, shape and data offset the IDX header at the start of ``raw`` declares."""
     if len(raw) < 4:
         raise IdxFormatError(f"{path}: too short for an IDX header ({len(raw)} bytes)")
     zero, code, ndim = struct.unpack(">HBB", raw[:4])
@@ -37,8 +34,15 @@ def read_idx(path: str | Path) -> np.ndarray:
     start = 4 + 4 * ndim
     if len(raw) < start:
         raise IdxFormatError(f"{path}: truncated header")
-    dims = struct.unpack(f">{ndim}I", raw[4:start])
-    dtype = np.dtype(_DTYPES[code])
+    return np.dtype(_DTYPES[code]), struct.unpack(f">{ndim}I", raw[4:start]), start
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (gzipped or not) into a native-endian array of its declared shape."""
+    raw = Path(path).read_bytes()
+    if raw[:2] == _GZIP_MAGIC:
+        raw = gzip.decompress(raw)
+    dtype, dims, start = _header(path, raw)
     expected = math.prod(dims) * dtype.itemsize
     if len(raw) - start != expected:
         raise IdxFormatError(
@@ -52,9 +56,9 @@ def idx_length(path: str | Path) -> int:
     """The first dimension of an IDX file (its number of samples), from the header alone."""
     with Path(path).open("rb") as raw:
         gz = raw.read(2) == _GZIP_MAGIC
-    opener = gzip.open if gz else open
-    with opener(path, "rb") as fh:
-        head = fh.read(8)
-    if len(head) < 8 or head[:2] != b"\x00\x00" or head[2] not in _DTYPES or head[3] < 1:
-        raise IdxFormatError(f"{path}: not an IDX file (header {head[:4].hex()})")
-    return int(struct.unpack(">I", head[4:8])[0])
+        raw.seek(0)
+        head = (gzip.GzipFile(fileobj=raw) if gz else raw).read(4 + 4 * 255)  # longest header
+    _, dims, _ = _header(path, head)
+    if not dims:
+        raise IdxFormatError(f"{path}: not an IDX file of samples (no dimensions)")
+    return int(dims[0])
