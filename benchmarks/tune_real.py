@@ -11,8 +11,11 @@ after the first n trials is read off the study; ``llm`` at n=1 is a separate one
 
 Methods: ``random``, ``tpe``, ``tpe+median`` (Optuna's MedianPruner), ``prior``
 (retrieval from LEMUR's records only: the run store is empty when it starts, so nothing
-of the task itself can leak in), ``prior+predicted`` (the accuracy predictor's early stop,
-fitted on LEMUR), ``llm`` (the embedded Gemma 3 270M through llama-cpp, or ``--llm-model``).
+of the task itself can leak in), ``prior+runs`` (the same, in a workspace whose run store
+already holds the ``random`` and ``tpe`` studies of the *other* models on the same dataset
+and seed, read from ``--runs-from``: a user tuning their sixth model), ``prior+predicted``
+(the accuracy predictor's early stop, fitted on LEMUR), ``llm`` (the embedded Gemma 3 270M
+through llama-cpp, or ``--llm-model``).
 Every method has its own workspace, except that ``tpe`` shares ``random``'s: Optuna's TPE
 samples its first 10 trials with the same seeded random sampler, so those trials are the
 same runs and the engine answers them from the run store; their time is counted as the
@@ -49,11 +52,12 @@ import _results  # noqa: E402
 from _shared import LEMUR, MODELS  # noqa: E402
 
 DATASETS = ("digits", "fashion-mnist")
-METHODS = ("random", "tpe", "tpe+median", "prior", "prior+predicted", "llm")
+METHODS = ("random", "tpe", "tpe+median", "prior", "prior+runs", "prior+predicted", "llm")
 BUDGETS = (1, 5, 10, 20)
 #: method -> (sampler, pruner, workspace it runs in)
 PLAN = {"random": ("random", "none", "random"), "tpe": ("tpe", "none", "random"),
         "tpe+median": ("tpe", "median", "tpe+median"), "prior": ("prior", "none", "prior"),
+        "prior+runs": ("prior", "none", "prior+runs"),
         "prior+predicted": ("prior", "predicted", "prior+predicted"),
         "llm": ("llm", "none", "llm"), "llm-1shot": ("llm", "none", "llm-1shot")}
 
@@ -92,7 +96,8 @@ def fashion_subsample(data_root: Path, n_train: int, n_test: int, seed: int = 0)
 
 def run_method(task_dir: Path, method: str, model: Path, dataset: str, seed: int,
                trials: int, epochs: int, predictor: Path, cache: Path,
-               llm_backend: str, llm_model: str | None, lemur: Path = LEMUR) -> dict[str, Any]:
+               llm_backend: str, llm_model: str | None, lemur: Path = LEMUR,
+               seed_runs: Sequence[Path] = ()) -> dict[str, Any]:
     """One study; per trial its value, outcome and wall seconds (a run answered from the
     run store costs what the original cost)."""
     from nnrag.workspace import open_workspace
@@ -103,6 +108,8 @@ def run_method(task_dir: Path, method: str, model: Path, dataset: str, seed: int
     if not (home / "cache").exists():
         (home / "cache").symlink_to(cache)
     ws = open_workspace(home)
+    if seed_runs and not Path(ws.runs).exists():  # once: a resumed task keeps its store
+        copy_runs(seed_runs, ws.run_store())
     times_path = home / "trial_seconds.json"
     seconds: dict[str, float] = (json.loads(times_path.read_text())
                                  if times_path.exists() else {})
@@ -134,6 +141,43 @@ def run_method(task_dir: Path, method: str, model: Path, dataset: str, seed: int
     return {"method": method, "best_value": result.best_value, "trials": rows}
 
 
+def copy_runs(sources: Sequence[Path], store: Any) -> int:
+    """The finished, trained runs (not those answered from a twin) of the run stores at
+    ``sources``, written into ``store`` with their epochs; how many."""
+    from nnrag.train.runstore import RunStore
+
+    n = 0
+    for source in sources:
+        old = RunStore(source, readonly=True)
+        done = [r for r in old.runs(limit=1 << 20) if r.status == "done"
+                and r.outcome == "ok" and r.duplicate_of is None and r.code]
+        for r in old.with_epochs(done):
+            epochs: dict[int, dict[str, Any]] = {}
+            for e in r.epochs:
+                epochs.setdefault(e.epoch, {"epoch": e.epoch})[e.metric] = e.value
+            new = store.create(r.name, r.dataset, r.spec_dict, r.spec_key, r.code_md5,
+                               r.fingerprint, r.code)
+            store.start(new)
+            store.finish(new, {"outcome": r.outcome, "duration_s": r.duration_s,
+                               "params": r.params, "epochs": list(epochs.values())},
+                         r.spec_dict.get("metric") or "accuracy")
+            n += 1
+        old.close()
+    return n
+
+
+def other_models_runs(runs_from: Path, model: str, dataset: str, seed: int) -> list[Path]:
+    """The run stores of the ``random``/``tpe`` studies of every other model on ``dataset``
+    with ``seed`` under ``runs_from`` (an ``--out`` folder of an earlier run)."""
+    stores = [runs_from / "work" / f"{m}-{dataset}-{seed}" / PLAN["tpe"][2] / "runs.db"
+              for m in MODELS if m != model]
+    missing = [str(p) for p in stores if not p.is_file()]
+    if missing:
+        raise SystemExit(f"prior+runs needs the tpe studies of the other models: no "
+                         f"{missing[0]} (run --methods random tpe with --out {runs_from})")
+    return stores
+
+
 def run_task(task: dict[str, Any]) -> dict[str, Any]:
     import torch
 
@@ -149,10 +193,12 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
     start = time.monotonic()
     for method in task["methods"]:
         trials = 1 if method == "llm-1shot" else task["trials"]
+        seed_runs = (other_models_runs(Path(task["runs_from"]), task["model"], task["dataset"],
+                                       task["seed"]) if method == "prior+runs" else [])
         results[method] = run_method(task_dir, method, model, task["dataset"], task["seed"],
                                      trials, task["epochs"], Path(task["predictor"]),
                                      Path(task["cache"]), task["llm_backend"],
-                                     task["llm_model"], Path(task["lemur"]))
+                                     task["llm_model"], Path(task["lemur"]), seed_runs)
     doc = {"model": task["model"], "dataset": task["dataset"], "seed": task["seed"],
            "seconds": round(time.monotonic() - start, 1), "methods": results}
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -267,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("/tmp/nnrag-tune-real"),
                     help="work folder; finished tasks are kept, so a rerun resumes")
     ap.add_argument("--lemur", type=Path, default=LEMUR)
+    ap.add_argument("--runs-from", type=Path,
+                    help="an --out folder holding the random/tpe studies, whose other "
+                         "models' runs seed prior+runs (default: --out)")
     ap.add_argument("--summarize-only", action="store_true")
     ap.add_argument("--also", type=Path, nargs="*", default=[],
                     help="other --out folders whose methods for the same tasks are added "
@@ -295,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         common = {"out": str(args.out), "methods": methods, "trials": args.trials,
                   "epochs": args.epochs, "predictor": str(predictor), "cache": str(cache),
                   "llm_backend": args.llm_backend, "llm_model": args.llm_model,
-                  "lemur": str(args.lemur)}
+                  "lemur": str(args.lemur), "runs_from": str(args.runs_from or args.out)}
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
             futures = {pool.submit(run_task, {**common, **t}): t for t in tasks}
             for i, fut in enumerate(as_completed(futures), 1):
@@ -337,7 +386,7 @@ def prepare(args: argparse.Namespace) -> tuple[Path, Path]:
     cache = args.out / "cache"
     cache.mkdir(exist_ok=True)
     predictor = args.out / "predictor.json"
-    if "prior" in args.methods or "prior+predicted" in args.methods:
+    if {"prior", "prior+runs", "prior+predicted"} & set(args.methods):
         from nnrag.tune_sources import lemur_models
 
         t0 = time.monotonic()

@@ -118,6 +118,25 @@ def nearest(target: tuple[str, Sequence[float]], models: Iterable[PriorModel], k
     return scored[:k]
 
 
+def candidates(target: tuple[str, Sequence[float]], models: Sequence[PriorModel], k: int,
+               dataset: str, exclude: Callable[[PriorModel], bool] | None = None,
+               ) -> list[tuple[float, PriorModel]]:
+    """The ``k`` most similar models, then the ``k`` most similar of those with records on
+    ``dataset`` itself that are not among them. A zoo of two thousand models outnumbers the
+    handful a user has trained on their own data, so by similarity alone the run store's
+    results on the tuned dataset (run with nnrag's own training, at the budget of the
+    user's studies) would rarely be looked at, although they are the closest evidence there
+    is; the score of :func:`warm_configs` then weighs them against the zoo's."""
+    first = nearest(target, models, k, exclude)
+    seen = {id(m) for _, m in first}
+
+    def elsewhere(m: PriorModel) -> bool:
+        return (id(m) in seen or (exclude is not None and exclude(m))
+                or not any(c.dataset == dataset for c in m.configs))
+
+    return first + nearest(target, models, k, elsewhere)
+
+
 def _snap_choice(value: Any, choices: Sequence[Any], log: bool) -> Any:
     """The choice equal to ``value`` (strings: case-insensitively), or for a number the
     nearest numeric choice (in log scale for ``log``); None when nothing fits."""
@@ -240,7 +259,7 @@ def warm_configs(target: tuple[str, Sequence[float]], models: Iterable[PriorMode
     ``space``; each carries its provenance (source, model, similarity, the dataset it was
     recorded on, its recorded best, its quality and its record).
 
-    The candidates are the configurations of the ``k_models`` most similar models. Each is
+    The candidates are the configurations of the models :func:`candidates` picks. Each is
     scored by similarity x quality x closeness of its dataset (1 for the tuned dataset,
     ``1 / (2 + distance)`` for another). Quality is what the configuration reached within
     the study's budget (``epochs``, matched in optimizer steps where ``record_sizes`` gives
@@ -262,7 +281,7 @@ def warm_configs(target: tuple[str, Sequence[float]], models: Iterable[PriorMode
         return 1.0 if ds == dataset else 1.0 / (2.0 + (distance(ds) if distance else 0.0))
 
     scored: list[tuple[float, int, PriorModel, PriorConfig, dict[str, Any], dict[str, Any]]] = []
-    for rank, (sim, model) in enumerate(nearest(target, pool, k_models, exclude)):
+    for rank, (sim, model) in enumerate(candidates(target, pool, k_models, dataset, exclude)):
         for config in model.configs:
             if useful is not None and not useful(config):
                 continue

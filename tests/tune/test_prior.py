@@ -12,6 +12,7 @@ from nnrag.tune.prior import (
     PriorConfig,
     PriorModel,
     adapt,
+    candidates,
     load_models,
     matched_epochs,
     nearest,
@@ -138,6 +139,26 @@ def test_a_poor_record_of_the_nearest_model_loses_to_a_good_one_of_a_neighbour()
         .provenance["record"] == "rec mnist 0.98"
     alone = warm_configs(("t", CONV), [twin], SPACE, "mnist")
     assert [w.provenance["quality"] for w in alone] == [1.0]  # the best known, so kept
+
+
+def test_results_on_the_tuned_dataset_are_looked_at_beyond_the_k_nearest() -> None:
+    # three zoo models closer by code, all recorded on mnist; one trained model less
+    # similar, but with a result on the tuned dataset itself
+    zoo = [model(f"Zoo{i}", CONV, cfg("mnist", 0.99, lr=0.01 * (i + 1), batch=32), fp=f"z{i}")
+           for i in range(3)]
+    own = PriorModel("runs", "mine", "mine", "m", (3.0, 0.0, 1.5),
+                     (cfg("fashion-mnist", 0.8, lr=0.03, batch=16, optimizer="adamw"),))
+    picked = candidates(("t", CONV), zoo + [own], 2, "fashion-mnist")
+    assert [m.name for _, m in picked] == ["Zoo0", "Zoo1", "mine"]
+    assert [m.name for _, m in nearest(("t", CONV), zoo + [own], 2)] == ["Zoo0", "Zoo1"]
+    warm = warm_configs(("t", CONV), zoo + [own], default_space(set()), "fashion-mnist",
+                        k_models=2, distance=lambda d: 1.0)
+    assert warm[0].provenance["source"] == "runs"  # the tuned dataset outweighs the zoo's
+    assert warm[0].params["optimizer"] == "adamw"  # what it was trained with, kept
+    # nothing on the tuned dataset: the k nearest only, as before
+    assert len(candidates(("t", CONV), zoo, 2, "fashion-mnist")) == 2
+    assert candidates(("t", CONV), zoo + [own], 2, "fashion-mnist",
+                      exclude=lambda m: m.source == "runs") == picked[:2]
 
 
 def test_epochs_are_matched_in_optimizer_steps() -> None:
