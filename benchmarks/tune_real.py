@@ -272,24 +272,27 @@ def summarize(docs: Sequence[dict[str, Any]], methods: Sequence[str],
         out["accuracy_on_llm_tasks"] = [accuracy(llm_tasks, m) for m in methods]
     out["wall_seconds"] = [cost(m) for m in methods]
     targets: dict[str, Any] = {}
-    both = [d for d in docs if "prior" in d["methods"] and "tpe" in d["methods"]]
-    if both:
+    for method in ("prior", "prior+runs"):  # the two targets, for each prior
+        both = [d for d in docs if method in d["methods"] and "tpe" in d["methods"]]
+        if not both:
+            continue
+        key = method.replace("+", "_")
         tpe20 = [best_at(d["methods"]["tpe"]["trials"], 20) for d in both]
-        prior5 = [best_at(d["methods"]["prior"]["trials"], 5) for d in both]
-        prior1 = [best_at(d["methods"]["prior"]["trials"], 1) for d in both]
+        at5 = [best_at(d["methods"][method]["trials"], 5) for d in both]
+        at1 = [best_at(d["methods"][method]["trials"], 1) for d in both]
         tpe10 = [best_at(d["methods"]["tpe"]["trials"], 10) for d in both]
-        targets = {
+        targets.update({
             "tasks": len(both),
-            "prior5_reaches_tpe20_pct": round(100 * statistics.mean(
-                [p >= t for p, t in zip(prior5, tpe20, strict=True)]), 1),
-            "prior5_within_tolerance_of_tpe20_pct": round(100 * statistics.mean(
-                [p >= t - tolerance for p, t in zip(prior5, tpe20, strict=True)]), 1),
+            f"{key}5_reaches_tpe20_pct": round(100 * statistics.mean(
+                [p >= t for p, t in zip(at5, tpe20, strict=True)]), 1),
+            f"{key}5_within_tolerance_of_tpe20_pct": round(100 * statistics.mean(
+                [p >= t - tolerance for p, t in zip(at5, tpe20, strict=True)]), 1),
             "tolerance": tolerance,
-            "prior_one_shot_median": round(statistics.median(prior1), 4),
+            f"{key}_one_shot_median": round(statistics.median(at1), 4),
             "tpe_at_10_median": round(statistics.median(tpe10), 4),
-            "prior_one_shot_ge_tpe10_per_task_pct": round(100 * statistics.mean(
-                [p >= t for p, t in zip(prior1, tpe10, strict=True)]), 1),
-        }
+            f"{key}_one_shot_ge_tpe10_per_task_pct": round(100 * statistics.mean(
+                [p >= t for p, t in zip(at1, tpe10, strict=True)]), 1),
+        })
     return {**out, "targets": targets}
 
 

@@ -141,6 +141,18 @@ def test_a_poor_record_of_the_nearest_model_loses_to_a_good_one_of_a_neighbour()
     assert [w.provenance["quality"] for w in alone] == [1.0]  # the best known, so kept
 
 
+def test_sharpness_weighs_similarity_against_quality() -> None:
+    near = model("Near", (3.0, 0.5, 1.0), cfg("mnist", 0.6, lr=0.01, batch=32))  # sim 0.97
+    unlike = model("Unlike", (2.0, 2.0, 1.0), cfg("mnist", 1.0, lr=0.05, batch=32))  # 0.76
+    def first(**kw: float) -> str:
+        return str(warm_configs(("t", CONV), [near, unlike], SPACE, "mnist", **kw)[0]
+                   .provenance["model"])
+    assert first() == "Near"  # 0.97 ** 4 x 0.6 > 0.76 ** 4 x 1.0
+    assert first(sharpness=1.0) == "Unlike"  # 0.97 x 0.6 < 0.76 x 1.0
+    assert warm_configs(("t", CONV), [near], SPACE, "mnist")[0].provenance["score"] \
+        == pytest.approx(round(similarity(("t", CONV), near) ** 4, 4), abs=1e-4)
+
+
 def test_results_on_the_tuned_dataset_are_looked_at_beyond_the_k_nearest() -> None:
     # three zoo models closer by code, all recorded on mnist; one trained model less
     # similar, but with a result on the tuned dataset itself
