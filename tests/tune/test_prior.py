@@ -147,10 +147,10 @@ def test_sharpness_weighs_similarity_against_quality() -> None:
     def first(**kw: float) -> str:
         return str(warm_configs(("t", CONV), [near, unlike], SPACE, "mnist", **kw)[0]
                    .provenance["model"])
-    assert first() == "Near"  # 0.97 ** 4 x 0.6 > 0.76 ** 4 x 1.0
-    assert first(sharpness=1.0) == "Unlike"  # 0.97 x 0.6 < 0.76 x 1.0
-    assert warm_configs(("t", CONV), [near], SPACE, "mnist")[0].provenance["score"] \
-        == pytest.approx(round(similarity(("t", CONV), near) ** 4, 4), abs=1e-4)
+    assert first() == "Unlike"  # 0.97 x 0.6 < 0.76 x 1.0
+    assert first(sharpness=4.0) == "Near"  # 0.97 ** 4 x 0.6 > 0.76 ** 4 x 1.0
+    assert warm_configs(("t", CONV), [near], SPACE, "mnist", sharpness=4.0)[0] \
+        .provenance["score"] == pytest.approx(similarity(("t", CONV), near) ** 4, abs=1e-4)
 
 
 def test_results_on_the_tuned_dataset_are_looked_at_beyond_the_k_nearest() -> None:
