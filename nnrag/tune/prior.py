@@ -122,7 +122,7 @@ def candidates(target: tuple[str, Sequence[float]], models: Sequence[PriorModel]
                dataset: str, exclude: Callable[[PriorModel], bool] | None = None,
                ) -> list[tuple[float, PriorModel]]:
     """The ``k`` most similar models, then the ``k`` most similar of those with records on
-    ``dataset`` itself that are not among them. A zoo of two thousand models outnumbers the
+    ``dataset`` itself that are not among them. A zoo of nearly two thousand models outnumbers the
     handful a user has trained on their own data, so by similarity alone the run store's
     results on the tuned dataset (run with nnrag's own training, at the budget of the
     user's studies) would rarely be looked at, although they are the closest evidence there
@@ -224,7 +224,7 @@ Useful = Callable[[PriorConfig], bool]
 #: A configuration is copied only if it reached at least this fraction of the best value any
 #: recorded model reached on its dataset within the same epochs (see :func:`warm_configs`).
 MIN_QUALITY = 0.5
-#: The power of similarity in a configuration's score (see :func:`warm_configs`). Linear:
+#: The power of similarity in a configuration's score (see :func:`warm_configs`). 1, linear:
 #: a power of 4 (an unlike model's good result ranked below a close model's) gave a better
 #: first pick on the LEMUR surrogate (regret 0.27 against 0.28) but a worse one in real
 #: training (0.80 against 0.85 over 21 tasks), so it stays a parameter, not the default.
